@@ -1,0 +1,97 @@
+"""``errorless <command>``: the small CLI the Snakemake rules call.
+
+Each command lives in a module that defines ``<prefix>_arguments(parser)`` and
+``<prefix>_main(args) -> int``. User errors (:class:`ErrorlessError`) print one clear line
+and exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import ErrorlessError
+
+# command -> (module, function prefix, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "synthesize": ("errorless.synthetic", "synthesize", "write the synthetic data set (imagenet64 layout)"),
+    "modularize": ("errorless.shards", "modularize", "split a data set into (module, submodule) shards"),
+    "train": ("errorless.train", "train", "train one FNN: SGD to the threshold, then GDT"),
+    "gather": ("errorless.gather", "gather", "collect every job's weights and metrics into Parquet"),
+    "evaluate-training": ("errorless.evaluate", "training", "training evaluation table (paper Table 2)"),
+    "evaluate": ("errorless.evaluate", "evaluate", "majority-vote evaluation of one source batch"),
+    "summarize": ("errorless.evaluate", "summarize", "accuracy, Top-1 and confusion tables from predictions"),
+    "predict": ("errorless.predict", "predict", "predict labels of new images with a trained results folder"),
+    "duplicates": ("errorless.duplicates", "duplicates", "exact and near duplicates with different labels"),
+    "double-labeling": ("errorless.doublelabel", "doublelabel", "double-labelling report and planted-truth check"),
+    "report-figures": ("errorless.report", "figures", "figures and tables for the HTML report"),
+    "info": ("errorless.cli", "info", "show the validated configuration and the job grid"),
+}
+
+
+def info_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="config YAML (default: only the schema defaults)")
+
+
+def info_main(args: argparse.Namespace) -> int:
+    import json
+
+    from .config import load_config, module_names, proto_names, submodule_names
+
+    cfg = load_config(args.config)
+    print(json.dumps(cfg, indent=1))
+    print("protos:", proto_names(cfg))
+    print("features:", cfg["features"])
+    print("submodules:", submodule_names(cfg["modules"]["submodules"]))
+    labels = cfg["dataset"]["labels"] or cfg["synthetic"]["labels"]
+    print("modules:", module_names(labels // cfg["modules"]["labels_per_module"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="errorless", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, prefix, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_target=(module, prefix))
+        mod = _load(module, name)
+        if mod is not None:
+            getattr(mod, f"{prefix}_arguments")(p)
+    return parser
+
+
+def _load(module: str, name: str):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:  # command not built into this installation
+            return None
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    module, prefix = args._target
+    mod = _load(module, args.command)
+    if mod is None:
+        parser.error(f"command {args.command!r} is not available ({module} missing)")
+    try:
+        return int(getattr(mod, f"{prefix}_main")(args) or 0)
+    except ErrorlessError as e:
+        print(f"errorless {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

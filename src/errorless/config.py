@@ -1,0 +1,219 @@
+"""The validated configuration and the typed settings built from it.
+
+The workflow validates ``config.yaml`` with Snakemake's ``validate`` against
+``schema/config.schema.yaml``; the CLI uses :func:`load_config`, which applies the same
+schema (with defaults) so that both see identical settings.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "config.schema.yaml"
+
+# SPEC Table 1, in the paper's order. Weights of (R, G, B).
+FEATURES: dict[str, tuple[float, float, float]] = {
+    "R": (1.0, 0.0, 0.0),
+    "G": (0.0, 1.0, 0.0),
+    "B": (0.0, 0.0, 1.0),
+    "RGg1": (0.618, 0.382, 0.0),
+    "RBg1": (0.618, 0.0, 0.382),
+    "GBg1": (0.0, 0.618, 0.382),
+    "RGg2": (0.382, 0.618, 0.0),
+    "RBg2": (0.382, 0.0, 0.618),
+    "GBg2": (0.0, 0.382, 0.618),
+    "RG": (0.5, 0.5, 0.0),
+    "RB": (0.5, 0.0, 0.5),
+    "GB": (0.0, 0.5, 0.5),
+    "eRGB": (1 / 3, 1 / 3, 1 / 3),
+    "BW": (0.299, 0.587, 0.114),
+    "X": (0.4125, 0.3576, 0.1804),
+    "Y": (0.2126, 0.7152, 0.0722),
+    "Z": (0.0193, 0.1192, 0.9502),
+}
+GREY_FEATURE = "gray"
+GREY_FORMATS = {"digits"}
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def _validator_with_defaults():
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    validate_props = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_props(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def _error_text(err) -> str:
+    key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    if err.validator == "additionalProperties":
+        return f"config key {key}: {err.message} (see the README's configuration table)"
+    return f"config key {key}: {err.message}"
+
+
+def validate(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` in place, fill in defaults, check cross-key rules; return it."""
+    validator = _validator_with_defaults()(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("; ".join(_error_text(e) for e in errors))
+    check_consistency(config)
+    return config
+
+
+def check_consistency(config: dict[str, Any]) -> None:
+    """Rules the schema cannot express."""
+    feats = config["features"]
+    fmt = config["dataset"]["format"]
+    grey = fmt in GREY_FORMATS
+    if grey and feats != [GREY_FEATURE]:
+        bad = [f for f in feats if f != GREY_FEATURE]
+        raise ConfigError(
+            f"config key features: data set format {fmt!r} is grey, it has the single feature "
+            f"'gray'; colour feature(s) {bad} cannot be computed from grey data"
+        )
+    if not grey and GREY_FEATURE in feats:
+        raise ConfigError(
+            f"config key features: 'gray' is only for grey data sets; format {fmt!r} is colour"
+        )
+    too_big = [p for p in config["featured_models"] if p > len(feats)]
+    if too_big:
+        raise ConfigError(
+            f"config key featured_models: {too_big} exceed the {len(feats)} configured features"
+        )
+    archs = config["models"]["architectures"]
+    unknown = [a for a in config["models"]["use"] if a not in archs]
+    if unknown:
+        raise ConfigError(
+            f"config key models.use: {unknown} not in models.architectures ({sorted(archs)})"
+        )
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict[str, Any]:
+    """Read a YAML config (or only the defaults), apply overrides, validate."""
+    config: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(config, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+    if overrides:
+        config = _merge(config, overrides)
+    return validate(config)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _from_dict(cls, d: dict[str, Any]):
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} settings: {sorted(unknown)}")
+    return cls(**d)
+
+
+@dataclass(frozen=True)
+class TransformSettings:
+    pool: int = 2
+    trim: int = 1
+    decimals: int = 4
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TransformSettings:
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class SGDSettings:
+    threshold: float = 0.98
+    max_epochs: int = 300
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    loss: str = "cross_entropy"
+    temperature: float = 100.0
+    released_epochs: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SGDSettings:
+        return _from_dict(cls, d)
+
+
+@dataclass(frozen=True)
+class GDTSettings:
+    enabled: bool = True
+    anchors: int = 10
+    steps: int = 25
+    delta0: float = 0.1
+    factor: float = 1.5
+    streak: int = 6
+    eta_min: float = 0.01
+    eta_gain: float = 20.0
+    rounds: int = 8
+    delta_floor: float = 1e-4
+    max_lambda_steps: int = 400
+    max_seconds: float = 14400.0
+    conflict_precheck: bool = True
+    checkpoint_seconds: float = 120.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GDTSettings:
+        return _from_dict(cls, d)
+
+
+def module_names(k: int) -> list[str]:
+    """Module wildcard values m01..m40 (zero-padded to at least two digits)."""
+    width = max(2, len(str(k)))
+    return [f"m{j:0{width}d}" for j in range(1, k + 1)]
+
+
+def submodule_names(r: int) -> list[str]:
+    return [f"s{s}" for s in range(1, r + 1)]
+
+
+def proto_names(config: dict[str, Any]) -> list[str]:
+    """Trained model wildcard values: '<arch>_m<replicate>', e.g. h1_m1."""
+    m = config["models"]
+    return [f"{a}_m{i}" for a in m["use"] for i in range(1, m["replicates"] + 1)]
+
+
+def methods(config: dict[str, Any]) -> list[str]:
+    """Proto-model methods produced: S always, Sp with released threshold, T with GDT."""
+    out = ["S"]
+    if config["sgd"]["released_epochs"] > 0:
+        out.append("Sp")
+    if config["gdt"]["enabled"]:
+        out.append("T")
+    return out

@@ -1,0 +1,259 @@
+"""Loaders for the real on-disk layouts of SPEC §2. Every image keeps a stable id.
+
+Formats:
+- ``imagenet64`` / ``imagenet32``: pickles ``train_data_batch_1..10`` and ``val_data``; dict with
+  ``data`` uint8 (N, 3*S*S) (all R, then G, then B, each row-major) and ``labels`` 1..1000.
+- ``imagenet64-npz`` / ``imagenet32-npz``: the same as ``<name>.npz``.
+- ``cifar10`` (``data_batch_1..5``, ``test_batch``) / ``cifar100`` (``train``, ``test``): python
+  pickles, keys may be bytes, labels under ``labels`` / ``fine_labels`` (0-based).
+- ``npz``: ``train.npz`` (+ optional ``test.npz``) or a single ``.npz`` file with ``images``
+  (N, H, W, C) uint8, ``labels`` (N,), optional ``ids``.
+- ``digits``: scikit-learn's bundled 8×8 handwritten digits (grey, values 0..16 scaled to 0..255).
+- ``synthetic``: written by :mod:`errorless.synthetic` in the imagenet64 (or 32) layout.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+
+IMAGENET = {"imagenet64": 64, "imagenet32": 32, "imagenet64-npz": 64, "imagenet32-npz": 32}
+DEFAULT_LABELS = {"cifar10": 10, "cifar100": 100, "digits": 10}
+
+
+@dataclass
+class ImageSet:
+    images: np.ndarray  # uint8 (N, H, W, C)
+    labels: np.ndarray  # int64 (N,), 0-based global
+    batch: np.ndarray  # str (N,), source batch name
+    row: np.ndarray  # int64 (N,), row within its source batch
+    num_labels: int
+    names: np.ndarray | None = None  # optional ids given by the data set itself (npz "ids")
+
+    @property
+    def ids(self) -> np.ndarray:
+        if self.names is not None:
+            return self.names
+        return np.char.add(np.char.add(self.batch.astype(str), ":"), self.row.astype(str))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def concat(sets: list[ImageSet]) -> ImageSet:
+    shapes = {s.images.shape[1:] for s in sets}
+    if len(shapes) > 1:
+        raise DataError(f"source batches have different image shapes: {sorted(shapes)}")
+    names = None
+    if any(s.names is not None for s in sets):
+        names = np.concatenate([s.ids for s in sets])
+    return ImageSet(
+        images=np.concatenate([s.images for s in sets]),
+        labels=np.concatenate([s.labels for s in sets]),
+        batch=np.concatenate([s.batch for s in sets]),
+        row=np.concatenate([s.row for s in sets]),
+        num_labels=sets[0].num_labels,
+        names=names,
+    )
+
+
+# ---------------------------------------------------------------- which batches exist
+
+def data_format(cfg: dict[str, Any]) -> str:
+    fmt = cfg["dataset"]["format"]
+    if fmt == "synthetic":
+        return "imagenet64" if cfg["synthetic"]["image_size"] == 64 else "imagenet32"
+    return fmt
+
+
+def num_labels(cfg: dict[str, Any]) -> int | None:
+    """L from the config (None for npz without dataset.labels: read from the data)."""
+    if cfg["dataset"]["labels"]:
+        return int(cfg["dataset"]["labels"])
+    fmt = cfg["dataset"]["format"]
+    if fmt == "synthetic":
+        return int(cfg["synthetic"]["labels"])
+    if fmt in IMAGENET:
+        return 1000
+    return DEFAULT_LABELS.get(fmt)
+
+
+def train_batches(cfg: dict[str, Any]) -> list[str]:
+    fmt = cfg["dataset"]["format"]
+    n = cfg["dataset"]["batches"]
+    if fmt == "synthetic":
+        n = cfg["synthetic"]["batches"]
+    if fmt == "synthetic" or fmt in IMAGENET:
+        return [f"train_data_batch_{i}" for i in range(1, n + 1)]
+    if fmt == "cifar10":
+        return [f"data_batch_{i}" for i in range(1, min(n, 5) + 1)]
+    if fmt == "cifar100":
+        return ["train"]
+    if fmt == "npz":
+        p = Path(cfg["dataset"]["path"])
+        return [p.stem] if p.suffix == ".npz" else ["train"]
+    if fmt == "digits":
+        return ["digits"]
+    raise DataError(f"config key dataset.format: unknown format {fmt!r}")
+
+
+def validation_batch(cfg: dict[str, Any]) -> str | None:
+    """Name of the held-out batch, or None when there is none (or dataset.validation is off)."""
+    if not cfg["dataset"]["validation"]:
+        return None
+    fmt = cfg["dataset"]["format"]
+    if fmt == "synthetic":
+        return "val_data" if cfg["synthetic"]["validation_per_label"] > 0 else None
+    name = {"cifar10": "test_batch", "cifar100": "test", "npz": "test"}.get(fmt, "val_data")
+    if fmt == "digits":
+        return None
+    if fmt == "npz" and Path(cfg["dataset"]["path"]).suffix == ".npz":
+        return None
+    return name if batch_path(cfg, name).exists() else None
+
+
+def batch_path(cfg: dict[str, Any], name: str) -> Path:
+    fmt = cfg["dataset"]["format"]
+    root = Path(cfg["dataset"]["path"])
+    if fmt in ("imagenet64-npz", "imagenet32-npz"):
+        return root / f"{name}.npz"
+    if fmt == "npz":
+        return root if root.suffix == ".npz" else root / f"{name}.npz"
+    if fmt == "digits":
+        return root
+    return root / name
+
+
+def batch_files(cfg: dict[str, Any]) -> list[Path]:
+    """Files the training data is read from (Snakemake inputs); empty for digits."""
+    if cfg["dataset"]["format"] == "digits":
+        return []
+    return [batch_path(cfg, b) for b in train_batches(cfg)]
+
+
+# ---------------------------------------------------------------- reading
+
+def load_training(cfg: dict[str, Any]) -> ImageSet:
+    return concat([load_batch(cfg, b) for b in train_batches(cfg)])
+
+
+def load_batch(cfg: dict[str, Any], name: str) -> ImageSet:
+    """Read one source batch of the configured data set, with labels checked against L."""
+    fmt = cfg["dataset"]["format"]
+    path = batch_path(cfg, name)
+    if fmt == "digits":
+        return _digits(num_labels(cfg))
+    dfmt = data_format(cfg)
+    if dfmt in IMAGENET:
+        side = IMAGENET[dfmt]
+        d = _read_npz(path) if dfmt.endswith("-npz") else _read_pickle(path)
+        images = _planes_to_hwc(path, _key(d, path, "data"), side)
+        labels = _labels(path, _key(d, path, "labels"), len(images), low=1) - 1
+        return _checked(path, name, images, labels, num_labels(cfg))
+    if fmt in ("cifar10", "cifar100"):
+        d = _read_pickle(path)
+        key = "labels" if fmt == "cifar10" else "fine_labels"
+        images = _planes_to_hwc(path, _key(d, path, "data"), 32)
+        labels = _labels(path, _key(d, path, key), len(images), low=0)
+        return _checked(path, name, images, labels, num_labels(cfg))
+    if fmt == "npz":
+        d = _read_npz(path)
+        images = np.asarray(_key(d, path, "images"))
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise DataError(
+                f"{path}: 'images' must be uint8 (N, H, W, C) with C = 1 or 3, "
+                f"got {images.dtype} {images.shape}"
+            )
+        labels = _labels(path, _key(d, path, "labels"), len(images), low=0)
+        s = _checked(path, name, images, labels, num_labels(cfg) or int(labels.max()) + 1)
+        if "ids" in d:
+            ids = np.asarray(d["ids"]).astype(str)
+            if ids.shape != (len(images),) or len(np.unique(ids)) != len(ids):
+                raise DataError(f"{path}: 'ids' must be {len(images)} unique strings")
+            s.names = ids
+        return s
+    raise DataError(f"config key dataset.format: unknown format {fmt!r}")
+
+
+def _checked(path: Path, name: str, images: np.ndarray, labels: np.ndarray, L: int | None) -> ImageSet:
+    if L is not None and len(labels) and labels.max() >= L:
+        bad = int(labels.max())
+        raise DataError(
+            f"{path}: label {bad} outside the expected range 0..{L - 1} "
+            f"(imagenet files: 1..{L}); set dataset.labels if the data set has more labels"
+        )
+    n = len(labels)
+    return ImageSet(
+        images=np.ascontiguousarray(images),
+        labels=labels,
+        batch=np.full(n, name),
+        row=np.arange(n, dtype=np.int64),
+        num_labels=int(L) if L is not None else int(labels.max()) + 1,
+    )
+
+
+def _read_pickle(path: Path) -> dict:
+    if not path.exists():
+        raise DataError(f"{path}: data file missing (check dataset.path and dataset.batches)")
+    try:
+        with open(path, "rb") as fh:
+            d = pickle.load(fh, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError) as e:
+        raise DataError(f"{path}: not a readable pickle batch (truncated or corrupt?): {e}") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: expected a dict with 'data' and 'labels', got {type(d).__name__}")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+def _read_npz(path: Path) -> dict:
+    if not path.exists():
+        raise DataError(f"{path}: data file missing (check dataset.path)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npz file (truncated or corrupt?): {e}") from None
+
+
+def _key(d: dict, path: Path, key: str):
+    if key not in d:
+        raise DataError(f"{path}: missing key {key!r} (has {sorted(d)})")
+    return d[key]
+
+
+def _planes_to_hwc(path: Path, data, side: int) -> np.ndarray:
+    data = np.asarray(data)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * side * side:
+        raise DataError(
+            f"{path}: 'data' must be uint8 (N, {3 * side * side}) = 3 planes of {side}x{side}, "
+            f"got {data.dtype} {data.shape}"
+        )
+    return data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)  # (N, S, S, 3)
+
+
+def _labels(path: Path, labels, n: int, low: int) -> np.ndarray:
+    try:
+        y = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: labels are not integers") from None
+    if y.shape != (n,):
+        raise DataError(f"{path}: {y.size} labels for {n} images")
+    if n and y.min() < low:
+        raise DataError(f"{path}: label {int(y.min())} below {low} (labels must start at {low})")
+    return y
+
+
+def _digits(L: int | None) -> ImageSet:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
+    labels = d.target.astype(np.int64)
+    return _checked(Path("sklearn:digits"), "digits", images, labels, L or 10)

@@ -1,0 +1,191 @@
+"""Modularize (SPEC §3): one shard per (module, submodule).
+
+Module j (1..k) holds labels [(j-1)c, jc). Its images, in the stable order (source batch,
+label, row), are cut into r contiguous parts of floor(N/r) images (the last takes the rest).
+A shard whose content did not change is not rewritten (same bytes, same mtime), so a
+change to one module's data re-trains only that module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import datasets
+from .config import load_config, module_names, submodule_names
+from .errors import ConfigError, DataError
+from .io import write_npz, write_text
+
+log = logging.getLogger(__name__)
+KEYS = ("images", "labels", "batch", "row", "ids", "module", "submodule", "label_lo", "label_hi", "num_labels")
+
+
+@dataclass
+class Shard:
+    images: np.ndarray  # uint8 (N, H, W, C)
+    labels: np.ndarray  # int64 (N,), global 0-based
+    batch: np.ndarray  # str (N,)
+    row: np.ndarray  # int64 (N,)
+    ids: np.ndarray  # str (N,)
+    module: int  # 1-based j
+    submodule: int  # 1-based s
+    label_lo: int
+    label_hi: int
+    num_labels: int
+
+    @property
+    def local_labels(self) -> np.ndarray:
+        return self.labels - self.label_lo
+
+    @property
+    def name(self) -> str:
+        return f"{module_names(self.num_labels // (self.label_hi - self.label_lo))[self.module - 1]}_s{self.submodule}"
+
+
+def num_modules(num_labels: int, labels_per_module: int) -> int:
+    if num_labels % labels_per_module:
+        raise ConfigError(
+            f"config key modules.labels_per_module: {num_labels} labels cannot be split into "
+            f"modules of {labels_per_module} (L must be divisible by labels_per_module)"
+        )
+    return num_labels // labels_per_module
+
+
+def assign(labels: np.ndarray, batch_index: np.ndarray, row: np.ndarray, c: int, r: int, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (order, module, submodule): images sorted by (module, batch, label, row) and
+    each sorted image's 0-based module and submodule."""
+    k = num_modules(L, c)
+    module = labels // c
+    order = np.lexsort((row, labels, batch_index, module))  # last key is primary
+    mod_sorted = module[order]
+    counts = np.bincount(mod_sorted, minlength=k)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        j = int(empty[0])
+        raise DataError(
+            f"module {module_names(k)[j]} (labels {j * c}..{(j + 1) * c - 1}) has no images; "
+            f"{len(empty)} of {k} modules are empty (wrong dataset.labels or labels_per_module?)"
+        )
+    few = np.flatnonzero(counts < r)
+    if len(few):
+        j = int(few[0])
+        raise DataError(f"module {module_names(k)[j]} has {counts[j]} images, fewer than {r} submodules")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(len(order)) - starts[mod_sorted]  # position inside its module
+    part = np.minimum(pos // (counts[mod_sorted] // r), r - 1)
+    return order, mod_sorted, part
+
+
+def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    """Write every shard (only those whose content changed) and return the manifest rows."""
+    t0 = time.time()
+    data = datasets.load_training(cfg)
+    c, r, L = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"], data.num_labels
+    k = num_modules(L, c)
+    names = datasets.train_batches(cfg)
+    batch_index = _index_of(names, data.batch)
+    order, mod, part = assign(data.labels, batch_index, data.row, c, r, L)
+    ids = data.ids
+    rows = []
+    for j, mname in enumerate(module_names(k)):
+        for s, sname in enumerate(submodule_names(r)):
+            sel = order[(mod == j) & (part == s)]
+            arrays = {
+                "images": data.images[sel],
+                "labels": data.labels[sel],
+                "batch": data.batch[sel].astype(str),
+                "row": data.row[sel],
+                "ids": ids[sel].astype(str),
+                "module": np.int64(j + 1),
+                "submodule": np.int64(s + 1),
+                "label_lo": np.int64(j * c),
+                "label_hi": np.int64((j + 1) * c),
+                "num_labels": np.int64(L),
+            }
+            path = out_dir / f"{mname}_{sname}.npz"
+            changed = not _same(path, arrays)
+            if changed:
+                write_npz(path, **arrays)
+            rows.append(
+                dict(module=mname, submodule=sname, images=len(sel), label_lo=j * c,
+                     label_hi=(j + 1) * c, changed=changed, path=str(path))
+            )
+    n_changed = sum(r_["changed"] for r_ in rows)
+    log.info("%d images -> %d shards (%d written, %d unchanged) in %.1f s",
+             len(data), len(rows), n_changed, len(rows) - n_changed, time.time() - t0)
+    return rows
+
+
+def _index_of(names: list[str], batch: np.ndarray) -> np.ndarray:
+    lookup = {n: i for i, n in enumerate(names)}
+    uniq, inv = np.unique(batch, return_inverse=True)
+    return np.array([lookup[u] for u in uniq], dtype=np.int64)[inv]
+
+
+def _same(path: Path, arrays: dict[str, np.ndarray]) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if set(z.files) != set(arrays):
+                return False
+            return all(np.array_equal(z[k], v) and z[k].dtype == np.asarray(v).dtype for k, v in arrays.items())
+    except Exception:  # unreadable old shard: rewrite it
+        return False
+
+
+def load_shard(path: str | Path) -> Shard:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: shard missing (run the modularize step)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in KEYS if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: not a shard, missing keys {missing}")
+            d = {k: z[k] for k in KEYS}
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"{path}: unreadable shard (truncated or corrupt?): {e}") from None
+    return Shard(
+        images=d["images"], labels=d["labels"].astype(np.int64), batch=d["batch"], row=d["row"],
+        ids=d["ids"], module=int(d["module"]), submodule=int(d["submodule"]),
+        label_lo=int(d["label_lo"]), label_hi=int(d["label_hi"]), num_labels=int(d["num_labels"]),
+    )
+
+
+# ---------------------------------------------------------------- CLI
+
+def modularize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="config YAML")
+    p.add_argument("--settings", help="validated config as a JSON string (overrides --config)")
+    p.add_argument("--out", required=True, help="folder of the shards")
+    p.add_argument("--manifest", required=True, help="manifest TSV written last")
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    if getattr(args, "settings", None):
+        from .config import validate
+
+        return validate(json.loads(args.settings))
+    return load_config(args.config)
+
+
+def modularize_main(args: argparse.Namespace) -> int:
+    cfg = settings_from_args(args)
+    rows = modularize(cfg, Path(args.out))
+    header = "module\tsubmodule\timages\tlabel_lo\tlabel_hi\tchanged\tpath"
+    lines = [header] + ["\t".join(str(r[k]) for k in header.split("\t")) for r in rows]
+    write_text(args.manifest, "\n".join(lines) + "\n")
+    for r in rows:
+        log.info("%s_%s: %d images, labels %d..%d%s", r["module"], r["submodule"], r["images"],
+                 r["label_lo"], r["label_hi"] - 1, "" if r["changed"] else " (unchanged)")
+    return 0

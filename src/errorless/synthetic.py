@@ -1,0 +1,173 @@
+"""The embedded synthetic data set, written in the imagenet64 (or 32) pickle layout.
+
+Each class is a smooth random colour pattern; an image is its class pattern, blended with a
+random other class's pattern, shifted, rescaled and covered in pixel noise, so classes
+overlap and SGD does not trivially reach 100 %. Deterministic for a seed.
+
+Planted double labels (ground truth in ``planted.csv`` next to the batches):
+- ``same_shard``: image A (label a) copied over an image B of another label of the same
+  (module, submodule) shard: B keeps its label, so one input carries two labels in one shard;
+- ``cross_module``: the same, with B in another module (no single FNN can see it);
+- ``near``: B becomes A plus small pixel noise (B in another module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import module_names, submodule_names
+from .errors import ConfigError
+from .io import write_if_changed, write_text
+from .shards import assign, num_modules
+
+log = logging.getLogger(__name__)
+PLANTED_COLUMNS = ["kind", "id_a", "label_a", "id_b", "label_b", "module_a", "submodule_a", "module_b", "submodule_b"]
+
+
+def class_patterns(rng: np.random.Generator, labels: int, side: int) -> np.ndarray:
+    """Smooth random colour patterns (L, side, side, 3) in 0..255, one per class."""
+    coarse = rng.uniform(0, 255, size=(labels, 6, 6, 3))
+    rep = -(-side // 6)
+    big = np.repeat(np.repeat(coarse, rep, axis=1), rep, axis=2)[:, :side, :side]
+    # blur with a box filter along both axes (vectorised, via cumulative sums)
+    k = max(3, side // 8)
+    for axis in (1, 2):
+        c = np.cumsum(np.pad(big, [(0, 0)] + [(k, k) if a == axis else (0, 0) for a in (1, 2)] + [(0, 0)], mode="edge"), axis=axis)
+        hi = np.take(c, np.arange(2 * k, 2 * k + side), axis=axis)
+        lo = np.take(c, np.arange(0, side), axis=axis)
+        big = (hi - lo) / (2 * k)
+    return big
+
+
+def make_images(rng: np.random.Generator, patterns: np.ndarray, labels: np.ndarray, noise: float) -> np.ndarray:
+    """Images (N, S, S, 3) uint8 of the given labels."""
+    n = len(labels)
+    L, side = patterns.shape[0], patterns.shape[1]
+    other = (labels + rng.integers(1, L, size=n)) % L
+    w = rng.uniform(0.0, 0.45, size=(n, 1, 1, 1))
+    x = (1 - w) * patterns[labels] + w * patterns[other]  # (N, S, S, 3)
+    shift = rng.integers(-side // 16, side // 16 + 1, size=(n, 2))
+    rows = (np.arange(side)[None, :] - shift[:, :1]) % side  # (N, S)
+    cols = (np.arange(side)[None, :] - shift[:, 1:]) % side
+    x = x[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    gain = rng.uniform(0.6, 1.3, size=(n, 1, 1, 1))
+    bias = rng.uniform(-40, 40, size=(n, 1, 1, 3))
+    x = (x - 128) * gain + 128 + bias + rng.normal(0, noise, size=x.shape)
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def to_planes(images: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) -> imagenet layout (N, 3*S*S): all R, then G, then B, row-major."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), -1))
+
+
+def generate(cfg: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict]]:
+    """Return {batch name: (images, labels 0-based)} and the planted pairs."""
+    s = cfg["synthetic"]
+    L, side, per = s["labels"], s["image_size"], s["images_per_label"]
+    c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]
+    k = num_modules(L, c)
+    rng = np.random.default_rng(s["seed"])
+    patterns = class_patterns(rng, L, side)
+    batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for b in range(1, s["batches"] + 1):
+        labels = np.repeat(np.arange(L), per)
+        labels = labels[rng.permutation(len(labels))]
+        batches[f"train_data_batch_{b}"] = (make_images(rng, patterns, labels, s["noise"]), labels)
+    planted = plant(rng, batches, cfg, k, c, r)
+    if s["validation_per_label"] > 0:
+        labels = np.repeat(np.arange(L), s["validation_per_label"])
+        labels = labels[rng.permutation(len(labels))]
+        batches["val_data"] = (make_images(rng, patterns, labels, s["noise"]), labels)
+    return batches, planted
+
+
+def plant(rng, batches, cfg, k, c, r) -> list[dict]:
+    s = cfg["synthetic"]
+    names = [n for n in batches if n.startswith("train")]
+    labels = np.concatenate([batches[n][1] for n in names])
+    bidx = np.concatenate([np.full(len(batches[n][1]), i) for i, n in enumerate(names)])
+    row = np.concatenate([np.arange(len(batches[n][1])) for n in names])
+    order, mod, part = assign(labels, bidx, row, c, r, s["labels"])
+    shard_of = np.empty(len(labels), dtype=np.int64)
+    shard_of[order] = mod * r + part  # global position -> shard number
+    module_of = shard_of // r
+    used = np.zeros(len(labels), bool)
+    mnames, snames = module_names(k), submodule_names(r)
+    out = []
+
+    def pick(mask) -> int:
+        cand = np.flatnonzero(mask & ~used)
+        if not len(cand):
+            raise ConfigError("synthetic: too many planted pairs for the data set size; lower synthetic.plant_*")
+        i = int(rng.choice(cand))
+        used[i] = True
+        return i
+
+    def record(kind, a, b):
+        na, nb = names[bidx[a]], names[bidx[b]]
+        ia, ib = batches[na][0], batches[nb][0]
+        if kind == "near":
+            noisy = ia[row[a]].astype(np.float64) + rng.normal(0, s["near_noise"], size=ia[row[a]].shape)
+            ib[row[b]] = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+        else:
+            ib[row[b]] = ia[row[a]]
+        out.append(dict(
+            kind=kind, id_a=f"{na}:{row[a]}", label_a=int(labels[a]), id_b=f"{nb}:{row[b]}", label_b=int(labels[b]),
+            module_a=mnames[shard_of[a] // r], submodule_a=snames[shard_of[a] % r],
+            module_b=mnames[shard_of[b] // r], submodule_b=snames[shard_of[b] % r],
+        ))
+
+    everything = np.ones(len(labels), bool)
+    for _ in range(s["plant_same_shard"]):
+        a = pick(everything)
+        record("same_shard", a, pick((shard_of == shard_of[a]) & (labels != labels[a])))
+    if k < 2 and (s["plant_cross_module"] or s["plant_near"]):
+        raise ConfigError("synthetic: cross-module and near plants need at least two modules")
+    for kind, n in (("cross_module", s["plant_cross_module"]), ("near", s["plant_near"])):
+        for _ in range(n):
+            a = pick(everything)
+            record(kind, a, pick(module_of != module_of[a]))
+    return out
+
+
+def write(cfg: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write the batches (imagenet pickle layout) and planted.csv; unchanged files keep their mtime."""
+    batches, planted = generate(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (images, labels) in batches.items():
+        d = {"data": to_planes(images), "labels": [int(v) + 1 for v in labels]}  # imagenet labels are 1-based
+        if name.startswith("train"):
+            d["mean"] = d["data"].mean(axis=0)
+        path = out_dir / name
+        write_if_changed(path, pickle.dumps(d, protocol=4))
+        written.append(path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=PLANTED_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(planted)
+    write_text(out_dir / "planted.csv", buf.getvalue())
+    log.info("synthetic: %d batches, %d labels, %d planted pairs -> %s", len(batches), cfg["synthetic"]["labels"], len(planted), out_dir)
+    return written
+
+
+def synthesize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="config YAML")
+    p.add_argument("--settings", help="validated config as a JSON string (overrides --config)")
+    p.add_argument("--out", required=True, help="folder to write the batches and planted.csv into")
+
+
+def synthesize_main(args: argparse.Namespace) -> int:
+    from .shards import settings_from_args
+
+    write(settings_from_args(args), Path(args.out))
+    return 0

@@ -1,0 +1,146 @@
+"""Each loader reads files written by the test in the format's real on-disk layout."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from errorless import datasets, synthetic
+from errorless.config import load_config
+from errorless.errors import ConfigError, DataError
+
+
+def cfg_for(fmt, path, **extra):
+    over = {"dataset": {"format": fmt, "path": str(path), **extra}}
+    if fmt == "digits":
+        over["features"] = ["gray"]
+        over["featured_models"] = [1]
+    return load_config(overrides=over)
+
+
+def planes(images):  # (N, S, S, 3) -> (N, 3*S*S), R plane then G then B
+    return images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+
+
+@pytest.fixture
+def rgb():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("side", [32, 64])
+def test_imagenet_pickle_layout(tmp_path, side):
+    rng = np.random.default_rng(side)
+    imgs = rng.integers(0, 256, size=(5, side, side, 3), dtype=np.uint8)
+    d = {"data": planes(imgs), "labels": [1, 1000, 3, 4, 5], "mean": planes(imgs).mean(0)}
+    for b in (1, 2):
+        (tmp_path / f"train_data_batch_{b}").write_bytes(pickle.dumps(d))
+    (tmp_path / "val_data").write_bytes(pickle.dumps({"data": d["data"][:2], "labels": [7, 8]}))
+    cfg = cfg_for(f"imagenet{side}", tmp_path, batches=2)
+    s = datasets.load_training(cfg)
+    assert s.images.shape == (10, side, side, 3)
+    np.testing.assert_array_equal(s.images[:5], imgs)  # planes -> HWC exactly
+    np.testing.assert_array_equal(s.labels[:5], [0, 999, 2, 3, 4])  # 1..1000 -> 0-based
+    assert list(s.ids[[0, 6]]) == ["train_data_batch_1:0", "train_data_batch_2:1"]
+    assert datasets.validation_batch(cfg) == "val_data"
+    np.testing.assert_array_equal(datasets.load_batch(cfg, "val_data").labels, [6, 7])
+
+
+def test_imagenet_npz_variant(tmp_path, rgb):
+    np.savez(tmp_path / "train_data_batch_1.npz", data=planes(rgb), labels=np.arange(1, 7), mean=np.zeros(3072))
+    s = datasets.load_training(cfg_for("imagenet32-npz", tmp_path, batches=1))
+    np.testing.assert_array_equal(s.images, rgb)
+    np.testing.assert_array_equal(s.labels, np.arange(6))
+
+
+def test_cifar10_and_cifar100_bytes_keys(tmp_path, rgb):
+    c10 = tmp_path / "c10"
+    c10.mkdir()
+    (c10 / "data_batch_1").write_bytes(pickle.dumps({b"data": planes(rgb), b"labels": [0, 1, 2, 3, 4, 9]}))
+    (c10 / "test_batch").write_bytes(pickle.dumps({b"data": planes(rgb[:2]), b"labels": [5, 6]}))
+    cfg = cfg_for("cifar10", c10, batches=1)
+    s = datasets.load_training(cfg)
+    np.testing.assert_array_equal(s.images, rgb)
+    assert s.num_labels == 10 and datasets.validation_batch(cfg) == "test_batch"
+    c100 = tmp_path / "c100"
+    c100.mkdir()
+    (c100 / "train").write_bytes(pickle.dumps({b"data": planes(rgb), b"fine_labels": [0, 50, 99, 1, 2, 3], b"coarse_labels": [0] * 6}))
+    s = datasets.load_training(cfg_for("cifar100", c100))
+    np.testing.assert_array_equal(s.labels, [0, 50, 99, 1, 2, 3])
+    assert s.num_labels == 100
+
+
+def test_generic_npz_with_ids(tmp_path, rgb):
+    np.savez(tmp_path / "train.npz", images=rgb, labels=np.array([0, 1, 1, 2, 2, 3]), ids=np.array([f"img{i}" for i in range(6)]))
+    s = datasets.load_training(cfg_for("npz", tmp_path, labels=4))
+    assert list(s.ids) == [f"img{i}" for i in range(6)]
+    assert s.num_labels == 4
+
+
+def test_digits_real_grey():
+    s = datasets.load_training(cfg_for("digits", "unused"))
+    assert s.images.shape == (1797, 8, 8, 1) and s.images.dtype == np.uint8
+    assert s.images.max() == 255 and set(np.unique(s.labels)) == set(range(10))
+
+
+def test_colour_feature_on_grey_is_config_error():
+    with pytest.raises(ConfigError, match="colour feature"):
+        load_config(overrides={"dataset": {"format": "digits"}, "features": ["R"]})
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (None, "data file missing"),
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 2]})[:50]), "truncated or corrupt"),
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [1, 2]})), r"must be uint8 \(N, 3072\)"),
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 1001]})), "label 1000 outside the expected range"),
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]})), "below 1"),
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1]})), "1 labels for 2 images"),
+        (lambda p: p.write_bytes(pickle.dumps({"labels": [1]})), "missing key 'data'"),
+    ],
+)
+def test_bad_input_names_the_file(tmp_path, write, message):
+    path = tmp_path / "train_data_batch_1"
+    if write:
+        write(path)
+    with pytest.raises(DataError, match=message) as e:
+        datasets.load_training(cfg_for("imagenet32", tmp_path, batches=1))
+    assert str(path) in str(e.value)
+
+
+def test_wrong_config_key_is_named():
+    with pytest.raises(ConfigError, match="config key sgd.*'treshold' was unexpected"):
+        load_config(overrides={"sgd": {"treshold": 0.9}})
+    with pytest.raises(ConfigError, match="config key modules.labels_per_module"):
+        load_config(overrides={"modules": {"labels_per_module": 0}})
+    with pytest.raises(ConfigError, match="featured_models"):
+        load_config(overrides={"featured_models": [7]})
+
+
+def test_synthetic_is_deterministic_and_plants_truth(tmp_path):
+    cfg = load_config(overrides={"synthetic": {"images_per_label": 10, "batches": 2, "labels": 10}})
+    a, pa = synthetic.generate(cfg)
+    b, pb = synthetic.generate(cfg)
+    for k in a:
+        np.testing.assert_array_equal(a[k][0], b[k][0])
+    assert pa == pb
+    kinds = [p["kind"] for p in pa]
+    assert kinds.count("same_shard") == 2 and kinds.count("cross_module") == 2 and kinds.count("near") == 2
+    for p in pa:
+        assert p["label_a"] != p["label_b"]
+        if p["kind"] == "same_shard":
+            assert (p["module_a"], p["submodule_a"]) == (p["module_b"], p["submodule_b"])
+        else:
+            assert p["module_a"] != p["module_b"]
+    # written in the imagenet64 layout and read back through the real loader
+    synthetic.write(cfg, tmp_path)
+    read = datasets.load_training({**cfg, "dataset": {**cfg["dataset"], "path": str(tmp_path)}})
+    imgs = dict(zip(read.ids, read.images))
+    for p in pa:
+        same = np.array_equal(imgs[p["id_a"]], imgs[p["id_b"]])
+        assert same == (p["kind"] != "near")
+        if p["kind"] == "near":
+            diff = np.abs(imgs[p["id_a"]].astype(int) - imgs[p["id_b"]].astype(int))
+            assert 0 < diff.mean() < 5
+    assert (tmp_path / "planted.csv").read_text().startswith("kind,id_a,label_a,id_b,label_b")

@@ -1,0 +1,149 @@
+# Config validation, the job grid (one source of truth), and resource helpers.
+import json
+import math
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # the package of this checkout
+
+from errorless import config as ecfg
+from errorless import datasets
+from errorless.errors import ErrorlessError
+
+# Our validator first: it names the offending key in one line and fills the schema defaults.
+try:
+    ecfg.validate(config)
+except ErrorlessError as e:
+    raise WorkflowError(str(e))
+validate(config, schema="../schemas/config.schema.yaml")
+
+RESULTS = config["results"]
+DATA = config["dataset"]["path"]
+FORMAT = config["dataset"]["format"]
+
+# Rules run the package from this checkout (src/ on PYTHONPATH) with the interpreter that runs
+# Snakemake, or the environment's python when rules run in conda environments.
+try:
+    _conda = "conda" in str(workflow.deployment_settings.deployment_method).lower()
+except AttributeError:
+    _conda = False
+SRC = os.path.join(workflow.basedir, "src")
+ERRORLESS = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} {'python' if _conda else sys.executable} -m errorless"
+
+# ---------------------------------------------------------------- the job grid
+try:
+    NUM_LABELS = datasets.num_labels(config)
+except ErrorlessError as e:
+    raise WorkflowError(str(e))
+if NUM_LABELS is None:
+    raise WorkflowError(
+        "config key dataset.labels: set the number of labels L for format npz "
+        "(the module grid must be known before the data is read)"
+    )
+C = config["modules"]["labels_per_module"]
+if NUM_LABELS % C:
+    raise WorkflowError(
+        f"config key modules.labels_per_module: {NUM_LABELS} labels cannot be split into "
+        f"modules of {C} (L must be divisible by labels_per_module)"
+    )
+MODULES = ecfg.module_names(NUM_LABELS // C)
+SUBMODULES = ecfg.submodule_names(config["modules"]["submodules"])
+FEATURES = config["features"]
+MODELS = ecfg.proto_names(config)  # h1_m1, h2_m1, ...
+METHODS = ecfg.methods(config)  # S, Sp, T
+PROTOS = [f"{m}_{model}" for model in MODELS for m in METHODS]  # S_h1_m1, T_h1_m1, ...
+TRAIN_BATCHES = datasets.train_batches(config)
+VAL_BATCH = (
+    ("val_data" if config["synthetic"]["validation_per_label"] > 0 and config["dataset"]["validation"] else None)
+    if FORMAT == "synthetic"
+    else datasets.validation_batch(config)
+)
+EVAL_BATCHES = TRAIN_BATCHES + ([VAL_BATCH] if VAL_BATCH else [])
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    feature="|".join(FEATURES),
+    mod="|".join(MODULES),
+    sub="|".join(SUBMODULES),
+    batch="|".join(EVAL_BATCHES),
+
+
+def fnn_outputs(kind):
+    """Every training job's output of one kind (weights.npz or metrics.json)."""
+    return expand(
+        f"{RESULTS}/fnn/{{model}}/{{feature}}/{{mod}}_{{sub}}.{kind}",
+        model=MODELS,
+        feature=FEATURES,
+        mod=MODULES,
+        sub=SUBMODULES,
+    )
+
+
+def settings_json(*sections, **extra):
+    """The validated config restricted to ``sections`` as JSON (a rule's params: a change of
+    these settings, and only these, reruns the rule's jobs)."""
+    sub = {k: config[k] for k in sections}
+    sub.update(extra)
+    return json.dumps(sub, sort_keys=True)
+
+
+def data_inputs():
+    """Source batch files the shards are cut from (synthetic: written by rule synthesize)."""
+    return [str(p) for p in datasets.batch_files(config)]
+
+
+def final_targets():
+    return [f"{RESULTS}/shards/manifest.tsv"] + fnn_outputs("metrics.json")
+
+
+# ---------------------------------------------------------------- resources
+# Estimates from the shard size and the architecture; every retry multiplies them by the
+# attempt, so a job killed by its time or memory limit comes back with more.
+
+
+def shard_images(wildcards):
+    """Images in one shard, estimated from its file size (12,288 bytes per 64-px image);
+    before the shards exist (planning the DAG) the paper's 15,000-image shard is assumed."""
+    path = f"{RESULTS}/shards/{wildcards.mod}_{wildcards.sub}.npz"
+    if not os.path.exists(path):
+        return 15000
+    return max(1, os.path.getsize(path) // 12400)
+
+
+def arch_cost(wildcards):
+    """Relative cost of an architecture (hidden units over h1's 256)."""
+    arch = wildcards.model.split("_")[0]
+    return max(1.0, sum(config["models"]["architectures"][arch]) / 256)
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes: SGD + GDT grow with the shard size; GDT can run for hours on 15,000 images."""
+    r = config["resources"]
+    minutes = r["train_minutes_per_kimage"] * shard_images(wildcards) / 1000 * arch_cost(wildcards)
+    if not config["gdt"]["enabled"]:
+        minutes /= 4
+    return int(attempt * max(r["train_min_minutes"], math.ceil(minutes)))
+
+
+def train_mem_mb(wildcards, attempt):
+    """MB: the python/torch baseline plus images, transformed inputs and activations."""
+    n = shard_images(wildcards)
+    hidden = sum(config["models"]["architectures"][wildcards.model.split("_")[0]])
+    mb = 700 + n * (12288 + 4 * 900 * 3 + 4 * hidden * 4) / 1e6
+    return int(attempt * math.ceil(mb / 100) * 100)
+
+
+def scaled(base_mb, base_min):
+    """Resource helpers for light rules: (mem_mb(attempt), runtime(attempt))."""
+
+    def mem(wildcards, attempt):
+        return base_mb * attempt
+
+    def runtime(wildcards, attempt):
+        return base_min * attempt
+
+    return mem, runtime
