@@ -18,6 +18,6 @@ include: "workflow/rules/train.smk"
 
 rule all:
     default_target: True
-    localrule: True
     input:
         final_targets(),
+    localrule: True

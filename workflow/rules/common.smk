@@ -7,7 +7,9 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # the package of this checkout
+sys.path.insert(
+    0, os.path.join(workflow.basedir, "src")
+)  # the package of this checkout
 
 from errorless import config as ecfg
 from errorless import datasets
@@ -24,14 +26,17 @@ RESULTS = config["results"]
 DATA = config["dataset"]["path"]
 FORMAT = config["dataset"]["format"]
 
-# Rules run the package from this checkout (src/ on PYTHONPATH) with the interpreter that runs
-# Snakemake, or the environment's python when rules run in conda environments.
+# Rules run `python -m errorless` from this checkout (src/ on PYTHONPATH) with the interpreter
+# that runs Snakemake -- or, with --software-deployment-method conda, the environment's python.
 try:
     _conda = "conda" in str(workflow.deployment_settings.deployment_method).lower()
 except AttributeError:
     _conda = False
-SRC = os.path.join(workflow.basedir, "src")
-ERRORLESS = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} {'python' if _conda else sys.executable} -m errorless"
+_path = "" if _conda else f"export PATH={os.path.dirname(sys.executable)}:$PATH; "
+shell.prefix(
+    "set -euo pipefail; "
+    f"export PYTHONPATH={os.path.join(workflow.basedir, 'src')}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_path}"
+)
 
 # ---------------------------------------------------------------- the job grid
 try:
@@ -57,7 +62,12 @@ METHODS = ecfg.methods(config)  # S, Sp, T
 PROTOS = [f"{m}_{model}" for model in MODELS for m in METHODS]  # S_h1_m1, T_h1_m1, ...
 TRAIN_BATCHES = datasets.train_batches(config)
 VAL_BATCH = (
-    ("val_data" if config["synthetic"]["validation_per_label"] > 0 and config["dataset"]["validation"] else None)
+    (
+        "val_data"
+        if config["synthetic"]["validation_per_label"] > 0
+        and config["dataset"]["validation"]
+        else None
+    )
     if FORMAT == "synthetic"
     else datasets.validation_batch(config)
 )
@@ -100,6 +110,26 @@ def final_targets():
     return [f"{RESULTS}/shards/manifest.tsv"] + fnn_outputs("metrics.json")
 
 
+# ---------------------------------------------------------------- training inputs
+
+
+def shard_of(wildcards):
+    checkpoints.modularize.get()  # shards exist once the checkpoint ran
+    return f"{RESULTS}/shards/{wildcards.mod}_{wildcards.sub}.npz"
+
+
+def train_settings(wildcards):
+    """Only what changes an FNN: a change elsewhere in the config retrains nothing."""
+    arch = wildcards.model.split("_")[0]
+    models = {
+        "architectures": {arch: config["models"]["architectures"][arch]},
+        "use": [arch],
+    }
+    return settings_json(
+        "seed", "device", "transform", "sgd", "gdt", "weights", models=models
+    )
+
+
 # ---------------------------------------------------------------- resources
 # Estimates from the shard size and the architecture; every retry multiplies them by the
 # attempt, so a job killed by its time or memory limit comes back with more.
@@ -107,7 +137,8 @@ def final_targets():
 
 def shard_images(wildcards):
     """Images in one shard, estimated from its file size (12,288 bytes per 64-px image);
-    before the shards exist (planning the DAG) the paper's 15,000-image shard is assumed."""
+    before the shards exist (planning the DAG) the paper's 15,000-image shard is assumed.
+    """
     path = f"{RESULTS}/shards/{wildcards.mod}_{wildcards.sub}.npz"
     if not os.path.exists(path):
         return 15000
@@ -123,7 +154,12 @@ def arch_cost(wildcards):
 def train_runtime(wildcards, attempt):
     """Minutes: SGD + GDT grow with the shard size; GDT can run for hours on 15,000 images."""
     r = config["resources"]
-    minutes = r["train_minutes_per_kimage"] * shard_images(wildcards) / 1000 * arch_cost(wildcards)
+    minutes = (
+        r["train_minutes_per_kimage"]
+        * shard_images(wildcards)
+        / 1000
+        * arch_cost(wildcards)
+    )
     if not config["gdt"]["enabled"]:
         minutes /= 4
     return int(attempt * max(r["train_min_minutes"], math.ceil(minutes)))

@@ -9,19 +9,19 @@ if FORMAT == "synthetic":
         output:
             batches=expand(f"{DATA}/{{b}}", b=EVAL_BATCHES),
             planted=f"{DATA}/planted.csv",
-        params:
-            settings=settings_json("synthetic", "modules"),
-            out=DATA,
         log:
             "logs/synthesize.log",
+        conda:
+            "../../envs/errorless.yaml"
         threads: 1
         resources:
             mem_mb=DATA_MEM,
             runtime=DATA_MIN,
-        conda:
-            "../../envs/errorless.yaml"
+        params:
+            settings=settings_json("synthetic", "modules"),
+            out=lambda wildcards, output: os.path.dirname(output.planted),
         shell:
-            "{ERRORLESS} synthesize --settings {params.settings:q} --out {params.out} > {log} 2>&1"
+            "python -m errorless synthesize --settings {params.settings:q} --out {params.out} > {log} 2>&1"
 
 
 # A checkpoint: a shard whose content did not change keeps its bytes and mtime, so only the
@@ -31,19 +31,19 @@ checkpoint modularize:
         data_inputs(),
     output:
         manifest=f"{RESULTS}/shards/manifest.tsv",
-    params:
-        settings=settings_json("dataset", "synthetic", "modules", "features"),
-        out=f"{RESULTS}/shards",
     log:
         "logs/modularize.log",
     benchmark:
         "benchmarks/modularize.tsv"
+    conda:
+        "../../envs/errorless.yaml"
     threads: 1
     resources:
         mem_mb=DATA_MEM,
         runtime=DATA_MIN,
-    conda:
-        "../../envs/errorless.yaml"
+    params:
+        settings=settings_json("dataset", "synthetic", "modules", "features"),
+        out=lambda wildcards, output: os.path.dirname(output.manifest),
     shell:
-        "{ERRORLESS} modularize --settings {params.settings:q} "
+        "python -m errorless modularize --settings {params.settings:q} "
         "--out {params.out} --manifest {output.manifest} > {log} 2>&1"
