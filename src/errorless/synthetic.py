@@ -1,8 +1,9 @@
 """The embedded synthetic data set, written in the imagenet64 (or 32) pickle layout.
 
-Each class is a smooth random colour pattern; an image is its class pattern, blended with a
-random other class's pattern, shifted, rescaled and covered in pixel noise, so classes
-overlap and SGD does not trivially reach 100 %. Deterministic for a seed.
+Each class is a smooth random colour pattern close to a shared base pattern; an image is its
+class pattern, blended with a random other class's pattern, shifted, rescaled and covered in
+pixel noise, so classes overlap and SGD stops at its threshold below 100 % (GDT has work to
+do). Deterministic for a seed.
 
 Planted double labels (ground truth in ``planted.csv`` next to the batches):
 - ``same_shard``: image A (label a) copied over an image B of another label of the same
@@ -32,8 +33,16 @@ log = logging.getLogger(__name__)
 PLANTED_COLUMNS = ["kind", "id_a", "label_a", "id_b", "label_b", "module_a", "submodule_a", "module_b", "submodule_b"]
 
 
-def class_patterns(rng: np.random.Generator, labels: int, side: int) -> np.ndarray:
-    """Smooth random colour patterns (L, side, side, 3) in 0..255, one per class."""
+def class_patterns(rng: np.random.Generator, labels: int, side: int, separation: float = 1.0) -> np.ndarray:
+    """Smooth random colour patterns (L, side, side, 3) in 0..255, one per class: a shared
+    base pattern plus ``separation`` times each class's own deviation from it (small
+    separation = similar classes that an FNN must partly memorise)."""
+    own = _smooth_patterns(rng, labels + 1, side)
+    base = own[-1]
+    return base[None] + separation * (own[:-1] - base[None])
+
+
+def _smooth_patterns(rng: np.random.Generator, labels: int, side: int) -> np.ndarray:
     coarse = rng.uniform(0, 255, size=(labels, 6, 6, 3))
     rep = -(-side // 6)
     big = np.repeat(np.repeat(coarse, rep, axis=1), rep, axis=2)[:, :side, :side]
@@ -76,7 +85,7 @@ def generate(cfg: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarra
     c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]
     k = num_modules(L, c)
     rng = np.random.default_rng(s["seed"])
-    patterns = class_patterns(rng, L, side)
+    patterns = class_patterns(rng, L, side, s["separation"])
     batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for b in range(1, s["batches"] + 1):
         labels = np.repeat(np.arange(L), per)
