@@ -14,6 +14,8 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/gather.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -136,7 +136,7 @@ def test_synthetic_is_deterministic_and_plants_truth(tmp_path):
     # written in the imagenet64 layout and read back through the real loader
     synthetic.write(cfg, tmp_path)
     read = datasets.load_training({**cfg, "dataset": {**cfg["dataset"], "path": str(tmp_path)}})
-    imgs = dict(zip(read.ids, read.images))
+    imgs = dict(zip(read.ids, read.images, strict=True))
     for p in pa:
         same = np.array_equal(imgs[p["id_a"]], imgs[p["id_b"]])
         assert same == (p["kind"] != "near")

@@ -33,7 +33,7 @@ def test_partition(data):
         assert s.label_lo == (s.module - 1) * 5 and s.label_hi == s.module * 5
         assert ((s.labels >= s.label_lo) & (s.labels < s.label_hi)).all()
         # stable order inside a shard: (source batch, label, row)
-        key = list(zip(s.batch, s.labels, s.row))
+        key = list(zip(s.batch, s.labels, s.row, strict=True))
         assert key == sorted(key)
         seen += list(s.ids)
     assert len(seen) == len(set(seen)) == 3 * 10 * 7  # every image in exactly one shard

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "double-labeling": ("errorless.doublelabel", "doublelabel", "double-labelling report and planted-truth check"),
     "report-figures": ("errorless.report", "figures", "figures and tables for the HTML report"),
     "info": ("errorless.cli", "info", "show the validated configuration and the job grid"),
+    "write-config": ("errorless.cli", "write_config", "write the validated config (defaults filled) as YAML"),
 }
 
 
@@ -47,6 +48,25 @@ def info_main(args: argparse.Namespace) -> int:
     print("submodules:", submodule_names(cfg["modules"]["submodules"]))
     labels = cfg["dataset"]["labels"] or cfg["synthetic"]["labels"]
     print("modules:", module_names(labels // cfg["modules"]["labels_per_module"]))
+    return 0
+
+
+def write_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--settings", required=True, help="config as a JSON string")
+    p.add_argument("--out", required=True, help="YAML file to write")
+
+
+def write_config_main(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from .config import validate
+    from .io import write_text
+
+    cfg = validate(json.loads(args.settings))
+    write_text(args.out, "# the validated configuration of this results folder (defaults filled in)\n"
+               + yaml.safe_dump(cfg, sort_keys=False))
     return 0
 
 

@@ -107,7 +107,21 @@ def data_inputs():
 
 
 def final_targets():
-    return [f"{RESULTS}/shards/manifest.tsv"] + fnn_outputs("metrics.json")
+    return [
+        f"{RESULTS}/evaluation/training.csv",
+        f"{RESULTS}/evaluation/accuracy.csv",
+    ]
+
+
+def evaluation_inputs(wildcards):
+    """One source batch's data file (none for digits), the weights and the config."""
+    files = {
+        "config": f"{RESULTS}/config.yaml",
+        "weights": f"{RESULTS}/weights.parquet",
+    }
+    if FORMAT != "digits":
+        files["data"] = str(datasets.batch_path(config, wildcards.batch))
+    return files
 
 
 # ---------------------------------------------------------------- training inputs
@@ -173,6 +187,15 @@ def train_mem_mb(wildcards, attempt):
     return int(attempt * math.ceil(mb / 100) * 100)
 
 
+def n_params():
+    """Parameters of all FNNs of one proto-model (largest architecture)."""
+    side = 30  # 900 inputs for 64- and 32-px images
+    widths = max(config["models"]["architectures"][a] for a in config["models"]["use"])
+    sizes = [side * side, *widths, C]
+    per_fnn = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return per_fnn * len(FEATURES) * len(MODULES) * len(SUBMODULES)
+
+
 def scaled(base_mb, base_min):
     """Resource helpers for light rules: (mem_mb(attempt), runtime(attempt))."""
 
@@ -183,3 +206,10 @@ def scaled(base_mb, base_min):
         return base_min * attempt
 
     return mem, runtime
+
+
+LIGHT_MEM, LIGHT_MIN = scaled(1000, 10)
+# gather/evaluate hold a proto-model's weights (4 bytes each, a few copies) in memory
+_WEIGHTS_MB = math.ceil(n_params() * 4 * len(MODELS) * len(METHODS) * 3 / 1e6)
+GATHER_MEM, GATHER_MIN = scaled(2000 + _WEIGHTS_MB, 30)
+EVAL_MEM, EVAL_MIN = scaled(4000 + _WEIGHTS_MB, 240 if NUM_LABELS >= 1000 else 30)

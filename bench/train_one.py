@@ -1,0 +1,105 @@
+"""Benchmark one h1 FNN job on a paper-sized synthetic shard: SGD to the threshold, then GDT.
+
+    .venv/bin/python bench/train_one.py [--images 15000] [--threads 2] [--device cpu]
+
+Prints the seconds of SGD and GDT, the λ-steps, and the FLOP rate of the full-batch GDT steps
+as a ratio to a plain (images × 900) @ (900 × 256) matmul timed in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+
+from errorless import fnn, gdt, sgd
+from errorless.config import GDTSettings, SGDSettings
+
+
+def synthetic_inputs(n: int, d: int, c: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Transformed-like inputs: 4 sub-centres per class + noise, centred, max |v| = 1, 4 decimals."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, 4, d)).astype(np.float32)
+    y = np.arange(n) % c
+    x = centres[y, rng.integers(0, 4, n)] + noise * rng.normal(size=(n, d)).astype(np.float32)
+    x -= x.mean(axis=1, keepdims=True)
+    x /= np.abs(x).max(axis=1, keepdims=True)
+    return np.round(x, 4).astype(np.float32), y.astype(np.int64)
+
+
+def timed(fn, sync, repeat: int) -> float:
+    fn()
+    sync()
+    t = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync()
+    return (time.perf_counter() - t) / repeat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=15000)
+    ap.add_argument("--inputs", type=int, default=900)
+    ap.add_argument("--labels", type=int, default=25)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--noise", type=float, default=14.0, help="input noise (larger = harder)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-v", "--verbose", action="store_true", help="progress lines of SGD/GDT")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    print(f"threads {torch.get_num_threads()}, device {dev}, load average {os.getloadavg()}")
+
+    x_np, y_np = synthetic_inputs(args.images, args.inputs, args.labels, args.noise, args.seed)
+    x, y = torch.tensor(x_np, device=dev), torch.tensor(y_np, device=dev)
+    sizes = fnn.layer_sizes(args.inputs, [args.hidden], args.labels)
+
+    w = torch.randn(args.inputs, args.hidden, device=dev)
+    t_mm = timed(lambda: x @ w, sync, 10)
+    mm_rate = 2.0 * args.images * args.inputs * args.hidden / t_mm
+    print(f"matmul {args.images}x{args.inputs} @ {args.inputs}x{args.hidden}: {t_mm * 1e3:.1f} ms, "
+          f"{mm_rate / 1e9:.1f} GFLOP/s")
+
+    gen = torch.Generator().manual_seed(args.seed)
+    params = fnn.init_params(sizes, gen, dev)
+    s_set, g_set = SGDSettings(), GDTSettings()
+    t = time.perf_counter()
+    s_res, _ = sgd.train_sgd(params, x, y, s_set, gen)
+    sync()
+    t_sgd = time.perf_counter() - t
+    print(f"SGD: {t_sgd:.1f} s, {s_res.epochs} epochs, accuracy {s_res.accuracy:.5f} "
+          f"({int(round((1 - s_res.accuracy) * args.images))} errors)")
+
+    # Step rate of the full-batch GDT steps alone (same code path as GDT's λ-steps).
+    theta = fnn.clone(s_res.params)
+    t_step = timed(lambda: gdt.descend(theta, x, y, 5, g_set.eta_min, g_set.eta_gain), sync, 2) / 5
+    step_flops = gdt.flops_per_step(args.images, sizes)
+    step_rate = step_flops / t_step
+    print(f"GDT full-batch step: {t_step * 1e3:.1f} ms, {step_flops / 1e9:.2f} GFLOP, "
+          f"{step_rate / 1e9:.1f} GFLOP/s = {step_rate / mm_rate:.2f} x matmul rate")
+
+    run = gdt.GDT(s_res.params, x, y, g_set, args.seed + 1, decimals=4, n_classes=args.labels)
+    t = time.perf_counter()
+    r = run.run()
+    sync()
+    t_gdt = time.perf_counter() - t
+    n_steps = len(r.lambda_path)
+    overall = n_steps * g_set.steps * step_flops / t_gdt
+    print(f"GDT: {t_gdt:.1f} s, {n_steps} λ-steps ({r.accepted} accepted, {r.rejected} rejected), "
+          f"{r.rounds} rounds, stop {r.stop_reason}, accuracy {r.accuracy:.5f}")
+    print(f"GDT overall incl. checks: {overall / 1e9:.1f} GFLOP/s = {overall / mm_rate:.2f} x matmul rate")
+    print(f"SGD + GDT: {t_sgd + t_gdt:.1f} s; load average {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,682 @@
+"""Evaluation (SPEC §7, paper §4-5): the training table, the majority vote, the summaries.
+
+Commands
+--------
+``evaluate-training`` (paper Table 2): per proto-model the min / mean / median / max training
+accuracy over its FNNs, error-free FNNs out of all, and (module, submodule) partitions where
+every feature is error-free; then the same with every weight *truncated* (cut toward zero, not
+rounded) to ``weights.check_decimals`` decimals, and whether any prediction changed.
+Accuracies are recomputed from the saved weights on the shards (they should equal the
+recorded ``accuracy``; the largest difference is reported).
+
+``evaluate``: one source batch through every proto-model and featured model Model-p (first p
+configured features) with the top-1 and the expanded top-3 protocol. Writes
+``{results}/evaluation/predictions/{batch}.parquet``, long format, one row per
+(image, proto, p, protocol):
+``image_id, batch, row, label, split (train|heldout), proto, p, protocol (top1|top3),
+predicted, votes, super_majority, module, submodule (the winning group), correct``,
+and ``{batch}.speed.json`` beside it (images per second).
+
+``summarize``: from all prediction files, ``accuracy.csv`` (per proto, p, protocol, split:
+accuracy and Top-1 rate, in percent), ``accuracy_per_batch.csv``, and the confusion statistics
+of Table 4: ``perfect_labels_per_batch.csv`` (labels whose every image in that batch is
+predicted correctly) and ``perfect_labels.csv`` (their mean count over the batches of a split,
+and the labels perfect in every batch, listed by number).
+
+The vote (SPEC §7), choices where SPEC and paper are silent
+------------------------------------------------------------
+* An FNN's *distance* for a label ℓ is ‖softmax − e_ℓ‖₂ (SPEC §5). In the top-1 protocol each
+  FNN casts one vote (its argmax); in the expanded top-3 protocol (paper Table 5) it casts one
+  vote for each of its three best labels, each with its own distance, so a label's count in a
+  group is still at most p and a super-majority is still a count of p.
+* Step 2 (per group): most votes; ties -> smaller mean distance of the votes for that label;
+  exact ties -> smaller label number.
+* Step 3 (across groups): largest count; ties -> smallest variance (population variance) of the
+  group's p FNN distances (each FNN's top-1 distance, in both protocols: the paper's "variance
+  of the loss values over the features"); remaining exact ties (e.g. p = 1, where every
+  variance is 0) -> smaller mean distance of the group's winning label, then the first group
+  in (module, submodule) order. (Exact ties between groups with the same distances in a
+  different feature order can resolve differently on CPU and GPU: reduction order. With real
+  float distances such ties do not occur; CPU and H100 gave identical votes on 4096 images.)
+* Accuracy = correct / images. Top-1 rate = share of the correct predictions won with a
+  super-majority (NaN when nothing is correct).
+* Perfect labels: a label is perfect in a batch when it has at least one image there and all
+  are predicted correctly; "perfect in every batch" (Table 4 "all") = perfect in every batch
+  of the split that holds the label, i.e. all its images of the split are correct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import ConfigError, DataError
+from .io import write_json, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("top1", "top3")
+
+
+# ---------------------------------------------------------------- the vote (pure)
+
+
+@dataclass
+class Vote:
+    """Result of the three-step vote for N images."""
+
+    label: np.ndarray  # int64 (N,) predicted global label
+    votes: np.ndarray  # int64 (N,) winning count
+    group: np.ndarray  # int64 (N,) index of the winning (module, submodule) group
+    super_majority: np.ndarray  # bool (N,) votes == p
+
+
+def vote(labels, distances, fnn_distances=None) -> Vote:
+    """Three-step majority vote, vectorised over images.
+
+    ``labels``/``distances``: (F, G, N) (top-1 protocol) or (F, G, N, T) (each FNN's T best
+    labels, global numbers, with their distances); F = p features, G = (module, submodule)
+    groups. ``fnn_distances`` (F, G, N): each FNN's own (top-1) distance, whose variance over
+    the features breaks ties between groups; default ``distances[..., 0]``.
+    Accepts numpy arrays or torch tensors; returns numpy arrays.
+    """
+    lab = torch.as_tensor(labels)
+    dist = torch.as_tensor(distances).to(torch.float64)
+    if lab.ndim == 3:
+        lab, dist = lab[..., None], dist[..., None]
+    if lab.ndim != 4 or lab.shape != dist.shape:
+        raise ValueError(
+            f"labels {tuple(lab.shape)} and distances {tuple(dist.shape)} must be (F, G, N[, T])"
+        )
+    F, G, N, T = lab.shape
+    fd = dist[..., 0] if fnn_distances is None else torch.as_tensor(fnn_distances).to(torch.float64)
+    if N == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return Vote(e, e, e, np.zeros(0, dtype=bool))
+    lab = lab.to(torch.int64)
+    # step 2: count votes per label inside each group, on labels shifted to 0..width-1;
+    # the label axis goes first so that the scatter needs no copy for T = 1
+    lo = lab.amin(dim=(0, 3))  # (G, N)
+    loc = (lab - lo[None, :, :, None]).movedim(3, 1).reshape(F * T, G, N)  # (F*T, G, N)
+    width = int(loc.max()) + 1
+    counts = torch.zeros(width, G, N, dtype=torch.float32, device=lab.device)
+    counts.scatter_add_(0, loc, torch.ones(1, 1, 1, device=lab.device).expand(F * T, G, N))
+    sums = torch.zeros(width, G, N, dtype=torch.float64, device=lab.device)
+    sums.scatter_add_(0, loc, dist.movedim(3, 1).reshape(F * T, G, N))
+    v = counts.amax(dim=0)  # (G, N)
+    mean = torch.where(counts == v, sums / counts.clamp(min=1), torch.inf)  # (width, G, N)
+    gmean, gloc = mean.min(dim=0)  # min returns the first index on exact ties: smaller label
+    glabel = gloc + lo  # (G, N)
+    # step 3: most votes, then smallest variance of the p FNN distances, then mean distance
+    var = ((fd - fd.mean(dim=0)) ** 2).mean(dim=0)  # (G, N) population variance, two-pass
+    best = v == v.amax(dim=0, keepdim=True)
+    var_b = torch.where(best, var, torch.inf)
+    best &= var_b == var_b.amin(dim=0, keepdim=True)
+    win = torch.where(best, gmean, torch.inf).argmin(dim=0)  # (N,) first group on exact ties
+    idx = win[None]
+    votes = v.gather(0, idx)[0].to(torch.int64)
+    return Vote(
+        label=glabel.gather(0, idx)[0].cpu().numpy(),
+        votes=votes.cpu().numpy(),
+        group=win.cpu().numpy(),
+        super_majority=(votes == F).cpu().numpy(),
+    )
+
+
+def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of images predicted correctly (NaN for no images)."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    return float(np.mean(predicted == labels)) if len(labels) else float("nan")
+
+
+def top1_rate(correct: np.ndarray, super_majority: np.ndarray) -> float:
+    """Among the correct predictions, the fraction won by a super-majority (NaN if none correct)."""
+    correct = np.asarray(correct, dtype=bool)
+    n = int(correct.sum())
+    return float(np.asarray(super_majority, dtype=bool)[correct].sum() / n) if n else float("nan")
+
+
+# ---------------------------------------------------------------- the FNN kernel (batched)
+
+
+class StackedFNNs:
+    """The G FNNs of one feature, ready for batched evaluation on ``device``.
+
+    Layer 1 of all G FNNs is one (D, G·H) matrix, so the widest product is a single GEMM;
+    later layers are batched (bmm) over G.
+    """
+
+    def __init__(
+        self, layers: Sequence[tuple[np.ndarray, np.ndarray]], label_lo: np.ndarray, device="cpu"
+    ):
+        W1, b1 = layers[0]  # (G, D, H), (G, H)
+        G, D, H = W1.shape
+        self.G, self.D, self.H = G, D, H
+        self.w1 = torch.as_tensor(
+            np.ascontiguousarray(W1.transpose(1, 0, 2).reshape(D, G * H)), device=device
+        )
+        self.b1 = torch.as_tensor(np.ascontiguousarray(b1.reshape(G * H)), device=device)
+        self.rest = [
+            (torch.as_tensor(W, device=device), torch.as_tensor(b, device=device)[:, None, :])
+            for W, b in layers[1:]
+        ]  # (G, in, out), (G, 1, out)
+        self.label_lo = torch.as_tensor(label_lo, dtype=torch.int64, device=device)
+
+    @torch.no_grad()
+    def top(self, x: torch.Tensor, t: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each FNN's t best global labels and their distances for inputs x (N, D): (G, N, t) each."""
+        N = x.shape[0]
+        h = torch.addmm(self.b1, x, self.w1).clamp_(min=0)  # (N, G*H)
+        h = h.view(N, self.G, self.H).transpose(0, 1)  # (G, N, H)
+        for i, (W, b) in enumerate(self.rest):
+            h = torch.baddbmm(b, h, W)  # (G, N, out)
+            if i < len(self.rest) - 1:
+                h.clamp_(min=0)
+        s = torch.softmax(h, dim=2)  # (G, N, c)
+        p, idx = s.topk(min(t, s.shape[2]), dim=2)  # (G, N, t)
+        sq = (s * s).sum(dim=2, keepdim=True)  # ||s||^2
+        dist = (sq - 2 * p + 1).clamp_(min=0).sqrt_()  # ||s - e_l|| for each chosen l
+        return idx + self.label_lo[:, None, None], dist
+
+
+def proto_kernels(pw, device="cpu") -> list[StackedFNNs]:
+    """One :class:`StackedFNNs` per feature of a :class:`gather.ProtoWeights`."""
+    out = []
+    for f in range(len(pw.features)):
+        layers = [(W[f], b[f]) for W, b in pw.layers]
+        out.append(StackedFNNs(layers, pw.label_lo, device))
+    return out
+
+
+def model_votes(
+    images: np.ndarray,
+    pw,
+    ps: Sequence[int],
+    protocols: Sequence[str] = PROTOCOLS,
+    *,
+    transform: dict[str, int],
+    device: str = "cpu",
+    batch_size: int = 4096,
+) -> dict[tuple[int, str], Vote]:
+    """Vote of every featured model Model-p (first p features of ``pw``) on uint8 images (N,H,W,C).
+
+    Per image block: each feature is transformed once, its G FNNs run batched, and all
+    featured models and protocols vote on the same FNN outputs.
+    """
+    from .features import transform as feature_transform
+
+    bad = [p for p in ps if p > len(pw.features) or p < 1]
+    if bad:
+        raise ConfigError(
+            f"config key featured_models: {bad} not in 1..{len(pw.features)} features of {pw.proto}"
+        )
+    t = 3 if "top3" in protocols else 1
+    kernels = proto_kernels(pw, device)
+    parts: dict[tuple[int, str], list[Vote]] = {(p, pr): [] for p in ps for pr in protocols}
+    n = len(images)
+    # the numpy transform is the slow part next to a GPU: run the features in threads
+    # (numpy releases the GIL in its array loops; results are bit-identical)
+    workers = max(1, min(len(pw.features), os.cpu_count() or 1))
+    for lo in range(0, n, batch_size):
+        block = images[lo : lo + batch_size]
+        labs, dists = [], []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            xs = list(
+                pool.map(lambda f, b=block: feature_transform(b, f, **transform), pw.features)
+            )
+        for x, k in zip(xs, kernels, strict=True):  # x: (n, D) float32
+            if x.shape[1] != k.D:
+                h, w = block.shape[1:3]
+                raise DataError(
+                    f"images of {h}x{w} px give {x.shape[1]} inputs per feature; proto-model {pw.proto} "
+                    f"expects {k.D} (wrong image size or transform settings)"
+                )
+            lab, dist = k.top(torch.as_tensor(x, device=device), t)  # (G, n, t)
+            labs.append(lab)
+            dists.append(dist)
+        L, D = torch.stack(labs), torch.stack(dists)  # (F, G, n, t)
+        for p in ps:
+            for pr in protocols:
+                if pr == "top1":
+                    parts[(p, pr)].append(vote(L[:p, ..., 0], D[:p, ..., 0]))
+                else:
+                    parts[(p, pr)].append(vote(L[:p], D[:p], D[:p, ..., 0]))
+    empty = Vote(*(np.zeros(0, dtype=np.int64),) * 3, np.zeros(0, dtype=bool))
+    return {key: _concat(v) if v else empty for key, v in parts.items()}
+
+
+def _concat(votes: list[Vote]) -> Vote:
+    return Vote(
+        *(
+            np.concatenate([getattr(v, f) for v in votes])
+            for f in ("label", "votes", "group", "super_majority")
+        )
+    )
+
+
+def torch_device(name: str) -> str:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key device: cuda asked but no GPU is visible to torch")
+    return name
+
+
+# ---------------------------------------------------------------- evaluate one batch
+
+
+def evaluate_batch(
+    cfg: dict[str, Any], batch: str, weights: str | Path, protos: Sequence[str] | None = None
+):
+    """Predictions table (pandas) and speed record for one source batch."""
+    from . import datasets
+    from .gather import load_proto, protos_in
+
+    data = datasets.load_batch(cfg, batch)
+    protos = list(protos) if protos else protos_in(weights)
+    ps = sorted(cfg["featured_models"])
+    protocols = list(PROTOCOLS) if cfg["evaluation"]["top3"] else ["top1"]
+    device = torch_device(cfg["device"])
+    split = "heldout" if batch == datasets.validation_batch(cfg) else "train"
+    frames, speed = [], {"batch": batch, "images": len(data), "device": device, "protos": {}}
+    for proto in protos:
+        pw = load_proto(weights, proto, cfg["features"])
+        if "top3" in protocols and pw.n_labels <= 3:
+            log.warning(
+                "%s: %d labels per module: every FNN's top 3 names all of them, "
+                "so the top-3 protocol cannot separate labels",
+                proto,
+                pw.n_labels,
+            )
+        t0 = time.perf_counter()
+        votes = model_votes(
+            data.images,
+            pw,
+            ps,
+            protocols,
+            transform=cfg["transform"],
+            device=device,
+            batch_size=cfg["evaluation"]["batch_size"],
+        )
+        sec = time.perf_counter() - t0
+        rate = len(data) / sec if sec > 0 else float("inf")
+        speed["protos"][proto] = {"seconds": round(sec, 3), "images_per_second": round(rate, 1)}
+        log.info(
+            "%s %s: %d images in %.2f s = %.1f images/s (%d FNNs)",
+            batch,
+            proto,
+            len(data),
+            sec,
+            rate,
+            len(pw.features) * len(pw.groups),
+        )
+        modules = np.array([g[0] for g in pw.groups])
+        subs = np.array([g[1] for g in pw.groups])
+        for (p, pr), v in votes.items():
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "image_id": data.ids,
+                        "batch": data.batch,
+                        "row": data.row,
+                        "label": data.labels,
+                        "split": split,
+                        "proto": proto,
+                        "p": np.int64(p),
+                        "protocol": pr,
+                        "predicted": v.label,
+                        "votes": v.votes,
+                        "super_majority": v.super_majority,
+                        "module": modules[v.group],
+                        "submodule": subs[v.group],
+                        "correct": v.label == data.labels,
+                    }
+                )
+            )
+    total = sum(s["seconds"] for s in speed["protos"].values())
+    speed["seconds"] = round(total, 3)
+    speed["images_per_second_per_proto"] = (
+        round(len(data) * len(protos) / total, 1) if total else None
+    )
+    return pd.concat(frames, ignore_index=True), speed
+
+
+# ---------------------------------------------------------------- summaries
+
+
+KEYS = ["proto", "p", "protocol", "split"]
+
+
+def summarize(pred: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """accuracy, accuracy_per_batch, perfect_labels_per_batch, perfect_labels tables."""
+    pred = pred.assign(sm_correct=pred["correct"] & pred["super_majority"])
+
+    def acc_table(keys):
+        g = pred.groupby(keys, sort=True)
+        t = g.agg(
+            images=("correct", "size"),
+            correct=("correct", "sum"),
+            super_majority_correct=("sm_correct", "sum"),
+        ).reset_index()
+        t["accuracy_pct"] = 100 * t["correct"] / t["images"]
+        t["top1_rate_pct"] = (
+            100 * t["super_majority_correct"] / t["correct"].where(t["correct"] > 0)
+        )
+        t.insert(1, "featured_model", "Model-" + t["p"].astype(str))
+        return t
+
+    per_label = pred.groupby([*KEYS, "batch", "label"], sort=True)["correct"].all().reset_index()
+    pb = (
+        per_label.groupby([*KEYS, "batch"], sort=True)
+        .agg(labels_present=("label", "size"), perfect_labels=("correct", "sum"))
+        .reset_index()
+    )
+    lists = per_label[per_label["correct"]].groupby([*KEYS, "batch"])["label"].agg(_label_list)
+    pb = pb.merge(lists.rename("perfect_label_list").reset_index(), on=[*KEYS, "batch"], how="left")
+    pb["perfect_label_list"] = pb["perfect_label_list"].fillna("")
+    all_ = per_label.groupby([*KEYS, "label"])["correct"].all().reset_index()
+    pa_ = (
+        pb.groupby(KEYS)
+        .agg(batches=("batch", "size"), mean_perfect_per_batch=("perfect_labels", "mean"))
+        .reset_index()
+    )
+    perfect_all = all_[all_["correct"]].groupby(KEYS)["label"].agg(["size", _label_list])
+    perfect_all.columns = ["perfect_all_batches", "perfect_all_batches_labels"]
+    pa_ = pa_.merge(perfect_all.reset_index(), on=KEYS, how="left")
+    pa_["perfect_all_batches"] = pa_["perfect_all_batches"].fillna(0).astype(int)
+    pa_["perfect_all_batches_labels"] = pa_["perfect_all_batches_labels"].fillna("")
+    for t in (pb, pa_):
+        t.insert(1, "featured_model", "Model-" + t["p"].astype(str))
+    return {
+        "accuracy": acc_table(KEYS),
+        "accuracy_per_batch": acc_table([*KEYS, "batch"]),
+        "perfect_labels_per_batch": pb,
+        "perfect_labels": pa_,
+    }
+
+
+def _label_list(labels: pd.Series) -> str:
+    return " ".join(str(int(x)) for x in sorted(labels))
+
+
+def read_predictions(paths: Sequence[str | Path]) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    cols = ["batch", "label", "split", "proto", "p", "protocol", "super_majority", "correct"]
+    frames = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"{path}: predictions file missing (run the evaluate step)")
+        try:
+            frames.append(pq.read_table(path, columns=cols).to_pandas())
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"{path}: unreadable predictions file: {e}") from None
+    if not frames:
+        raise DataError("no prediction files to summarize")
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------- training evaluation
+
+
+def truncate(w: np.ndarray, decimals: int, saved_decimals: int | None = None) -> np.ndarray:
+    """Cut weights toward zero to ``decimals`` places (float32 out).
+
+    Weights saved rounded to ``saved_decimals`` are first turned back into exact integers
+    (w·10^saved) so that a float32 0.1230 (= 0.12299999…) is cut to 0.123, not 0.122.
+    """
+    w64 = np.asarray(w, dtype=np.float64)
+    if saved_decimals is not None and saved_decimals <= decimals:
+        return np.asarray(w, dtype=np.float32)
+    if saved_decimals is not None:
+        k = np.rint(w64 * 10.0**saved_decimals)  # exact integers
+        cut = np.trunc(k / 10.0 ** (saved_decimals - decimals))
+    else:
+        cut = np.trunc(w64 * 10.0**decimals)
+    return (cut / 10.0**decimals).astype(np.float32)
+
+
+def fnn_predict(layers: Sequence[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    """Local argmax labels (N,) of one FNN on inputs x (N, D)."""
+    h = torch.as_tensor(x)
+    with torch.no_grad():
+        for i, (W, b) in enumerate(layers):
+            h = torch.addmm(torch.as_tensor(b), h, torch.as_tensor(W))
+            if i < len(layers) - 1:
+                h.clamp_(min=0)
+        return h.argmax(dim=1).numpy()
+
+
+def training_evaluation(
+    training: pd.DataFrame, weights: str | Path, shards: str | Path | None, cfg: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table per proto, table per FNN). Without ``shards`` only the recorded accuracies are used."""
+    from .gather import load_proto
+
+    check = cfg["weights"]["check_decimals"]
+    saved = cfg["weights"]["decimals"]
+    rows = []
+    for proto, sub in training.groupby("proto", sort=True):
+        feats = [f for f in cfg["features"] if f in set(sub["feature"])] or sorted(
+            set(sub["feature"])
+        )
+        recorded = {(r.feature, r.module, r.submodule): r.accuracy for r in sub.itertuples()}
+        if shards is None:
+            for (f, m, s), acc in recorded.items():
+                rows.append(
+                    dict(
+                        proto=proto,
+                        feature=f,
+                        module=m,
+                        submodule=s,
+                        accuracy_recorded=acc,
+                        accuracy=acc,
+                        accuracy_cut=np.nan,
+                        changed_predictions=np.nan,
+                    )
+                )
+            continue
+        from .features import transform
+        from .shards import load_shard
+
+        pw = load_proto(weights, proto, feats)
+        for g, (m, s) in enumerate(pw.groups):
+            shard = load_shard(Path(shards) / f"{m}_{s}.npz")
+            local = shard.labels - shard.label_lo
+            for f, feature in enumerate(pw.features):
+                x = transform(shard.images, feature, **cfg["transform"])
+                layers = [(W[f, g], b[f, g]) for W, b in pw.layers]
+                pred = fnn_predict(layers, x)
+                pred_cut = fnn_predict(
+                    [(truncate(W, check, saved), truncate(b, check, saved)) for W, b in layers], x
+                )
+                rows.append(
+                    dict(
+                        proto=proto,
+                        feature=feature,
+                        module=m,
+                        submodule=s,
+                        n_images=len(local),
+                        accuracy_recorded=recorded.get((feature, m, s), np.nan),
+                        accuracy=float(np.mean(pred == local)),
+                        accuracy_cut=float(np.mean(pred_cut == local)),
+                        changed_predictions=int(np.sum(pred != pred_cut)),
+                    )
+                )
+            log.info(
+                "%s %s_%s: %d images, %d features checked",
+                proto,
+                m,
+                s,
+                len(local),
+                len(pw.features),
+            )
+    fnn = pd.DataFrame(rows)
+    return training_table(fnn, check), fnn
+
+
+def training_table(fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
+    """Paper Table 2 from the per-FNN accuracies (fractions in, percent out)."""
+    out = []
+    for proto, d in fnn.groupby("proto", sort=True):
+        free = d["accuracy"] >= 1.0
+        parts = d.assign(free=free).groupby(["module", "submodule"])["free"].all()
+        row = dict(proto=proto, fnns=len(d), partitions=len(parts))
+        for name, col in (("", "accuracy"), ("cut_", "accuracy_cut")):
+            a = 100 * d[col]
+            row.update(
+                {
+                    f"{name}min": a.min(),
+                    f"{name}mean": a.mean(),
+                    f"{name}median": a.median(),
+                    f"{name}max": a.max(),
+                }
+            )
+            if name == "":
+                row.update(
+                    error_free_fnns=int(free.sum()),
+                    error_free_partitions=int(parts.sum()),
+                    error_free_fnns_text=f"{int(free.sum())}/{len(d)}",
+                    error_free_partitions_text=f"{int(parts.sum())}/{len(parts)}",
+                )
+        cut_free = d["accuracy_cut"] >= 1.0
+        row.update(
+            check_decimals=check_decimals,
+            cut_error_free_fnns=int(cut_free.sum()),
+            cut_fnns_changed=int((d["accuracy_cut"] != d["accuracy"]).sum())
+            if d["accuracy_cut"].notna().all()
+            else None,
+            cut_predictions_changed=int(d["changed_predictions"].sum())
+            if d["changed_predictions"].notna().all()
+            else None,
+            max_abs_diff_recorded=float((d["accuracy"] - d["accuracy_recorded"]).abs().max()),
+        )
+        row["cut_changed_anything"] = (
+            None
+            if row["cut_predictions_changed"] is None
+            else bool(row["cut_predictions_changed"] > 0)
+        )
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def training_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="config YAML")
+    p.add_argument("--training", required=True, help="training.parquet")
+    p.add_argument("--weights", required=True, help="weights.parquet")
+    p.add_argument(
+        "--shards", help="shards folder ({module}_{submodule}.npz); omit to skip recomputing"
+    )
+    p.add_argument(
+        "--out", required=True, help="Table 2 CSV (e.g. results/evaluation/training.csv)"
+    )
+    p.add_argument("--fnn-out", help="per-FNN CSV (default: <out stem>_fnn.csv)")
+
+
+def training_main(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    path = Path(args.training)
+    if not path.exists():
+        raise DataError(f"{path}: training table missing (run the gather step)")
+    training = pd.read_parquet(
+        path, columns=["proto", "feature", "module", "submodule", "accuracy"]
+    )
+    table, fnn = training_evaluation(training, args.weights, args.shards, cfg)
+    out = Path(args.out)
+    fnn_out = Path(args.fnn_out) if args.fnn_out else out.with_name(out.stem + "_fnn.csv")
+    write_text(out, table.to_csv(index=False))
+    write_text(fnn_out, fnn.to_csv(index=False))
+    for r in table.itertuples():
+        log.info(
+            "%s: min %.3f mean %.3f median %.3f max %.3f | error-free %s FNNs, %s partitions | "
+            "cut to %d decimals changed %s predictions",
+            r.proto,
+            r.min,
+            r.mean,
+            r.median,
+            r.max,
+            r.error_free_fnns_text,
+            r.error_free_partitions_text,
+            r.check_decimals,
+            r.cut_predictions_changed,
+        )
+    return 0
+
+
+def evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="config YAML")
+    p.add_argument(
+        "--batch", required=True, help="source batch name (e.g. train_data_batch_1, val_data)"
+    )
+    p.add_argument("--weights", required=True, help="weights.parquet")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="predictions Parquet (results/evaluation/predictions/{batch}.parquet)",
+    )
+    p.add_argument("--speed", help="speed JSON (default: <out without .parquet>.speed.json)")
+    p.add_argument(
+        "--protos", nargs="+", help="proto-models to evaluate (default: all in the weights table)"
+    )
+
+
+def evaluate_main(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    table, speed = evaluate_batch(cfg, args.batch, args.weights, args.protos)
+    out = Path(args.out)
+    write_parquet(out, table)
+    speed_path = (
+        Path(args.speed)
+        if args.speed
+        else out.with_name(out.name.removesuffix(".parquet") + ".speed.json")
+    )
+    write_json(speed_path, speed)
+    log.info(
+        "%s: %d rows -> %s; %.1f images/s per proto-model",
+        args.batch,
+        len(table),
+        out,
+        speed["images_per_second_per_proto"] or float("nan"),
+    )
+    return 0
+
+
+def summarize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictions", nargs="+", required=True, help="predictions Parquet files")
+    p.add_argument("--out-dir", required=True, help="folder of the CSV tables (results/evaluation)")
+
+
+def summarize_main(args: argparse.Namespace) -> int:
+    tables = summarize(read_predictions(args.predictions))
+    out = Path(args.out_dir)
+    for name, t in tables.items():
+        write_text(out / f"{name}.csv", t.to_csv(index=False, float_format="%.4f"))
+    for r in tables["accuracy"].itertuples():
+        log.info(
+            "%s %s %s %s: accuracy %.3f %% Top-1 %.3f %% (%d images)",
+            r.proto,
+            r.featured_model,
+            r.protocol,
+            r.split,
+            r.accuracy_pct,
+            r.top1_rate_pct,
+            r.images,
+        )
+    return 0

@@ -1,0 +1,174 @@
+"""The small feed-forward net of SPEC §5, as plain tensors.
+
+Weights are a list of ``(W (in, out), b (out,))`` float32 pairs; the forward pass is
+``relu(X @ W1 + b1) ... @ Wq + bq`` (logits). The backward pass is written by hand (and
+tested against autograd) so that SGD and GDT run without graph overhead and with in-place
+buffers; the first layer never computes the gradient of its input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+Params = list[tuple[Tensor, Tensor]]
+LOSSES = ("cross_entropy", "mse_softmax")
+
+
+def layer_sizes(n_inputs: int, hidden: Sequence[int], n_labels: int) -> list[int]:
+    return [int(n_inputs), *(int(h) for h in hidden), int(n_labels)]
+
+
+def n_params(sizes: Sequence[int]) -> int:
+    """Parameters of an FNN with these layer sizes: sum of (in + 1) * out."""
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def init_params(
+    sizes: Sequence[int], seed: int | torch.Generator, device: str | torch.device = "cpu"
+) -> Params:
+    """PyTorch-Linear-like uniform init, bound 1/sqrt(fan_in), drawn on CPU (device-independent)."""
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    params: Params = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        bound = 1.0 / float(np.sqrt(fan_in))
+        w = (torch.rand(fan_in, fan_out, generator=gen) * 2 - 1) * bound
+        b = (torch.rand(fan_out, generator=gen) * 2 - 1) * bound
+        params.append((w.to(device), b.to(device)))
+    return params
+
+
+def clone(params: Params) -> Params:
+    return [(w.clone(), b.clone()) for w, b in params]
+
+
+def copy_into(dst: Params, src: Params) -> None:
+    """In-place copy (keeps ``dst``'s buffers, so no reallocation in tight loops)."""
+    for (wd, bd), (ws, bs) in zip(dst, src, strict=True):
+        wd.copy_(ws)
+        bd.copy_(bs)
+
+
+def forward(params: Params, x: Tensor) -> Tensor:
+    """Logits (N, c) of inputs (N, D)."""
+    h = x
+    for w, b in params[:-1]:
+        h = torch.relu(torch.addmm(b, h, w))
+    w, b = params[-1]
+    return torch.addmm(b, h, w)
+
+
+@torch.no_grad()
+def logits_of(params: Params, x: Tensor, block: int = 65536) -> Tensor:
+    """Logits in blocks (bounded memory for very large inputs)."""
+    if x.shape[0] <= block:
+        return forward(params, x)
+    return torch.cat([forward(params, x[i : i + block]) for i in range(0, x.shape[0], block)])
+
+
+def predict(params: Params, x: Tensor) -> Tensor:
+    return logits_of(params, x).argmax(dim=1)
+
+
+def distance(logits: Tensor) -> Tensor:
+    """||softmax(z) - e_pred||_2 per row: the confidence measure (smaller = surer)."""
+    p = torch.softmax(logits, dim=1)
+    pmax = p.max(dim=1).values
+    # ||p - e_k||^2 = sum p^2 - 2 p_k + 1, with k = argmax
+    sq = (p * p).sum(dim=1) - 2 * pmax + 1
+    return sq.clamp_min(0).sqrt()
+
+
+def accuracy(params: Params, x: Tensor, y: Tensor) -> float:
+    if x.shape[0] == 0:
+        return 1.0
+    return float((predict(params, x) == y).float().mean().item())
+
+
+def loss_and_grads(
+    params: Params, x: Tensor, y: Tensor, loss: str = "cross_entropy", temperature: float = 100.0
+) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """Mean loss over the rows and its gradients (same structure as ``params``).
+
+    cross_entropy: mean -log softmax(z)_y;
+    mse_softmax: mean 1/2 ||softmax(z/T) - onehot(y)||^2 (the author's MNIST loss).
+    """
+    n = x.shape[0]
+    acts = [x]  # inputs of every layer
+    h = x
+    for w, b in params[:-1]:
+        h = torch.relu(torch.addmm(b, h, w))
+        acts.append(h)
+    w, b = params[-1]
+    z = torch.addmm(b, h, w)  # (N, c)
+    rows = torch.arange(n, device=x.device)
+    if loss == "cross_entropy":
+        logp = torch.log_softmax(z, dim=1)
+        value = -logp[rows, y].mean()
+        dz = logp.exp_()
+        dz[rows, y] -= 1.0
+        dz.div_(n)
+    elif loss == "mse_softmax":
+        p = torch.softmax(z / temperature, dim=1)
+        r = p.clone()
+        r[rows, y] -= 1.0  # p - onehot
+        value = 0.5 * (r * r).sum(dim=1).mean()
+        # softmax Jacobian: dz = p * (r - <r, p>) / T, mean over rows
+        dz = p * (r - (r * p).sum(dim=1, keepdim=True))
+        dz.div_(n * temperature)
+    else:
+        raise ValueError(f"unknown loss {loss!r} (known: {LOSSES})")
+    grads: list[tuple[Tensor, Tensor]] = [None] * len(params)  # type: ignore[list-item]
+    d = dz
+    for i in range(len(params) - 1, -1, -1):
+        a = acts[i]
+        grads[i] = (a.T @ d, d.sum(dim=0))
+        if i > 0:
+            d = (d @ params[i][0].T).mul_(a > 0)  # back through relu of layer i's input
+    return value, grads
+
+
+def flat_norm(grads: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+    """||g||_2 over every layer's W and b, as a 0-d tensor (stays on the device)."""
+    sq = [torch.sum(g * g) for pair in grads for g in pair]
+    return torch.stack(sq).sum().sqrt()
+
+
+def round_params(params: Params, decimals: int) -> Params:
+    """Weights rounded to ``decimals`` places (as they are saved)."""
+    return [(torch.round(w, decimals=decimals), torch.round(b, decimals=decimals)) for w, b in params]
+
+
+def truncate_params(params: Params, decimals: int) -> Params:
+    """Weights cut (towards zero) to ``decimals`` places: the paper's robustness check."""
+    f = 10.0**decimals
+
+    def cut(t: Tensor) -> Tensor:  # rounding first removes float noise (0.123 stored as 0.12299999)
+        return torch.trunc(torch.round(t.double() * f, decimals=3)).div_(f).to(t.dtype)
+
+    return [(cut(w), cut(b)) for w, b in params]
+
+
+def to_numpy(params: Params, method: str) -> dict[str, np.ndarray]:
+    """``{"S/W1": (in, out), "S/b1": (out,), ...}`` float32."""
+    out: dict[str, np.ndarray] = {}
+    for i, (w, b) in enumerate(params, start=1):
+        out[f"{method}/W{i}"] = w.detach().cpu().numpy().astype(np.float32)
+        out[f"{method}/b{i}"] = b.detach().cpu().numpy().astype(np.float32)
+    return out
+
+
+def from_numpy(arrays: dict[str, np.ndarray], method: str, device: str | torch.device = "cpu") -> Params:
+    params: Params = []
+    i = 1
+    while f"{method}/W{i}" in arrays:
+        w = torch.as_tensor(np.asarray(arrays[f"{method}/W{i}"], dtype=np.float32), device=device)
+        b = torch.as_tensor(np.asarray(arrays[f"{method}/b{i}"], dtype=np.float32), device=device)
+        params.append((w, b))
+        i += 1
+    if not params:
+        raise KeyError(f"no weights for method {method!r}")
+    return params

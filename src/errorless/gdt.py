@@ -1,0 +1,406 @@
+"""Gradient descent tunneling (SPEC §6): from the S weights to the error-free T weights.
+
+One *round*: evaluate θ, errors E and correct C; anchors = the m most confident correct
+samples per class; every e in E gets a seeded random anchor a(e) of its class and the
+homotopy input x_e(λ) = (1-λ) X[a(e)] + λ X[e]; C keeps its real inputs. Continuation in λ
+from 0 (100 % by construction) to 1 (the real data) with K full-batch normalised gradient
+steps per λ-step, accepting a λ-step only if the whole continuation batch stays 100 %
+correct. Rounds restart from the best weights (highest real accuracy) up to R times.
+
+Choices where SPEC is silent (also in the job's metrics):
+- the accept streak resets to 0 after each growth of Δ (so Δ grows at most every 6 accepts)
+  and on every reject;
+- a λ-step at λ = 1 is accepted only if the weights *rounded to the saved decimals* are
+  also 100 % correct on the batch, so that saving does not lose the error-free result;
+- ties in real accuracy go to the newer weights (a failed round that did not lose accuracy
+  still hands its progress to the next round);
+- conflict members and samples of classes without anchors are left out of the batch (and
+  are never anchors); they stay residual errors unless the weights happen to fit them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import fnn
+from .config import GDTSettings
+
+log = logging.getLogger(__name__)
+LOG_EVERY_S = 2.0
+
+# status strings of a T record (S/Sp records use "sgd_only")
+ERROR_FREE = "error_free"
+CONFLICTS = "conflicts"  # the only residual errors are members of pre-check conflict groups
+NO_ANCHOR = "no_anchor"  # some residual errors are in classes that had no anchor
+RESIDUAL = "residual_errors"  # GDT could not fit consistent samples within its budget
+
+
+# ---------------------------------------------------------------- pure pieces
+
+
+def step_length(gnorm: Tensor, a: float, b: float) -> Tensor:
+    """η = a (1 + b s/(1+s)) / ||g||, s = exp(-||g||); η·||g|| lies in [a, a(1 + b/2)]."""
+    s = torch.exp(-gnorm)
+    return a * (1 + b * s / (1 + s)) / gnorm.clamp_min(1e-30)
+
+
+def find_conflicts(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Groups (sorted shard indices) of byte-identical input rows carrying more than one label."""
+    if x.shape[0] == 0:
+        return []
+    xc = np.ascontiguousarray(x, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
+    rows = xc.view(np.dtype((np.void, xc.dtype.itemsize * xc.shape[1]))).ravel()
+    _, inv, counts = np.unique(rows, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    dup = np.flatnonzero(counts > 1)
+    if dup.size == 0:
+        return []
+    members = np.flatnonzero(np.isin(inv, dup))
+    members = members[np.argsort(inv[members], kind="stable")]
+    groups = np.split(members, np.flatnonzero(np.diff(inv[members])) + 1)
+    return [np.sort(g) for g in groups if np.unique(y[g]).size > 1]
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """Per class c: ``flat[start[c] : start[c] + count[c]]`` = its anchors (shard indices)."""
+
+    flat: np.ndarray  # int64 (sum count,)
+    start: np.ndarray  # int64 (n_classes,)
+    count: np.ndarray  # int64 (n_classes,)
+
+
+def select_anchors(y: np.ndarray, dist: np.ndarray, eligible: np.ndarray, m: int, n_classes: int) -> Anchors:
+    """Up to ``m`` eligible samples per class with the smallest distance (ties: lower index)."""
+    idx = np.flatnonzero(eligible)
+    idx = idx[np.lexsort((idx, dist[idx], y[idx]))]  # by class, then distance, then index
+    cls = y[idx]
+    first = np.searchsorted(cls, np.arange(n_classes), side="left")
+    total = np.searchsorted(cls, np.arange(n_classes), side="right") - first
+    count = np.minimum(total, m)
+    keep = np.concatenate([idx[f : f + k] for f, k in zip(first, count, strict=True)]) if idx.size else idx
+    start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    return Anchors(keep.astype(np.int64), start, count.astype(np.int64))
+
+
+def pick_anchors(labels: np.ndarray, anchors: Anchors, gen: torch.Generator) -> np.ndarray:
+    """One random anchor (shard index) of each label's class; every label must have anchors."""
+    cnt = anchors.count[labels]
+    u = torch.rand(labels.shape[0], generator=gen, dtype=torch.float64).numpy()
+    k = np.minimum((u * cnt).astype(np.int64), cnt - 1)
+    return anchors.flat[anchors.start[labels] + k]
+
+
+def homotopy_inputs(xa: Tensor, xe: Tensor, lam: float, out: Tensor | None = None) -> Tensor:
+    """x_e(λ) = (1-λ) X[a(e)] + λ X[e], rows of ``xa``/``xe`` (|E|, D)."""
+    return torch.lerp(xa, xe, lam, out=out) if out is not None else torch.lerp(xa, xe, lam)
+
+
+def descend(params: fnn.Params, x: Tensor, y: Tensor, steps: int, a: float, b: float,
+            loss: str = "cross_entropy", temperature: float = 100.0) -> None:
+    """``steps`` full-batch normalised steps θ ← θ − η g in place (η from :func:`step_length`).
+
+    No host synchronisation inside: ||g|| and η stay 0-d tensors on the device.
+    """
+    for _ in range(steps):
+        _, grads = fnn.loss_and_grads(params, x, y, loss, temperature)
+        eta = step_length(fnn.flat_norm(grads), a, b)
+        for (w, bb), (gw, gb) in zip(params, grads, strict=True):
+            w.sub_(gw.mul_(eta))
+            bb.sub_(gb.mul_(eta))
+
+
+def classify_status(wrong: np.ndarray, in_conflict: np.ndarray, y: np.ndarray, no_anchor: set[int]) -> str:
+    """Status of final weights from the misclassified mask (all arrays over the shard)."""
+    if not wrong.any():
+        return ERROR_FREE
+    rest = wrong & ~in_conflict
+    if not rest.any():
+        return CONFLICTS
+    if np.isin(y[rest], sorted(no_anchor)).all():
+        return NO_ANCHOR
+    return RESIDUAL
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class GDTResult:
+    params: fnn.Params  # best weights (unrounded)
+    accuracy: float  # real whole-shard accuracy of ``params`` (unrounded)
+    rounds: int
+    accepted: int
+    rejected: int
+    lambda_path: list[float]
+    delta_path: list[float]
+    accepted_path: list[bool]
+    round_starts: list[int]  # index into the paths where each round began
+    conflicts: list[np.ndarray]  # shard index groups
+    no_anchor: list[int]  # local labels that lacked anchors in some round
+    stop_reason: str  # "error_free", "no_workable_errors", "rounds", "time_budget"
+    seconds: float
+    resumed: bool = False
+    log: list[str] = field(default_factory=list)
+
+
+class GDT:
+    """The GDT loop as a resumable state machine; ``state_dict``/``load_state_dict`` checkpoint it."""
+
+    def __init__(
+        self,
+        params: fnn.Params,
+        x: Tensor,
+        y: Tensor,
+        s: GDTSettings,
+        seed: int,
+        *,
+        loss: str = "cross_entropy",
+        temperature: float = 100.0,
+        decimals: int | None = None,
+        n_classes: int | None = None,
+    ):
+        self.x, self.y, self.s = x, y, s  # x (N, D) float32, y (N,) local labels
+        self.loss, self.temperature, self.decimals = loss, temperature, decimals
+        self.y_np = y.cpu().numpy()
+        self.n_classes = int(n_classes if n_classes is not None else int(self.y_np.max()) + 1)
+        self.gen = torch.Generator().manual_seed(int(seed))
+        if s.conflict_precheck:
+            self.conflicts = find_conflicts(x.cpu().numpy(), self.y_np)
+        else:
+            self.conflicts = []
+        self.in_conflict = np.zeros(x.shape[0], dtype=bool)
+        for g in self.conflicts:
+            self.in_conflict[g] = True
+        # loop state (everything below is checkpointed)
+        self.best = fnn.clone(params)
+        self.best_acc = fnn.accuracy(self.best, x, y)
+        self.theta_ok = fnn.clone(params)
+        self.round = 0  # rounds started
+        self.in_round = False
+        self.finished = False
+        self.stop_reason = ""
+        self.lam_ok, self.delta, self.streak, self.round_steps = 0.0, s.delta0, 0, 0
+        self.accepted = self.rejected = 0
+        self.lambda_path: list[float] = []
+        self.delta_path: list[float] = []
+        self.accepted_path: list[bool] = []
+        self.round_starts: list[int] = []
+        self.no_anchor: set[int] = set()
+        self.cont_c = np.zeros(0, dtype=np.int64)  # correct samples kept at X[i]
+        self.cont_e = np.zeros(0, dtype=np.int64)  # errors on homotopy paths
+        self.anchor_of = np.zeros(0, dtype=np.int64)  # a(e) per cont_e
+        self.seconds_before = 0.0
+        self.resumed = False
+
+    # -- checkpoint -------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": [(w.cpu().clone(), b.cpu().clone()) for w, b in self.best],
+            "best_acc": self.best_acc,
+            "theta_ok": [(w.cpu().clone(), b.cpu().clone()) for w, b in self.theta_ok],
+            "round": self.round, "in_round": self.in_round, "finished": self.finished,
+            "stop_reason": self.stop_reason,
+            "lam_ok": self.lam_ok, "delta": self.delta, "streak": self.streak,
+            "round_steps": self.round_steps, "accepted": self.accepted, "rejected": self.rejected,
+            "lambda_path": list(self.lambda_path), "delta_path": list(self.delta_path),
+            "accepted_path": list(self.accepted_path), "round_starts": list(self.round_starts),
+            "no_anchor": sorted(self.no_anchor),
+            "cont_c": self.cont_c.copy(), "cont_e": self.cont_e.copy(), "anchor_of": self.anchor_of.copy(),
+            "seconds": self.elapsed(),
+            "gen_state": self.gen.get_state(),
+        }
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        dev = self.x.device
+        self.best = [(w.to(dev), b.to(dev)) for w, b in st["best"]]
+        self.theta_ok = [(w.to(dev), b.to(dev)) for w, b in st["theta_ok"]]
+        for k in ("best_acc", "round", "in_round", "finished", "stop_reason", "lam_ok", "delta", "streak",
+                  "round_steps", "accepted", "rejected", "lambda_path", "delta_path", "accepted_path",
+                  "round_starts", "cont_c", "cont_e", "anchor_of"):
+            setattr(self, k, st[k])
+        self.no_anchor = set(st["no_anchor"])
+        self.seconds_before = float(st["seconds"])
+        self.gen.set_state(st["gen_state"])
+        self.resumed = True
+        if self.in_round:
+            self._build_batch()
+
+    def elapsed(self) -> float:
+        return self.seconds_before + (time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0)
+
+    # -- rounds -----------------------------------------------------------------
+
+    def _start_round(self) -> bool:
+        """New E, anchors and homotopy pairs from the best weights; False if nothing to do."""
+        logits = fnn.logits_of(self.best, self.x)
+        pred = logits.argmax(dim=1).cpu().numpy()
+        dist = fnn.distance(logits).cpu().numpy()
+        y = self.y_np
+        correct = (pred == y) & ~self.in_conflict
+        errors = np.flatnonzero((pred != y) & ~self.in_conflict)
+        if errors.size == 0:
+            self.stop_reason = ERROR_FREE if not self.in_conflict.any() else "no_workable_errors"
+            return False
+        anchors = select_anchors(y, dist, correct, self.s.anchors, self.n_classes)
+        has = anchors.count[y[errors]] > 0
+        lacking = sorted(set(y[errors[~has]].tolist()))
+        if lacking:
+            log.warning("GDT: classes %s have errors but no correctly classified sample (no anchor); "
+                        "their %d errors stay residual", lacking, int((~has).sum()))
+            self.no_anchor.update(int(c) for c in lacking)
+        work = errors[has]
+        if work.size == 0:
+            self.stop_reason = "no_workable_errors"
+            return False
+        self.round += 1
+        self.in_round = True
+        self.cont_c = np.flatnonzero(correct)
+        self.cont_e = work
+        self.anchor_of = pick_anchors(y[work], anchors, self.gen)
+        self.lam_ok, self.delta, self.streak, self.round_steps = 0.0, self.s.delta0, 0, 0
+        self.theta_ok = fnn.clone(self.best)
+        self.round_starts.append(len(self.lambda_path))
+        self._build_batch()
+        log.info("GDT round %d: accuracy %.5f, %d errors on homotopy paths, %d correct kept, %d conflict "
+                 "members left out", self.round, self.best_acc, work.size, self.cont_c.size,
+                 int(self.in_conflict.sum()))
+        return True
+
+    def _build_batch(self) -> None:
+        """Continuation batch: rows [C | E]; the E rows are rewritten at every λ."""
+        dev = self.x.device
+        c = torch.as_tensor(self.cont_c, device=dev)
+        e = torch.as_tensor(self.cont_e, device=dev)
+        a = torch.as_tensor(self.anchor_of, device=dev)
+        self.n_c = int(c.shape[0])
+        self.xb = torch.cat([self.x[c], self.x[a]])  # (n_c + |E|, D); E rows = λ=0
+        self.xa, self.xe = self.x[a], self.x[e]
+        self.yb = torch.cat([self.y[c], self.y[e]])
+        self.theta = fnn.clone(self.theta_ok)  # work buffers
+
+    def _end_round(self) -> None:
+        self.in_round = False
+        acc = fnn.accuracy(self.theta_ok, self.x, self.y)
+        if acc >= self.best_acc:
+            self.best, self.best_acc = fnn.clone(self.theta_ok), acc
+        log.info("GDT round %d ends at λ=%.6f (Δ=%.3g, %d λ-steps): real accuracy %.5f, best %.5f",
+                 self.round, self.lam_ok, self.delta, self.round_steps, acc, self.best_acc)
+
+    # -- one λ-step --------------------------------------------------------------
+
+    def _descend(self, lam: float) -> bool:
+        """K normalised full-batch steps from θ_ok on {x(λ), y}; True if still 100 % correct."""
+        homotopy_inputs(self.xa, self.xe, lam, out=self.xb[self.n_c :])
+        fnn.copy_into(self.theta, self.theta_ok)
+        descend(self.theta, self.xb, self.yb, self.s.steps, self.s.eta_min, self.s.eta_gain,
+                self.loss, self.temperature)
+        ok = bool((fnn.predict(self.theta, self.xb) == self.yb).all().item())
+        if ok and lam >= 1.0 and self.decimals is not None:
+            rounded = fnn.round_params(self.theta, self.decimals)
+            ok = bool((fnn.predict(rounded, self.xb) == self.yb).all().item())
+        return ok
+
+    def _lambda_step(self) -> bool:
+        """One attempt; returns True if it was accepted."""
+        lam = min(1.0, self.lam_ok + self.delta)
+        ok = self._descend(lam)
+        self.lambda_path.append(lam)
+        self.delta_path.append(self.delta)
+        self.accepted_path.append(ok)
+        self.round_steps += 1
+        if ok:
+            self.accepted += 1
+            self.lam_ok = lam
+            fnn.copy_into(self.theta_ok, self.theta)
+            self.streak += 1
+            if self.streak >= self.s.streak:
+                self.delta *= self.s.factor
+                self.streak = 0
+        else:
+            self.rejected += 1
+            self.streak = 0
+            self.delta /= self.s.factor
+        log.debug("λ-step %d: λ=%.6f %s, Δ→%.4g", len(self.lambda_path), lam, "accept" if ok else "reject", self.delta)
+        return ok
+
+    # -- driver ------------------------------------------------------------------
+
+    def run(self, on_checkpoint: Callable[[dict[str, Any]], None] | None = None) -> GDTResult:
+        s = self.s
+        self._t0 = time.perf_counter()
+        last_ckpt = time.perf_counter()
+        last_log = -1e9
+        if self.resumed:
+            log.info("GDT resumes at round %d, λ=%.6f, Δ=%.4g (%d accepted, %d rejected)",
+                     self.round, self.lam_ok, self.delta, self.accepted, self.rejected)
+        if self.conflicts and not self.resumed:
+            log.info("GDT conflict pre-check: %d groups of identical inputs with different labels "
+                     "(%d images) left out", len(self.conflicts), int(self.in_conflict.sum()))
+        while not self.finished:
+            if not self.in_round:
+                if self.round >= s.rounds:
+                    self.stop_reason = self.stop_reason or "rounds"
+                    self.finished = True
+                    break
+                if self.elapsed() >= s.max_seconds:
+                    self.stop_reason, self.finished = "time_budget", True
+                    break
+                if not self._start_round():
+                    self.finished = True
+                    break
+            ok = self._lambda_step()
+            out_of_time = self.elapsed() >= s.max_seconds
+            if self.lam_ok >= 1.0 or self.delta < s.delta_floor or self.round_steps >= s.max_lambda_steps or out_of_time:
+                why = ("reached λ=1" if self.lam_ok >= 1.0 else "Δ below floor" if self.delta < s.delta_floor
+                       else "λ-step budget spent" if self.round_steps >= s.max_lambda_steps else "time budget spent")
+                log.info("GDT round %d: %s", self.round, why)
+                self._end_round()
+                if out_of_time:
+                    self.stop_reason, self.finished = "time_budget", True
+                elif self.lam_ok >= 1.0 and self.best_acc >= 1.0:
+                    self.stop_reason, self.finished = ERROR_FREE, True
+                else:
+                    self.stop_reason = "rounds"
+            now = time.perf_counter()
+            if now - last_log >= LOG_EVERY_S:
+                log.info("GDT round %d, λ-step %d: λ_ok=%.6f Δ=%.4g (%d accepted, %d rejected, %.0f s)",
+                         self.round, self.round_steps, self.lam_ok, self.delta, self.accepted, self.rejected,
+                         self.elapsed())
+                last_log = now
+            # Checkpoint only right after an accept (a deterministic point of the loop).
+            if ok and on_checkpoint is not None and now - last_ckpt >= s.checkpoint_seconds:
+                on_checkpoint(self.state_dict())
+                last_ckpt = time.perf_counter()
+        return GDTResult(
+            params=fnn.clone(self.best), accuracy=self.best_acc, rounds=self.round,
+            accepted=self.accepted, rejected=self.rejected, lambda_path=list(self.lambda_path),
+            delta_path=list(self.delta_path), accepted_path=list(self.accepted_path),
+            round_starts=list(self.round_starts), conflicts=list(self.conflicts),
+            no_anchor=sorted(self.no_anchor), stop_reason=self.stop_reason, seconds=self.elapsed(),
+            resumed=self.resumed,
+        )
+
+
+def run_gdt(params: fnn.Params, x: Tensor, y: Tensor, s: GDTSettings, seed: int, **kw: Any) -> GDTResult:
+    """Convenience: a fresh GDT run without checkpoints."""
+    return GDT(params, x, y, s, seed, **kw).run()
+
+
+def flops_per_step(n: int, sizes: list[int]) -> float:
+    """Multiply-add FLOPs of one full-batch forward+backward (no input gradient)."""
+    layers = list(zip(sizes[:-1], sizes[1:], strict=True))
+    fwd = sum(2.0 * n * a * b for a, b in layers)
+    bwd_w = sum(2.0 * n * a * b for a, b in layers)
+    bwd_x = sum(2.0 * n * a * b for a, b in layers[1:])
+    return fwd + bwd_w + bwd_x
+

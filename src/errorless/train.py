@@ -1,0 +1,285 @@
+"""``errorless train``: one FNN job — SGD to the threshold (S, Sp), then GDT (T).
+
+Writes ``weights.npz`` and ``metrics.json`` (docs/ARCHITECTURE.md) atomically. A checkpoint
+(not a Snakemake output) is written after SGD and after accepted GDT λ-steps (at most every
+``gdt.checkpoint_seconds``); a restart with the same fingerprint (settings + inputs + seed)
+resumes from it and ends with bit-identical weights. The checkpoint is deleted once the
+outputs are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import fnn
+from .config import GDTSettings, SGDSettings, TransformSettings, validate
+from .errors import ConfigError, DataError
+from .gdt import GDT, classify_status
+from .io import atomic_path, write_json, write_npz
+from .sgd import SGDResult, train_sgd
+
+log = logging.getLogger(__name__)
+MODEL_RE = re.compile(r"^(?P<arch>h\d+)_m(?P<rep>\d+)$")
+CHECKPOINT_VERSION = 1
+# settings that do not change the result: a checkpoint stays valid when only these change
+NOT_IN_FINGERPRINT = ("checkpoint_seconds", "max_seconds")
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", required=True, help="shard .npz written by `errorless modularize`")
+    p.add_argument("--feature", required=True, help="colour feature (R, G, ..., or gray)")
+    p.add_argument("--model", required=True, help="trained model '<arch>_m<replicate>', e.g. h1_m1")
+    p.add_argument("--settings", required=True,
+                   help="validated config as a JSON string, or @FILE holding it (YAML/JSON)")
+    p.add_argument("--weights", required=True, help="output weights .npz")
+    p.add_argument("--metrics", required=True, help="output metrics .json")
+    p.add_argument("--checkpoint", help="checkpoint .pt (resumed when its fingerprint matches)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="override the config's device")
+
+
+def load_settings(text: str) -> dict[str, Any]:
+    """The --settings value: JSON text or @path (JSON or YAML); validated, defaults filled."""
+    source = "--settings"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.exists():
+            raise ConfigError(f"--settings file {path} does not exist")
+        text, source = path.read_text(), str(path)
+        try:
+            import yaml
+
+            cfg = yaml.safe_load(text)
+        except Exception as e:
+            raise ConfigError(f"{source}: not valid JSON/YAML: {e}") from None
+    else:
+        try:
+            cfg = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{source}: not valid JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{source}: must be a mapping of config keys")
+    return validate(copy.deepcopy(cfg))
+
+
+def job_seed(base: int, model: str, feature: str, module: str, submodule: str) -> int:
+    """Base seed + a stable (process-independent) hash of the job's wildcards."""
+    return int(base) + zlib.crc32(f"{model}/{feature}/{module}/{submodule}".encode())
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key device: 'cuda' requested but no CUDA device is available "
+                          "(torch.cuda.is_available() is False); use device: cpu or a GPU node")
+    return torch.device(name)
+
+
+def parse_model(model: str, cfg: dict[str, Any]) -> tuple[str, int, list[int]]:
+    m = MODEL_RE.match(model)
+    if not m:
+        raise ConfigError(f"--model {model!r}: expected '<arch>_m<replicate>', e.g. h1_m1")
+    arch, rep = m["arch"], int(m["rep"])
+    archs = cfg["models"]["architectures"]
+    if arch not in archs:
+        raise ConfigError(f"config key models.architectures: no architecture {arch!r} "
+                          f"(model {model!r}); known: {sorted(archs)}")
+    return arch, rep, [int(h) for h in archs[arch]]
+
+
+# ---------------------------------------------------------------- checkpoint
+
+
+def fingerprint(cfg: dict[str, Any], hidden: list[int], feature: str, model: str, seed: int,
+                x: np.ndarray, y: np.ndarray, ids: np.ndarray, device: str) -> str:
+    gdt = {k: v for k, v in cfg["gdt"].items() if k not in NOT_IN_FINGERPRINT}
+    keys = {"sgd": cfg["sgd"], "gdt": gdt, "transform": cfg["transform"], "weights": cfg["weights"],
+            "hidden": hidden, "feature": feature, "model": model, "seed": seed, "device": device,
+            "version": CHECKPOINT_VERSION}
+    h = hashlib.sha256(json.dumps(keys, sort_keys=True).encode())
+    for a in (np.ascontiguousarray(x), np.ascontiguousarray(y)):
+        h.update(a.tobytes())
+    h.update("\n".join(ids.astype(str).tolist()).encode())
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path | None, fp: str) -> dict[str, Any] | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        log.warning("checkpoint %s is unreadable (%s); ignored, starting fresh", path, e)
+        return None
+    if not isinstance(payload, dict) or payload.get("fingerprint") != fp:
+        log.info("checkpoint %s was written with other settings/inputs (fingerprint differs); "
+                 "ignored, starting fresh", path)
+        return None
+    return payload
+
+
+def _pack_sgd(r: SGDResult | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {"params": [(w.cpu().clone(), b.cpu().clone()) for w, b in r.params], "epochs": r.epochs,
+            "accuracy": r.accuracy, "history": r.history, "seconds": r.seconds, "reached": r.reached}
+
+
+def _unpack_sgd(d: dict[str, Any] | None, device: torch.device) -> SGDResult | None:
+    if d is None:
+        return None
+    params = [(w.to(device), b.to(device)) for w, b in d["params"]]
+    return SGDResult(params, d["epochs"], d["accuracy"], d["history"], d["seconds"], d["reached"])
+
+
+# ---------------------------------------------------------------- the job
+
+
+def train_main(args: argparse.Namespace) -> int:
+    from .features import transform
+    from .shards import load_shard
+
+    cfg = load_settings(args.settings)
+    if args.device:
+        cfg["device"] = args.device
+    torch.set_num_threads(max(1, int(args.threads)))
+    device = resolve_device(cfg["device"])
+    arch, rep, hidden = parse_model(args.model, cfg)
+    sgd_s = SGDSettings.from_dict(cfg["sgd"])
+    gdt_s = GDTSettings.from_dict(cfg["gdt"])
+    tr_s = TransformSettings.from_dict(cfg["transform"])
+    decimals = int(cfg["weights"]["decimals"])
+    check_decimals = int(cfg["weights"]["check_decimals"])
+
+    shard = load_shard(args.shard)
+    module, submodule = shard.name.split("_")
+    n = shard.labels.shape[0]
+    c = shard.label_hi - shard.label_lo
+    if n == 0:
+        raise DataError(f"{args.shard}: shard has no images")
+    y_np = shard.labels - shard.label_lo
+    if y_np.min() < 0 or y_np.max() >= c:
+        raise DataError(f"{args.shard}: labels outside the module's range [{shard.label_lo}, {shard.label_hi})")
+    t = time.perf_counter()
+    x_np = transform(shard.images, args.feature, pool=tr_s.pool, trim=tr_s.trim, decimals=tr_s.decimals)
+    log.info("job %s %s %s_%s: %d images, %d inputs, %d labels (transform %.1f s)",
+             args.model, args.feature, module, submodule, n, x_np.shape[1], c, time.perf_counter() - t)
+    seed = job_seed(cfg["seed"], args.model, args.feature, module, submodule)
+    x = torch.as_tensor(x_np, device=device)
+    y = torch.as_tensor(y_np, dtype=torch.int64, device=device)
+    sizes = fnn.layer_sizes(x_np.shape[1], hidden, c)
+
+    ckpt_path = Path(args.checkpoint) if args.checkpoint else None
+    fp = fingerprint(cfg, hidden, args.feature, args.model, seed, x_np, y_np, shard.ids, cfg["device"])
+    payload = load_checkpoint(ckpt_path, fp)
+
+    # ---- SGD
+    if payload is not None:
+        s_res = _unpack_sgd(payload["sgd"]["S"], device)
+        sp_res = _unpack_sgd(payload["sgd"]["Sp"], device)
+        g = payload.get("gdt")
+        where = f"at round {g['round']}, λ={g['lam_ok']:.6f}" if g else "after SGD"
+        log.info("resuming from checkpoint %s %s", ckpt_path, where)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        params = fnn.init_params(sizes, gen, device)
+        s_res, sp_res = train_sgd(params, x, y, sgd_s, gen)
+        payload = {"fingerprint": fp, "sgd": {"S": _pack_sgd(s_res), "Sp": _pack_sgd(sp_res)}, "gdt": None}
+        if ckpt_path is not None and gdt_s.enabled:
+            save_checkpoint(ckpt_path, payload)  # phase boundary
+
+    # ---- GDT
+    t_res = None
+    if gdt_s.enabled:
+        run = GDT(s_res.params, x, y, gdt_s, seed ^ 0x5EED, loss=sgd_s.loss,
+                  temperature=sgd_s.temperature, decimals=decimals, n_classes=c)
+        if payload.get("gdt") is not None:
+            run.load_state_dict(payload["gdt"])
+
+        def on_checkpoint(state: dict[str, Any]) -> None:
+            if ckpt_path is not None:
+                save_checkpoint(ckpt_path, {**payload, "gdt": state})
+
+        t_res = run.run(on_checkpoint)
+        log.info("GDT done: %s, accuracy %.5f, %d rounds, %d accepted / %d rejected λ-steps, %.1f s",
+                 t_res.stop_reason, t_res.accuracy, t_res.rounds, t_res.accepted, t_res.rejected, t_res.seconds)
+
+    # ---- outputs
+    settings_used = {"seed": cfg["seed"], "device": cfg["device"], "sgd": asdict(sgd_s), "gdt": asdict(gdt_s),
+                     "transform": asdict(tr_s), "weights": dict(cfg["weights"]), "hidden": hidden}
+    base = dict(model=args.model, arch=arch, replicate=rep, feature=args.feature, module=module,
+                submodule=submodule, n_images=n, n_inputs=int(x_np.shape[1]), n_labels=c,
+                label_lo=shard.label_lo, hidden=hidden, n_params=fnn.n_params(sizes),
+                accuracy_sgd=s_res.accuracy, seed=seed, settings=settings_used)
+    produced: list[tuple[str, fnn.Params, dict[str, Any]]] = [
+        ("S", s_res.params, dict(epochs=s_res.epochs, seconds_sgd=s_res.seconds)),
+    ]
+    if sp_res is not None:
+        produced.append(("Sp", sp_res.params, dict(epochs=sp_res.epochs, seconds_sgd=sp_res.seconds)))
+    if t_res is not None:
+        produced.append(("T", t_res.params, dict(
+            epochs=s_res.epochs, seconds_sgd=s_res.seconds, seconds_gdt=t_res.seconds,
+            gdt_rounds=t_res.rounds, accepted=t_res.accepted, rejected=t_res.rejected,
+            lambda_path=t_res.lambda_path, delta_path=t_res.delta_path, accepted_path=t_res.accepted_path,
+        )))
+    ids = shard.ids.astype(str)
+    arrays: dict[str, np.ndarray] = {}
+    records, truncated = [], {}
+    for method, params, extra in produced:
+        rounded = fnn.round_params(params, decimals)
+        arrays.update(fnn.to_numpy(rounded, method))
+        pred = fnn.predict(rounded, x).cpu().numpy()
+        wrong = pred != y_np
+        rec = dict(proto=f"{method}_{args.model}", method=method, **base)
+        rec.update(accuracy=float(1.0 - wrong.mean()), epochs=extra["epochs"], gdt_rounds=0, accepted=0,
+                   rejected=0, lambda_path=[], delta_path=[], accepted_path=[], conflicts=[],
+                   no_anchor_labels=[], status="sgd_only", seconds_sgd=extra["seconds_sgd"], seconds_gdt=0.0)
+        rec.update({k: v for k, v in extra.items() if k != "epochs"})
+        rec.update(residual_ids=ids[wrong].tolist(), residual_labels=(y_np[wrong] + shard.label_lo).tolist(),
+                   residual_predicted=(pred[wrong] + shard.label_lo).tolist())
+        if method == "T":
+            in_conflict = np.zeros(n, dtype=bool)
+            for grp in t_res.conflicts:
+                in_conflict[grp] = True
+            rec["conflicts"] = [{"ids": ids[g].tolist(), "labels": (y_np[g] + shard.label_lo).tolist()}
+                                for g in t_res.conflicts]
+            rec["no_anchor_labels"] = [int(v) + shard.label_lo for v in t_res.no_anchor]
+            rec["status"] = classify_status(wrong, in_conflict, y_np, set(t_res.no_anchor))
+        records.append(rec)
+        truncated[method] = fnn.accuracy(fnn.truncate_params(rounded, check_decimals), x, y)  # saved, cut
+    job = {"shard": str(args.shard), "feature": args.feature, "model": args.model, "module": module,
+           "submodule": submodule, "seed": seed, "device": cfg["device"], "threads": torch.get_num_threads(),
+           "fingerprint": fp, f"accuracy_truncated_{check_decimals}": truncated,
+           "gdt_stop_reason": t_res.stop_reason if t_res else None,
+           "gdt_round_starts": t_res.round_starts if t_res else [],
+           "gdt_resumed": bool(t_res.resumed) if t_res else False,
+           "gdt_choices": {"streak_resets_after_growth": True, "rounded_check_at_lambda_1": True}}
+    write_npz(args.weights, **arrays)
+    write_json(args.metrics, {"job": job, "records": records})
+    for r in records:
+        log.info("%s: accuracy %.5f (rounded to %d decimals), status %s, %d residual errors",
+                 r["proto"], r["accuracy"], decimals, r["status"], len(r["residual_ids"]))
+    if ckpt_path is not None and ckpt_path.exists():
+        os.unlink(ckpt_path)  # the job is complete: a rerun must start fresh
+    return 0

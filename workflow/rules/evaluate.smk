@@ -1,0 +1,89 @@
+# Training evaluation (Table 2) and the majority-vote model evaluation (Tables 3-5),
+# one evaluation job per source batch.
+
+
+rule evaluate_training:
+    input:
+        config=f"{RESULTS}/config.yaml",
+        training=f"{RESULTS}/training.parquet",
+        weights=f"{RESULTS}/weights.parquet",
+        manifest=f"{RESULTS}/shards/manifest.tsv",
+    output:
+        table=report(
+            f"{RESULTS}/evaluation/training.csv",
+            caption="../report/training.rst",
+            category="1. Training",
+            labels={"table": "training evaluation (Table 2)"},
+        ),
+        per_fnn=f"{RESULTS}/evaluation/training_fnn.csv",
+    log:
+        "logs/evaluate_training.log",
+    benchmark:
+        "benchmarks/evaluate_training.tsv"
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 2
+    resources:
+        mem_mb=EVAL_MEM,
+        runtime=EVAL_MIN,
+    params:
+        shards=lambda wildcards, input: os.path.dirname(input.manifest),
+    shell:
+        "python -m errorless evaluate-training --config {input.config} "
+        "--training {input.training} --weights {input.weights} --shards {params.shards} "
+        "--out {output.table} --fnn-out {output.per_fnn} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        unpack(evaluation_inputs),
+    output:
+        predictions=f"{RESULTS}/evaluation/predictions/{{batch}}.parquet",
+        speed=f"{RESULTS}/evaluation/predictions/{{batch}}.speed.json",
+    log:
+        "logs/evaluate/{batch}.log",
+    benchmark:
+        "benchmarks/evaluate/{batch}.tsv"
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 2
+    resources:
+        mem_mb=EVAL_MEM,
+        runtime=EVAL_MIN,
+    shell:
+        "python -m errorless evaluate --config {input.config} --batch {wildcards.batch} "
+        "--weights {input.weights} --out {output.predictions} --speed {output.speed} > {log} 2>&1"
+
+
+rule summarize:
+    input:
+        expand(
+            f"{RESULTS}/evaluation/predictions/{{batch}}.parquet", batch=EVAL_BATCHES
+        ),
+    output:
+        accuracy=report(
+            f"{RESULTS}/evaluation/accuracy.csv",
+            caption="../report/accuracy.rst",
+            category="2. Model evaluation",
+            labels={"table": "accuracy and Top-1 (Tables 3 and 5)"},
+        ),
+        per_batch=f"{RESULTS}/evaluation/accuracy_per_batch.csv",
+        perfect=report(
+            f"{RESULTS}/evaluation/perfect_labels.csv",
+            caption="../report/perfect_labels.rst",
+            category="2. Model evaluation",
+            labels={"table": "perfect labels (Table 4)"},
+        ),
+        perfect_per_batch=f"{RESULTS}/evaluation/perfect_labels_per_batch.csv",
+    log:
+        "logs/summarize.log",
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT_MEM,
+        runtime=LIGHT_MIN,
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.accuracy),
+    shell:
+        "python -m errorless summarize --predictions {input} --out-dir {params.out} > {log} 2>&1"

@@ -1,0 +1,41 @@
+# Gather every job's weights and metrics into Parquet (one rule writes each table).
+
+
+rule write_config:
+    output:
+        config=f"{RESULTS}/config.yaml",
+    log:
+        "logs/write_config.log",
+    localrule: True
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT_MEM,
+        runtime=LIGHT_MIN,
+    params:
+        settings=settings_json(*config),
+    shell:
+        "python -m errorless write-config --settings {params.settings:q} --out {output.config} > {log} 2>&1"
+
+
+rule gather:
+    input:
+        weights=fnn_outputs("weights.npz"),
+        metrics=fnn_outputs("metrics.json"),
+    output:
+        weights=f"{RESULTS}/weights.parquet",
+        training=f"{RESULTS}/training.parquet",
+    log:
+        "logs/gather.log",
+    benchmark:
+        "benchmarks/gather.tsv"
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 1
+    resources:
+        mem_mb=GATHER_MEM,
+        runtime=GATHER_MIN,
+    shell:
+        "python -m errorless gather --jobs {input.metrics} "
+        "--weights-out {output.weights} --training-out {output.training} > {log} 2>&1"
