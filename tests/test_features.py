@@ -72,3 +72,14 @@ def test_bad_feature_names():
         transform(np.zeros((1, 8, 8, 1), np.uint8), "R")
     with pytest.raises(ConfigError, match="colour data"):
         transform(img, "gray")
+
+
+def test_transform_many_is_bit_identical_to_transform():
+    # evaluation uses transform_many; training uses transform: inputs must match exactly
+    from errorless.features import transform_many
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, size=(2100, 64, 64, 3), dtype=np.uint8)  # > one chunk
+    many = transform_many(img, list(FEATURES))
+    for f, x in zip(FEATURES, many, strict=True):
+        assert np.array_equal(x, transform(img, f)), f

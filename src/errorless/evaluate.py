@@ -49,10 +49,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,7 +212,7 @@ def model_votes(
     Per image block: each feature is transformed once, its G FNNs run batched, and all
     featured models and protocols vote on the same FNN outputs.
     """
-    from .features import transform as feature_transform
+    from .features import transform_many
 
     bad = [p for p in ps if p > len(pw.features) or p < 1]
     if bad:
@@ -225,16 +223,11 @@ def model_votes(
     kernels = proto_kernels(pw, device)
     parts: dict[tuple[int, str], list[Vote]] = {(p, pr): [] for p in ps for pr in protocols}
     n = len(images)
-    # the numpy transform is the slow part next to a GPU: run the features in threads
-    # (numpy releases the GIL in its array loops; results are bit-identical)
-    workers = max(1, min(len(pw.features), os.cpu_count() or 1))
     for lo in range(0, n, batch_size):
         block = images[lo : lo + batch_size]
         labs, dists = [], []
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            xs = list(
-                pool.map(lambda f, b=block: feature_transform(b, f, **transform), pw.features)
-            )
+        # pooling and trimming once for all features (bit-identical to the training transform)
+        xs = transform_many(block, list(pw.features), **transform)
         for x, k in zip(xs, kernels, strict=True):  # x: (n, D) float32
             if x.shape[1] != k.D:
                 h, w = block.shape[1:3]

@@ -52,20 +52,31 @@ def transform(
     4. subtract the image mean, divide by its max |value| (constant image -> zeros), round;
     5. flatten row-major.
     """
+    return transform_many(images, [feature], pool=pool, trim=trim, decimals=decimals)[0]
+
+
+def transform_many(
+    images: np.ndarray, features: list[str], *, pool: int = 2, trim: int = 1, decimals: int = 4
+) -> list[np.ndarray]:
+    """:func:`transform` for several features at once: pooling and trimming are done once per
+    chunk of images, then every feature combines the same planes. Each result is identical
+    to ``transform(images, feature)`` (one code path)."""
     if images.ndim != 4:
         raise DataError(f"images must be (N, H, W, C), got shape {images.shape}")
     n, h, w, c = images.shape
-    weights = feature_weights(feature, c)
+    weights = [feature_weights(f, c) for f in features]
     side = output_side(min(h, w), pool, trim)
     if h != w or side < 1:
         raise DataError(f"images of {h}x{w} px are too small or not square for pool={pool}, trim={trim}")
-    out = np.empty((n, side * side), dtype=np.float32)
+    outs = [np.empty((n, side * side), dtype=np.float32) for _ in features]
     for lo in range(0, n, CHUNK):
-        out[lo : lo + CHUNK] = _transform_chunk(images[lo : lo + CHUNK], weights, pool, trim, decimals)
-    return out
+        planes = _pool_trim(images[lo : lo + CHUNK], pool, trim)  # (n', s, s, C) float64
+        for out, wts in zip(outs, weights, strict=True):
+            out[lo : lo + CHUNK] = _combine_scale(planes, wts, decimals)
+    return outs
 
 
-def _transform_chunk(x: np.ndarray, weights: np.ndarray, pool: int, trim: int, decimals: int) -> np.ndarray:
+def _pool_trim(x: np.ndarray, pool: int, trim: int) -> np.ndarray:
     n, h, w, c = x.shape
     x = x.astype(np.float64)
     if h > POOL_ABOVE and pool > 1:
@@ -73,7 +84,15 @@ def _transform_chunk(x: np.ndarray, weights: np.ndarray, pool: int, trim: int, d
         x = x.reshape(n, h // pool, pool, w // pool, pool, c).mean(axis=(2, 4))  # (N, h', w', C)
     if trim:
         x = x[:, trim:-trim, trim:-trim]
-    v = x @ weights  # (N, s, s)
+    return x
+
+
+def _combine_scale(planes: np.ndarray, weights: np.ndarray, decimals: int) -> np.ndarray:
+    n = len(planes)
+    v = planes[..., 0] * weights[0]  # (N, s, s); planes summed in a fixed order
+    for ch in range(1, len(weights)):
+        if weights[ch]:
+            v = v + planes[..., ch] * weights[ch]
     v = v.reshape(n, -1)
     v = v - v.mean(axis=1, keepdims=True)
     scale = np.abs(v).max(axis=1, keepdims=True)
