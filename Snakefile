@@ -16,6 +16,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/gather.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/quality.smk"
 
 
 rule all:

@@ -110,7 +110,21 @@ def final_targets():
     return [
         f"{RESULTS}/evaluation/training.csv",
         f"{RESULTS}/evaluation/accuracy.csv",
+        f"{RESULTS}/double_labeling.csv",
     ]
+
+
+def double_labeling_inputs(wildcards):
+    """Training records, duplicate pairs, shards; the planted truth for synthetic data."""
+    files = {
+        "config": f"{RESULTS}/config.yaml",
+        "training": f"{RESULTS}/training.parquet",
+        "duplicates": f"{RESULTS}/quality/duplicates.parquet",
+        "manifest": f"{RESULTS}/shards/manifest.tsv",
+    }
+    if FORMAT == "synthetic":
+        files["planted"] = f"{DATA}/planted.csv"
+    return files
 
 
 def evaluation_inputs(wildcards):
@@ -212,4 +226,7 @@ LIGHT_MEM, LIGHT_MIN = scaled(1000, 10)
 # gather/evaluate hold a proto-model's weights (4 bytes each, a few copies) in memory
 _WEIGHTS_MB = math.ceil(n_params() * 4 * len(MODELS) * len(METHODS) * 3 / 1e6)
 GATHER_MEM, GATHER_MIN = scaled(2000 + _WEIGHTS_MB, 30)
+# the duplicate search holds every transformed training image (4 bytes x 900) plus an index
+_IMAGES = NUM_LABELS * 1300  # ImageNet has ~1,281 images per label
+DUP_MEM, DUP_MIN = scaled(2000 + math.ceil(_IMAGES * 900 * 4 * 1.5 / 1e6), 60)
 EVAL_MEM, EVAL_MIN = scaled(4000 + _WEIGHTS_MB, 240 if NUM_LABELS >= 1000 else 30)
