@@ -17,6 +17,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/gather.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/quality.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

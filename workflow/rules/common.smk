@@ -111,6 +111,7 @@ def final_targets():
         f"{RESULTS}/evaluation/training.csv",
         f"{RESULTS}/evaluation/accuracy.csv",
         f"{RESULTS}/double_labeling.csv",
+        *REPORT_TARGETS,  # defined in report.smk (included after this file)
     ]
 
 

@@ -33,20 +33,20 @@ rule double_labeling:
         table=report(
             f"{RESULTS}/double_labeling.csv",
             caption="../report/double_labeling.rst",
-            category="4. Double labelling",
+            category="3. Double labelling",
             labels={"table": "suspects (double_labeling.csv)"},
         ),
         parquet=f"{RESULTS}/double_labeling.parquet",
         figure=report(
             f"{RESULTS}/quality/suspects.png",
             caption="../report/suspects.rst",
-            category="4. Double labelling",
+            category="3. Double labelling",
             labels={"figure": "suspect thumbnails"},
         ),
         check=report(
             f"{RESULTS}/quality/planted_check.csv",
             caption="../report/planted_check.rst",
-            category="4. Double labelling",
+            category="3. Double labelling",
             labels={"table": "planted truth: precision and recall"},
         ),
         detail=f"{RESULTS}/quality/planted_pairs.csv",
