@@ -211,3 +211,24 @@ def test_same_seed_same_weights_and_resume_from_state_is_bit_identical():
         assert res.resumed and res.lambda_path == full.lambda_path
         for (w1, b1), (w2, b2) in zip(full.params, res.params, strict=True):
             assert torch.equal(w1, w2) and torch.equal(b1, b2)
+
+
+def test_sgd_resumes_bit_identically_from_any_epoch():
+    # a long SGD phase checkpoints after epochs; a resumed run ends with the same S and Sp
+    x, y = blobs(n=200, noise=4.5)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    s = SGDSettings(threshold=0.99, max_epochs=12, batch_size=32, lr=0.02, released_epochs=3)
+
+    def run(resume=None, keep=None):
+        gen = torch.Generator().manual_seed(7)
+        params = fnn.init_params([x.shape[1], 16, 5], gen)
+        return sgd.train_sgd(params, xt, yt, s, gen, resume=resume, on_progress=keep, every=0.0)
+
+    states: list[dict] = []
+    s_full, sp_full = run(keep=states.append)
+    assert len(states) >= 4 and any(st["S"] is not None for st in states)  # some in the Sp phase
+    for st in (states[0], states[len(states) // 2], states[-1]):
+        s_res, sp_res = run(resume=st)
+        for a, b in zip(s_full.params + sp_full.params, s_res.params + sp_res.params, strict=True):
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert (s_res.epochs, sp_res.epochs) == (s_full.epochs, sp_full.epochs)

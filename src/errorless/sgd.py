@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,6 +40,25 @@ class _Trainer:
         self.params, self.x, self.y, self.s, self.gen = params, x, y, s, gen
         self.vel = [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in params]
 
+    def state(self, epoch: int, acc: float, hist: list, seconds: float, sres: SGDResult | None) -> dict[str, Any]:
+        """Everything needed to continue bit-identically (tensors copied to the CPU)."""
+        return {
+            "epoch": epoch, "accuracy": acc, "history": list(hist), "seconds": seconds,
+            "params": [(w.cpu().clone(), b.cpu().clone()) for w, b in self.params],
+            "velocity": [(w.cpu().clone(), b.cpu().clone()) for w, b in self.vel],
+            "generator": self.gen.get_state(),
+            "S": pack_result(sres),
+        }
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        for (w, b), (sw, sb) in zip(self.params, st["params"], strict=True):
+            w.copy_(sw)
+            b.copy_(sb)
+        for (w, b), (sw, sb) in zip(self.vel, st["velocity"], strict=True):
+            w.copy_(sw)
+            b.copy_(sb)
+        self.gen.set_state(st["generator"])
+
     def epoch(self) -> float:
         """One pass over the shuffled shard; returns the mean mini-batch loss (one sync)."""
         n, bs = self.x.shape[0], self.s.batch_size
@@ -57,15 +78,41 @@ class _Trainer:
 
 
 def train_sgd(
-    params: fnn.Params, x: Tensor, y: Tensor, s: SGDSettings, gen: torch.Generator
+    params: fnn.Params,
+    x: Tensor,
+    y: Tensor,
+    s: SGDSettings,
+    gen: torch.Generator,
+    *,
+    resume: dict[str, Any] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    every: float = float("inf"),
 ) -> tuple[SGDResult, SGDResult | None]:
-    """Train ``params`` in place; return (S, Sp or None). Deterministic given ``gen``'s state."""
-    t0 = time.perf_counter()
+    """Train ``params`` in place; return (S, Sp or None). Deterministic given ``gen``'s state.
+
+    ``on_progress(state)`` is called after an epoch at most every ``every`` seconds with the
+    whole loop state (weights, momentum, generator, history); ``resume=state`` continues from
+    it and ends with the same weights as an uninterrupted run.
+    """
     tr = _Trainer(params, x, y, s, gen)
     hist: list[tuple[int, float, float]] = []
-    last_log = -1e9
-    acc, epoch = 0.0, 0
-    while epoch < s.max_epochs:
+    acc, epoch, before = 0.0, 0, 0.0
+    sres: SGDResult | None = None
+    if resume is not None:
+        tr.load_state(resume)
+        hist, acc, epoch, before = list(resume["history"]), resume["accuracy"], resume["epoch"], resume["seconds"]
+        sres = unpack_result(resume["S"], params[0][0].device)
+        log.info("SGD resumed at epoch %d (accuracy %.5f)", epoch, acc)
+    t0 = time.perf_counter() - before
+    last_log, last_ck = -1e9, time.perf_counter()
+
+    def checkpoint() -> None:
+        nonlocal last_ck
+        if on_progress is not None and time.perf_counter() - last_ck >= every:
+            on_progress(tr.state(epoch, acc, hist, time.perf_counter() - t0, sres))
+            last_ck = time.perf_counter()
+
+    while sres is None and epoch < s.max_epochs:
         epoch += 1
         loss = tr.epoch()
         acc = fnn.accuracy(params, x, y)
@@ -77,23 +124,38 @@ def train_sgd(
             last_log = now
         if acc >= s.threshold:
             break
-    reached = acc >= s.threshold
-    if not reached:
-        log.warning("SGD stopped at max_epochs=%d with accuracy %.5f < threshold %.4f", epoch, acc, s.threshold)
-    sres = SGDResult(fnn.clone(params), epoch, acc, hist, time.perf_counter() - t0, reached)
+        checkpoint()
+    if sres is None:
+        reached = acc >= s.threshold
+        if not reached:
+            log.warning("SGD stopped at max_epochs=%d with accuracy %.5f < threshold %.4f", epoch, acc, s.threshold)
+        sres = SGDResult(fnn.clone(params), epoch, acc, list(hist), time.perf_counter() - t0, reached)
     if s.released_epochs <= 0:
         return sres, None
     # Released threshold: keep going from S (same momentum/shuffle stream).
-    t1 = time.perf_counter()
-    phist = list(hist)
-    for k in range(1, s.released_epochs + 1):
+    while epoch < sres.epochs + s.released_epochs:
+        epoch += 1
         loss = tr.epoch()
         acc = fnn.accuracy(params, x, y)
-        phist.append((epoch + k, loss, acc))
-        if k == s.released_epochs or time.perf_counter() - last_log >= LOG_EVERY_S:
-            log.info("SGD released epoch %d: loss %.5f, accuracy %.5f", epoch + k, loss, acc)
+        hist.append((epoch, loss, acc))
+        if epoch == sres.epochs + s.released_epochs or time.perf_counter() - last_log >= LOG_EVERY_S:
+            log.info("SGD released epoch %d: loss %.5f, accuracy %.5f", epoch, loss, acc)
             last_log = time.perf_counter()
-    spres = SGDResult(
-        fnn.clone(params), epoch + s.released_epochs, acc, phist, sres.seconds + time.perf_counter() - t1, reached
-    )
+        checkpoint()
+    spres = SGDResult(fnn.clone(params), epoch, acc, list(hist), time.perf_counter() - t0, sres.reached)
     return sres, spres
+
+
+def pack_result(r: SGDResult | None) -> dict[str, Any] | None:
+    """An SGDResult as plain CPU data (for checkpoints)."""
+    if r is None:
+        return None
+    return {"params": [(w.cpu().clone(), b.cpu().clone()) for w, b in r.params], "epochs": r.epochs,
+            "accuracy": r.accuracy, "history": list(r.history), "seconds": r.seconds, "reached": r.reached}
+
+
+def unpack_result(d: dict[str, Any] | None, device) -> SGDResult | None:
+    if d is None:
+        return None
+    params = [(w.to(device), b.to(device)) for w, b in d["params"]]
+    return SGDResult(params, d["epochs"], d["accuracy"], list(d["history"]), d["seconds"], d["reached"])

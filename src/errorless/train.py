@@ -30,7 +30,7 @@ from .config import GDTSettings, SGDSettings, TransformSettings, validate
 from .errors import ConfigError, DataError
 from .gdt import GDT, classify_status
 from .io import atomic_path, write_json, write_npz
-from .sgd import SGDResult, train_sgd
+from .sgd import pack_result, train_sgd, unpack_result
 
 log = logging.getLogger(__name__)
 MODEL_RE = re.compile(r"^(?P<arch>h\d+)_m(?P<rep>\d+)$")
@@ -139,20 +139,6 @@ def load_checkpoint(path: Path | None, fp: str) -> dict[str, Any] | None:
     return payload
 
 
-def _pack_sgd(r: SGDResult | None) -> dict[str, Any] | None:
-    if r is None:
-        return None
-    return {"params": [(w.cpu().clone(), b.cpu().clone()) for w, b in r.params], "epochs": r.epochs,
-            "accuracy": r.accuracy, "history": r.history, "seconds": r.seconds, "reached": r.reached}
-
-
-def _unpack_sgd(d: dict[str, Any] | None, device: torch.device) -> SGDResult | None:
-    if d is None:
-        return None
-    params = [(w.to(device), b.to(device)) for w, b in d["params"]]
-    return SGDResult(params, d["epochs"], d["accuracy"], d["history"], d["seconds"], d["reached"])
-
-
 # ---------------------------------------------------------------- the job
 
 
@@ -195,17 +181,26 @@ def train_main(args: argparse.Namespace) -> int:
     payload = load_checkpoint(ckpt_path, fp)
 
     # ---- SGD
-    if payload is not None:
-        s_res = _unpack_sgd(payload["sgd"]["S"], device)
-        sp_res = _unpack_sgd(payload["sgd"]["Sp"], device)
+    if payload is not None and payload.get("sgd") is not None:
+        s_res = unpack_result(payload["sgd"]["S"], device)
+        sp_res = unpack_result(payload["sgd"]["Sp"], device)
         g = payload.get("gdt")
         where = f"at round {g['round']}, λ={g['lam_ok']:.6f}" if g else "after SGD"
         log.info("resuming from checkpoint %s %s", ckpt_path, where)
     else:
         gen = torch.Generator().manual_seed(seed)
         params = fnn.init_params(sizes, gen, device)
-        s_res, sp_res = train_sgd(params, x, y, sgd_s, gen)
-        payload = {"fingerprint": fp, "sgd": {"S": _pack_sgd(s_res), "Sp": _pack_sgd(sp_res)}, "gdt": None}
+        progress = payload.get("sgd_progress") if payload is not None else None
+        if progress is not None:
+            log.info("resuming from checkpoint %s during SGD, after epoch %d", ckpt_path, progress["epoch"])
+
+        def on_sgd_progress(state: dict[str, Any]) -> None:
+            if ckpt_path is not None:
+                save_checkpoint(ckpt_path, {"fingerprint": fp, "sgd": None, "sgd_progress": state, "gdt": None})
+
+        s_res, sp_res = train_sgd(params, x, y, sgd_s, gen, resume=progress, on_progress=on_sgd_progress,
+                                  every=gdt_s.checkpoint_seconds)
+        payload = {"fingerprint": fp, "sgd": {"S": pack_result(s_res), "Sp": pack_result(sp_res)}, "gdt": None}
         if ckpt_path is not None and gdt_s.enabled:
             save_checkpoint(ckpt_path, payload)  # phase boundary
 
