@@ -8,6 +8,7 @@ schema (with defaults) so that both see identical settings.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,35 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     return validate(config)
 
 
+def parse_settings(text: str) -> dict[str, Any]:
+    """A ``--settings`` value: a JSON object, or a JSON/YAML file (``path`` or ``@path``);
+    validated, defaults filled."""
+    source = "--settings"
+    if not text.lstrip().startswith("{"):
+        path = Path(text[1:] if text.startswith("@") else text)
+        if not path.exists():
+            raise ConfigError(f"--settings {text}: neither a JSON object nor an existing file")
+        text, source = path.read_text(), str(path)
+    try:
+        cfg = json.loads(text)  # not YAML first: PyYAML reads JSON's 1e-05 as a string
+    except json.JSONDecodeError:
+        try:
+            cfg = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: not valid JSON/YAML: {e}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{source}: must be a mapping of config keys")
+    return validate(copy.deepcopy(cfg))
+
+
+def settings_from_args(args) -> dict[str, Any]:
+    """The validated config of a command: ``--settings`` wins over ``--config`` (a YAML file);
+    neither gives the schema defaults."""
+    if getattr(args, "settings", None):
+        return parse_settings(args.settings)
+    return load_config(getattr(args, "config", None))
+
+
 def _merge(base: dict, extra: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in extra.items():
@@ -136,27 +166,27 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def _from_dict(cls, d: dict[str, Any]):
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} settings: {sorted(unknown)}")
-    return cls(**d)
+class _FromDict:
+    """``from_dict`` for the settings dataclasses: unknown keys are a ConfigError."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} settings: {sorted(unknown)}")
+        return cls(**d)
 
 
 @dataclass(frozen=True)
-class TransformSettings:
+class TransformSettings(_FromDict):
     pool: int = 2
     trim: int = 1
     decimals: int = 4
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TransformSettings:
-        return _from_dict(cls, d)
 
 
 @dataclass(frozen=True)
-class SGDSettings:
+class SGDSettings(_FromDict):
     threshold: float = 0.98
     max_epochs: int = 300
     batch_size: int = 64
@@ -166,13 +196,10 @@ class SGDSettings:
     temperature: float = 100.0
     released_epochs: int = 0
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SGDSettings:
-        return _from_dict(cls, d)
 
 
 @dataclass(frozen=True)
-class GDTSettings:
+class GDTSettings(_FromDict):
     enabled: bool = True
     anchors: int = 10
     steps: int = 25
@@ -188,9 +215,6 @@ class GDTSettings:
     conflict_precheck: bool = True
     checkpoint_seconds: float = 120.0
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GDTSettings:
-        return _from_dict(cls, d)
 
 
 def module_names(k: int) -> list[str]:

@@ -50,8 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import proto_names
-from .duplicates import settings_from_args
+from .config import proto_names, settings_from_args
 from .errors import DataError
 from .io import atomic_path, write_parquet, write_text
 

@@ -23,7 +23,6 @@ Searching representatives, not all rows, keeps many copies of one image from fil
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import resource
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .config import settings_from_args
 from .errors import ConfigError, DataError
 from .io import write_json, write_parquet
 
@@ -429,24 +429,6 @@ def peak_rss_mb() -> float:
 
 
 # ---------------------------------------------------------------- data set and CLI
-
-
-def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The validated config from ``--settings`` (JSON string or JSON file) or ``--config``."""
-    from .config import load_config, validate
-
-    if getattr(args, "settings", None):
-        text = args.settings
-        if not text.lstrip().startswith("{"):
-            path = Path(text)
-            if not path.exists():
-                raise ConfigError(f"--settings {text}: neither a JSON object nor an existing file")
-            text = path.read_text()
-        try:
-            return validate(json.loads(text))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"--settings is not valid JSON: {e}") from None
-    return load_config(getattr(args, "config", None))
 
 
 def duplicate_feature(cfg: dict[str, Any]) -> str:

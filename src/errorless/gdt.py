@@ -358,7 +358,7 @@ class GDT:
                 if not self._start_round():
                     self.finished = True
                     break
-            ok = self._lambda_step()
+            self._lambda_step()
             out_of_time = self.elapsed() >= s.max_seconds
             if self.lam_ok >= 1.0 or self.delta < s.delta_floor or self.round_steps >= s.max_lambda_steps or out_of_time:
                 why = ("reached λ=1" if self.lam_ok >= 1.0 else "Δ below floor" if self.delta < s.delta_floor
@@ -377,8 +377,10 @@ class GDT:
                          self.round, self.round_steps, self.lam_ok, self.delta, self.accepted, self.rejected,
                          self.elapsed())
                 last_log = now
-            # Checkpoint only right after an accept (a deterministic point of the loop).
-            if ok and on_checkpoint is not None and now - last_ckpt >= s.checkpoint_seconds:
+            # Checkpoint after a λ-step, accepted or rejected: both end at a deterministic point
+            # (a reject restores θ_ok), so a job that spends hours rejecting steps does not redo
+            # them after a kill, and the time budget carries over.
+            if on_checkpoint is not None and not self.finished and now - last_ckpt >= s.checkpoint_seconds:
                 on_checkpoint(self.state_dict())
                 last_ckpt = time.perf_counter()
         return GDTResult(

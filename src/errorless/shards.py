@@ -9,7 +9,6 @@ change to one module's data re-trains only that module.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import datasets
-from .config import load_config, module_names, submodule_names
+from .config import module_names, settings_from_args, submodule_names
 from .errors import ConfigError, DataError
 from .io import write_npz, write_text
 
@@ -169,14 +168,6 @@ def modularize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings", help="validated config as a JSON string (overrides --config)")
     p.add_argument("--out", required=True, help="folder of the shards")
     p.add_argument("--manifest", required=True, help="manifest TSV written last")
-
-
-def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    if getattr(args, "settings", None):
-        from .config import validate
-
-        return validate(json.loads(args.settings))
-    return load_config(args.config)
 
 
 def modularize_main(args: argparse.Namespace) -> int:

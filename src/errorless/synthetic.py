@@ -176,7 +176,7 @@ def synthesize_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def synthesize_main(args: argparse.Namespace) -> int:
-    from .shards import settings_from_args
+    from .config import settings_from_args
 
     write(settings_from_args(args), Path(args.out))
     return 0

@@ -10,7 +10,6 @@ outputs are written.
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import logging
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from . import fnn
-from .config import GDTSettings, SGDSettings, TransformSettings, validate
+from .config import GDTSettings, SGDSettings, TransformSettings, parse_settings
 from .errors import ConfigError, DataError
 from .gdt import GDT, classify_status
 from .io import atomic_path, write_json, write_npz
@@ -53,30 +52,6 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="checkpoint .pt (resumed when its fingerprint matches)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="override the config's device")
-
-
-def load_settings(text: str) -> dict[str, Any]:
-    """The --settings value: JSON text or @path (JSON or YAML); validated, defaults filled."""
-    source = "--settings"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.exists():
-            raise ConfigError(f"--settings file {path} does not exist")
-        text, source = path.read_text(), str(path)
-        try:
-            import yaml
-
-            cfg = yaml.safe_load(text)
-        except Exception as e:
-            raise ConfigError(f"{source}: not valid JSON/YAML: {e}") from None
-    else:
-        try:
-            cfg = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{source}: not valid JSON: {e}") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{source}: must be a mapping of config keys")
-    return validate(copy.deepcopy(cfg))
 
 
 def job_seed(base: int, model: str, feature: str, module: str, submodule: str) -> int:
@@ -146,7 +121,7 @@ def train_main(args: argparse.Namespace) -> int:
     from .features import transform
     from .shards import load_shard
 
-    cfg = load_settings(args.settings)
+    cfg = parse_settings(args.settings)
     if args.device:
         cfg["device"] = args.device
     torch.set_num_threads(max(1, int(args.threads)))

@@ -1,6 +1,7 @@
 # Data: the synthetic generator (default config) and the modularize checkpoint.
 
-DATA_MEM, DATA_MIN = scaled(4000, 30)
+# modularize holds the whole training set (12,288 bytes per 64-px image) and its sorted copy
+DATA_MEM, DATA_MIN = scaled(2000 + math.ceil(NUM_LABELS * 1300 * 12288 * 2.5 / 1e6), 60)
 
 
 if FORMAT == "synthetic":
@@ -42,7 +43,9 @@ checkpoint modularize:
         mem_mb=DATA_MEM,
         runtime=DATA_MIN,
     params:
-        settings=settings_json("dataset", "synthetic", "modules", "features"),
+        settings=settings_json(
+            "dataset", "synthetic", "modules", "features", "featured_models"
+        ),
         out=lambda wildcards, output: os.path.dirname(output.manifest),
     shell:
         "python -m errorless modularize --settings {params.settings:q} "
