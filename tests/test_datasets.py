@@ -144,3 +144,17 @@ def test_synthetic_is_deterministic_and_plants_truth(tmp_path):
             diff = np.abs(imgs[p["id_a"]].astype(int) - imgs[p["id_b"]].astype(int))
             assert 0 < diff.mean() < 5
     assert (tmp_path / "planted.csv").read_text().startswith("kind,id_a,label_a,id_b,label_b")
+
+
+def test_settings_json_keeps_small_floats(tmp_path):
+    # json.dumps writes 0.00001 as 1e-05, which YAML 1.1 would read as a string
+    import json
+
+    from errorless.config import parse_settings
+
+    cfg = parse_settings(json.dumps({"gdt": {"delta_floor": 0.00001}}))
+    assert cfg["gdt"]["delta_floor"] == 1e-05
+    (tmp_path / "s.yaml").write_text("gdt:\n  delta_floor: 1.0e-05\n")
+    assert parse_settings(f"@{tmp_path / 's.yaml'}")["gdt"]["delta_floor"] == 1e-05
+    with pytest.raises(ConfigError, match="neither a JSON object nor an existing file"):
+        parse_settings("missing.yaml")
