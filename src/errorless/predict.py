@@ -221,7 +221,7 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
         "--results", default="results", help="trained results folder (holds weights.parquet)"
     )
     p.add_argument("--weights", help="weights.parquet (default: <results>/weights.parquet)")
-    p.add_argument("--config", help="config YAML (default: the settings stored with the weights)")
+    p.add_argument("--config", help="config YAML (default: {results}/config.yaml, else the settings stored with the weights)")
     p.add_argument("--images", required=True, help="a folder of PNG/JPEG files or a data file")
     p.add_argument(
         "--format",
@@ -242,7 +242,10 @@ def predict_main(args: argparse.Namespace) -> int:
     from .config import load_config
     from .io import write_text
 
-    cfg = load_config(args.config) if args.config else None
+    config = args.config
+    if config is None and (Path(args.results) / "config.yaml").exists():
+        config = Path(args.results) / "config.yaml"  # written by the workflow's write_config rule
+    cfg = load_config(config) if config else None
     df = predict(
         args.results,
         args.images,
