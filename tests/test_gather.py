@@ -176,54 +176,17 @@ def test_cli_gather_from_jobs_file_and_from_paths(grid, tmp_path, capsys):
         "model\tfeature\tmodule\tsubmodule\n"
         + "".join(f"{j.model}\t{j.feature}\t{j.module}\t{j.submodule}\n" for j in jobs)
     )
-    w1, t1 = tmp_path / "a" / "weights.parquet", tmp_path / "a" / "training.parquet"
-    assert (
-        main(
-            [
-                "gather",
-                "--jobs-file",
-                str(jobs_file),
-                "--results",
-                str(results),
-                "--weights-out",
-                str(w1),
-                "--training-out",
-                str(t1),
-            ]
-        )
-        == 0
-    )
-    w2, t2 = tmp_path / "b" / "weights.parquet", tmp_path / "b" / "training.parquet"
-    assert (
-        main(
-            [
-                "gather",
-                "--jobs",
-                *[str(j.weights) for j in jobs],
-                "--weights-out",
-                str(w2),
-                "--training-out",
-                str(t2),
-            ]
-        )
-        == 0
-    )
-    assert pq.read_table(w1).equals(pq.read_table(w2))
+    from_file = ["--jobs-file", str(jobs_file), "--results", str(results)]
+    from_paths = ["--jobs", *[str(j.weights) for j in jobs]]
+
+    def gather(source, out):
+        return main(["gather", *source, "--weights-out", str(out / "weights.parquet"),
+                     "--training-out", str(out / "training.parquet")])
+
+    assert gather(from_file, tmp_path / "a") == 0
+    assert gather(from_paths, tmp_path / "b") == 0
+    assert pq.read_table(tmp_path / "a" / "weights.parquet").equals(
+        pq.read_table(tmp_path / "b" / "weights.parquet"))
     jobs[3].metrics.unlink()
-    assert (
-        main(
-            [
-                "gather",
-                "--jobs-file",
-                str(jobs_file),
-                "--results",
-                str(results),
-                "--weights-out",
-                str(w1),
-                "--training-out",
-                str(t1),
-            ]
-        )
-        == 2
-    )
+    assert gather(from_file, tmp_path / "a") == 2
     assert f"module={jobs[3].module}" in capsys.readouterr().err

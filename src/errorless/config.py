@@ -148,6 +148,13 @@ def parse_settings(text: str) -> dict[str, Any]:
     return validate(copy.deepcopy(cfg))
 
 
+def settings_arguments(p, config_help: str = "config YAML (default: schema defaults)") -> None:
+    """The ``--config``/``--settings`` pair that :func:`settings_from_args` reads."""
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--settings", help="validated config as a JSON object, or a JSON/YAML file "
+                   "(path or @path); wins over --config")
+
+
 def settings_from_args(args) -> dict[str, Any]:
     """The validated config of a command: ``--settings`` wins over ``--config`` (a YAML file);
     neither gives the schema defaults."""

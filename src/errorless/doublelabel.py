@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import proto_names, settings_from_args
+from .config import proto_names, settings_arguments, settings_from_args
 from .errors import DataError
 from .io import atomic_path, write_parquet, write_text
 
@@ -493,8 +493,7 @@ def suspects_figure(report: pd.DataFrame, shards: Path, path: Path, top: int, pe
 
 
 def doublelabel_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="config YAML (default: schema defaults)")
-    p.add_argument("--settings", help="validated config as a JSON string or JSON file (wins over --config)")
+    settings_arguments(p)
     p.add_argument("--results", help="results folder (default: config key results)")
     p.add_argument("--training", help="default {results}/training.parquet")
     p.add_argument("--duplicates", help="default {results}/quality/duplicates.parquet")

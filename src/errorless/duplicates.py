@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import settings_from_args
+from .config import settings_arguments, settings_from_args
 from .errors import ConfigError, DataError
 from .io import write_json, write_parquet
 
@@ -524,8 +524,7 @@ def output_schema():
 
 
 def duplicates_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="config YAML (default: schema defaults)")
-    p.add_argument("--settings", help="validated config as a JSON string or JSON file (wins over --config)")
+    settings_arguments(p)
     p.add_argument("--results", help="results folder (default: config key results)")
     p.add_argument("--shards", help="shard folder (default: {results}/shards)")
     p.add_argument("--out", help="pairs Parquet (default: {results}/quality/duplicates.parquet)")

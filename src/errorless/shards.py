@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import datasets
-from .config import module_names, settings_from_args, submodule_names
+from .config import module_names, settings_arguments, settings_from_args, submodule_names
 from .errors import ConfigError, DataError
 from .io import write_npz, write_text
 
@@ -164,8 +164,7 @@ def load_shard(path: str | Path) -> Shard:
 # ---------------------------------------------------------------- CLI
 
 def modularize_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="config YAML")
-    p.add_argument("--settings", help="validated config as a JSON string (overrides --config)")
+    settings_arguments(p)
     p.add_argument("--out", required=True, help="folder of the shards")
     p.add_argument("--manifest", required=True, help="manifest TSV written last")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import module_names, submodule_names
+from .config import module_names, settings_arguments, settings_from_args, submodule_names
 from .errors import ConfigError
 from .io import write_if_changed, write_text
 from .shards import assign, num_modules
@@ -170,13 +170,11 @@ def write(cfg: dict[str, Any], out_dir: Path) -> list[Path]:
 
 
 def synthesize_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="config YAML")
-    p.add_argument("--settings", help="validated config as a JSON string (overrides --config)")
+    settings_arguments(p)
     p.add_argument("--out", required=True, help="folder to write the batches and planted.csv into")
 
 
 def synthesize_main(args: argparse.Namespace) -> int:
-    from .config import settings_from_args
 
     write(settings_from_args(args), Path(args.out))
     return 0
