@@ -191,7 +191,6 @@ class TransformSettings(_FromDict):
     decimals: int = 4
 
 
-
 @dataclass(frozen=True)
 class SGDSettings(_FromDict):
     threshold: float = 0.98
@@ -202,7 +201,6 @@ class SGDSettings(_FromDict):
     loss: str = "cross_entropy"
     temperature: float = 100.0
     released_epochs: int = 0
-
 
 
 @dataclass(frozen=True)
@@ -221,7 +219,6 @@ class GDTSettings(_FromDict):
     max_seconds: float = 14400.0
     conflict_precheck: bool = True
     checkpoint_seconds: float = 120.0
-
 
 
 def module_names(k: int) -> list[str]:

@@ -175,6 +175,5 @@ def synthesize_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def synthesize_main(args: argparse.Namespace) -> int:
-
     write(settings_from_args(args), Path(args.out))
     return 0

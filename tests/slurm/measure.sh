@@ -33,9 +33,8 @@ run() {  # $1 = label, $2 = profile, rest = extra flags
       --latency-wait 5 --slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 2 \
       "$@" ) > "$wd/snakemake.log" 2>&1 || rc=$?
   b=$(now)
-  local subs train steps
+  local subs steps
   subs=$(grep -c 'has been submitted with SLURM jobid' "$wd/snakemake.log" || true)
-  train=$(grep -c '^Finished jobid: .* (Rule: train)' "$wd/snakemake.log" || true)
   steps=$(grep -o '[0-9]* of [0-9]* steps ([0-9]*%) done' "$wd/snakemake.log" | tail -1)
   echo "RESULT $label: rc=$rc wall=$(secs "$a" "$b") s sbatch=$subs steps='$steps' log=$wd/snakemake.log"
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -156,7 +157,5 @@ def test_packed_profile_is_the_slurm_profile_plus_groups():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="cluster.sh needs root")
 def test_cluster_script_refuses_to_start_twice():
-    import subprocess
-
     p = subprocess.run([str(HERE / "cluster.sh"), "start"], capture_output=True, text=True)
     assert p.returncode == 1 and "already running" in p.stderr

@@ -226,11 +226,11 @@ def scaled(base_mb, base_min):
 
 
 LIGHT_MEM, LIGHT_MIN = scaled(1000, 10)
+TRAIN_IMAGES = NUM_LABELS * 1300  # an upper estimate: ImageNet has ~1,281 images per label
 # weights are 4 bytes each; gather holds every proto-model (a few copies while writing
 # Parquet), evaluate one proto-model at a time
 _PROTO_MB = math.ceil(n_params() * 4 * 3 / 1e6)
 GATHER_MEM, GATHER_MIN = scaled(2000 + _PROTO_MB * len(PROTOS), 30)
 # the duplicate search holds every transformed training image (4 bytes x 900) plus an index
-_IMAGES = NUM_LABELS * 1300  # ImageNet has ~1,281 images per label
-DUP_MEM, DUP_MIN = scaled(2000 + math.ceil(_IMAGES * 900 * 4 * 1.5 / 1e6), 60)
+DUP_MEM, DUP_MIN = scaled(2000 + math.ceil(TRAIN_IMAGES * 900 * 4 * 1.5 / 1e6), 60)
 EVAL_MEM, EVAL_MIN = scaled(4000 + _PROTO_MB, 240 if NUM_LABELS >= 1000 else 30)

@@ -1,7 +1,7 @@
 # Data: the synthetic generator (default config) and the modularize checkpoint.
 
 # modularize holds the whole training set (12,288 bytes per 64-px image) and its sorted copy
-DATA_MEM, DATA_MIN = scaled(2000 + math.ceil(NUM_LABELS * 1300 * 12288 * 2.5 / 1e6), 60)
+DATA_MEM, DATA_MIN = scaled(2000 + math.ceil(TRAIN_IMAGES * 12288 * 2.5 / 1e6), 60)
 
 
 if FORMAT == "synthetic":
