@@ -178,7 +178,9 @@ def test_conflict_precheck_off_stops_within_budget():
     wrong = (fnn.predict(r.params, X) != Y).numpy()
     residual = set(np.flatnonzero(wrong).tolist())
     assert residual & {10, 11} and len(residual & {10, 11}) == 1
-    assert gdt.classify_status(wrong, np.zeros(len(y), bool), y, set(r.no_anchor)) == gdt.RESIDUAL
+    # the unfittable pair stops every round on the Δ floor: an exhausted search, not a budget stop
+    assert r.stop_reason == gdt.STOP_ROUNDS and set(r.round_ends) == {gdt.END_FLOOR}
+    assert gdt.classify_status(wrong, np.zeros(len(y), bool), y, set(r.no_anchor), r.stop_reason) == gdt.RESIDUAL
 
 
 def test_no_anchor_is_reported_not_raised():

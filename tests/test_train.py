@@ -61,7 +61,8 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 RECORD_FIELDS = {
     "proto", "method", "model", "arch", "replicate", "feature", "module", "submodule", "n_images", "n_inputs",
     "n_labels", "label_lo", "hidden", "n_params", "accuracy", "accuracy_sgd", "epochs", "gdt_rounds", "accepted",
-    "rejected", "lambda_path", "delta_path", "accepted_path", "residual_ids", "residual_labels",
+    "rejected", "lambda_path", "delta_path", "accepted_path", "steps_path", "gdt_steps", "consolidation_steps",
+    "round_ends", "gdt_stop_reason", "residual_ids", "residual_labels",
     "residual_predicted", "conflicts", "no_anchor_labels", "status", "seconds_sgd", "seconds_gdt", "seed",
     "settings",
 }

@@ -201,6 +201,8 @@ class SGDSettings(_FromDict):
     loss: str = "cross_entropy"
     temperature: float = 100.0
     released_epochs: int = 0
+    init: str = "pytorch"
+    init_bound: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,8 @@ class GDTSettings(_FromDict):
     enabled: bool = True
     anchors: int = 10
     steps: int = 25
+    max_steps: int = 125
+    consolidate_steps: int = 0
     delta0: float = 0.1
     factor: float = 1.5
     streak: int = 6

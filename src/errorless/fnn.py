@@ -27,16 +27,29 @@ def n_params(sizes: Sequence[int]) -> int:
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
+INITS = ("pytorch", "uniform")
+
+
 def init_params(
-    sizes: Sequence[int], seed: int | torch.Generator, device: str | torch.device = "cpu"
+    sizes: Sequence[int],
+    seed: int | torch.Generator,
+    device: str | torch.device = "cpu",
+    kind: str = "pytorch",
+    bound: float = 5.0,
 ) -> Params:
-    """PyTorch-Linear-like uniform init, bound 1/sqrt(fan_in), drawn on CPU (device-independent)."""
+    """Initial weights, drawn on CPU (device-independent).
+
+    ``pytorch``: like ``nn.Linear``, Uniform(±1/sqrt(fan_in)); ``uniform``: every weight and
+    bias Uniform(±bound) — the authors' MNIST code uses bound 5 with the ``mse_softmax`` loss.
+    """
+    if kind not in INITS:
+        raise ValueError(f"unknown init {kind!r} (known: {INITS})")
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     params: Params = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        bound = 1.0 / float(np.sqrt(fan_in))
-        w = (torch.rand(fan_in, fan_out, generator=gen) * 2 - 1) * bound
-        b = (torch.rand(fan_out, generator=gen) * 2 - 1) * bound
+        bound_i = 1.0 / float(np.sqrt(fan_in)) if kind == "pytorch" else float(bound)
+        w = (torch.rand(fan_in, fan_out, generator=gen) * 2 - 1) * bound_i
+        b = (torch.rand(fan_out, generator=gen) * 2 - 1) * bound_i
         params.append((w.to(device), b.to(device)))
     return params
 

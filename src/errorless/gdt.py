@@ -40,7 +40,18 @@ LOG_EVERY_S = 2.0
 ERROR_FREE = "error_free"
 CONFLICTS = "conflicts"  # the only residual errors are members of pre-check conflict groups
 NO_ANCHOR = "no_anchor"  # some residual errors are in classes that had no anchor
-RESIDUAL = "residual_errors"  # GDT could not fit consistent samples within its budget
+RESIDUAL = "residual_errors"  # consistent samples GDT could not fit: every round ended on the Δ floor
+BUDGET = "budget"  # GDT stopped on its time or λ-step budget with consistent samples still wrong
+
+# stop reasons of a GDT run (metrics ``gdt_stop_reason``)
+STOP_ERROR_FREE = ERROR_FREE
+STOP_NOTHING_LEFT = "no_workable_errors"  # only conflict members / classes without anchors wrong
+STOP_ROUNDS = "rounds"  # R rounds, each ended with Δ below its floor: the search is exhausted
+STOP_LAMBDA_BUDGET = "lambda_budget"  # R rounds spent, some ended on the λ-step budget
+STOP_TIME_BUDGET = "time_budget"
+BUDGET_STOPS = (STOP_LAMBDA_BUDGET, STOP_TIME_BUDGET)
+# why one round ended (``round_ends``)
+END_LAMBDA_1, END_FLOOR, END_LAMBDA_BUDGET, END_TIME = "lambda_1", "delta_floor", "lambda_budget", "time_budget"
 
 
 # ---------------------------------------------------------------- pure pieces
@@ -118,8 +129,13 @@ def descend(params: fnn.Params, x: Tensor, y: Tensor, steps: int, a: float, b: f
             bb.sub_(gb.mul_(eta))
 
 
-def classify_status(wrong: np.ndarray, in_conflict: np.ndarray, y: np.ndarray, no_anchor: set[int]) -> str:
-    """Status of final weights from the misclassified mask (all arrays over the shard)."""
+def classify_status(wrong: np.ndarray, in_conflict: np.ndarray, y: np.ndarray, no_anchor: set[int],
+                    stop_reason: str = STOP_ROUNDS) -> str:
+    """Status of final weights from the misclassified mask (all arrays over the shard).
+
+    Residual errors on consistent samples are ``budget`` when GDT stopped on a budget (weak
+    evidence: more time may fit them) and ``residual_errors`` when its search was exhausted.
+    """
     if not wrong.any():
         return ERROR_FREE
     rest = wrong & ~in_conflict
@@ -127,7 +143,7 @@ def classify_status(wrong: np.ndarray, in_conflict: np.ndarray, y: np.ndarray, n
         return CONFLICTS
     if np.isin(y[rest], sorted(no_anchor)).all():
         return NO_ANCHOR
-    return RESIDUAL
+    return BUDGET if stop_reason in BUDGET_STOPS else RESIDUAL
 
 
 # ---------------------------------------------------------------- the loop
@@ -144,9 +160,13 @@ class GDTResult:
     delta_path: list[float]
     accepted_path: list[bool]
     round_starts: list[int]  # index into the paths where each round began
+    round_ends: list[str]  # why each round ended (END_*)
+    steps_path: list[int]  # gradient steps per λ-step (a multiple of K)
+    steps_taken: int  # all gradient steps, consolidations included
+    consolidation_steps: int
     conflicts: list[np.ndarray]  # shard index groups
     no_anchor: list[int]  # local labels that lacked anchors in some round
-    stop_reason: str  # "error_free", "no_workable_errors", "rounds", "time_budget"
+    stop_reason: str  # one of the STOP_* values
     seconds: float
     resumed: bool = False
     log: list[str] = field(default_factory=list)
@@ -194,6 +214,10 @@ class GDT:
         self.delta_path: list[float] = []
         self.accepted_path: list[bool] = []
         self.round_starts: list[int] = []
+        self.round_ends: list[str] = []  # why each round ended (ROUND_END_*)
+        self.steps_path: list[int] = []  # gradient steps each λ-step took (K, 2K, …)
+        self.steps_taken = 0  # all gradient steps, consolidations included
+        self.consolidation_steps = 0
         self.no_anchor: set[int] = set()
         self.cont_c = np.zeros(0, dtype=np.int64)  # correct samples kept at X[i]
         self.cont_e = np.zeros(0, dtype=np.int64)  # errors on homotopy paths
@@ -214,6 +238,8 @@ class GDT:
             "round_steps": self.round_steps, "accepted": self.accepted, "rejected": self.rejected,
             "lambda_path": list(self.lambda_path), "delta_path": list(self.delta_path),
             "accepted_path": list(self.accepted_path), "round_starts": list(self.round_starts),
+            "round_ends": list(self.round_ends), "steps_path": list(self.steps_path),
+            "steps_taken": self.steps_taken, "consolidation_steps": self.consolidation_steps,
             "no_anchor": sorted(self.no_anchor),
             "cont_c": self.cont_c.copy(), "cont_e": self.cont_e.copy(), "anchor_of": self.anchor_of.copy(),
             "seconds": self.elapsed(),
@@ -226,7 +252,8 @@ class GDT:
         self.theta_ok = [(w.to(dev), b.to(dev)) for w, b in st["theta_ok"]]
         for k in ("best_acc", "round", "in_round", "finished", "stop_reason", "lam_ok", "delta", "streak",
                   "round_steps", "accepted", "rejected", "lambda_path", "delta_path", "accepted_path",
-                  "round_starts", "cont_c", "cont_e", "anchor_of"):
+                  "round_starts", "round_ends", "steps_path", "steps_taken", "consolidation_steps",
+                  "cont_c", "cont_e", "anchor_of"):
             setattr(self, k, st[k])
         self.no_anchor = set(st["no_anchor"])
         self.seconds_before = float(st["seconds"])
@@ -249,7 +276,7 @@ class GDT:
         correct = (pred == y) & ~self.in_conflict
         errors = np.flatnonzero((pred != y) & ~self.in_conflict)
         if errors.size == 0:
-            self.stop_reason = ERROR_FREE if not self.in_conflict.any() else "no_workable_errors"
+            self.stop_reason = STOP_ERROR_FREE if not self.in_conflict.any() else STOP_NOTHING_LEFT
             return False
         anchors = select_anchors(y, dist, correct, self.s.anchors, self.n_classes)
         has = anchors.count[y[errors]] > 0
@@ -260,7 +287,7 @@ class GDT:
             self.no_anchor.update(int(c) for c in lacking)
         work = errors[has]
         if work.size == 0:
-            self.stop_reason = "no_workable_errors"
+            self.stop_reason = STOP_NOTHING_LEFT
             return False
         self.round += 1
         self.in_round = True
@@ -271,6 +298,7 @@ class GDT:
         self.theta_ok = fnn.clone(self.best)
         self.round_starts.append(len(self.lambda_path))
         self._build_batch()
+        self._consolidate()
         log.info("GDT round %d: accuracy %.5f, %d errors on homotopy paths, %d correct kept, %d conflict "
                  "members left out", self.round, self.best_acc, work.size, self.cont_c.size,
                  int(self.in_conflict.sum()))
@@ -298,22 +326,55 @@ class GDT:
 
     # -- one λ-step --------------------------------------------------------------
 
-    def _descend(self, lam: float) -> bool:
-        """K normalised full-batch steps from θ_ok on {x(λ), y}; True if still 100 % correct."""
-        homotopy_inputs(self.xa, self.xe, lam, out=self.xb[self.n_c :])
-        fnn.copy_into(self.theta, self.theta_ok)
-        descend(self.theta, self.xb, self.yb, self.s.steps, self.s.eta_min, self.s.eta_gain,
-                self.loss, self.temperature)
+    def _batch_correct(self, lam: float) -> bool:
+        """θ is 100 % correct on the continuation batch (at λ = 1 also once rounded as saved)."""
         ok = bool((fnn.predict(self.theta, self.xb) == self.yb).all().item())
         if ok and lam >= 1.0 and self.decimals is not None:
             rounded = fnn.round_params(self.theta, self.decimals)
             ok = bool((fnn.predict(rounded, self.xb) == self.yb).all().item())
         return ok
 
+    def _descend(self, lam: float, max_steps: int) -> tuple[bool, int]:
+        """From θ_ok, normalised full-batch steps on {x(λ), y} in chunks of K until the batch
+        is 100 % correct or ``max_steps`` are spent; returns (correct, steps taken).
+
+        With ``max_steps == K`` this is SPEC §6.4's test after exactly K steps. Going on past K
+        (§6.8) is what makes GDT hold on real data: the normalised steps move θ by at least
+        ``eta_min`` each, which can push correct samples with small margins across the boundary
+        for a while before the descent brings them back (see the README, "Choices").
+        """
+        homotopy_inputs(self.xa, self.xe, lam, out=self.xb[self.n_c :])
+        fnn.copy_into(self.theta, self.theta_ok)
+        k, done = self.s.steps, 0
+        while True:
+            descend(self.theta, self.xb, self.yb, k, self.s.eta_min, self.s.eta_gain,
+                    self.loss, self.temperature)
+            done += k
+            if self._batch_correct(lam):
+                return True, done
+            if done + k > max_steps:
+                return False, done
+
+    def _consolidate(self) -> None:
+        """A descent at λ = 0 before a round's first λ-step, as the authors' code does (§6.8):
+        raises the margins of the batch while it is 100 % correct by construction. Kept only
+        if the batch is still (or again) 100 % correct within ``consolidate_steps``."""
+        if self.s.consolidate_steps <= 0:
+            return
+        ok, used = self._descend(0.0, max(self.s.consolidate_steps, self.s.steps))
+        self.steps_taken += used
+        self.consolidation_steps += used
+        if ok:
+            fnn.copy_into(self.theta_ok, self.theta)
+        log.debug("GDT round %d: consolidation at λ=0, %d steps, %s", self.round, used,
+                  "kept" if ok else "dropped (batch not 100 % correct)")
+
     def _lambda_step(self) -> bool:
         """One attempt; returns True if it was accepted."""
         lam = min(1.0, self.lam_ok + self.delta)
-        ok = self._descend(lam)
+        ok, used = self._descend(lam, max(self.s.max_steps, self.s.steps))
+        self.steps_taken += used
+        self.steps_path.append(used)
         self.lambda_path.append(lam)
         self.delta_path.append(self.delta)
         self.accepted_path.append(ok)
@@ -349,28 +410,29 @@ class GDT:
         while not self.finished:
             if not self.in_round:
                 if self.round >= s.rounds:
-                    self.stop_reason = self.stop_reason or "rounds"
+                    exhausted = all(e in (END_LAMBDA_1, END_FLOOR) for e in self.round_ends)
+                    self.stop_reason = STOP_ROUNDS if exhausted else STOP_LAMBDA_BUDGET
                     self.finished = True
                     break
                 if self.elapsed() >= s.max_seconds:
-                    self.stop_reason, self.finished = "time_budget", True
+                    self.stop_reason, self.finished = STOP_TIME_BUDGET, True
                     break
                 if not self._start_round():
                     self.finished = True
                     break
             self._lambda_step()
             out_of_time = self.elapsed() >= s.max_seconds
-            if self.lam_ok >= 1.0 or self.delta < s.delta_floor or self.round_steps >= s.max_lambda_steps or out_of_time:
-                why = ("reached λ=1" if self.lam_ok >= 1.0 else "Δ below floor" if self.delta < s.delta_floor
-                       else "λ-step budget spent" if self.round_steps >= s.max_lambda_steps else "time budget spent")
-                log.info("GDT round %d: %s", self.round, why)
+            end = (END_LAMBDA_1 if self.lam_ok >= 1.0 else END_FLOOR if self.delta < s.delta_floor
+                   else END_LAMBDA_BUDGET if self.round_steps >= s.max_lambda_steps
+                   else END_TIME if out_of_time else None)
+            if end is not None:
+                log.info("GDT round %d ends: %s", self.round, end)
+                self.round_ends.append(end)
                 self._end_round()
-                if out_of_time:
-                    self.stop_reason, self.finished = "time_budget", True
-                elif self.lam_ok >= 1.0 and self.best_acc >= 1.0:
-                    self.stop_reason, self.finished = ERROR_FREE, True
-                else:
-                    self.stop_reason = "rounds"
+                if self.lam_ok >= 1.0 and self.best_acc >= 1.0:
+                    self.stop_reason, self.finished = STOP_ERROR_FREE, True
+                elif out_of_time:
+                    self.stop_reason, self.finished = STOP_TIME_BUDGET, True
             now = time.perf_counter()
             if now - last_log >= LOG_EVERY_S:
                 log.info("GDT round %d, λ-step %d: λ_ok=%.6f Δ=%.4g (%d accepted, %d rejected, %.0f s)",
@@ -387,7 +449,9 @@ class GDT:
             params=fnn.clone(self.best), accuracy=self.best_acc, rounds=self.round,
             accepted=self.accepted, rejected=self.rejected, lambda_path=list(self.lambda_path),
             delta_path=list(self.delta_path), accepted_path=list(self.accepted_path),
-            round_starts=list(self.round_starts), conflicts=list(self.conflicts),
+            round_starts=list(self.round_starts), round_ends=list(self.round_ends),
+            steps_path=list(self.steps_path), steps_taken=self.steps_taken,
+            consolidation_steps=self.consolidation_steps, conflicts=list(self.conflicts),
             no_anchor=sorted(self.no_anchor), stop_reason=self.stop_reason, seconds=self.elapsed(),
             resumed=self.resumed,
         )

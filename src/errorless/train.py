@@ -164,7 +164,7 @@ def train_main(args: argparse.Namespace) -> int:
         log.info("resuming from checkpoint %s %s", ckpt_path, where)
     else:
         gen = torch.Generator().manual_seed(seed)
-        params = fnn.init_params(sizes, gen, device)
+        params = fnn.init_params(sizes, gen, device, kind=sgd_s.init, bound=sgd_s.init_bound)
         progress = payload.get("sgd_progress") if payload is not None else None
         if progress is not None:
             log.info("resuming from checkpoint %s during SGD, after epoch %d", ckpt_path, progress["epoch"])
@@ -212,6 +212,9 @@ def train_main(args: argparse.Namespace) -> int:
             epochs=s_res.epochs, seconds_sgd=s_res.seconds, seconds_gdt=t_res.seconds,
             gdt_rounds=t_res.rounds, accepted=t_res.accepted, rejected=t_res.rejected,
             lambda_path=t_res.lambda_path, delta_path=t_res.delta_path, accepted_path=t_res.accepted_path,
+            steps_path=t_res.steps_path, gdt_steps=t_res.steps_taken,
+            consolidation_steps=t_res.consolidation_steps, round_ends=t_res.round_ends,
+            gdt_stop_reason=t_res.stop_reason,
         )))
     ids = shard.ids.astype(str)
     arrays: dict[str, np.ndarray] = {}
@@ -223,7 +226,8 @@ def train_main(args: argparse.Namespace) -> int:
         wrong = pred != y_np
         rec = dict(proto=f"{method}_{args.model}", method=method, **base)
         rec.update(accuracy=float(1.0 - wrong.mean()), epochs=extra["epochs"], gdt_rounds=0, accepted=0,
-                   rejected=0, lambda_path=[], delta_path=[], accepted_path=[], conflicts=[],
+                   rejected=0, lambda_path=[], delta_path=[], accepted_path=[], steps_path=[], gdt_steps=0,
+                   consolidation_steps=0, round_ends=[], gdt_stop_reason="", conflicts=[],
                    no_anchor_labels=[], status="sgd_only", seconds_sgd=extra["seconds_sgd"], seconds_gdt=0.0)
         rec.update({k: v for k, v in extra.items() if k != "epochs"})
         rec.update(residual_ids=ids[wrong].tolist(), residual_labels=(y_np[wrong] + shard.label_lo).tolist(),
@@ -235,7 +239,7 @@ def train_main(args: argparse.Namespace) -> int:
             rec["conflicts"] = [{"ids": ids[g].tolist(), "labels": (y_np[g] + shard.label_lo).tolist()}
                                 for g in t_res.conflicts]
             rec["no_anchor_labels"] = [int(v) + shard.label_lo for v in t_res.no_anchor]
-            rec["status"] = classify_status(wrong, in_conflict, y_np, set(t_res.no_anchor))
+            rec["status"] = classify_status(wrong, in_conflict, y_np, set(t_res.no_anchor), t_res.stop_reason)
         records.append(rec)
         truncated[method] = fnn.accuracy(fnn.truncate_params(rounded, check_decimals), x, y)  # saved, cut
     job = {"shard": str(args.shard), "feature": args.feature, "model": args.model, "module": module,
@@ -244,7 +248,9 @@ def train_main(args: argparse.Namespace) -> int:
            "gdt_stop_reason": t_res.stop_reason if t_res else None,
            "gdt_round_starts": t_res.round_starts if t_res else [],
            "gdt_resumed": bool(t_res.resumed) if t_res else False,
-           "gdt_choices": {"streak_resets_after_growth": True, "rounded_check_at_lambda_1": True}}
+           "gdt_choices": {"streak_resets_after_growth": True, "rounded_check_at_lambda_1": True,
+                           "lambda_step_goes_on_to_max_steps": gdt_s.max_steps > gdt_s.steps,
+                           "consolidation_at_lambda_0": gdt_s.consolidate_steps > 0}}
     write_npz(args.weights, **arrays)
     write_json(args.metrics, {"job": job, "records": records})
     for r in records:

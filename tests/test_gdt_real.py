@@ -1,0 +1,100 @@
+"""GDT on real data (SPEC §6.8): the authors' own digits demo, where SPEC §6.4's test after
+exactly K steps gets stuck, and honest stop reasons when a budget ends the search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from errorless import fnn, gdt, sgd
+from errorless.config import GDTSettings, SGDSettings
+
+torch.set_num_threads(1)
+
+
+def digits_demo(n: int = 500):
+    """The authors' demo input: the first n sklearn digits, image.flatten(order="F") / 16."""
+    d = load_digits()
+    x = np.stack([im.flatten(order="F") for im in d.images[:n]]).astype(np.float32) / 16
+    return torch.tensor(x), torch.tensor(d.target[:n].astype(np.int64))
+
+
+def sgd_weights(x, y, seed: int, sgd_s: SGDSettings = SGDSettings()):
+    gen = torch.Generator().manual_seed(seed)
+    p = fnn.init_params([64, 80, 10], gen, kind=sgd_s.init, bound=sgd_s.init_bound)
+    s, _ = sgd.train_sgd(p, x, y, sgd_s, gen)
+    assert s.reached and 0.98 <= s.accuracy < 1.0
+    return s
+
+
+def test_spec_k_step_test_gets_stuck_on_digits_and_going_on_fits():
+    """The probe of issue #11: 64-80-10 on 500 digits, seed 1. With a λ-step judged after
+    exactly K steps (max_steps = K) every λ-step is rejected; letting the descent go on until
+    the batch is correct reaches 100 % in a handful of λ-steps."""
+    x, y = digits_demo()
+    s = sgd_weights(x, y, 1)
+    stuck = gdt.run_gdt(s.params, x, y, GDTSettings(max_steps=25), 1, decimals=4, n_classes=10)
+    assert stuck.accepted == 0 and stuck.accuracy == s.accuracy
+    assert stuck.stop_reason == gdt.STOP_ROUNDS and set(stuck.round_ends) == {gdt.END_FLOOR}
+    r = gdt.run_gdt(s.params, x, y, GDTSettings(), 1, decimals=4, n_classes=10)
+    assert r.accuracy == 1.0 and r.stop_reason == gdt.STOP_ERROR_FREE and r.rejected == 0
+    assert fnn.accuracy(fnn.round_params(r.params, 4), x, y) == 1.0  # as saved
+    # some λ-step needed more than K steps, none more than the cap
+    assert max(r.steps_path) > 25 and max(r.steps_path) <= 125
+    assert all(k % 25 == 0 for k in r.steps_path) and sum(r.steps_path) == r.steps_taken
+
+
+def test_consolidation_at_lambda_0_is_counted_and_fits():
+    x, y = digits_demo()
+    s = sgd_weights(x, y, 3)
+    r = gdt.run_gdt(s.params, x, y, GDTSettings(max_steps=25, consolidate_steps=125), 3, decimals=4,
+                    n_classes=10)
+    assert r.accuracy == 1.0 and r.consolidation_steps >= 25
+    assert r.steps_taken == r.consolidation_steps + sum(r.steps_path)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_authors_configuration_reaches_98_then_100(seed):
+    """Uniform(±5) init + ½‖softmax(z/100) − onehot‖² (the authors' MNIST code)."""
+    x, y = digits_demo()
+    sgd_s = SGDSettings(loss="mse_softmax", init="uniform", init_bound=5.0, lr=10.0)
+    s = sgd_weights(x, y, seed, sgd_s)
+    assert s.params[0][0].abs().max() > 4.0  # the authors' scale, not PyTorch's 1/8
+    r = gdt.run_gdt(s.params, x, y, GDTSettings(), seed, decimals=4, n_classes=10, loss="mse_softmax",
+                    temperature=100.0)
+    assert r.accuracy == 1.0 and r.stop_reason == gdt.STOP_ERROR_FREE
+
+
+def test_uniform_init_bounds_and_determinism():
+    a = fnn.init_params([64, 80, 10], 5, kind="uniform", bound=5.0)
+    b = fnn.init_params([64, 80, 10], 5, kind="uniform", bound=5.0)
+    for (wa, ba), (wb, bb) in zip(a, b, strict=True):
+        assert torch.equal(wa, wb) and torch.equal(ba, bb)
+        assert wa.abs().max() <= 5.0 and wa.abs().max() > 4.5 and ba.abs().max() <= 5.0
+    p = fnn.init_params([64, 80, 10], 5)
+    assert p[0][0].abs().max() <= 1 / 8 and p[1][0].abs().max() <= 1 / np.sqrt(80)
+    with pytest.raises(ValueError, match="unknown init"):
+        fnn.init_params([4, 2], 0, kind="xavier")
+
+
+def _status(r, x, y):
+    wrong = (fnn.predict(fnn.round_params(r.params, 4), x) != y).numpy()
+    return gdt.classify_status(wrong, np.zeros(len(wrong), bool), y.numpy(), set(r.no_anchor), r.stop_reason)
+
+
+def test_budget_stops_are_their_own_status():
+    """Consistent data left unfitted by a budget is `budget`, not `residual_errors`."""
+    x, y = digits_demo()
+    s = sgd_weights(x, y, 1)
+    timed = gdt.run_gdt(s.params, x, y, GDTSettings(max_seconds=1e-9), 1, decimals=4, n_classes=10)
+    assert timed.stop_reason == gdt.STOP_TIME_BUDGET and timed.accuracy < 1.0
+    assert _status(timed, x, y) == gdt.BUDGET
+    short = gdt.run_gdt(s.params, x, y, GDTSettings(max_lambda_steps=2, rounds=2), 1, decimals=4,
+                        n_classes=10)
+    assert short.round_ends == [gdt.END_LAMBDA_BUDGET] * 2
+    assert short.stop_reason == gdt.STOP_LAMBDA_BUDGET and _status(short, x, y) == gdt.BUDGET
+    # the search exhausted (every round ended on the Δ floor): evidence, not a budget stop
+    stuck = gdt.run_gdt(s.params, x, y, GDTSettings(max_steps=25, rounds=2), 1, decimals=4, n_classes=10)
+    assert stuck.stop_reason == gdt.STOP_ROUNDS and _status(stuck, x, y) == gdt.RESIDUAL
