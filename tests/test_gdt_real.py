@@ -21,7 +21,8 @@ def digits_demo(n: int = 500):
     return torch.tensor(x), torch.tensor(d.target[:n].astype(np.int64))
 
 
-def sgd_weights(x, y, seed: int, sgd_s: SGDSettings = SGDSettings()):
+def sgd_weights(x, y, seed: int, sgd_s: SGDSettings | None = None):
+    sgd_s = sgd_s or SGDSettings()
     gen = torch.Generator().manual_seed(seed)
     p = fnn.init_params([64, 80, 10], gen, kind=sgd_s.init, bound=sgd_s.init_bound)
     s, _ = sgd.train_sgd(p, x, y, sgd_s, gen)
