@@ -3,7 +3,12 @@ exactly K steps gets stuck, and honest stop reasons when a budget ends the searc
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -99,3 +104,23 @@ def test_budget_stops_are_their_own_status():
     # the search exhausted (every round ended on the Δ floor): evidence, not a budget stop
     stuck = gdt.run_gdt(s.params, x, y, GDTSettings(max_steps=25, rounds=2), 1, decimals=4, n_classes=10)
     assert stuck.stop_reason == gdt.STOP_ROUNDS and _status(stuck, x, y) == gdt.RESIDUAL
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg", ["config/digits-demo.yaml", "config/digits-authors.yaml"])
+def test_digits_demo_through_the_pipeline_is_error_free(tmp_path, cfg):
+    """Issue #11's pipeline setting (digits, one module, gray, trim 0, h1 [80], 3 replicates),
+    with the default loss and with the authors' configuration: every T-FNN error-free."""
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile", str(ROOT / cfg),
+         "--cores", "2", "out/training.parquet", "--config", "results=out"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    t = pd.read_parquet(tmp_path / "out/training.parquet")
+    t = t[t["method"] == "T"]
+    assert len(t) == 3 and (t["status"] == gdt.ERROR_FREE).all() and (t["accuracy"] == 1.0).all()
+    assert (t["accuracy_sgd"] < 1.0).all() and (t["n_images"] == 1797).all()
