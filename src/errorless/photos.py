@@ -31,20 +31,28 @@ Python API (no disk):
   ``(y0, x0, y1, x1)`` in the pixels of photo ``parts()[label].photo``, label-major order;
 - :func:`crops` — the same for a given array of labels and a given generator.
 
-As a pipeline data format (``dataset.format: photos``, settings ``photos:``), :func:`write`
-writes the crops in the imagenet64 (or 32) pickle layout with planted double labels and
-``planted.csv``, through the same functions as :mod:`errorless.synthetic`.
+As a pipeline data format (``dataset.format: photos``, settings ``photos:``; ``errorless
+photos --out DIR``), :func:`write` writes the crops in the imagenet64 (or 32) pickle layout
+(``train_data_batch_1..N``, ``val_data``) with the planted double labels of
+:mod:`errorless.synthetic` (``planted.csv``, same batch layout, planting and writing
+functions) and ``labels.csv`` (each label's photo and part box).
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from . import synthetic
+from .config import settings_arguments, settings_from_args
 from .errors import ConfigError
+from .io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -224,3 +232,41 @@ def make_crops(
     y = np.repeat(np.arange(labels, dtype=np.int64), per_label)
     images, boxes = crops(np.random.default_rng(seed), y, size, crop, flip)
     return images, y, boxes
+
+
+# ---------------------------------------------------------------- the pipeline data format
+
+def generate(cfg: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict]]:
+    """Return {batch name: (images, labels 0-based)} and the planted pairs (settings ``photos``)."""
+    s = cfg["photos"]
+    check_labels(s["labels"])
+    rng = np.random.default_rng(s["seed"])
+    crop = (s["crop_min"], s["crop_max"])
+
+    def draw(labels: np.ndarray) -> np.ndarray:
+        return crops(rng, labels, s["image_size"], crop, s["flip"])[0]
+
+    return synthetic.draw_batches(rng, cfg, "photos", draw)
+
+
+def write(cfg: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write the batches (imagenet pickle layout), planted.csv and labels.csv (what each label is)."""
+    batches, planted = generate(cfg)
+    written = synthetic.write_batches(out_dir, batches, planted)
+    L = cfg["photos"]["labels"]
+    rows = ["label,name,photo,y0,x0,y1,x1"]  # label 0-based, as in planted.csv
+    for i, p in enumerate(parts()[:L]):
+        rows.append(",".join(map(str, (i, p.name, source_photos()[p.photo][0], *p.box))))
+    write_text(out_dir / "labels.csv", "\n".join(rows) + "\n")
+    log.info("photos: %d batches, %d labels, %d planted pairs -> %s", len(batches), L, len(planted), out_dir)
+    return written
+
+
+def photos_arguments(p: argparse.ArgumentParser) -> None:
+    settings_arguments(p)
+    p.add_argument("--out", required=True, help="folder to write the batches, planted.csv and labels.csv into")
+
+
+def photos_main(args: argparse.Namespace) -> int:
+    write(settings_from_args(args), Path(args.out))
+    return 0
