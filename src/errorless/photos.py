@@ -216,8 +216,9 @@ def crops(
     photo = np.array([p.photo for p in parts()], dtype=np.int64)[labels]
     out = np.empty((len(labels), size, size, 3), dtype=np.uint8)
     for i, (p, (y0, x0, y1, x1)) in enumerate(zip(photo.tolist(), boxes.tolist(), strict=True)):
-        # one C call per crop: Pillow's bilinear resize widens its kernel when shrinking (anti-aliased)
-        im = photos[p].resize((size, size), Image.Resampling.BILINEAR, box=(x0, y0, x1, y1))
+        # crop first: resize(box=...) would let the filter read pixels outside the box (another
+        # label's part); Pillow's bilinear filter widens its kernel when shrinking (anti-aliased)
+        im = photos[p].crop((x0, y0, x1, y1)).resize((size, size), Image.Resampling.BILINEAR)
         out[i] = np.frombuffer(im.tobytes(), dtype=np.uint8).reshape(size, size, 3)
     out[mirror] = out[mirror, :, ::-1]
     return out, boxes
