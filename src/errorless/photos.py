@@ -24,7 +24,7 @@ probability 1/2; crops flatter than ``MIN_STD`` are redrawn. Crops of different 
 share a source pixel. Deterministic for a seed (same seed, same bytes).
 
 Python API (no disk):
-- :func:`source_photos` ``() -> list[(name, uint8 (H, W, 3))]``;
+- :func:`source_photos` ``() -> tuple of (name, uint8 (H, W, 3))``;
 - :func:`parts` ``() -> list[Part]`` — label ``i`` is ``parts()[i]`` (name, photo, box);
 - :func:`make_crops` ``(labels, per_label, size=64, seed=0, crop=(48, 160), flip=True)
   -> (images uint8 (N, S, S, 3), labels int64 (N,), boxes int64 (N, 4))`` with boxes
@@ -80,7 +80,7 @@ class Part:
 
 @functools.cache
 def source_photos() -> tuple[tuple[str, np.ndarray], ...]:
-    """The photographs, in label order, as read-only uint8 (H, W, 3) arrays."""
+    """(name, read-only uint8 (H, W, 3) array) of every photograph, in label order (loaded once)."""
     out = []
     for name, source in PHOTOS:
         if source == "sklearn":
@@ -165,12 +165,13 @@ def label_names(labels: int) -> list[str]:
     return [p.name for p in parts()[:labels]]
 
 
-def check_labels(labels: int, key: str = "photos.labels") -> None:
+def check_labels(labels: int, where: str = "config key photos.labels") -> None:
+    """Stop with an error naming ``where`` unless 1 <= labels <= available_labels()."""
     n = available_labels()
     if labels > n:
-        raise ConfigError(f"config key {key}: {labels} labels asked, the bundled photos give {n} (photo parts)")
+        raise ConfigError(f"{where}: {labels} labels asked, the bundled photos give {n} (photo parts)")
     if labels < 1:
-        raise ConfigError(f"config key {key}: needs at least 1 label, got {labels}")
+        raise ConfigError(f"{where}: needs at least 1 label, got {labels}")
 
 
 def sample_boxes(rng: np.random.Generator, labels: np.ndarray, crop: tuple[int, int] = (48, 160)) -> np.ndarray:
@@ -209,7 +210,7 @@ def crops(
 
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels):
-        check_labels(int(labels.max()) + 1)
+        check_labels(int(labels.max()) + 1, "photos.crops: labels")
     boxes = sample_boxes(rng, labels, crop)
     mirror = rng.random(len(labels)) < 0.5 if flip else np.zeros(len(labels), bool)
     photos = [Image.fromarray(np.asarray(a)) for _, a in source_photos()]
@@ -229,7 +230,7 @@ def make_crops(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``per_label`` crops of each of the first ``labels`` labels, label-major:
     (images uint8 (N, size, size, 3), labels int64 (N,), boxes int64 (N, 4))."""
-    check_labels(labels, "labels")
+    check_labels(labels, "photos.make_crops: labels")
     y = np.repeat(np.arange(labels, dtype=np.int64), per_label)
     images, boxes = crops(np.random.default_rng(seed), y, size, crop, flip)
     return images, y, boxes
