@@ -125,3 +125,18 @@ def test_asking_for_too_many_labels_names_the_key(tmp_path):
         photos.make_crops(n + 1, 1)
     with pytest.raises(ConfigError, match="config key photos.crop_min"):
         small_cfg(tmp_path, crop_min=100, crop_max=60)
+
+
+def test_cli_writes_the_data_set(tmp_path):
+    import json
+
+    from errorless.cli import main
+
+    settings = {"dataset": {"format": "photos"}, "modules": {"labels_per_module": 5},
+                "photos": {"labels": 10, "images_per_label": 4, "batches": 1, "validation_per_label": 0,
+                           "plant_same_shard": 0, "plant_cross_module": 1, "plant_near": 0, "image_size": 32}}
+    assert main(["photos", "--settings", json.dumps(settings), "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "planted.csv", "train_data_batch_1"]
+    cfg = load_config(overrides={**settings, "dataset": {"format": "photos", "path": str(tmp_path)}})
+    assert datasets.data_format(cfg) == "imagenet32" and datasets.validation_batch(cfg) is None
+    assert datasets.load_training(cfg).images.shape == (40, 32, 32, 3)
