@@ -12,6 +12,7 @@ import pytest
 from errorless.cli import main
 from errorless.errors import DataError
 from errorless.gather import gather, job_at, load_fnn, load_proto
+from errorless.io import arrays_digest
 
 FEATURES = ["R", "G"]
 GROUPS = [("m01", "s1"), ("m01", "s2"), ("m02", "s1"), ("m02", "s2")]
@@ -79,7 +80,8 @@ def write_job(
             }
         )
     np.savez(job.weights, **arrays)
-    job.metrics.write_text(json.dumps({"job": {"host": "x"}, "records": records}))
+    job_info = {"host": "x", "weights_sha256": arrays_digest(arrays)}
+    job.metrics.write_text(json.dumps({"job": job_info, "records": records}))
     return saved
 
 
@@ -119,7 +121,7 @@ def test_gather_writes_both_tables_and_weights_round_trip_exactly(grid, tmp_path
     ].iloc[0]
     assert list(row["lambda_path"]) == [0.1, 0.5, 1.0] and row["status"] == "error_free"
     assert json.loads(row["conflicts"]) == [{"ids": ["b:3", "b:4"], "labels": [0, 1]}]
-    assert json.loads(row["job"]) == {"host": "x"}
+    assert json.loads(row["job"])["host"] == "x"
 
 
 def test_load_proto_stacks_all_fnns(grid, tmp_path):

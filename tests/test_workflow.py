@@ -58,7 +58,7 @@ def test_data_stage_runs_quickly(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert time.time() - t0 < 60
     assert len(list((tmp_path / "results/shards").glob("m*_s*.npz"))) == 8
-    log = (tmp_path / "logs/modularize.log").read_text()
+    log = (tmp_path / "results/logs/modularize.log").read_text()
     assert "8 written" in log
 
 
