@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +235,25 @@ class _SafeUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _unpickle(raw: bytes):
+    """Restricted unpickling. CPython reports some errors while a corrupt pickle's half-built
+    objects are freed by printing them itself (``PyErr_Print`` -> ``sys.excepthook``, or
+    ``sys.unraisablehook``; e.g. "deallocated bytearray object has exported buffers" after a
+    protocol-5 buffer of absurd length); they are dropped here: the exception that follows
+    names the problem in one line."""
+    hooks = sys.unraisablehook, sys.excepthook
+    sys.unraisablehook = lambda *_: None
+    sys.excepthook = lambda *_: None
+    try:
+        unpickler = _SafeUnpickler(io.BytesIO(raw), encoding="bytes")
+        try:
+            return unpickler.load()
+        finally:
+            del unpickler
+    finally:
+        sys.unraisablehook, sys.excepthook = hooks
+
+
 def _read_pickle(path: Path) -> dict:
     if not path.exists():
         raise DataError(f"{path}: data file missing (check dataset.path and dataset.batches)")
@@ -246,13 +266,12 @@ def _read_pickle(path: Path) -> dict:
     if not raw:
         raise DataError(f"{path}: data file is empty (0 bytes)")
     try:
-        d = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        d = _unpickle(raw)
     except Exception as e:  # noqa: BLE001 - any failure of the unpickler is the file's fault
         # (MemoryError, OverflowError, RecursionError, TypeError from a corrupt REDUCE, ...)
         msg = " ".join(str(e).split())[:200]
-        raise DataError(
-            f"{path}: not a readable pickle batch (truncated or corrupt?): {type(e).__name__}: {msg}"
-        ) from None
+        why = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+        raise DataError(f"{path}: not a readable pickle batch (truncated or corrupt?): {why}") from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: expected a dict with 'data' and 'labels', got {type(d).__name__}")
     if not all(isinstance(k, (str, bytes)) for k in d):
