@@ -236,3 +236,16 @@ def test_a_glob_with_a_hole_is_refused(grid, tmp_path, capsys, with_manifest):
     hole = "m03_s1" if with_manifest else f"feature={jobs[5].feature} {jobs[5].module}_{jobs[5].submodule}"
     assert "missing from the job list" in line and hole in line
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_write_removes_temporaries_a_killed_write_left(tmp_path):
+    """atomic_path (every output of every rule) first removes `.<name>.*.tmp` of the same path."""
+    from errorless.io import write_bytes
+
+    target = tmp_path / "weights.parquet"
+    stale = tmp_path / ".weights.parquet.x1y2.tmp"
+    other = tmp_path / ".training.parquet.x1y2.tmp"  # another path's: not this write's business
+    stale.write_bytes(b"")
+    other.write_bytes(b"")
+    write_bytes(target, b"new")
+    assert target.read_bytes() == b"new" and not stale.exists() and other.exists()
