@@ -233,3 +233,51 @@ def test_fuzzed_pickle_from_the_command_line(tmp_path, name):
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"errorless modularize: error: {path}: "), r.stderr
     assert not out.exists()
+
+
+def _is_npz_batch(raw: bytes) -> bool:
+    import io
+
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            x, y = z["data"], z["labels"]
+            return (x.dtype == np.uint8 and x.shape == (N, 3 * SIDE * SIDE) and y.dtype.kind in "iu"
+                    and y.shape == (N,) and bool(((y >= 1) & (y <= L)).all()))
+    except BaseException:  # noqa: BLE001
+        return False
+
+
+def test_fuzzed_npz_give_one_line_naming_the_file(tmp_path, capsys):
+    """The same for the imagenet32-npz layout (zip members carry a CRC: flips are caught)."""
+    import io
+
+    rng = np.random.default_rng(SEED)
+    d = batch(rng)
+    buf = io.BytesIO()
+    np.savez(buf, data=d["data"], labels=np.array(d["labels"]), mean=d["mean"])
+    raw = buf.getvalue()
+    cases = [raw[:cut] for cut in rng.choice(len(raw), size=100, replace=False)]
+    for _ in range(100):
+        b = bytearray(raw)
+        for pos in rng.choice(len(raw), size=int(rng.integers(1, 4)), replace=False):
+            b[pos] ^= int(rng.integers(1, 256))
+        cases.append(bytes(b))
+    settings = SETTINGS.replace('"imagenet32"', '"imagenet32-npz"')
+    accepted = 0
+    for i, mutant in enumerate(cases):
+        data, results = tmp_path / f"c{i}" / "data", tmp_path / f"c{i}" / "results"
+        data.mkdir(parents=True)
+        path = data / "train_data_batch_1.npz"
+        path.write_bytes(mutant)
+        rc = cli.main(["modularize", "--settings", settings.replace('"path": ""', f'"path": "{data}"'),
+                       "--out", str(results / "shards"), "--manifest", str(results / "shards/m.tsv")])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        if rc == 0:
+            assert _is_npz_batch(mutant)
+            accepted += 1
+            continue
+        lines = [ln for ln in err.splitlines() if "error" in ln.lower()]
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"errorless modularize: error: {path}: "), err
+        assert not results.exists()
+    assert accepted <= 0.1 * len(cases)

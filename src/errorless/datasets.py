@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import pickle
 import sys
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,8 +287,10 @@ def _read_npz(path: Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npz file (truncated or corrupt?): {e}") from None
+    except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, MemoryError, ...: the file's fault
+        msg = " ".join(str(e).split())[:200]
+        raise DataError(f"{path}: not a readable .npz file (truncated or corrupt?): "
+                        f"{type(e).__name__}: {msg}") from None
 
 
 def _key(d: dict, path: Path, key: str):
