@@ -10,9 +10,8 @@ sys.path.insert(0, f"{workflow.basedir}/src")  # the package of this checkout
 from errorless.config import check_yaml_file
 from errorless.errors import ConfigError
 
-try:  # Snakemake's message for a broken YAML file does not say which file
-    for _f in ["config.yaml", *workflow.config_settings.configfiles]:
-        check_yaml_file(_f)
+try:  # Snakemake's own message for a broken config.yaml does not say which file
+    check_yaml_file("config.yaml")
 except ConfigError as e:
     raise WorkflowError(str(e))
 
