@@ -280,4 +280,6 @@ def test_fuzzed_npz_give_one_line_naming_the_file(tmp_path, capsys):
         lines = [ln for ln in err.splitlines() if "error" in ln.lower()]
         assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"errorless modularize: error: {path}: "), err
         assert not results.exists()
+    print(f"fuzz npz: {len(cases)} mutated inputs, {len(cases) - accepted} refused in one line, "
+          f"{accepted} still well-formed accepted, 0 tracebacks")
     assert accepted <= 0.1 * len(cases)
