@@ -1,8 +1,19 @@
 # errorless: train image classifiers to zero training error (SGD + gradient descent tunneling)
 # and report double-labelled data. See README.md; the method is in ../shared/SPEC.md.
+import sys
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("9.0")
+sys.path.insert(0, f"{workflow.basedir}/src")  # the package of this checkout
+from errorless.config import check_yaml_file
+from errorless.errors import ConfigError
+
+try:  # Snakemake's own message for a broken config.yaml does not say which file
+    check_yaml_file("config.yaml")
+except ConfigError as e:
+    raise WorkflowError(str(e))
 
 
 configfile: "config.yaml"

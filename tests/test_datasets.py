@@ -1,6 +1,7 @@
 """Each loader reads files written by the test in the format's real on-disk layout."""
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -94,10 +95,19 @@ def test_colour_feature_on_grey_is_config_error():
         (None, "data file missing"),
         (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 2]})[:50]), "truncated or corrupt"),
         (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [1, 2]})), r"must be uint8 \(N, 3072\)"),
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 1001]})), "label 1000 outside the expected range"),
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 1001]})), "label 1001 outside the expected range 1..1000;"),
         (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]})), "below 1"),
         (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1]})), "1 labels for 2 images"),
         (lambda p: p.write_bytes(pickle.dumps({"labels": [1]})), "missing key 'data'"),
+        # accepted silently before (issue #13): truncated to integers, or an empty batch
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 1.5]})), "labels must be integers, got float 1.5"),
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, True]})), "labels must be integers, got bool True"),
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": np.array([1.0, 2.0])})), "labels must be integers, got a float64 array"),
+        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((0, 3072), np.uint8), "labels": []})), r"no images \(N = 0\)"),
+        (lambda p: p.write_bytes(b""), r"empty \(0 bytes\)"),
+        # tracebacks before: a REDUCE on a dict, an absurd BINBYTES length
+        (lambda p: p.write_bytes(b"\x80\x02}q\x00)R."), "not a readable pickle batch"),
+        (lambda p: p.write_bytes(b"\x80\x04B\xff\xff\xff\x7f."), "not a readable pickle batch"),
     ],
 )
 def test_bad_input_names_the_file(tmp_path, write, message):
@@ -158,3 +168,74 @@ def test_settings_json_keeps_small_floats(tmp_path):
     assert parse_settings(f"@{tmp_path / 's.yaml'}")["gdt"]["delta_floor"] == 1e-05
     with pytest.raises(ConfigError, match="neither a JSON object nor an existing file"):
         parse_settings("missing.yaml")
+
+
+class Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+@pytest.mark.parametrize("payload", [Evil(), {"data": Evil(), "labels": [1]}, {"data": np.array([Evil()], dtype=object), "labels": [1]}])
+def test_pickles_may_name_only_numpy_arrays(tmp_path, payload, monkeypatch):
+    """A restricted unpickler: no callable outside numpy's array reconstruction runs."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "train_data_batch_1"
+    path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(DataError, match="not a readable pickle batch.*refusing to load global") as e:
+        datasets.load_training(cfg_for("imagenet32", tmp_path, batches=1))
+    assert str(path) in str(e.value) and not (tmp_path / "pwned.txt").exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_restricted_unpickler_reads_every_protocol(tmp_path, rgb, protocol):
+    """numpy arrays, numpy scalars and python-2 style bytes as real data sets pickle them."""
+    d = {b"data": planes(rgb), b"labels": [int(v) for v in np.arange(6)], b"mean": np.float64(1.5),
+         b"batch_label": b"training batch 1 of 5", b"filenames": [b"a.png"] * 6}
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps(d, protocol=protocol))
+    s = datasets.load_training(cfg_for("cifar10", tmp_path, batches=1, validation=False))
+    np.testing.assert_array_equal(s.images, rgb)
+
+
+@pytest.mark.parametrize("val", [None, b"", "empty-batch"])
+def test_validation_on_with_missing_or_empty_heldout_file_is_an_error(tmp_path, rgb, val):
+    d = {"data": planes(rgb), "labels": [1, 2, 3, 4, 5, 6]}
+    (tmp_path / "train_data_batch_1").write_bytes(pickle.dumps(d))
+    if val == "empty-batch":
+        (tmp_path / "val_data").write_bytes(pickle.dumps({"data": np.zeros((0, 3072), np.uint8), "labels": []}))
+    elif val is not None:
+        (tmp_path / "val_data").write_bytes(val)
+    cfg = cfg_for("imagenet32", tmp_path, batches=1)
+    if val == "empty-batch":  # the file is there: the evaluation job's loader refuses it
+        assert datasets.validation_batch(cfg) == "val_data"
+        with pytest.raises(DataError, match=r"val_data: the batch has no images \(N = 0\)"):
+            datasets.load_batch(cfg, "val_data")
+    else:
+        with pytest.raises(DataError, match="val_data: held-out file (missing|empty) while dataset.validation is true"):
+            datasets.validation_batch(cfg)
+    assert datasets.validation_batch(cfg_for("imagenet32", tmp_path, batches=1, validation=False)) is None
+
+
+@pytest.mark.parametrize(
+    "over, needle",
+    [
+        ({"results": ""}, "config key results"),
+        ({"results": "/"}, "config key results"),
+        ({"results": "//"}, "config key results"),
+        ({"results": "/tmp/.."}, "config key results: '/tmp/..' is the filesystem root"),
+        ({"dataset": {"path": ""}}, "config key dataset.path"),
+        ({"sgd": {"threshold": float("nan")}}, "config key sgd.threshold: nan is not a finite number"),
+        ({"gdt": {"max_seconds": float("inf")}}, "config key gdt.max_seconds: inf is not a finite number"),
+    ],
+)
+def test_schema_rejects_root_results_and_non_finite_numbers(over, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_config(overrides=over)
+
+
+def test_broken_yaml_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sgd: {threshold: 0.9\n  foo: [\n")
+    with pytest.raises(ConfigError, match=rf"config file {re.escape(str(bad))} is not valid YAML \(line 2"):
+        load_config(bad)

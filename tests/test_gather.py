@@ -12,6 +12,7 @@ import pytest
 from errorless.cli import main
 from errorless.errors import DataError
 from errorless.gather import gather, job_at, load_fnn, load_proto
+from errorless.io import arrays_digest
 
 FEATURES = ["R", "G"]
 GROUPS = [("m01", "s1"), ("m01", "s2"), ("m02", "s1"), ("m02", "s2")]
@@ -79,7 +80,8 @@ def write_job(
             }
         )
     np.savez(job.weights, **arrays)
-    job.metrics.write_text(json.dumps({"job": {"host": "x"}, "records": records}))
+    job_info = {"host": "x", "weights_sha256": arrays_digest(arrays)}
+    job.metrics.write_text(json.dumps({"job": job_info, "records": records}))
     return saved
 
 
@@ -119,7 +121,7 @@ def test_gather_writes_both_tables_and_weights_round_trip_exactly(grid, tmp_path
     ].iloc[0]
     assert list(row["lambda_path"]) == [0.1, 0.5, 1.0] and row["status"] == "error_free"
     assert json.loads(row["conflicts"]) == [{"ids": ["b:3", "b:4"], "labels": [0, 1]}]
-    assert json.loads(row["job"]) == {"host": "x"}
+    assert json.loads(row["job"])["host"] == "x"
 
 
 def test_load_proto_stacks_all_fnns(grid, tmp_path):
@@ -190,3 +192,60 @@ def test_cli_gather_from_jobs_file_and_from_paths(grid, tmp_path, capsys):
     jobs[3].metrics.unlink()
     assert gather(from_file, tmp_path / "a") == 2
     assert f"module={jobs[3].module}" in capsys.readouterr().err
+
+
+def test_weights_of_another_run_beside_a_metrics_file_are_refused(grid, tmp_path):
+    """Same shapes, other values: the metrics file's weights_sha256 ties it to its weights."""
+    _, jobs, _ = grid
+    a, b = jobs[0], jobs[1]  # same architecture, so the swapped file has the same shapes
+    a.weights.write_bytes(b.weights.read_bytes())
+    wout, tout = tmp_path / "w.parquet", tmp_path / "t.parquet"
+    with pytest.raises(DataError, match=f"{a.weights} does not belong to {a.metrics}"):
+        gather(jobs, wout, tout)
+    assert not wout.exists() and not tout.exists()
+
+
+def test_metrics_without_a_weights_digest_are_refused(grid, tmp_path):
+    _, jobs, _ = grid
+    doc = json.loads(jobs[2].metrics.read_text())
+    del doc["job"]["weights_sha256"]
+    jobs[2].metrics.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="has no job.weights_sha256"):
+        gather(jobs, tmp_path / "w.parquet", tmp_path / "t.parquet")
+
+
+@pytest.mark.parametrize("with_manifest", [False, True])
+def test_a_glob_with_a_hole_is_refused(grid, tmp_path, capsys, with_manifest):
+    """`gather --jobs results/fnn/*/*/*.metrics.json` with one metrics file gone: the shell's
+    glob just leaves it out; gather names the hole instead of gathering 7 of 8."""
+    results, jobs, _ = grid
+    if with_manifest:  # a whole module missing for every feature is seen through the manifest
+        (results / "shards").mkdir()
+        (results / "shards" / "manifest.tsv").write_text(
+            "module\tsubmodule\n" + "".join(f"{m}\t{s}\n" for m, s in [*GROUPS, ("m03", "s1")])
+        )
+    else:
+        jobs[5].metrics.unlink()
+    listed = sorted(str(p) for p in results.glob("fnn/*/*/*.metrics.json"))
+    out = tmp_path / "out"
+    rc = main(["gather", "--jobs", *listed, "--weights-out", str(out / "w.parquet"),
+               "--training-out", str(out / "t.parquet")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    line = next(ln for ln in err.splitlines() if "error:" in ln)
+    hole = "m03_s1" if with_manifest else f"feature={jobs[5].feature} {jobs[5].module}_{jobs[5].submodule}"
+    assert "missing from the job list" in line and hole in line
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_write_removes_temporaries_a_killed_write_left(tmp_path):
+    """atomic_path (every output of every rule) first removes `.<name>.*.tmp` of the same path."""
+    from errorless.io import write_bytes
+
+    target = tmp_path / "weights.parquet"
+    stale = tmp_path / ".weights.parquet.x1y2.tmp"
+    other = tmp_path / ".training.parquet.x1y2.tmp"  # another path's: not this write's business
+    stale.write_bytes(b"")
+    other.write_bytes(b"")
+    write_bytes(target, b"new")
+    assert target.read_bytes() == b"new" and not stale.exists() and other.exists()

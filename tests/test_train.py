@@ -165,9 +165,23 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     res = subprocess.run(CLI + args, env=env, capture_output=True, text=True)
     assert res.returncode == 0 and "ignored" in res.stderr
 
+    # resuming across thread counts would give a third result (issue #13): refused, with a line
+    thr = tmp_path / "thr.pt"
+    thr.write_bytes(ckpt.read_bytes())
+    args = train_args(tmp_path, shard, "thr", sett)
+    res = subprocess.run(CLI + args[:-1] + ["2"], env=env, capture_output=True, text=True)
+    assert res.returncode == 0 and "other numerics (threads 1 -> 2)" in res.stderr, res.stderr
+    assert "resuming from checkpoint" not in res.stderr
+
+    # a kill during a checkpoint write leaves a 0-byte temporary: the next start removes it
+    stale = [tmp_path / ".run.pt.k1ll3d.tmp", tmp_path / ".run.weights.npz.k1ll3d.tmp"]
+    for p in stale:
+        p.write_bytes(b"")
     res = subprocess.run(CLI + train_args(tmp_path, shard, "run", sett), env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "resuming from checkpoint" in res.stderr and "at round 1" in res.stderr
+    assert not any(p.exists() for p in stale) and "removed a stale temporary file" in res.stderr
+    assert not list(tmp_path.glob(".*.tmp"))
     a, b = load_npz(tmp_path / "ref.weights.npz"), load_npz(tmp_path / "run.weights.npz")
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     ra = json.loads((tmp_path / "ref.metrics.json").read_text())["records"][-1]

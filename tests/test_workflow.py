@@ -58,7 +58,7 @@ def test_data_stage_runs_quickly(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert time.time() - t0 < 60
     assert len(list((tmp_path / "results/shards").glob("m*_s*.npz"))) == 8
-    log = (tmp_path / "logs/modularize.log").read_text()
+    log = (tmp_path / "results/logs/modularize.log").read_text()
     assert "8 written" in log
 
 
@@ -75,3 +75,46 @@ def test_shipped_configs_validate(cfg):
 
     c = load_config(ROOT / cfg)
     assert c["features"][0] == "R"
+
+
+def bad_data_config(tmp_path, **dataset) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_data_batch_1").write_bytes(b"\x80\x02}q\x00)R.")  # REDUCE on a dict
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "dataset": {"format": "imagenet32", "path": "data", "batches": 1, "labels": 4, **dataset},
+        "modules": {"labels_per_module": 2}, "features": ["R"], "featured_models": [1],
+    }))
+    return cfg
+
+
+def test_data_error_is_one_line_on_screen_with_the_default_command(tmp_path):
+    """`snakemake --cores 1`, no profile named: profiles/default shows the failed job's log."""
+    cfg = bad_data_config(tmp_path, validation=False)
+    r = subprocess.run([*SNAKEMAKE, "--configfile", str(cfg), "--cores", "1"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    line = ("errorless modularize: error: data/train_data_batch_1: not a readable pickle batch "
+            "(truncated or corrupt?): TypeError: 'dict' object is not callable")
+    assert line in out.splitlines() and "Traceback" not in out
+    assert (tmp_path / "results/logs/modularize.log").read_text() == line + "\n"
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "results/shards").exists()
+
+
+def test_planning_refuses_a_missing_heldout_file_and_an_empty_results(tmp_path):
+    cfg = bad_data_config(tmp_path)  # validation: true (the default) and no val_data
+    r = subprocess.run([*SNAKEMAKE, "--configfile", str(cfg), "-n"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "Traceback" not in r.stdout + r.stderr
+    assert "data/val_data: held-out file missing while dataset.validation is true" in r.stdout + r.stderr
+    r = snakemake("-n", "--config", "results=", cwd=tmp_path)
+    assert r.returncode != 0 and "config key results" in r.stdout + r.stderr
+
+
+def test_broken_config_yaml_is_named(tmp_path):
+    (tmp_path / "config.yaml").write_text("sgd: {threshold: 0.9\n  foo: [\n")
+    r = subprocess.run([*SNAKEMAKE, "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "config file config.yaml is not valid YAML (line 2, column 6)" in r.stdout + r.stderr

@@ -8,7 +8,9 @@ schema (with defaults) so that both see identical settings.
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,12 @@ def load_schema() -> dict:
         return yaml.safe_load(fh)
 
 
+@functools.cache
+def _validator():
+    """Built once per process (reading the schema and building the validator costs ~70 ms)."""
+    return _validator_with_defaults()(load_schema())
+
+
 def _validator_with_defaults():
     import jsonschema
 
@@ -73,16 +81,34 @@ def _error_text(err) -> str:
 
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Validate ``config`` in place, fill in defaults, check cross-key rules; return it."""
-    validator = _validator_with_defaults()(load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    check_finite(config)
+    errors = sorted(_validator().iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("; ".join(_error_text(e) for e in errors))
     check_consistency(config)
     return config
 
 
+def check_finite(value: Any, key: str = "") -> None:
+    """NaN and ±inf pass JSON Schema's ``number`` and every bound (comparisons with NaN are
+    false); no setting means anything with them, so they are refused wherever they appear."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {key or '(top level)'}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_finite(v, f"{key}.{i}")
+
+
 def check_consistency(config: dict[str, Any]) -> None:
     """Rules the schema cannot express."""
+    for key, value in (("results", config["results"]), ("dataset.path", config["dataset"]["path"])):
+        if Path(value).resolve() == Path("/").resolve():
+            raise ConfigError(
+                f"config key {key}: {value!r} is the filesystem root; name a folder for the run"
+            )
     feats = config["features"]
     fmt = config["dataset"]["format"]
     grey = fmt in GREY_FORMATS
@@ -115,6 +141,23 @@ def check_consistency(config: dict[str, Any]) -> None:
         )
 
 
+def check_yaml_file(path: str | Path) -> None:
+    """Raise a one-line ConfigError naming ``path`` and the place if it is not valid YAML
+    (Snakemake's own message for a broken config file does not name the file)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict[str, Any]:
     """Read a YAML config (or only the defaults), apply overrides, validate."""
     config: dict[str, Any] = {}
@@ -122,10 +165,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
-        try:
-            config = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        check_yaml_file(path)
+        config = yaml.safe_load(path.read_text()) or {}
         if not isinstance(config, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
     if overrides:

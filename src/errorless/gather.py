@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import DataError
-from .io import atomic_path, write_parquet
+from .io import arrays_digest, atomic_path, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -222,14 +222,21 @@ def _same_name(value: Any, name: str) -> bool:
 
 
 def read_weights(
-    job: Job, methods: Iterable[str]
+    job: Job, methods: Iterable[str], digest: str | None = None
 ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """``{method: [(W1, b1), ..., (Wq, bq)]}`` from the job's ``weights.npz`` (exact arrays)."""
+    """``{method: [(W1, b1), ..., (Wq, bq)]}`` from the job's ``weights.npz`` (exact arrays).
+    With ``digest`` (the metrics file's ``weights_sha256``) the file must hold exactly the
+    arrays its metrics file was written with: a weights file of another run is refused."""
     if not job.weights.exists():
         raise DataError(f"{job}: weights file missing: {job.weights}")
     try:
         with np.load(job.weights, allow_pickle=False) as z:
             files = set(z.files)
+            if digest is not None and arrays_digest({k: z[k] for k in files}) != digest:
+                raise DataError(
+                    f"{job}: {job.weights} does not belong to {job.metrics} (its arrays differ "
+                    f"from the weights_sha256 the training job recorded); rerun this job"
+                )
             out = {}
             for method in methods:
                 q = 0
@@ -260,6 +267,56 @@ def read_weights(
 
 
 # ---------------------------------------------------------------- gather
+
+
+def metrics_digest(job: Job, records: list[dict[str, Any]]) -> str:
+    """The ``weights_sha256`` a training job wrote into its metrics file."""
+    info = records[0].get("job") if records else None
+    digest = info.get("weights_sha256") if isinstance(info, dict) else None
+    if not isinstance(digest, str):
+        raise DataError(
+            f"{job}: {job.metrics} has no job.weights_sha256 (written by an older errorless, or "
+            f"not by `errorless train`): cannot tell whether its weights file belongs to it; rerun it"
+        )
+    return digest
+
+
+def check_grid(jobs: Sequence[Job]) -> None:
+    """Jobs named by paths (a shell glob) must cover the whole grid they span: every model x
+    feature x shard, the shards from ``{results}/shards/manifest.tsv`` when it is there. A glob
+    silently drops a job whose file is missing; this puts the hole back in view."""
+    import pandas as pd
+
+    models = sorted({j.model for j in jobs})
+    features = sorted({j.feature for j in jobs})
+    shards = {(j.module, j.submodule) for j in jobs}
+    roots = {j.prefix.parents[3] for j in jobs if len(j.prefix.parents) > 3}
+    source = "the paths given"
+    if len(roots) == 1:
+        manifest = next(iter(roots)) / "shards" / "manifest.tsv"
+        if manifest.is_file():
+            try:
+                df = pd.read_csv(manifest, sep="\t", dtype=str)
+                shards |= set(zip(df["module"], df["submodule"], strict=True))
+                source = f"the paths given and {manifest}"
+            except (OSError, ValueError, KeyError, pd.errors.ParserError):
+                pass  # an unreadable manifest adds nothing; the spanned grid still applies
+    have = {(j.model, j.feature, j.module, j.submodule) for j in jobs}
+    missing = [
+        (m, f, mod, sub)
+        for m in models
+        for f in features
+        for mod, sub in sorted(shards)
+        if (m, f, mod, sub) not in have
+    ]
+    if missing:
+        head = "; ".join(f"model={m} feature={f} {mod}_{sub}" for m, f, mod, sub in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        total = len(models) * len(features) * len(shards)
+        raise DataError(
+            f"{len(missing)} of {total} training jobs of the grid spanned by {source} are "
+            f"missing from the job list (a glob skips a job whose file is missing): {head}{more}"
+        )
 
 
 def check_jobs(jobs: Sequence[Job]) -> None:
@@ -295,7 +352,8 @@ def gather(
                 per_proto: dict[str, list[dict[str, Any]]] = defaultdict(list)
                 for job in sorted(group, key=lambda j: (j.module, j.submodule)):
                     recs = records_by_job[job]
-                    weights = read_weights(job, [r["method"] for r in recs])
+                    digest = metrics_digest(job, recs)
+                    weights = read_weights(job, [r["method"] for r in recs], digest)
                     for rec in recs:
                         rows = _weight_rows(job, rec, weights[rec["method"]])
                         per_proto[rec["proto"]].extend(rows)
@@ -560,6 +618,7 @@ def gather_main(args: argparse.Namespace) -> int:
             j = job_from_path(path)
             seen.setdefault(j.prefix, j)
         jobs = list(seen.values())
+        check_grid(jobs)
     n_w, n_t = gather(jobs, args.weights_out, args.training_out)
     log.info(
         "gathered %d jobs: %d weight rows -> %s, %d FNN records -> %s in %.1f s",

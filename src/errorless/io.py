@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -16,11 +18,26 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files of earlier writes of ``path`` (``.<name>.*.tmp`` beside it) that a
+    killed process left behind; only one job ever writes a given path. Returns what went."""
+    path = Path(path)
+    gone = []
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                gone.append(tmp)
+    return gone
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+    Temporaries of an earlier, killed write of the same path are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -60,6 +77,17 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Write an uncompressed .npz atomically (np.savez appends .npz to names; we control it)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays (names, dtypes, shapes, bytes), independent of the file's bytes:
+    ties a ``weights.npz`` to the ``metrics.json`` written beside it."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def write_parquet(path: str | os.PathLike, table) -> None:

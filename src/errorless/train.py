@@ -28,7 +28,7 @@ from . import fnn
 from .config import GDTSettings, SGDSettings, TransformSettings, parse_settings
 from .errors import ConfigError, DataError
 from .gdt import GDT, classify_status
-from .io import atomic_path, write_json, write_npz
+from .io import arrays_digest, atomic_path, remove_stale_temporaries, write_json, write_npz
 from .sgd import pack_result, train_sgd, unpack_result
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,24 @@ def parse_model(model: str, cfg: dict[str, Any]) -> tuple[str, int, list[int]]:
 # ---------------------------------------------------------------- checkpoint
 
 
+def numerics_env(device: torch.device) -> dict[str, Any]:
+    """What changes the floating-point result besides the settings: the CPU thread count
+    (reduction order), the device, and the library versions doing the arithmetic."""
+    env = {"threads": torch.get_num_threads(), "device": str(device), "torch": torch.__version__,
+           "numpy": np.__version__}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
 def fingerprint(cfg: dict[str, Any], hidden: list[int], feature: str, model: str, seed: int,
-                x: np.ndarray, y: np.ndarray, ids: np.ndarray, device: str) -> str:
+                x: np.ndarray, y: np.ndarray, ids: np.ndarray, device: str,
+                env: dict[str, Any] | None = None) -> str:
     gdt = {k: v for k, v in cfg["gdt"].items() if k not in NOT_IN_FINGERPRINT}
     keys = {"sgd": cfg["sgd"], "gdt": gdt, "transform": cfg["transform"], "weights": cfg["weights"],
             "hidden": hidden, "feature": feature, "model": model, "seed": seed, "device": device,
-            "version": CHECKPOINT_VERSION}
+            "env": env, "version": CHECKPOINT_VERSION}
     h = hashlib.sha256(json.dumps(keys, sort_keys=True).encode())
     for a in (np.ascontiguousarray(x), np.ascontiguousarray(y)):
         h.update(a.tobytes())
@@ -99,7 +111,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: Path | None, fp: str) -> dict[str, Any] | None:
+def load_checkpoint(path: Path | None, fp: str, env: dict[str, Any] | None = None) -> dict[str, Any] | None:
     if path is None or not path.exists():
         return None
     try:
@@ -107,7 +119,17 @@ def load_checkpoint(path: Path | None, fp: str) -> dict[str, Any] | None:
     except Exception as e:
         log.warning("checkpoint %s is unreadable (%s); ignored, starting fresh", path, e)
         return None
-    if not isinstance(payload, dict) or payload.get("fingerprint") != fp:
+    if not isinstance(payload, dict):
+        log.warning("checkpoint %s is not a checkpoint; ignored, starting fresh", path)
+        return None
+    old_env = payload.get("env")
+    if payload.get("fingerprint") != fp and env is not None and isinstance(old_env, dict) and old_env != env:
+        diff = ", ".join(f"{k} {old_env.get(k)} -> {env.get(k)}" for k in sorted(set(env) | set(old_env))
+                         if old_env.get(k) != env.get(k))
+        log.warning("checkpoint %s was written under other numerics (%s): resuming would give a "
+                    "result that differs from a clean run; ignored, starting fresh", path, diff)
+        return None
+    if payload.get("fingerprint") != fp:
         log.info("checkpoint %s was written with other settings/inputs (fingerprint differs); "
                  "ignored, starting fresh", path)
         return None
@@ -152,8 +174,12 @@ def train_main(args: argparse.Namespace) -> int:
     sizes = fnn.layer_sizes(x_np.shape[1], hidden, c)
 
     ckpt_path = Path(args.checkpoint) if args.checkpoint else None
-    fp = fingerprint(cfg, hidden, args.feature, args.model, seed, x_np, y_np, shard.ids, cfg["device"])
-    payload = load_checkpoint(ckpt_path, fp)
+    for out in (args.weights, args.metrics, *([ckpt_path] if ckpt_path else [])):
+        for tmp in remove_stale_temporaries(out):  # left by a job killed while writing
+            log.info("removed a stale temporary file %s", tmp)
+    env = numerics_env(device)
+    fp = fingerprint(cfg, hidden, args.feature, args.model, seed, x_np, y_np, shard.ids, cfg["device"], env)
+    payload = load_checkpoint(ckpt_path, fp, env)
 
     # ---- SGD
     if payload is not None and payload.get("sgd") is not None:
@@ -171,11 +197,13 @@ def train_main(args: argparse.Namespace) -> int:
 
         def on_sgd_progress(state: dict[str, Any]) -> None:
             if ckpt_path is not None:
-                save_checkpoint(ckpt_path, {"fingerprint": fp, "sgd": None, "sgd_progress": state, "gdt": None})
+                save_checkpoint(ckpt_path, {"fingerprint": fp, "env": env, "sgd": None, "sgd_progress": state,
+                                            "gdt": None})
 
         s_res, sp_res = train_sgd(params, x, y, sgd_s, gen, resume=progress, on_progress=on_sgd_progress,
                                   every=gdt_s.checkpoint_seconds)
-        payload = {"fingerprint": fp, "sgd": {"S": pack_result(s_res), "Sp": pack_result(sp_res)}, "gdt": None}
+        payload = {"fingerprint": fp, "env": env, "sgd": {"S": pack_result(s_res), "Sp": pack_result(sp_res)},
+                   "gdt": None}
         if ckpt_path is not None and gdt_s.enabled:
             save_checkpoint(ckpt_path, payload)  # phase boundary
 
@@ -244,7 +272,7 @@ def train_main(args: argparse.Namespace) -> int:
         truncated[method] = fnn.accuracy(fnn.truncate_params(rounded, check_decimals), x, y)  # saved, cut
     job = {"shard": str(args.shard), "feature": args.feature, "model": args.model, "module": module,
            "submodule": submodule, "seed": seed, "device": cfg["device"], "threads": torch.get_num_threads(),
-           "fingerprint": fp, f"accuracy_truncated_{check_decimals}": truncated,
+           "fingerprint": fp, "weights_sha256": arrays_digest(arrays), f"accuracy_truncated_{check_decimals}": truncated,
            "gdt_stop_reason": t_res.stop_reason if t_res else None,
            "gdt_round_starts": t_res.round_starts if t_res else [],
            "gdt_resumed": bool(t_res.resumed) if t_res else False,

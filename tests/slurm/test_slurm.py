@@ -53,7 +53,7 @@ def test_failed_job_then_fix_reruns_only_the_failed_jobs(base_run, tmp_path):
     assert broken.returncode != 0, broken.tail()
     assert train_jobs(broken) == ["h1_m1_G_m01_s1", "h1_m1_R_m01_s1"], broken.tail()
     assert "Error in rule train" in broken.output
-    log = (wd / "logs/train/h1_m1/R/m01_s1.log").read_text()
+    log = (wd / "results/logs/train/h1_m1/R/m01_s1.log").read_text()
     assert "m01_s1.npz: unreadable shard" in log, log
     assert not (wd / "results/fnn/h1_m1/R/m01_s1.metrics.json").exists()
 
@@ -122,7 +122,7 @@ def test_timeout_is_retried_and_resumes_from_checkpoint(tmp_path):
     train = [s for s in run.submitted if s[0] == "train"]
     assert len(train) == 2, run.tail()  # attempt 1 (killed) + attempt 2
     assert "Trying to restart job" in run.output, run.tail()
-    log = (wd / "logs/train/h1_m1/R/m01_s1.log").read_text()
+    log = (wd / "results/logs/train/h1_m1/R/m01_s1.log").read_text()
     assert "resuming from checkpoint" in log and "GDT resumes at round" in log, log
     metrics = json.loads((wd / "results/fnn/h1_m1/R/m01_s1.metrics.json").read_text())
     assert metrics["job"]["gdt_resumed"] is True

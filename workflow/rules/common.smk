@@ -63,7 +63,10 @@ MODELS = ecfg.proto_names(config)  # h1_m1, h2_m1, ...
 METHODS = ecfg.methods(config)  # S, Sp, T
 PROTOS = [f"{m}_{model}" for model in MODELS for m in METHODS]  # S_h1_m1, T_h1_m1, ...
 TRAIN_BATCHES = datasets.train_batches(config)
-VAL_BATCH = datasets.validation_batch(config)  # generated formats: known before they are written
+try:  # validation: true with a missing or empty held-out file stops here, in one line
+    VAL_BATCH = datasets.validation_batch(config)
+except ErrorlessError as e:
+    raise WorkflowError(str(e))
 EVAL_BATCHES = TRAIN_BATCHES + ([VAL_BATCH] if VAL_BATCH else [])
 
 

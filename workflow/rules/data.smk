@@ -15,7 +15,7 @@ if FORMAT in GENERATORS:
             batches=expand(f"{DATA}/{{b}}", b=EVAL_BATCHES),
             planted=f"{DATA}/planted.csv",
         log:
-            "logs/synthesize.log",
+            f"{RESULTS}/logs/synthesize.log",
         conda:
             "../../envs/errorless.yaml"
         threads: 1
@@ -38,9 +38,9 @@ checkpoint modularize:
     output:
         manifest=f"{RESULTS}/shards/manifest.tsv",
     log:
-        "logs/modularize.log",
+        f"{RESULTS}/logs/modularize.log",
     benchmark:
-        "benchmarks/modularize.tsv"
+        f"{RESULTS}/benchmarks/modularize.tsv"
     conda:
         "../../envs/errorless.yaml"
     threads: 1

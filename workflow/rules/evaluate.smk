@@ -17,9 +17,9 @@ rule evaluate_training:
         ),
         per_fnn=f"{RESULTS}/evaluation/training_fnn.csv",
     log:
-        "logs/evaluate_training.log",
+        f"{RESULTS}/logs/evaluate_training.log",
     benchmark:
-        "benchmarks/evaluate_training.tsv"
+        f"{RESULTS}/benchmarks/evaluate_training.tsv"
     conda:
         "../../envs/errorless.yaml"
     threads: 2
@@ -41,9 +41,9 @@ rule evaluate:
         predictions=f"{RESULTS}/evaluation/predictions/{{batch}}.parquet",
         speed=f"{RESULTS}/evaluation/predictions/{{batch}}.speed.json",
     log:
-        "logs/evaluate/{batch}.log",
+        f"{RESULTS}/logs/evaluate/{{batch}}.log",
     benchmark:
-        "benchmarks/evaluate/{batch}.tsv"
+        f"{RESULTS}/benchmarks/evaluate/{{batch}}.tsv"
     conda:
         "../../envs/errorless.yaml"
     threads: 2
@@ -76,7 +76,7 @@ rule summarize:
         ),
         perfect_per_batch=f"{RESULTS}/evaluation/perfect_labels_per_batch.csv",
     log:
-        "logs/summarize.log",
+        f"{RESULTS}/logs/summarize.log",
     conda:
         "../../envs/errorless.yaml"
     threads: 1

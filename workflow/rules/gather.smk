@@ -5,7 +5,7 @@ rule write_config:
     output:
         config=f"{RESULTS}/config.yaml",
     log:
-        "logs/write_config.log",
+        f"{RESULTS}/logs/write_config.log",
     localrule: True
     conda:
         "../../envs/errorless.yaml"
@@ -27,9 +27,9 @@ rule gather:
         weights=f"{RESULTS}/weights.parquet",
         training=f"{RESULTS}/training.parquet",
     log:
-        "logs/gather.log",
+        f"{RESULTS}/logs/gather.log",
     benchmark:
-        "benchmarks/gather.tsv"
+        f"{RESULTS}/benchmarks/gather.tsv"
     conda:
         "../../envs/errorless.yaml"
     threads: 1

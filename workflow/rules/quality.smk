@@ -10,9 +10,9 @@ rule duplicates:
         pairs=f"{RESULTS}/quality/duplicates.parquet",
         stats=f"{RESULTS}/quality/duplicates.json",
     log:
-        "logs/duplicates.log",
+        f"{RESULTS}/logs/duplicates.log",
     benchmark:
-        "benchmarks/duplicates.tsv"
+        f"{RESULTS}/benchmarks/duplicates.tsv"
     conda:
         "../../envs/errorless.yaml"
     threads: 2
@@ -51,7 +51,7 @@ rule double_labeling:
         ),
         detail=f"{RESULTS}/quality/planted_pairs.csv",
     log:
-        "logs/double_labeling.log",
+        f"{RESULTS}/logs/double_labeling.log",
     conda:
         "../../envs/errorless.yaml"
     threads: 1

@@ -6,12 +6,12 @@ REPORT = f"{RESULTS}/report"
 
 # The benchmark files of the benchmarked rules (run facts; they also order report_run last).
 REPORT_BENCHMARKS = [
-    "benchmarks/modularize.tsv",
-    "benchmarks/gather.tsv",
-    "benchmarks/evaluate_training.tsv",
-    *expand("benchmarks/evaluate/{batch}.tsv", batch=EVAL_BATCHES),
+    f"{RESULTS}/benchmarks/modularize.tsv",
+    f"{RESULTS}/benchmarks/gather.tsv",
+    f"{RESULTS}/benchmarks/evaluate_training.tsv",
+    *expand(f"{RESULTS}/benchmarks/evaluate/{{batch}}.tsv", batch=EVAL_BATCHES),
     *expand(
-        "benchmarks/train/{model}/{feature}/{mod}_{sub}.tsv",
+        f"{RESULTS}/benchmarks/train/{{model}}/{{feature}}/{{mod}}_{{sub}}.tsv",
         model=MODELS,
         feature=FEATURES,
         mod=MODULES,
@@ -54,7 +54,7 @@ rule report_training:
             labels={"figure": "confusion wheel, SGD beside GDT (Figure 2)"},
         ),
     log:
-        "logs/report/training.log",
+        f"{RESULTS}/logs/report/training.log",
     conda:
         "../../envs/errorless.yaml"
     threads: 1
@@ -102,7 +102,7 @@ rule report_evaluation:
             labels={"figure": "perfect labels per batch (plot)"},
         ),
     log:
-        "logs/report/evaluation.log",
+        f"{RESULTS}/logs/report/evaluation.log",
     conda:
         "../../envs/errorless.yaml"
     threads: 1
@@ -135,7 +135,7 @@ rule report_quality:
             labels={"table": "planted truth: precision and recall (readable table)"},
         ),
     log:
-        "logs/report/quality.log",
+        f"{RESULTS}/logs/report/quality.log",
     conda:
         "../../envs/errorless.yaml"
     threads: 1
@@ -176,7 +176,7 @@ rule report_run:
             labels={"figure": "compute time per phase"},
         ),
     log:
-        "logs/report/run.log",
+        f"{RESULTS}/logs/report/run.log",
     conda:
         "../../envs/errorless.yaml"
     threads: 1

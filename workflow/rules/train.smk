@@ -8,9 +8,9 @@ rule train:
         weights=f"{RESULTS}/fnn/{{model}}/{{feature}}/{{mod}}_{{sub}}.weights.npz",
         metrics=f"{RESULTS}/fnn/{{model}}/{{feature}}/{{mod}}_{{sub}}.metrics.json",
     log:
-        "logs/train/{model}/{feature}/{mod}_{sub}.log",
+        f"{RESULTS}/logs/train/{{model}}/{{feature}}/{{mod}}_{{sub}}.log",
     benchmark:
-        "benchmarks/train/{model}/{feature}/{mod}_{sub}.tsv"
+        f"{RESULTS}/benchmarks/train/{{model}}/{{feature}}/{{mod}}_{{sub}}.tsv"
     conda:
         "../../envs/errorless.yaml"
     threads: 1
