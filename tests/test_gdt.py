@@ -219,7 +219,8 @@ def test_sgd_resumes_bit_identically_from_any_epoch():
     # a long SGD phase checkpoints after epochs; a resumed run ends with the same S and Sp
     x, y = blobs(n=200, noise=4.5)
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
-    s = SGDSettings(threshold=0.99, max_epochs=12, batch_size=32, lr=0.02, released_epochs=3)
+    # lr_patience 1: the plateau rule lowers the rate during the run, and a resume must keep it
+    s = SGDSettings(threshold=0.99, max_epochs=12, batch_size=32, lr=0.3, released_epochs=3, lr_patience=1)
 
     def run(resume=None, keep=None):
         gen = torch.Generator().manual_seed(7)
@@ -228,9 +229,27 @@ def test_sgd_resumes_bit_identically_from_any_epoch():
 
     states: list[dict] = []
     s_full, sp_full = run(keep=states.append)
+    assert min(st["lr"] for st in states) < 0.02  # the rate was lowered at least once
     assert len(states) >= 4 and any(st["S"] is not None for st in states)  # some in the Sp phase
     for st in (states[0], states[len(states) // 2], states[-1]):
         s_res, sp_res = run(resume=st)
         for a, b in zip(s_full.params + sp_full.params, s_res.params + sp_res.params, strict=True):
             assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
         assert (s_res.epochs, sp_res.epochs) == (s_full.epochs, sp_full.epochs)
+
+
+def test_plateau_rule_lowers_the_learning_rate():
+    x, y = blobs(n=40)
+    p = fnn.init_params([x.shape[1], 4, 5], 0)
+    tr = sgd._Trainer(p, torch.as_tensor(x), torch.as_tensor(y), SGDSettings(lr=0.1, lr_patience=3, lr_decay=0.5),
+                      torch.Generator())
+    lrs = []
+    for acc in (0.5, 0.6, 0.6, 0.59, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7):
+        tr.after_epoch(acc)
+        lrs.append(tr.lr)
+    # epochs 3-5 bring no new best -> halved after epoch 5; 0.7 at epoch 6 is a best; 7-9 and 10-12 plateau
+    assert lrs == [0.1] * 4 + [0.05] * 4 + [0.025] * 3 + [0.0125]
+    fixed = sgd._Trainer(p, torch.as_tensor(x), torch.as_tensor(y), SGDSettings(lr=0.1, lr_decay=1.0), torch.Generator())
+    for _ in range(30):
+        fixed.after_epoch(0.5)
+    assert fixed.lr == 0.1

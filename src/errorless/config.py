@@ -248,6 +248,8 @@ class SGDSettings(_FromDict):
     loss: str = "cross_entropy"
     temperature: float = 100.0
     released_epochs: int = 0
+    lr_patience: int = 10
+    lr_decay: float = 0.5
     init: str = "pytorch"
     init_bound: float = 5.0
 

@@ -563,6 +563,23 @@ def training_table(fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+# T statuses counted in Table 2 (gdt.classify_status); S/Sp rows get no counts
+STATUS_COLUMNS = {"conflicts": "conflict_fnns", "no_anchor": "no_anchor_fnns",
+                  "residual_errors": "residual_fnns", "budget": "budget_fnns"}
+
+
+def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
+    """Table 2 plus, per T proto-model, how many FNNs ended with each non-error-free status —
+    so a GDT that stopped on its budget is never read as unfittable data."""
+    t = status[status["method"] == "T"]
+    counts = t.groupby("proto")["status"].value_counts().unstack(fill_value=0)
+    out = table.copy()
+    for st, col in STATUS_COLUMNS.items():
+        per = counts[st] if st in counts else pd.Series(0, index=counts.index)
+        out[col] = [int(per[p]) if p in per.index else None for p in out["proto"]]
+    return out
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -590,6 +607,7 @@ def training_main(args: argparse.Namespace) -> int:
         path, columns=["proto", "feature", "module", "submodule", "accuracy"]
     )
     table, fnn = training_evaluation(training, args.weights, args.shards, cfg)
+    table = with_status_counts(table, pd.read_parquet(path, columns=["proto", "method", "status"]))
     out = Path(args.out)
     fnn_out = Path(args.fnn_out) if args.fnn_out else out.with_name(out.stem + "_fnn.csv")
     write_text(out, table.to_csv(index=False))

@@ -195,6 +195,9 @@ TABLE_ROWS = [
     ("max accuracy %", "max", "f"),
     ("error-free FNNs", "error_free_fnns_text", "s"),
     ("fully error-free partitions", "error_free_partitions_text", "s"),
+    ("T-FNNs left with conflicts only", "conflict_fnns", "d"),
+    ("T-FNNs whose search gave up (residual errors)", "residual_fnns", "d"),
+    ("T-FNNs stopped on a GDT budget", "budget_fnns", "d"),
 ]
 
 

@@ -39,6 +39,22 @@ class _Trainer:
     def __init__(self, params: fnn.Params, x: Tensor, y: Tensor, s: SGDSettings, gen: torch.Generator):
         self.params, self.x, self.y, self.s, self.gen = params, x, y, s, gen
         self.vel = [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in params]
+        self.lr = s.lr  # lowered on a plateau (``lr_patience``, ``lr_decay``)
+        self.best_acc, self.since_best = -1.0, 0
+
+    def after_epoch(self, acc: float) -> None:
+        """Plateau rule: ``lr_patience`` epochs without a new best whole-shard accuracy
+        multiply the learning rate by ``lr_decay`` (a fixed rate makes SGD hover a few % below
+        the threshold on real photographs; see the README's "Choices")."""
+        if acc > self.best_acc:
+            self.best_acc, self.since_best = acc, 0
+            return
+        self.since_best += 1
+        if self.s.lr_decay < 1.0 and self.since_best >= self.s.lr_patience:
+            self.lr *= self.s.lr_decay
+            self.since_best = 0
+            log.info("SGD: no better accuracy for %d epochs, learning rate lowered to %.4g",
+                     self.s.lr_patience, self.lr)
 
     def state(self, epoch: int, acc: float, hist: list, seconds: float, sres: SGDResult | None) -> dict[str, Any]:
         """Everything needed to continue bit-identically (tensors copied to the CPU)."""
@@ -47,6 +63,7 @@ class _Trainer:
             "params": [(w.cpu().clone(), b.cpu().clone()) for w, b in self.params],
             "velocity": [(w.cpu().clone(), b.cpu().clone()) for w, b in self.vel],
             "generator": self.gen.get_state(),
+            "lr": self.lr, "best_acc": self.best_acc, "since_best": self.since_best,
             "S": pack_result(sres),
         }
 
@@ -58,13 +75,14 @@ class _Trainer:
             w.copy_(sw)
             b.copy_(sb)
         self.gen.set_state(st["generator"])
+        self.lr, self.best_acc, self.since_best = st["lr"], st["best_acc"], st["since_best"]
 
     def epoch(self) -> float:
         """One pass over the shuffled shard; returns the mean mini-batch loss (one sync)."""
         n, bs = self.x.shape[0], self.s.batch_size
         order = torch.randperm(n, generator=self.gen).to(self.x.device)
         total = torch.zeros((), device=self.x.device)
-        lr, mom = self.s.lr, self.s.momentum
+        lr, mom = self.lr, self.s.momentum
         for lo in range(0, n, bs):
             idx = order[lo : lo + bs]
             value, grads = fnn.loss_and_grads(self.params, self.x[idx], self.y[idx], self.s.loss, self.s.temperature)
@@ -116,6 +134,7 @@ def train_sgd(
         epoch += 1
         loss = tr.epoch()
         acc = fnn.accuracy(params, x, y)
+        tr.after_epoch(acc)
         hist.append((epoch, loss, acc))
         done = acc >= s.threshold or epoch == s.max_epochs
         now = time.perf_counter()
@@ -137,6 +156,7 @@ def train_sgd(
         epoch += 1
         loss = tr.epoch()
         acc = fnn.accuracy(params, x, y)
+        tr.after_epoch(acc)
         hist.append((epoch, loss, acc))
         if epoch == sres.epochs + s.released_epochs or time.perf_counter() - last_log >= LOG_EVERY_S:
             log.info("SGD released epoch %d: loss %.5f, accuracy %.5f", epoch, loss, acc)
