@@ -576,7 +576,7 @@ def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFram
     out = table.copy()
     for st, col in STATUS_COLUMNS.items():
         per = counts[st] if st in counts else pd.Series(0, index=counts.index)
-        out[col] = [int(per[p]) if p in per.index else None for p in out["proto"]]
+        out[col] = pd.array([int(per[p]) if p in per.index else None for p in out["proto"]], dtype="Int64")
     return out
 
 

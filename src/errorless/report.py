@@ -219,7 +219,7 @@ def training_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
         for _, key, kind in TABLE_ROWS:
             v = r.get(key)
             col.append(
-                "–" if v is None or (isinstance(v, float) and np.isnan(v))
+                "–" if v is None or pd.isna(v)
                 else f"{float(v):.3f}" if kind == "f" else str(int(v)) if kind == "d" else str(v)
             )
         if "check_decimals" in t and "cut_predictions_changed" in t:
