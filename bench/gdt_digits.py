@@ -29,7 +29,7 @@ VARIANTS = {
 }
 CONFIGS = {
     "default": SGDSettings(),
-    "authors": SGDSettings(loss="mse_softmax", init="uniform", init_bound=5.0, lr=10.0),
+    "authors": SGDSettings(loss="mse_softmax", init="uniform", init_bound=5.0, lr=10.0, lr_decay=1.0),
 }
 
 

@@ -65,7 +65,7 @@ def test_consolidation_at_lambda_0_is_counted_and_fits():
 def test_authors_configuration_reaches_98_then_100(seed):
     """Uniform(±5) init + ½‖softmax(z/100) − onehot‖² (the authors' MNIST code)."""
     x, y = digits_demo()
-    sgd_s = SGDSettings(loss="mse_softmax", init="uniform", init_bound=5.0, lr=10.0)
+    sgd_s = SGDSettings(loss="mse_softmax", init="uniform", init_bound=5.0, lr=10.0, lr_decay=1.0)
     s = sgd_weights(x, y, seed, sgd_s)
     assert s.params[0][0].abs().max() > 4.0  # the authors' scale, not PyTorch's 1/8
     r = gdt.run_gdt(s.params, x, y, GDTSettings(), seed, decimals=4, n_classes=10, loss="mse_softmax",
