@@ -1,0 +1,345 @@
+"""Near copies of images (SPEC §8): find pairs of images that are the same picture after JPEG
+re-encoding, rescaling, small crops and shifts, mirroring or brightness/contrast changes.
+
+Three steps, all vectorised over whole arrays (no Python loop per image or per pair):
+
+1. **Thumbnails** (``Thumbs``): each image becomes a 32×32 grey thumbnail (area-averaged, BW
+   weights), its mean colour and its grey contrast. Computed in chunks, so 1.28 M images
+   need 1.3 GB, never the 15 GB of the images themselves.
+2. **Candidates** (faiss): an 8×8 descriptor of the thumbnail, centred and scaled to unit
+   norm (inner product = Pearson correlation: blind to brightness and contrast, blurred enough
+   for JPEG, rescaling and few-pixel shifts). The index holds one descriptor per image; every
+   image asks for its ``neighbours`` nearest with four queries: itself, its mirror image, and
+   both zoomed in by ``zoom`` (a crop of the query is close to the zoomed query). Exact inner
+   product search up to ``flat_limit`` images, an IVF index above.
+3. **Verification** on the thumbnails: per candidate pair, Gauss-Newton (Lucas-Kanade)
+   fits a scale and shift per axis plus gain and offset that map one thumbnail onto the
+   other, coarse to fine (blur σ = 2, 1, 0.5 px), from three starting scales; the pair's
+   **similarity** is the correlation of the aligned thumbnails over their overlap. A pair is a
+   near copy when the similarity reaches ``similarity`` and the mean colours (chromaticity:
+   unchanged by brightness/contrast) agree within ``colour_tolerance``; **mirrored** when it
+   only matches through the mirror image. Images with almost no grey contrast (std below
+   ``min_contrast``, e.g. a black or a constant-colour crop) have no shape to compare and
+   take part only in the exact search.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SIDE = 32  # thumbnail side
+DESC = 8  # descriptor side (DESC² values)
+GREY = np.array([0.299, 0.587, 0.114], np.float32)
+TRIM = 2  # thumbnail border left out of the verification (shift fill, crop edges)
+
+
+@dataclass(frozen=True)
+class NearSettings:
+    similarity: float = 0.9  # aligned correlation at or above which a pair is a near copy
+    detail: float = 0.6  # aligned correlation of the band-pass details
+    colour: float = 0.9  # aligned correlation of the colour thumbnails
+    min_contrast: float = 4.0  # grey std (0..255) below which an image has no near search
+    neighbours: int = 10
+    prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
+    zoom: float = 1.15
+    flat_limit: int = 50_000
+    nprobe: int = 12
+    nlist: int = 0  # IVF cells; 0 = 4·sqrt(N)
+    seed: int = 0
+    block: int = 8192
+
+
+@dataclass
+class Thumbs:
+    grey: np.ndarray  # (N, 32, 32) float16, 0..255
+    colour: np.ndarray  # (N, 16, 16, 3) uint8
+    contrast: np.ndarray  # (N,) float32 grey std
+
+    @staticmethod
+    def concat(parts: list[Thumbs]) -> Thumbs:
+        return Thumbs(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("grey", "colour", "contrast")))
+
+    def take(self, rows: np.ndarray) -> Thumbs:
+        return Thumbs(self.grey[rows], self.colour[rows], self.contrast[rows])
+
+
+def area_matrix(n_in: int, n_out: int, lo: float = 0.0, hi: float | None = None) -> np.ndarray:
+    """(n_out, n_in) weights: output pixel i averages the input interval
+    [lo + i·w, lo + (i+1)·w), w = (hi − lo)/n_out, with fractional pixel coverage."""
+    hi = float(n_in) if hi is None else hi
+    edges = lo + (hi - lo) * np.arange(n_out + 1) / n_out
+    left, right = edges[:-1, None], edges[1:, None]
+    px = np.arange(n_in)[None, :]
+    cover = np.clip(np.minimum(right, px + 1) - np.maximum(left, px), 0, None)
+    return (cover / cover.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def thumbs(images: np.ndarray, block: int = 4096) -> Thumbs:
+    """Grey 32×32 and colour 16×16 thumbnails and grey contrast of uint8 images (N, H, W, C)."""
+    n, h, w, c = images.shape
+    rh, rw = area_matrix(h, SIDE), area_matrix(w, SIDE)
+    ch, cw = area_matrix(h, SIDE // 2), area_matrix(w, SIDE // 2)
+    grey = np.empty((n, SIDE, SIDE), np.float16)
+    colour = np.empty((n, SIDE // 2, SIDE // 2, 3), np.uint8)
+    contrast = np.empty(n, np.float32)
+    for lo in range(0, n, block):
+        x = images[lo : lo + block].astype(np.float32)
+        if c == 1:
+            x = np.repeat(x, 3, axis=3)
+        g = rh @ (x @ GREY) @ rw.T  # (B, 32, 32)
+        grey[lo : lo + block] = g
+        contrast[lo : lo + block] = g.reshape(len(g), -1).std(axis=1)
+        col = np.einsum("ih,bhwc,jw->bijc", ch, x, cw, optimize=True)  # (B, 16, 16, 3)
+        colour[lo : lo + block] = np.clip(np.rint(col), 0, 255)
+    return Thumbs(grey, colour, contrast)
+
+
+def descriptors(grey: np.ndarray, flip: bool = False, zoom: float = 1.0) -> np.ndarray:
+    """(N, 64) float32 unit-norm centred 8×8 area averages of the thumbnails (optionally
+    mirrored, or of the central 1/zoom part)."""
+    half = SIDE / zoom / 2
+    r = area_matrix(SIDE, DESC, SIDE / 2 - half, SIDE / 2 + half)
+    rc = r[:, ::-1] if flip else r
+    g = _blur(grey.astype(np.float32), 1.5)  # shifts of a few pixels stay inside one cell
+    d = (r @ g @ rc.T).reshape(len(grey), -1)  # (N, 64)
+    d -= d.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(d, axis=1, keepdims=True)
+    return np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6)
+
+
+# ---------------------------------------------------------------- candidates
+
+
+def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Candidate pairs (a, b, flipped) with different labels among the images with contrast;
+    each pair once per orientation, a < b."""
+    import faiss
+
+    active = np.flatnonzero(t.contrast >= s.min_contrast)
+    n = len(active)
+    k = min(s.neighbours + 1, n)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), "none"
+    dim = DESC * DESC
+
+    def desc(lo: int, hi: int, flip: bool = False, zoom: float = 1.0) -> np.ndarray:
+        return np.ascontiguousarray(descriptors(t.grey[active[lo:hi]], flip, zoom))
+
+    if n <= s.flat_limit:
+        index = faiss.IndexFlatIP(dim)
+        method = "flat"
+    else:
+        nlist = s.nlist or int(max(1, min(4 * np.sqrt(n), n // 40)))
+        rng = np.random.default_rng(s.seed)
+        sample = np.sort(rng.choice(n, size=int(min(n, max(40 * nlist, 50_000))), replace=False))
+        train = np.ascontiguousarray(descriptors(t.grey[active[sample]]))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = s.seed
+        index.train(train)
+        index.nprobe = min(s.nprobe, nlist)
+        method = f"ivf(nlist={nlist},nprobe={index.nprobe})"
+    for lo in range(0, n, s.block):
+        index.add(desc(lo, min(n, lo + s.block)))
+    ca, cb, cf = [], [], []
+    for lo in range(0, n, s.block):
+        hi = min(n, lo + s.block)
+        q = np.repeat(np.arange(lo, hi), k).reshape(hi - lo, k)
+        for flip in (False, True):
+            for zoom in (1.0, s.zoom):
+                sim, nbr = index.search(desc(lo, hi, flip, zoom), k)
+                keep = (nbr >= 0) & (nbr != q) & (sim >= s.prefilter)
+                ca.append(q[keep])
+                cb.append(nbr[keep])
+                cf.append(np.full(int(keep.sum()), flip))
+    a = active[np.concatenate(ca)]
+    b = active[np.concatenate(cb).astype(np.int64)]
+    f = np.concatenate(cf)
+    keep = labels[a] != labels[b]
+    a, b, f = a[keep], b[keep], f[keep]
+    lo_, hi_ = np.minimum(a, b), np.maximum(a, b)
+    key = np.unique(np.stack([lo_, hi_, f.astype(np.int64)], axis=1), axis=0) if len(a) else np.zeros((0, 3), np.int64)
+    return key[:, 0], key[:, 1], key[:, 2].astype(bool), method
+
+
+# ---------------------------------------------------------------- verification
+
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(x, sigma=(0, sigma, sigma), mode="nearest") if sigma > 0 else x
+
+
+def _sample(img: np.ndarray, r: np.ndarray, c: np.ndarray, grad: bool = False):
+    """Bilinear values of img (P, H, W) at rows r, cols c (P, K); whether inside; with
+    ``grad`` also the derivatives along rows and columns of the bilinear surface."""
+    p, h, w = img.shape
+    inside = (r >= 0) & (r <= h - 1) & (c >= 0) & (c <= w - 1)
+    r = np.clip(r, 0, h - 1.001)
+    c = np.clip(c, 0, w - 1.001)
+    r0, c0 = r.astype(np.int64), c.astype(np.int64)
+    fr, fc = r - r0, c - c0
+    flat = img.reshape(p, -1)
+    base = r0 * w + c0
+    v00 = np.take_along_axis(flat, base, 1)
+    v01 = np.take_along_axis(flat, base + 1, 1)
+    v10 = np.take_along_axis(flat, base + w, 1)
+    v11 = np.take_along_axis(flat, base + w + 1, 1)
+    top = v00 + fc * (v01 - v00)
+    bot = v10 + fc * (v11 - v10)
+    if grad:
+        dc = (v01 - v00) + fr * ((v11 - v10) - (v01 - v00))
+        return top + fr * (bot - top), inside, bot - top, dc
+    return top + fr * (bot - top), inside
+
+
+LEVELS = ((2.0, 8, 3), (1.0, 5, 2), (0.5, 3, 1))  # (blur σ in thumbnail px, Gauss-Newton steps, grid step)
+SCALES = (1.0, 1 / 1.12, 1.12)  # starting scales tried (crops zoom in by up to 1.25)
+
+
+def _grid(side: int, trim: int, step: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    centre = (side - 1) / 2
+    ax = np.arange(trim, side - trim, step, dtype=np.float32) - centre
+    yy, xx = np.meshgrid(ax, ax, indexing="ij")
+    flat = ((yy + centre) * side + (xx + centre)).astype(np.int64).ravel()
+    return xx.ravel()[None, :], yy.ravel()[None, :], flat
+
+
+def _warp(img: np.ndarray, par: np.ndarray, xb: np.ndarray, yb: np.ndarray, unit: float = 1.0):
+    """img (P, H, W) sampled at a(s∘x + t) for b's offsets (xb, yb); t in 32-px units."""
+    centre = (img.shape[1] - 1) / 2
+    r = par[:, 2:3] * yb + par[:, 3:4] * unit + centre
+    c = par[:, 0:1] * xb + par[:, 1:2] * unit + centre
+    return r, c
+
+
+def _ncc(av: np.ndarray, bv: np.ndarray, m: np.ndarray) -> np.ndarray:
+    cnt = m.sum(axis=1)
+    mean_a = (av * m).sum(1) / np.maximum(cnt, 1)
+    mean_b = (bv * m).sum(1) / np.maximum(cnt, 1)
+    da, db = (av - mean_a[:, None]) * m, (bv - mean_b[:, None]) * m
+    den = np.sqrt((da * da).sum(1) * (db * db).sum(1))
+    ok = (cnt >= 0.5 * m.shape[1]) & (den > 0)
+    return np.where(ok, (da * db).sum(1) / np.maximum(den, 1e-12), -1.0)
+
+
+def align(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit b(x) ≈ g·a(s∘x + t) + h per pair of thumbnails (P, 32, 32), coarse to fine.
+    Returns (similarity, detail similarity, parameters (P, 6) = sx, tx, sy, ty, g, h):
+    similarity = correlation of the aligned thumbnails (σ = 0.5 blur) over their overlap;
+    detail similarity = the same for their band-pass (σ 0.5 minus σ 2) parts, which a smooth
+    gradient or a flat background cannot fake."""
+    p = len(a)
+    grids = {sg: _grid(SIDE, TRIM, step) for sg, _, step in LEVELS}
+    blurred = {sg: (_blur(a, sg), _blur(b, sg).reshape(p, -1)[:, grids[sg][2]]) for sg, *_ in LEVELS}
+    # starting scale: the best correlation at the coarsest level
+    best, par = np.full(p, -2.0), np.zeros((p, 6), np.float32)
+    al, bv = blurred[2.0]
+    xb, yb, _ = grids[2.0]
+    for s0 in SCALES:
+        cand = np.zeros((p, 6), np.float32)
+        cand[:, 0] = cand[:, 2] = s0
+        cand[:, 4] = 1.0
+        av, inside = _sample(al, *_warp(al, cand, xb, yb))
+        sim = _ncc(av, bv, inside.astype(np.float32))
+        better = sim > best
+        best[better], par[better] = sim[better], cand[better]
+    for sigma, steps, _ in LEVELS:
+        al, bv = blurred[sigma]
+        xb, yb, _ = grids[sigma]
+        for _ in range(steps):
+            r, c = _warp(al, par, xb, yb)
+            av, inside, dy, dx = _sample(al, r, c, grad=True)
+            m = inside.astype(np.float32)
+            g = par[:, 4:5]
+            res = g * av + par[:, 5:6] - bv
+            jac = np.stack([g * dx * xb, g * dx, g * dy * yb, g * dy, av, np.ones_like(av)], axis=2)  # (P, K, 6)
+            jm = jac * m[..., None]
+            hess = np.matmul(jm.transpose(0, 2, 1), jac) + 1e-3 * np.eye(6, dtype=np.float32)
+            grad = np.matmul(jm.transpose(0, 2, 1), res[..., None])
+            par -= np.linalg.solve(hess, grad)[..., 0]
+            par[:, [0, 2]] = np.clip(par[:, [0, 2]], 0.75, 1.33)
+            par[:, [1, 3]] = np.clip(par[:, [1, 3]], -6, 6)
+    xb, yb, flat = grids[0.5]
+    r, c = _warp(a, par, xb, yb)
+    a_fine, b_fine = blurred[0.5]
+    av, inside = _sample(a_fine, r, c)
+    m = inside.astype(np.float32)
+    sim = _ncc(av, b_fine, m)
+    a_band, b_band = a_fine - blurred[2.0][0], b_fine - _blur(b, 2.0).reshape(p, -1)[:, flat]
+    bv_band = b_band
+    av_band, _ = _sample(a_band, r, c)
+    detail = _ncc(av_band, bv_band, m)
+    return sim, detail, par
+
+
+def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.ndarray:
+    """Correlation of the aligned colour thumbnails (P, 16, 16, 3), all three channels as one
+    vector centred by one mean: unchanged by brightness and contrast, low when the colours
+    differ (a blue and a green gradient of the same shape)."""
+    p, side = len(ca), ca.shape[1]
+    xb, yb, flat = _grid(side, 1)
+    r, c = _warp(ca[..., 0], par, xb * 1.0, yb * 1.0, unit=side / SIDE)
+    av = np.concatenate([_sample(ca[..., ch], r, c)[0] for ch in range(3)], axis=1)
+    inside = _sample(ca[..., 0], r, c)[1]
+    bv = np.concatenate([cb[..., ch].reshape(p, -1)[:, flat] for ch in range(3)], axis=1)
+    m = np.tile(inside, 3).astype(np.float32)
+    return _ncc(av, bv, m)
+
+
+def similarity(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray,
+               block: int = 2048) -> np.ndarray:
+    """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
+    where flipped)."""
+    out = np.empty((len(ga), 3), np.float32)
+    for lo in range(0, len(ga), block):
+        f = flipped[lo : lo + block]
+        a = ga[lo : lo + block].astype(np.float32)
+        a[f] = a[f][:, :, ::-1]
+        cola = ca[lo : lo + block].astype(np.float32)
+        cola[f] = cola[f][:, :, ::-1]
+        sim, detail, par = align(a, gb[lo : lo + block].astype(np.float32))
+        col = colour_similarity(cola, cb[lo : lo + block].astype(np.float32), par)
+        out[lo : lo + block] = np.stack([sim, detail, col], axis=1)
+    return out
+
+
+@dataclass
+class NearResult:
+    a: np.ndarray  # (P,) int64, a < b
+    b: np.ndarray
+    kind: np.ndarray  # "near" | "mirrored"
+    similarity: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def near_copies(t: Thumbs, labels: np.ndarray, s: NearSettings | None = None) -> NearResult:
+    """Pairs of images with different labels that are near copies (module docstring)."""
+    s = s or NearSettings()
+    labels = np.asarray(labels)
+    t0 = time.perf_counter()
+    a, b, f, method = candidates(t, labels, s)
+    t1 = time.perf_counter()
+    sims = similarity(t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, s.block // 4)
+    sim = sims[:, 0].astype(np.float64)
+    t2 = time.perf_counter()
+    # best orientation per pair; "near" wins when the plain orientation also matches
+    order = np.lexsort((-sim, f, b, a))
+    a, b, f, sim, sims = a[order], b[order], f[order], sim[order], sims[order]
+    good = (sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour)
+    a, b, f, sim = a[good], b[good], f[good], sim[good]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, f, sim = a[first], b[first], f[first], sim[first]
+    kind = np.where(f, "mirrored", "near").astype(object)
+    stats = {"near_index": method, "n_candidates": int(len(order)), "n_near_pairs": int(len(a)),
+             "n_without_contrast": int((t.contrast < s.min_contrast).sum()),
+             "seconds_candidates": round(t1 - t0, 3), "seconds_verify": round(t2 - t1, 3)}
+    return NearResult(a.astype(np.int64), b.astype(np.int64), kind, sim.astype(np.float64), stats)
