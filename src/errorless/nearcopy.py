@@ -101,12 +101,14 @@ def thumbs(images: np.ndarray, block: int = 4096) -> Thumbs:
     return Thumbs(grey, colour, contrast)
 
 
-def descriptors(grey: np.ndarray, flip: bool = False, zoom: float = 1.0) -> np.ndarray:
+def descriptors(grey: np.ndarray, flip: bool = False, zoom: float = 1.0,
+                shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """(N, 64) float32 unit-norm centred 8×8 area averages of the thumbnails (optionally
-    mirrored, or of the central 1/zoom part)."""
+    mirrored, of the central 1/zoom part, or of a window shifted by (rows, cols) pixels)."""
     half = SIDE / zoom / 2
-    r = area_matrix(SIDE, DESC, SIDE / 2 - half, SIDE / 2 + half)
-    rc = r[:, ::-1] if flip else r
+    r = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[0], SIDE / 2 + half + shift[0])
+    rc = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[1], SIDE / 2 + half + shift[1])
+    rc = rc[:, ::-1] if flip else rc
     g = _blur(grey.astype(np.float32), 1.5)  # shifts of a few pixels stay inside one cell
     d = (r @ g @ rc.T).reshape(len(grey), -1)  # (N, 64)
     d -= d.mean(axis=1, keepdims=True)
@@ -129,17 +131,25 @@ def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarr
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), "none"
     dim = DESC * DESC
 
-    def desc(lo: int, hi: int, flip: bool = False, zoom: float = 1.0) -> np.ndarray:
-        return np.ascontiguousarray(descriptors(t.grey[active[lo:hi]], flip, zoom))
+    # the data set's mean descriptor is removed: what all images share (a common layout, a
+    # shared background) says nothing about which two are copies
+    rng = np.random.default_rng(s.seed)
+    sample = np.sort(rng.choice(n, size=min(n, 100_000), replace=False))
+    centre = descriptors(t.grey[active[sample]]).mean(axis=0)
+
+    def desc(lo: int, hi: int, flip: bool = False, zoom: float = 1.0, shift=(0.0, 0.0),
+             rows: np.ndarray | None = None) -> np.ndarray:
+        d = descriptors(t.grey[active[lo:hi] if rows is None else active[rows]], flip, zoom, shift) - centre
+        norm = np.linalg.norm(d, axis=1, keepdims=True)
+        return np.ascontiguousarray(np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6))
 
     if n <= s.flat_limit:
         index = faiss.IndexFlatIP(dim)
         method = "flat"
     else:
         nlist = s.nlist or int(max(1, min(4 * np.sqrt(n), n // 40)))
-        rng = np.random.default_rng(s.seed)
         sample = np.sort(rng.choice(n, size=int(min(n, max(40 * nlist, 50_000))), replace=False))
-        train = np.ascontiguousarray(descriptors(t.grey[active[sample]]))
+        train = desc(0, 0, rows=sample)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = s.seed
         index.train(train)
@@ -151,13 +161,15 @@ def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarr
     for lo in range(0, n, s.block):
         hi = min(n, lo + s.block)
         q = np.repeat(np.arange(lo, hi), k).reshape(hi - lo, k)
-        for flip in (False, True):
-            for zoom in (1.0, s.zoom):
-                sim, nbr = index.search(desc(lo, hi, flip, zoom), k)
-                keep = (nbr >= 0) & (nbr != q) & (sim >= s.prefilter)
-                ca.append(q[keep])
-                cb.append(nbr[keep])
-                cf.append(np.full(int(keep.sum()), flip))
+        queries = [(flip, zoom, (0.0, 0.0), k) for flip in (False, True) for zoom in (1.0, s.zoom)]
+        if method == "flat":  # small data sets: also windows moved by 2 px (4 px at 64), fewer neighbours
+            queries += [(False, 1.0, (dy, dx), min(k, 4)) for dy in (-2.0, 2.0) for dx in (-2.0, 2.0)]
+        for flip, zoom, shift, kq in queries:
+            sim, nbr = index.search(desc(lo, hi, flip, zoom, shift), kq)
+            keep = (nbr >= 0) & (nbr != q[:, :kq]) & (sim >= s.prefilter)
+            ca.append(q[:, :kq][keep])
+            cb.append(nbr[keep])
+            cf.append(np.full(int(keep.sum()), flip))
     a = active[np.concatenate(ca)]
     b = active[np.concatenate(cb).astype(np.int64)]
     f = np.concatenate(cf)
@@ -230,54 +242,69 @@ def _ncc(av: np.ndarray, bv: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.where(ok, (da * db).sum(1) / np.maximum(den, 1e-12), -1.0)
 
 
+COARSE_KEEP = 0.8  # pairs below this correlation after the coarse level are not refined
+
+
+def _fit(al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np.ndarray, steps: int) -> None:
+    """Gauss-Newton steps on par (P, 6) in place for b(x) ≈ g·a(s∘x + t) + h."""
+    for _ in range(steps):
+        r, c = _warp(al, par, xb, yb)
+        av, inside, dy, dx = _sample(al, r, c, grad=True)
+        m = inside.astype(np.float32)
+        g = par[:, 4:5]
+        res = g * av + par[:, 5:6] - bv
+        jac = np.stack([g * dx * xb, g * dx, g * dy * yb, g * dy, av, np.ones_like(av)], axis=2)  # (P, K, 6)
+        jm = jac * m[..., None]
+        hess = np.matmul(jm.transpose(0, 2, 1), jac) + 1e-3 * np.eye(6, dtype=np.float32)
+        grad = np.matmul(jm.transpose(0, 2, 1), res[..., None])
+        par -= np.linalg.solve(hess, grad)[..., 0]
+        par[:, [0, 2]] = np.clip(par[:, [0, 2]], 0.75, 1.33)
+        par[:, [1, 3]] = np.clip(par[:, [1, 3]], -6, 6)
+
+
 def align(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit b(x) ≈ g·a(s∘x + t) + h per pair of thumbnails (P, 32, 32), coarse to fine.
     Returns (similarity, detail similarity, parameters (P, 6) = sx, tx, sy, ty, g, h):
     similarity = correlation of the aligned thumbnails (σ = 0.5 blur) over their overlap;
     detail similarity = the same for their band-pass (σ 0.5 minus σ 2) parts, which a smooth
-    gradient or a flat background cannot fake."""
+    gradient or a flat background cannot fake. Pairs that do not reach COARSE_KEEP at the
+    coarsest level are not refined (similarity and detail −1)."""
     p = len(a)
     grids = {sg: _grid(SIDE, TRIM, step) for sg, _, step in LEVELS}
-    blurred = {sg: (_blur(a, sg), _blur(b, sg).reshape(p, -1)[:, grids[sg][2]]) for sg, *_ in LEVELS}
+    sg0 = LEVELS[0][0]
+    a0, xb, yb = _blur(a, sg0), grids[sg0][0], grids[sg0][1]
+    b0 = _blur(b, sg0).reshape(p, -1)
     # starting scale: the best correlation at the coarsest level
     best, par = np.full(p, -2.0), np.zeros((p, 6), np.float32)
-    al, bv = blurred[2.0]
-    xb, yb, _ = grids[2.0]
     for s0 in SCALES:
         cand = np.zeros((p, 6), np.float32)
         cand[:, 0] = cand[:, 2] = s0
         cand[:, 4] = 1.0
-        av, inside = _sample(al, *_warp(al, cand, xb, yb))
-        sim = _ncc(av, bv, inside.astype(np.float32))
+        av, inside = _sample(a0, *_warp(a0, cand, xb, yb))
+        sim = _ncc(av, b0[:, grids[sg0][2]], inside.astype(np.float32))
         better = sim > best
         best[better], par[better] = sim[better], cand[better]
-    for sigma, steps, _ in LEVELS:
-        al, bv = blurred[sigma]
-        xb, yb, _ = grids[sigma]
-        for _ in range(steps):
-            r, c = _warp(al, par, xb, yb)
-            av, inside, dy, dx = _sample(al, r, c, grad=True)
-            m = inside.astype(np.float32)
-            g = par[:, 4:5]
-            res = g * av + par[:, 5:6] - bv
-            jac = np.stack([g * dx * xb, g * dx, g * dy * yb, g * dy, av, np.ones_like(av)], axis=2)  # (P, K, 6)
-            jm = jac * m[..., None]
-            hess = np.matmul(jm.transpose(0, 2, 1), jac) + 1e-3 * np.eye(6, dtype=np.float32)
-            grad = np.matmul(jm.transpose(0, 2, 1), res[..., None])
-            par -= np.linalg.solve(hess, grad)[..., 0]
-            par[:, [0, 2]] = np.clip(par[:, [0, 2]], 0.75, 1.33)
-            par[:, [1, 3]] = np.clip(par[:, [1, 3]], -6, 6)
-    xb, yb, flat = grids[0.5]
-    r, c = _warp(a, par, xb, yb)
-    a_fine, b_fine = blurred[0.5]
-    av, inside = _sample(a_fine, r, c)
+    _fit(a0, b0[:, grids[sg0][2]], xb, yb, par, LEVELS[0][1])
+    av, inside = _sample(a0, *_warp(a0, par, xb, yb))
+    keep = np.flatnonzero(_ncc(av, b0[:, grids[sg0][2]], inside.astype(np.float32)) >= COARSE_KEEP)
+    sim_out, detail_out = np.full(p, -1.0, np.float32), np.full(p, -1.0, np.float32)
+    if not len(keep):
+        return sim_out, detail_out, par
+    a, b, a0, b0, pk = a[keep], b[keep], a0[keep], b0[keep], par[keep]
+    for sigma, steps, _ in LEVELS[1:]:
+        xb, yb, flat = grids[sigma]
+        al = _blur(a, sigma)
+        _fit(al, _blur(b, sigma).reshape(len(keep), -1)[:, flat], xb, yb, pk, steps)
+    xb, yb, flat = grids[LEVELS[-1][0]]
+    r, c = _warp(al, pk, xb, yb)
+    b_fine = _blur(b, LEVELS[-1][0]).reshape(len(keep), -1)
+    av, inside = _sample(al, r, c)
     m = inside.astype(np.float32)
-    sim = _ncc(av, b_fine, m)
-    a_band, b_band = a_fine - blurred[2.0][0], b_fine - _blur(b, 2.0).reshape(p, -1)[:, flat]
-    bv_band = b_band
-    av_band, _ = _sample(a_band, r, c)
-    detail = _ncc(av_band, bv_band, m)
-    return sim, detail, par
+    sim_out[keep] = _ncc(av, b_fine[:, flat], m)
+    av_band, _ = _sample(al - a0, r, c)
+    detail_out[keep] = _ncc(av_band, (b_fine - b0)[:, flat], m)
+    par[keep] = pk
+    return sim_out, detail_out, par
 
 
 def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.ndarray:
