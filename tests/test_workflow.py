@@ -69,7 +69,7 @@ def test_conda_env_in_sync_with_pyproject():
     assert sorted(pip) == sorted(deps)
 
 
-@pytest.mark.parametrize("cfg", ["config.yaml", "config/imagenet64.yaml"])
+@pytest.mark.parametrize("cfg", ["config.yaml", "config/imagenet64.yaml", "config/photos.yaml"])
 def test_shipped_configs_validate(cfg):
     from errorless.config import load_config
 

@@ -17,6 +17,7 @@ from .errors import ErrorlessError
 # command -> (module, function prefix, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synthesize": ("errorless.synthetic", "synthesize", "write the synthetic data set (imagenet64 layout)"),
+    "photos": ("errorless.photos", "photos", "write crops of the bundled photographs (imagenet64 layout)"),
     "modularize": ("errorless.shards", "modularize", "split a data set into (module, submodule) shards"),
     "train": ("errorless.train", "train", "train one FNN: SGD to the threshold, then GDT"),
     "gather": ("errorless.gather", "gather", "collect every job's weights and metrics into Parquet"),
@@ -40,14 +41,16 @@ def info_main(args: argparse.Namespace) -> int:
     import json
 
     from .config import load_config, module_names, proto_names, submodule_names
+    from .datasets import num_labels
 
     cfg = load_config(args.config)
     print(json.dumps(cfg, indent=1))
     print("protos:", proto_names(cfg))
     print("features:", cfg["features"])
     print("submodules:", submodule_names(cfg["modules"]["submodules"]))
-    labels = cfg["dataset"]["labels"] or cfg["synthetic"]["labels"]
-    print("modules:", module_names(labels // cfg["modules"]["labels_per_module"]))
+    labels = num_labels(cfg)
+    if labels is not None:
+        print("modules:", module_names(labels // cfg["modules"]["labels_per_module"]))
     return 0
 
 

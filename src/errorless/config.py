@@ -101,6 +101,12 @@ def check_consistency(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"config key featured_models: {too_big} exceed the {len(feats)} configured features"
         )
+    photos = config["photos"]
+    if photos["crop_min"] > photos["crop_max"]:
+        raise ConfigError(
+            f"config key photos.crop_min: {photos['crop_min']} is larger than photos.crop_max "
+            f"({photos['crop_max']})"
+        )
     archs = config["models"]["architectures"]
     unknown = [a for a in config["models"]["use"] if a not in archs]
     if unknown:

@@ -10,6 +10,7 @@ Formats:
   (N, H, W, C) uint8, ``labels`` (N,), optional ``ids``.
 - ``digits``: scikit-learn's bundled 8×8 handwritten digits (grey, values 0..16 scaled to 0..255).
 - ``synthetic``: written by :mod:`errorless.synthetic` in the imagenet64 (or 32) layout.
+- ``photos``: crops of bundled real photographs, written by :mod:`errorless.photos` in the same layout.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from .errors import DataError
 
 IMAGENET = {"imagenet64": 64, "imagenet32": 32, "imagenet64-npz": 64, "imagenet32-npz": 32}
 DEFAULT_LABELS = {"cifar10": 10, "cifar100": 100, "digits": 10}
+# formats the pipeline writes itself (imagenet layout); each has the settings section of its name
+GENERATED = ("synthetic", "photos")
 
 
 @dataclass
@@ -66,31 +69,35 @@ def concat(sets: list[ImageSet]) -> ImageSet:
 
 # ---------------------------------------------------------------- which batches exist
 
-def data_format(cfg: dict[str, Any]) -> str:
+def generated(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The settings section of a generated format (synthetic, photos), else None."""
     fmt = cfg["dataset"]["format"]
-    if fmt == "synthetic":
-        return "imagenet64" if cfg["synthetic"]["image_size"] == 64 else "imagenet32"
-    return fmt
+    return cfg[fmt] if fmt in GENERATED else None
+
+
+def data_format(cfg: dict[str, Any]) -> str:
+    gen = generated(cfg)
+    if gen is not None:
+        return "imagenet64" if gen["image_size"] == 64 else "imagenet32"
+    return cfg["dataset"]["format"]
 
 
 def num_labels(cfg: dict[str, Any]) -> int | None:
     """L from the config (None for npz without dataset.labels: read from the data)."""
     if cfg["dataset"]["labels"]:
         return int(cfg["dataset"]["labels"])
-    fmt = cfg["dataset"]["format"]
-    if fmt == "synthetic":
-        return int(cfg["synthetic"]["labels"])
+    fmt, gen = cfg["dataset"]["format"], generated(cfg)
+    if gen is not None:
+        return int(gen["labels"])
     if fmt in IMAGENET:
         return 1000
     return DEFAULT_LABELS.get(fmt)
 
 
 def train_batches(cfg: dict[str, Any]) -> list[str]:
-    fmt = cfg["dataset"]["format"]
-    n = cfg["dataset"]["batches"]
-    if fmt == "synthetic":
-        n = cfg["synthetic"]["batches"]
-    if fmt == "synthetic" or fmt in IMAGENET:
+    fmt, gen = cfg["dataset"]["format"], generated(cfg)
+    n = cfg["dataset"]["batches"] if gen is None else gen["batches"]
+    if gen is not None or fmt in IMAGENET:
         return [f"train_data_batch_{i}" for i in range(1, n + 1)]
     if fmt == "cifar10":
         return [f"data_batch_{i}" for i in range(1, min(n, 5) + 1)]
@@ -108,9 +115,9 @@ def validation_batch(cfg: dict[str, Any]) -> str | None:
     """Name of the held-out batch, or None when there is none (or dataset.validation is off)."""
     if not cfg["dataset"]["validation"]:
         return None
-    fmt = cfg["dataset"]["format"]
-    if fmt == "synthetic":
-        return "val_data" if cfg["synthetic"]["validation_per_label"] > 0 else None
+    fmt, gen = cfg["dataset"]["format"], generated(cfg)
+    if gen is not None:
+        return "val_data" if gen["validation_per_label"] > 0 else None
     name = {"cifar10": "test_batch", "cifar100": "test", "npz": "test"}.get(fmt, "val_data")
     if fmt == "digits":
         return None

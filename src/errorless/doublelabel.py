@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from .config import proto_names, settings_arguments, settings_from_args
+from .datasets import GENERATED
 from .errors import DataError
 from .io import atomic_path, write_parquet, write_text
 
@@ -511,7 +512,7 @@ def doublelabel_arguments(p: argparse.ArgumentParser) -> None:
 def _planted_path(args: argparse.Namespace, cfg: dict[str, Any]) -> Path | None:
     if args.planted:
         return Path(args.planted)
-    if cfg["dataset"]["format"] == "synthetic":
+    if cfg["dataset"]["format"] in GENERATED:
         return Path(cfg["dataset"]["path"]) / "planted.csv"
     return None
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .config import FEATURES, GREY_FEATURE
+from .datasets import GENERATED
 from .errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ SIZES = {
 def training_size(cfg: dict[str, Any]) -> int | None:
     """Side in pixels of the training images, or None when the config cannot tell (npz)."""
     fmt = cfg.get("dataset", {}).get("format")
-    if fmt == "synthetic":
-        return int(cfg.get("synthetic", {}).get("image_size", 64))
+    if fmt in GENERATED:
+        return int(cfg.get(fmt, {}).get("image_size", 64))
     return SIZES.get(fmt)
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .datasets import GENERATED
 from .errors import DataError
 from .io import atomic_path, write_text
 
@@ -728,9 +729,10 @@ def run_facts(cfg: dict[str, Any], training: pd.DataFrame, manifest: pd.DataFram
         facts += [("training images (sharded)", int(manifest["images"].sum())),
                   ("labels L", int(manifest["label_hi"].max())),
                   ("modules × submodules", f"{manifest['module'].nunique()} × {manifest['submodule'].nunique()}")]
-    if ds.get("format") == "synthetic":
-        syn = cfg.get("synthetic", {})
-        facts.append(("synthetic: batches × labels × images per label",
+    if ds.get("format") in GENERATED:
+        fmt = ds["format"]
+        syn = cfg.get(fmt, {})
+        facts.append((f"{fmt}: batches × labels × images per label",
                       f"{syn.get('batches')} × {syn.get('labels')} × {syn.get('images_per_label')}"))
     arch = cfg.get("models", {})
     facts += [

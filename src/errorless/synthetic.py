@@ -86,26 +86,34 @@ def to_planes(images: np.ndarray) -> np.ndarray:
 def generate(cfg: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict]]:
     """Return {batch name: (images, labels 0-based)} and the planted pairs."""
     s = cfg["synthetic"]
-    L, side, per = s["labels"], s["image_size"], s["images_per_label"]
+    rng = np.random.default_rng(s["seed"])
+    patterns = class_patterns(rng, s["labels"], s["image_size"], s["separation"])
+    return draw_batches(rng, cfg, "synthetic", lambda labels: make_images(rng, patterns, labels, s["noise"]))
+
+
+def draw_batches(rng, cfg, section, draw) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict]]:
+    """The batches of a generated data set (settings ``cfg[section]``: synthetic, photos):
+    each train batch holds ``images_per_label`` images of every label in random order,
+    ``draw(labels) -> images`` makes them; then the planted pairs; then ``val_data``."""
+    s = cfg[section]
+    L, per = s["labels"], s["images_per_label"]
     c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]
     k = num_modules(L, c)
-    rng = np.random.default_rng(s["seed"])
-    patterns = class_patterns(rng, L, side, s["separation"])
     batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for b in range(1, s["batches"] + 1):
         labels = np.repeat(np.arange(L), per)
         labels = labels[rng.permutation(len(labels))]
-        batches[f"train_data_batch_{b}"] = (make_images(rng, patterns, labels, s["noise"]), labels)
-    planted = plant(rng, batches, cfg, k, c, r)
+        batches[f"train_data_batch_{b}"] = (draw(labels), labels)
+    planted = plant(rng, batches, cfg, k, c, r, section)
     if s["validation_per_label"] > 0:
         labels = np.repeat(np.arange(L), s["validation_per_label"])
         labels = labels[rng.permutation(len(labels))]
-        batches["val_data"] = (make_images(rng, patterns, labels, s["noise"]), labels)
+        batches["val_data"] = (draw(labels), labels)
     return batches, planted
 
 
-def plant(rng, batches, cfg, k, c, r) -> list[dict]:
-    s = cfg["synthetic"]
+def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
+    s = cfg[section]
     names = [n for n in batches if n.startswith("train")]
     labels = np.concatenate([batches[n][1] for n in names])
     bidx = np.concatenate([np.full(len(batches[n][1]), i) for i, n in enumerate(names)])
@@ -121,7 +129,7 @@ def plant(rng, batches, cfg, k, c, r) -> list[dict]:
     def pick(mask) -> int:
         cand = np.flatnonzero(mask & ~used)
         if not len(cand):
-            raise ConfigError("synthetic: too many planted pairs for the data set size; lower synthetic.plant_*")
+            raise ConfigError(f"{section}: too many planted pairs for the data set size; lower {section}.plant_*")
         i = int(rng.choice(cand))
         used[i] = True
         return i
@@ -141,7 +149,7 @@ def plant(rng, batches, cfg, k, c, r) -> list[dict]:
         a = pick(everything)
         record("same_shard", a, pick((shard_of == shard_of[a]) & (labels != labels[a])), "same_shard")
     if k < 2 and (s["plant_cross_module"] or s["plant_near"] > 1):
-        raise ConfigError("synthetic: cross-module plants (and more than one near plant) need at least two modules")
+        raise ConfigError(f"{section}: cross-module plants (and more than one near plant) need at least two modules")
     for _ in range(s["plant_cross_module"]):
         a = pick(everything)
         record("cross_module", a, pick(module_of != module_of[a]), "cross_module")
@@ -158,6 +166,13 @@ def plant(rng, batches, cfg, k, c, r) -> list[dict]:
 def write(cfg: dict[str, Any], out_dir: Path) -> list[Path]:
     """Write the batches (imagenet pickle layout) and planted.csv; unchanged files keep their mtime."""
     batches, planted = generate(cfg)
+    written = write_batches(out_dir, batches, planted)
+    log.info("synthetic: %d batches, %d labels, %d planted pairs -> %s", len(batches), cfg["synthetic"]["labels"], len(planted), out_dir)
+    return written
+
+
+def write_batches(out_dir: Path, batches: dict[str, tuple[np.ndarray, np.ndarray]], planted: list[dict]) -> list[Path]:
+    """Write {name: (images, labels 0-based)} as imagenet pickles and ``planted.csv``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (images, labels) in batches.items():
@@ -172,7 +187,6 @@ def write(cfg: dict[str, Any], out_dir: Path) -> list[Path]:
     w.writeheader()
     w.writerows(planted)
     write_text(out_dir / "planted.csv", buf.getvalue())
-    log.info("synthetic: %d batches, %d labels, %d planted pairs -> %s", len(batches), cfg["synthetic"]["labels"], len(planted), out_dir)
     return written
 
 

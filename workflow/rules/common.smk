@@ -25,6 +25,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 RESULTS = config["results"]
 DATA = config["dataset"]["path"]
 FORMAT = config["dataset"]["format"]
+# the generator's settings section (synthetic, photos) is read with the dataset section
+DATA_SECTIONS = [FORMAT] if FORMAT in datasets.GENERATED else []
 
 # Rules run `python -m errorless` from this checkout (src/ on PYTHONPATH) with the interpreter
 # that runs Snakemake -- or, with --software-deployment-method conda, the environment's python.
@@ -61,16 +63,7 @@ MODELS = ecfg.proto_names(config)  # h1_m1, h2_m1, ...
 METHODS = ecfg.methods(config)  # S, Sp, T
 PROTOS = [f"{m}_{model}" for model in MODELS for m in METHODS]  # S_h1_m1, T_h1_m1, ...
 TRAIN_BATCHES = datasets.train_batches(config)
-VAL_BATCH = (
-    (
-        "val_data"
-        if config["synthetic"]["validation_per_label"] > 0
-        and config["dataset"]["validation"]
-        else None
-    )
-    if FORMAT == "synthetic"
-    else datasets.validation_batch(config)
-)
+VAL_BATCH = datasets.validation_batch(config)  # generated formats: known before they are written
 EVAL_BATCHES = TRAIN_BATCHES + ([VAL_BATCH] if VAL_BATCH else [])
 
 
@@ -102,7 +95,7 @@ def settings_json(*sections, **extra):
 
 
 def data_inputs():
-    """Source batch files the shards are cut from (synthetic: written by rule synthesize)."""
+    """Source batch files the shards are cut from (synthetic, photos: written by rule synthesize)."""
     return [str(p) for p in datasets.batch_files(config)]
 
 
@@ -118,14 +111,14 @@ def final_targets():
 
 
 def double_labeling_inputs(wildcards):
-    """Training records, duplicate pairs, shards; the planted truth for synthetic data."""
+    """Training records, duplicate pairs, shards; the planted truth for generated data."""
     files = {
         "config": f"{RESULTS}/config.yaml",
         "training": f"{RESULTS}/training.parquet",
         "duplicates": f"{RESULTS}/quality/duplicates.parquet",
         "manifest": f"{RESULTS}/shards/manifest.tsv",
     }
-    if FORMAT == "synthetic":
+    if FORMAT in datasets.GENERATED:
         files["planted"] = f"{DATA}/planted.csv"
     return files
 

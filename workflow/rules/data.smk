@@ -1,10 +1,14 @@
-# Data: the synthetic generator (default config) and the modularize checkpoint.
+# Data: the generators (synthetic, the default; photos) and the modularize checkpoint.
 
 # modularize holds the whole training set (12,288 bytes per 64-px image) and its sorted copy
 DATA_MEM, DATA_MIN = scaled(2000 + math.ceil(TRAIN_IMAGES * 12288 * 2.5 / 1e6), 60)
 
 
-if FORMAT == "synthetic":
+# a generated format's errorless command, settings section = the format's name
+GENERATORS = {"synthetic": "synthesize", "photos": "photos"}
+
+
+if FORMAT in GENERATORS:
 
     rule synthesize:
         output:
@@ -19,10 +23,11 @@ if FORMAT == "synthetic":
             mem_mb=DATA_MEM,
             runtime=DATA_MIN,
         params:
-            settings=settings_json("synthetic", "modules"),
+            settings=settings_json(FORMAT, "modules"),
+            command=GENERATORS[FORMAT],
             out=lambda wildcards, output: os.path.dirname(output.planted),
         shell:
-            "python -m errorless synthesize --settings {params.settings:q} --out {params.out} > {log} 2>&1"
+            "python -m errorless {params.command} --settings {params.settings:q} --out {params.out} > {log} 2>&1"
 
 
 # A checkpoint: a shard whose content did not change keeps its bytes and mtime, so only the
@@ -44,7 +49,7 @@ checkpoint modularize:
         runtime=DATA_MIN,
     params:
         settings=settings_json(
-            "dataset", "synthetic", "modules", "features", "featured_models"
+            "dataset", *DATA_SECTIONS, "modules", "features", "featured_models"
         ),
         out=lambda wildcards, output: os.path.dirname(output.manifest),
     shell:
