@@ -247,7 +247,7 @@ def combine(
     for a, b, k, sim in zip(near["id_a"], near["id_b"], near["kind"], near["similarity"], strict=True):
         suspects.append(Suspect(sorted([str(a), str(b)], key=_id_key), {"near_duplicate"}, str(k), float(sim)))
     order = {f: i for i, f in enumerate(features or [])}
-    for key, (cids, _) in sorted(ev.conflicts.items(), key=lambda kv: sorted(kv[1][0])):
+    for key in sorted(ev.conflicts, key=sorted):
         homes = [s for s in suspects if "conflict" not in s.evidence and key <= set(s.ids)]
         homes = homes or [s for s in suspects if key <= set(s.ids)]
         if homes:  # the images themselves match: the strongest evidence

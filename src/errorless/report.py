@@ -640,12 +640,13 @@ def suspects_display(report: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "rank": col("rank"),
         "score": col("score"),
+        "match": col("kind", "").fillna("residual only").astype(str),
+        "similarity": col("similarity"),
         "evidence": col("evidence", "").astype(str).str.replace("+", " + ", regex=False),
         "images": col("ids", "").astype(str).str.replace(";", "; ", regex=False),
         "labels": col("labels", "").astype(str).str.replace(";", "; ", regex=False),
         "shards": shard,
-        "match": col("kind", "").fillna("residual only").astype(str),
-        "similarity": col("similarity"),
+
         "T-features failed": failed,
     })
 
