@@ -16,9 +16,10 @@ Three steps, all vectorised over whole arrays (no Python loop per image or per p
    fits a scale and shift per axis plus gain and offset that map one thumbnail onto the
    other, coarse to fine (blur σ = 2, 1, 0.5 px), from three starting scales; the pair's
    **similarity** is the correlation of the aligned thumbnails over their overlap. A pair is a
-   near copy when the similarity reaches ``similarity`` and the mean colours (chromaticity:
-   unchanged by brightness/contrast) agree within ``colour_tolerance``; **mirrored** when it
-   only matches through the mirror image. Images with almost no grey contrast (std below
+   near copy when the similarity reaches ``similarity``, the aligned band-pass details reach
+   ``detail`` and the aligned colour thumbnails reach ``colour`` — or the similarity alone
+   reaches ``sure_similarity`` with colours at ``sure_colour`` (JPEG at quality 30 blurs the
+   details away); **mirrored** when it only matches through the mirror image. Images with almost no grey contrast (std below
    ``min_contrast``, e.g. a black or a constant-colour crop) have no shape to compare and
    take part only in the exact search.
 """
@@ -42,9 +43,11 @@ TRIM = 2  # thumbnail border left out of the verification (shift fill, crop edge
 
 @dataclass(frozen=True)
 class NearSettings:
-    similarity: float = 0.9  # aligned correlation at or above which a pair is a near copy
-    detail: float = 0.6  # aligned correlation of the band-pass details
-    colour: float = 0.9  # aligned correlation of the colour thumbnails
+    similarity: float = 0.95  # aligned correlation at or above which a pair is a near copy ...
+    detail: float = 0.8  # ... when its band-pass details correlate this much ...
+    colour: float = 0.8  # ... and its colour thumbnails this much
+    sure_similarity: float = 0.99  # or: aligned correlation this high (JPEG blurs the details) ...
+    sure_colour: float = 0.97  # ... with colours this close
     min_contrast: float = 4.0  # grey std (0..255) below which an image has no near search
     neighbours: int = 10
     prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
@@ -372,7 +375,8 @@ def near_copies(t: Thumbs, labels: np.ndarray, s: NearSettings | None = None) ->
     # best orientation per pair; "near" wins when the plain orientation also matches
     order = np.lexsort((-sim, f, b, a))
     a, b, f, sim, sims = a[order], b[order], f[order], sim[order], sims[order]
-    good = (sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour)
+    good = ((sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour)) | (
+        (sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour))
     a, b, f, sim = a[good], b[good], f[good], sim[good]
     first = np.ones(len(a), bool)
     first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
