@@ -143,7 +143,10 @@ def test_colour_wheel_and_constant_channel_are_not_duplicates() -> None:
     res = find_duplicates(keys, t, np.arange(4))
     assert res.pairs.empty
     sims = nc.similarity(t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False]))
-    assert sims[0, 0] > 0.99 and sims[0, 2] < 0.5  # the same grey shape, other colours
+    # the same grey shape, but only at 5x the contrast (0.587 / 0.114), and other colours
+    assert sims[0, 0] == -1.0 and sims[0, 2] < 0.5
+    _, _, par = nc.align(t.grey[[0]].astype(np.float32), t.grey[[1]].astype(np.float32))
+    assert par[0, 4] == pytest.approx(0.587 / 0.114, rel=0.05) and not nc.plausible(par)[0]
 
 
 def test_mirror_query_equals_mirrored_descriptor() -> None:
