@@ -353,21 +353,37 @@ def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.nda
     return _ncc(av, bv, m)
 
 
+def _one_way(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+    a = ga.astype(np.float32)
+    a[flipped] = a[flipped][:, :, ::-1]
+    cola = ca.astype(np.float32)
+    cola[flipped] = cola[flipped][:, :, ::-1]
+    sim, detail, par = align(a, gb.astype(np.float32))
+    col = colour_similarity(cola, cb.astype(np.float32), par)
+    sim[~plausible(par)] = -1.0  # a fit no copy of the documented kinds needs
+    return np.stack([sim, detail, col], axis=1)
+
+
+REVERSE_FROM = 0.8  # pairs at least this similar one way are also fitted the other way
+
+
 def similarity(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray,
                block: int = 2048) -> np.ndarray:
     """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
-    where flipped)."""
+    where flipped). The fit is not symmetric (which image covers the other after a crop, where
+    Gauss-Newton starts), so promising pairs are also fitted b onto a; the direction with the
+    higher similarity counts."""
     out = np.empty((len(ga), 3), np.float32)
     for lo in range(0, len(ga), block):
-        f = flipped[lo : lo + block]
-        a = ga[lo : lo + block].astype(np.float32)
-        a[f] = a[f][:, :, ::-1]
-        cola = ca[lo : lo + block].astype(np.float32)
-        cola[f] = cola[f][:, :, ::-1]
-        sim, detail, par = align(a, gb[lo : lo + block].astype(np.float32))
-        col = colour_similarity(cola, cb[lo : lo + block].astype(np.float32), par)
-        sim[~plausible(par)] = -1.0  # a fit no copy of the documented kinds needs
-        out[lo : lo + block] = np.stack([sim, detail, col], axis=1)
+        hi = min(len(ga), lo + block)
+        f = flipped[lo:hi]
+        fwd = _one_way(ga[lo:hi], gb[lo:hi], ca[lo:hi], cb[lo:hi], f)
+        redo = np.flatnonzero(fwd[:, 0] >= REVERSE_FROM)
+        if len(redo):  # mirrored: flip(a) ~ b  <=>  flip(b) ~ a
+            rev = _one_way(gb[lo:hi][redo], ga[lo:hi][redo], cb[lo:hi][redo], ca[lo:hi][redo], f[redo])
+            better = rev[:, 0] > fwd[redo, 0]
+            fwd[redo[better]] = rev[better]
+        out[lo:hi] = fwd
     return out
 
 
