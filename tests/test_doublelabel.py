@@ -223,3 +223,26 @@ def test_feature_identity_is_not_a_double_label(tmp_path: Path) -> None:
     assert not rep["evidence"].str.contains("duplicate").any()
     check = pd.read_csv(results / "quality" / "planted_check.csv").set_index("kind")
     assert check.loc["overall", "reported"] == 0 and check.loc["indistinguishable", "reported"] == 1
+
+
+def test_budget_leftovers_are_kept_apart_and_ranked_last(planted_run: Path) -> None:
+    """A T-FNN that stopped on its GDT budget leaves images that more budget may fit: they are
+    `gdt_budget` rows below every residual of an exhausted search (SPEC §8)."""
+    results = planted_run
+    recs = pd.read_parquet(results / "training.parquet").to_dict("records")
+    for r in recs:
+        if r["method"] == "T" and r["module"] == "m02" and r["feature"] == "G":
+            r.update(residual_ids=[f"{B2}:1", f"{B2}:3"], residual_labels=[2, 3], status="budget")
+    pd.DataFrame(recs).to_parquet(results / "training.parquet")
+    assert run(results, "--planted", str(results.parent / "planted.csv")) == 0
+    rep = pd.read_parquet(results / "double_labeling.parquet")
+    budget = rep[rep["ids"] == f"{B2}:1"].iloc[0]
+    assert budget["evidence"] == "gdt_budget" and budget["fnn_failed"] == "T_h1_m1/G/m02_s1 (budget)"
+    assert budget["score"] == 0.5 and budget["rank"] == len(rep)  # below the exhausted-search residual
+    assert rep.loc[rep["evidence"] == "residual", "score"].item() > budget["score"]
+    # an image of a duplicate row keeps its match evidence, plus the weak budget mark
+    cross = rep[rep["ids"] == f"{B1}:1;{B2}:3"].iloc[0]
+    assert cross["evidence"] == "exact_duplicate+gdt_budget" and "residual" not in cross["evidence"]
+    check = pd.read_csv(results / "quality" / "planted_check.csv").set_index("kind")
+    assert check.loc["budget_only", "reported"] == 1 and check.loc["residual_only", "reported"] == 1
+    assert check.loc["cross_module", "flagged_by_training"] == 0  # a budget stop flags nothing

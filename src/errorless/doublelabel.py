@@ -19,6 +19,9 @@ Evidence combined per suspect (one report row per suspect pair or group):
   of features of the same (proto, module, submodule) whose T-FNN failed on the image (max
   over the row's images and the T protos), out of ``n_features`` trained there. Residual
   images that are in no other row are rows of their own (group_size 1).
+* ``gdt_budget``: an image left wrong by a T-FNN whose GDT stopped on its time or λ-step
+  budget (status ``budget``): more budget may well fit it, so it is weak evidence, kept out of
+  ``residual`` and ranked below everything else (SPEC §8).
 
 Ranking score (higher = more suspicious, at most 5)::
 
@@ -28,6 +31,7 @@ Ranking score (higher = more suspicious, at most 5)::
       = 1 + (s - t) / (1 - t)  near or mirrored match of similarity s (t = near_similarity), in [1, 2]
       = 0                      otherwise (indistinguishable in a feature, residual only)
     R = 1 + failed / features  residual (failed = n_features_failed, features = n_features), in (1, 2]
+      = 0.5                    only budget leftovers (``gdt_budget``)
       = 0                      otherwise
 
 Ties: more failed features, higher similarity, then ids.
@@ -64,7 +68,8 @@ from .io import atomic_path, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_ORDER = ("exact_duplicate", "near_duplicate", "conflict", "indistinguishable", "residual")
+EVIDENCE_ORDER = ("exact_duplicate", "near_duplicate", "conflict", "indistinguishable", "residual", "gdt_budget")
+BUDGET_STATUS = "budget"  # gdt.BUDGET: a T-FNN that stopped on a budget with consistent images wrong
 EXACT_PLANTS = ("same_shard", "cross_module")
 PLANT_COLUMNS = ["kind", "id_a", "label_a", "id_b", "label_b", "module_a", "submodule_a",
                  "module_b", "submodule_b"]
@@ -132,6 +137,7 @@ class TrainingEvidence:
     n_features: dict[str, int] = field(default_factory=dict)  # id -> features trained there
     shard_features: dict[tuple[str, str], int] = field(default_factory=dict)  # (m, s) -> features
     residual_ids: set[str] = field(default_factory=set)  # residual_ids only (no conflicts)
+    budget: dict[str, set[str]] = field(default_factory=dict)  # id -> T-FNNs that stopped on a budget
     conflicts: dict[frozenset, tuple[list[str], list[int]]] = field(default_factory=dict)
     conflict_features: dict[frozenset, set[str]] = field(default_factory=dict)  # features that could not tell them apart
     label: dict[str, int] = field(default_factory=dict)
@@ -182,12 +188,20 @@ def training_evidence(
         per_shard[(proto, m, s)].add(feat)
         ids = [str(i) for i in _list(rec.get("residual_ids"))]
         labs = _list(rec.get("residual_labels"))
-        ev.residual_ids.update(ids)
         for k, i in enumerate(ids):
             if k < len(labs):
                 ev.label[i] = int(labs[k])
+        conflict_groups = _conflict_groups(rec.get("conflicts"))
+        if rec.get("status") == BUDGET_STATUS:  # leftovers of a budget stop: weak evidence, apart
+            in_conflict = {i for cids, _ in conflict_groups for i in cids}
+            for i in ids:
+                if i not in in_conflict:
+                    ev.budget.setdefault(i, set()).add(f"{proto}/{feat}/{m}_{s}")
+                    ev.shard[i] = (m, s)
+            ids = [i for i in ids if i in in_conflict]
+        ev.residual_ids.update(ids)
         failing = set(ids)
-        for cids, clabs in _conflict_groups(rec.get("conflicts")):
+        for cids, clabs in conflict_groups:
             ev.conflicts.setdefault(frozenset(cids), (cids, clabs))
             ev.conflict_features.setdefault(frozenset(cids), set()).add(feat)
             failing.update(cids)
@@ -259,6 +273,9 @@ def combine(
     covered = {i for s in suspects for i in s.ids}
     for i in sorted(ev.failed.keys() - covered, key=_id_key):
         suspects.append(Suspect([i], set()))
+    covered.update(ev.failed)
+    for i in sorted(ev.budget.keys() - covered, key=_id_key):
+        suspects.append(Suspect([i], set()))
     rows = [_row(s, ev, label, shard, near_similarity) for s in suspects]
     return finish(pd.DataFrame(rows, columns=[c for c in REPORT_COLUMNS if c != "rank"]))
 
@@ -279,6 +296,8 @@ def _row(s: Suspect, ev: TrainingEvidence, label: dict, shard: dict, thr: float)
     failed = [i for i in s.ids if i in ev.failed]
     if failed:
         s.evidence.add("residual")
+    if any(i in ev.budget for i in s.ids):
+        s.evidence.add("gdt_budget")
     n_failed = max((ev.n_failed.get(i, 0) for i in s.ids), default=0)
     if failed:  # features trained where the worst image lives
         n_feat = max(ev.n_features.get(i, 0) for i in s.ids if ev.n_failed.get(i, 0) == n_failed)
@@ -298,7 +317,8 @@ def _row(s: Suspect, ev: TrainingEvidence, label: dict, shard: dict, thr: float)
         "similarity": s.similarity,
         "n_features_failed": n_failed,
         "n_features": n_feat,
-        "fnn_failed": ";".join(sorted(set().union(*(ev.failed.get(i, set()) for i in s.ids)))),
+        "fnn_failed": ";".join(sorted(set().union(*(ev.failed.get(i, set()) for i in s.ids)))
+                               + sorted({f"{f} (budget)" for i in s.ids for f in ev.budget.get(i, ())})),
     }
     for side, i in (("a", a), ("b", b)):
         batch, r = _split_id(i)
@@ -316,7 +336,8 @@ def _score(evidence: set[str], similarity: float, n_failed: int, n_features: int
         dup = 1.0 + (min(max((similarity - thr) / (1.0 - thr), 0.0), 1.0) if thr < 1 else 1.0)
     else:
         dup = 0.0
-    res = 1.0 + (n_failed / n_features if n_features else 0.0) if "residual" in evidence else 0.0
+    res = (1.0 + (n_failed / n_features if n_features else 0.0) if "residual" in evidence
+           else 0.5 if "gdt_budget" in evidence else 0.0)
     return round(dup + res, 6)
 
 
@@ -420,7 +441,11 @@ def planted_check(
     out.append({"kind": "indistinguishable", "planted": 0, "found": 0, "reported": n_indist, "correct": 0,
                 "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
                 "note": "different images with identical inputs in one feature; not double labels, in no precision"})
-    n_single = sum(1 for ids, _ in rows if len(ids) < 2)
+    n_budget = sum(1 for ids, r in rows if len(ids) < 2 and r["evidence"] == "gdt_budget")
+    n_single = sum(1 for ids, _ in rows if len(ids) < 2) - n_budget
+    out.append({"kind": "budget_only", "planted": 0, "found": 0, "reported": n_budget, "correct": 0,
+                "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
+                "note": "single images left by a GDT that stopped on its budget; weak evidence, in no precision"})
     out.append({"kind": "residual_only", "planted": 0, "found": 0, "reported": n_single, "correct": 0,
                 "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
                 "note": "single images a T-FNN could not fit; not pairs, in no precision"})
@@ -465,10 +490,11 @@ def fetch_images(shards: Path, ids: set[str]) -> dict[str, np.ndarray]:
 
 
 def _match_text(r: dict) -> str:
-    """'near, similarity 0.973' / 'exact' / 'indistinguishable in feature G' / 'residual only'."""
+    """'near, similarity 0.973' / 'exact' / 'indistinguishable in feature G' / 'residual only' /
+    'GDT budget leftover'."""
     kind = r.get("kind")
     if not isinstance(kind, str) or not kind:
-        return "residual only"
+        return "GDT budget leftover" if r.get("evidence") == "gdt_budget" else "residual only"
     sim = r.get("similarity")
     if kind in ("near", "mirrored") and sim is not None and not pd.isna(sim):
         return f"{kind}, similarity {float(sim):.3f}"
