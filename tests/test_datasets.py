@@ -136,10 +136,11 @@ def test_synthetic_is_deterministic_and_plants_truth(tmp_path):
         np.testing.assert_array_equal(a[k][0], b[k][0])
     assert pa == pb
     kinds = [p["kind"] for p in pa]
-    assert kinds.count("same_shard") == 2 and kinds.count("cross_module") == 2 and kinds.count("near") == 2
+    near_kinds = cfg["synthetic"]["near_kinds"]
+    assert kinds == ["same_shard"] * 2 + ["cross_module"] * 2 + near_kinds  # one near plant per kind
     for p in pa:
         assert p["label_a"] != p["label_b"]
-        if p["kind"] == "same_shard":
+        if p["placement"] == "same_shard":
             assert (p["module_a"], p["submodule_a"]) == (p["module_b"], p["submodule_b"])
         else:
             assert p["module_a"] != p["module_b"]
@@ -149,10 +150,9 @@ def test_synthetic_is_deterministic_and_plants_truth(tmp_path):
     imgs = dict(zip(read.ids, read.images, strict=True))
     for p in pa:
         same = np.array_equal(imgs[p["id_a"]], imgs[p["id_b"]])
-        assert same == (p["kind"] != "near")
-        if p["kind"] == "near":
-            diff = np.abs(imgs[p["id_a"]].astype(int) - imgs[p["id_b"]].astype(int))
-            assert 0 < diff.mean() < 5
+        assert same == (p["kind"] in ("same_shard", "cross_module"))
+        if p["kind"] == "flip":
+            np.testing.assert_array_equal(imgs[p["id_a"]][:, ::-1], imgs[p["id_b"]])
     assert (tmp_path / "planted.csv").read_text().startswith("kind,id_a,label_a,id_b,label_b")
 
 

@@ -93,6 +93,10 @@ def test_report_on_planted_data(planted_run: Path) -> None:
         "residual": f"{B1}:5",
     }
     assert list(rep["rank"]) == [1, 2, 3, 4]
+    kinds = dict(zip(rep["evidence"], rep["kind"], strict=True))
+    assert kinds["exact_duplicate"] == "exact" and kinds["near_duplicate"] == "near" and pd.isna(kinds["residual"])
+    near_sim = rep.loc[rep["evidence"] == "near_duplicate", "similarity"].item()
+    assert 0.9 <= near_sim < 1.0
     assert rep["evidence"].iloc[0] == "exact_duplicate+conflict+residual"
     assert rep["score"].iloc[0] == 5.0 and rep["score"].is_monotonic_decreasing
     top = rep.iloc[0]
@@ -139,7 +143,8 @@ def test_precision_recall_known_case() -> None:
     assert s.loc["overall", "recall"] == pytest.approx(0.5)
     assert s.loc["same_shard", ["precision", "recall", "flagged_by_training"]].tolist() == [1.0, 1.0, 1]
     assert s.loc["cross_module", ["found", "reported", "correct", "precision"]].tolist() == [1, 1, 0, 0.0]
-    assert s.loc["near", ["found", "reported", "correct", "recall"]].tolist() == [0, 1, 0, 0.0]
+    assert s.loc["near", ["found", "reported", "correct", "recall"]].tolist() == [0, 0, 0, 0.0]
+    assert s.loc["not_planted", "reported"] == 1  # the unplanted near pair: counted against precision
     assert s.loc["residual_only", "reported"] == 1
     assert detail["found"].tolist() == [True, True, False, False]
     assert detail["rank"].tolist()[:2] == [1, 2]
@@ -189,3 +194,32 @@ def test_conflicts_as_list_column_and_int_modules() -> None:
     ev = dl.training_evidence(df)
     assert ev.shard["x:2"] == ("m03", "s2") and ev.label["x:2"] == 5
     assert frozenset(("x:1", "x:2")) in ev.conflicts and ev.n_failed["x:2"] == 1
+
+
+def test_feature_identity_is_not_a_double_label(tmp_path: Path) -> None:
+    """SPEC §8 (2026-11-24): a black and a magenta image have identical inputs in feature G
+    (constant channel -> zeros after centring): one FNN cannot fit them, but they are
+    different images, so they are 'indistinguishable in feature G', not a suspect pair."""
+    results = tmp_path / "results"
+    (results / "shards").mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    a = rng.integers(10, 246, size=(4, 16, 16, 3), dtype=np.uint8)
+    a[0] = 0  # black
+    a[1] = 0
+    a[1][..., 0] = a[1][..., 2] = 200  # magenta: G constant as in black
+    write_shard(results / "shards", 1, a, [0, 1, 0, 1], B1)
+    write_shard(results / "shards", 2, rng.integers(10, 246, size=(4, 16, 16, 3), dtype=np.uint8), [2, 3, 2, 3], B2)
+    conflict = {"ids": [f"{B1}:0", f"{B1}:1"], "labels": [0, 1]}
+    recs = [t_record("G", "m01", [f"{B1}:0"], [0], [conflict]), t_record("R", "m01"), t_record("B", "m01")]
+    recs += [t_record(f, "m02") for f in "RGB"]
+    write_training(results / "training.parquet", recs)
+    planted = tmp_path / "planted.csv"
+    pd.DataFrame(columns=["kind", "id_a", "id_b"]).to_csv(planted, index=False)
+    assert run(results, "--planted", str(planted)) == 0
+    rep = pd.read_parquet(results / "double_labeling.parquet")
+    row = rep[rep["ids"] == f"{B1}:0;{B1}:1"].iloc[0]
+    assert row["evidence"] == "indistinguishable+residual" and row["kind"] == "indistinguishable in feature G"
+    assert row["score"] < 3 and pd.isna(row["similarity"])
+    assert not rep["evidence"].str.contains("duplicate").any()
+    check = pd.read_csv(results / "quality" / "planted_check.csv").set_index("kind")
+    assert check.loc["overall", "reported"] == 0 and check.loc["indistinguishable", "reported"] == 1

@@ -1,4 +1,5 @@
-"""Exact and near duplicates with different labels (SPEC §8, evidence 2)."""
+"""Images that are the same picture with different labels (SPEC §8, evidence 2): exact copies,
+near copies after what real data sets do to copies, mirrored copies — measured on real photos."""
 
 from __future__ import annotations
 
@@ -10,91 +11,146 @@ import pandas as pd
 import pytest
 
 from errorless import duplicates as dup
+from errorless import nearcopy as nc
+from errorless import photos
 from errorless.cli import main
-from errorless.duplicates import SearchSettings, brute_force_pairs, find_duplicates
+from errorless.copies import NEAR_KINDS, transform_copy
+from errorless.duplicates import describe, find_duplicates
 
 
-def _pairs(res) -> set[tuple[int, int, str]]:
-    return {(int(a), int(b), k) for a, b, k in zip(res.pairs["a"], res.pairs["b"], res.pairs["kind"], strict=True)}
+def _pairs(res) -> dict[tuple[int, int], str]:
+    return {(int(a), int(b)): k for a, b, k in zip(res.pairs["a"], res.pairs["b"], res.pairs["kind"], strict=True)}
 
 
-def hand_set() -> tuple[np.ndarray, np.ndarray]:
-    """Rows 0..9 far apart; planted: 2 = copy of 0 (other label), 3 = copy of 1 (same label),
-    4 = 0.1 from 5 (other label), 6 = 0.7 from 7 (other label, beyond 0.5), 8 = 0.1 from 9 (same label)."""
+# ---------------------------------------------------------------- exact
+
+
+def test_exact_groups_cross_label_only() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    x[2] = x[0]  # other label: reported
+    x[3] = x[1]  # same label: not reported
+    labels = np.array([0, 1, 5, 1, 2, 3])
+    keys, t = describe(x)
+    res = find_duplicates(keys, t, labels, near=False)
+    assert _pairs(res) == {(0, 2): "exact"}
+    assert res.group[0] == res.group[2] and res.group[1] == res.group[3] and res.stats["n_unique"] == 4
+    assert (res.pairs["similarity"] == 1.0).all()
+
+
+def test_image_keys_equal_a_plain_loop() -> None:
     rng = np.random.default_rng(1)
-    x = np.round(rng.uniform(-1, 1, size=(10, 30)), 4).astype(np.float32)
-    labels = np.arange(10, dtype=np.int64)
-    x[2], labels[2] = x[0], 7
-    x[3], labels[3] = x[1], labels[1]
-    step = np.zeros(30, np.float32)
-    step[0] = 0.1
-    x[4] = x[5] + step
-    x[6] = x[7] + 7 * step
-    x[8], labels[8] = x[9] + step, labels[9]
-    return x, labels
-
-
-@pytest.mark.parametrize("index", ["flat", "ivf"])
-def test_hand_built_exact_and_near(index: str) -> None:
-    x, labels = hand_set()
-    res = find_duplicates(x, labels, SearchSettings(near_threshold=0.5, neighbours=3, index=index))
-    assert _pairs(res) == {(0, 2, "exact"), (4, 5, "near")}
-    near = res.pairs[res.pairs["kind"] == "near"]
-    assert near["distance"].iloc[0] == pytest.approx(0.1, abs=1e-4)
-    assert res.group[0] == res.group[2] and res.group[1] == res.group[3]
-    assert res.stats["n_unique"] == 8
-
-
-def test_identical_same_label_not_reported_but_mixed_group_is() -> None:
-    x = np.zeros((5, 8), np.float32)
-    x[:, 0] = [0.5, 0.5, 0.5, -0.5, -0.5]
-    labels = np.array([1, 1, 2, 3, 3])
-    res = find_duplicates(x, labels, SearchSettings(near_threshold=0.1))
-    # group {0,1,2} holds labels 1 and 2: pairs across labels only; {3,4} same label: nothing
-    assert _pairs(res) == {(0, 2, "exact"), (1, 2, "exact")}
-    assert res.pairs["group"].nunique() == 1
-
-
-def test_rounding_noise_below_decimals_is_exact() -> None:
-    x = np.array([[0.12344, 0.5], [0.12341, 0.5]], np.float64)
-    res = find_duplicates(x, np.array([0, 1]), SearchSettings(decimals=4, index="none"))
-    assert _pairs(res) == {(0, 1, "exact")}
-
-
-@pytest.mark.parametrize("index", ["flat", "ivf"])
-def test_equals_brute_force_oracle(index: str) -> None:
-    rng = np.random.default_rng(5)
-    centres = rng.uniform(-1, 1, size=(40, 16))
-    x = centres[rng.integers(0, 40, 400)] + rng.normal(0, 0.15, size=(400, 16))
-    x = np.round(x, 4).astype(np.float32)
-    labels = rng.integers(0, 4, 400)
-    x[rng.integers(0, 400, 30)] = x[rng.integers(0, 400, 30)]  # some exact copies
-    thr = 0.45
-    s = SearchSettings(near_threshold=thr, neighbours=60, index=index, nprobe=1000, pca_dims=8)
-    res = find_duplicates(x, labels, s)
-    oracle = brute_force_pairs(x, labels, thr)
-    assert len(oracle) > 20 and {k for *_, k in oracle} == {"exact", "near"}
-    assert _pairs(res) == oracle
-
-
-def test_hash_collisions_are_split_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
-    x, labels = hand_set()
-    monkeypatch.setattr(dup, "row_keys", lambda x, *a, **k: np.zeros((len(x), 2), np.uint64))
-    group, first = dup.exact_groups(x)
-    assert len(first) == 8
-    assert group[0] == group[2] and group[1] == group[3] and len(set(group[[0, 1, 4, 5]])) == 4
+    x = rng.integers(0, 256, size=(9, 5, 7, 3), dtype=np.uint8)  # 105 bytes: padded to 14 words
+    keys = dup.image_keys(x, block=4)
+    mult = np.random.default_rng(0).integers(0, 2**63, size=(14, 2), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    for i in range(len(x)):
+        words = np.frombuffer(x[i].tobytes() + b"\0" * 7, dtype=np.uint64)
+        expect = [sum(int(w) * int(m) for w, m in zip(words, mult[:, j], strict=True)) % 2**64 for j in range(2)]
+        assert keys[i].tolist() == expect
 
 
 def test_large_group_gives_star_pairs() -> None:
     n = dup.MAX_GROUP_PAIRS + 10
-    x = np.ones((n, 4), np.float32)
+    x = np.ones((n, 8, 8, 3), np.uint8)
     labels = np.arange(n) % 3
-    res = find_duplicates(x, labels, SearchSettings(index="none"))
+    keys, t = describe(x)
+    res = find_duplicates(keys, t, labels, near=False)
     assert len(res.pairs) == n - 1  # every member once with a head of another label; (0, 1) shared
     assert set(res.pairs["a"]) | set(res.pairs["b"]) == set(range(n))
 
 
+# ---------------------------------------------------------------- thumbnails
+
+
+def test_thumbnails_equal_a_plain_loop() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, size=(5, 64, 64, 3), dtype=np.uint8)
+    t = nc.thumbs(x, block=2)
+    odd = nc.thumbs(x[:, :63, :62])  # not a multiple of 32: the interpolation-matrix path
+    for i in range(len(x)):
+        img = x[i].astype(np.float64)
+        col = np.array([[img[2 * r : 2 * r + 2, 2 * c : 2 * c + 2].mean(axis=(0, 1)) for c in range(32)]
+                        for r in range(32)])
+        grey = col @ [0.299, 0.587, 0.114]
+        np.testing.assert_allclose(t.grey[i], grey, atol=0.07)  # float16
+        np.testing.assert_allclose(t.contrast[i], grey.std(), rtol=1e-4)
+        small = col.reshape(16, 2, 16, 2, 3).mean(axis=(1, 3))
+        assert np.abs(t.colour[i].astype(float) - small).max() <= 0.5 + 1e-6
+        assert abs(float(odd.grey[i].mean()) - float((x[i, :63, :62].astype(float) @ [0.299, 0.587, 0.114]).mean())) < 0.1
+
+
+def test_area_matrix_rows_average() -> None:
+    m = nc.area_matrix(64, 8)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-6)
+    assert (m[0, :8] == 1 / 8).all() and (m[0, 8:] == 0).all()
+    z = nc.area_matrix(32, 8, 4.0, 28.0)  # central part: 3 px per output
+    assert np.flatnonzero(z[0]).tolist() == [4, 5, 6]
+
+
+# ---------------------------------------------------------------- near copies on real photographs
+
+
+@pytest.fixture(scope="module")
+def photo_run():
+    """300 crops of 30 photo parts (labels) plus 3 copies of each kind under other labels."""
+    images, labels, _ = photos.make_crops(30, 10, size=64, seed=4)
+    rng = np.random.default_rng(5)
+    kinds = list(NEAR_KINDS)
+    src = rng.choice(len(images), size=3 * len(kinds), replace=False)
+    copies = np.stack([transform_copy(images[s], kinds[i // 3], rng) for i, s in enumerate(src)])
+    n = len(images)
+    all_images = np.concatenate([images, copies])
+    all_labels = np.concatenate([labels, 100 + np.arange(len(src))])
+    keys, t = describe(all_images)
+    res = find_duplicates(keys, t, all_labels)
+    truth = {(int(s), n + i): kinds[i // 3] for i, s in enumerate(src)}
+    return res, truth, n
+
+
+def test_every_copy_kind_is_found_on_photos(photo_run) -> None:
+    res, truth, _ = photo_run
+    found = _pairs(res)
+    missed = {k for p, k in truth.items() if p not in found}
+    assert not missed, f"copy kinds not found: {missed}"
+    flips = [found[p] for p, k in truth.items() if k == "flip"]
+    assert flips == ["mirrored"] * 3
+    assert all(found[p] == "near" for p, k in truth.items() if k in ("jpeg", "crop", "shift", "rescale"))
+
+
+def test_distinct_photo_crops_are_not_paired(photo_run) -> None:
+    res, truth, n = photo_run
+    # crops of different labels never share a source pixel: any pair between them is false
+    false = [p for p in _pairs(res) if p not in truth and p[1] < n]
+    assert false == []
+
+
+def test_colour_wheel_and_constant_channel_are_not_duplicates() -> None:
+    """The feature-level identities of issue #12: a blue and a green gradient of one shape,
+    a black and a magenta crop (constant G channel) are different images."""
+    ramp = np.linspace(30, 220, 64)[None, :, None] * np.ones((64, 1, 1))
+    blue = np.zeros((64, 64, 3))
+    blue[..., 2:3] = ramp
+    green = np.zeros((64, 64, 3))
+    green[..., 1:2] = ramp
+    black = np.zeros((64, 64, 3))
+    magenta = np.zeros((64, 64, 3))
+    magenta[..., 0] = magenta[..., 2] = 200
+    x = np.stack([blue, green, black, magenta]).astype(np.uint8)
+    keys, t = describe(x)
+    res = find_duplicates(keys, t, np.arange(4))
+    assert res.pairs.empty
+    sims = nc.similarity(t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False]))
+    assert sims[0, 0] > 0.99 and sims[0, 2] < 0.5  # the same grey shape, other colours
+
+
+def test_mirror_query_equals_mirrored_descriptor() -> None:
+    rng = np.random.default_rng(6)
+    g = rng.uniform(0, 255, size=(3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(nc.descriptors(g, flip=True), nc.descriptors(g[:, :, ::-1].copy()), atol=1e-5)
+
+
 # ---------------------------------------------------------------- CLI on shards
+
 
 def write_shard(folder: Path, module: int, sub: int, images: np.ndarray, labels, batch: str, rows) -> None:
     rows = np.asarray(rows, np.int64)
@@ -107,16 +163,13 @@ def write_shard(folder: Path, module: int, sub: int, images: np.ndarray, labels,
     )
 
 
-def tiny_images(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8)
-
-
 def test_cli_cross_module_pairs(tmp_path: Path) -> None:
     shards = tmp_path / "shards"
     shards.mkdir()
-    a, b = tiny_images(6, 1), tiny_images(6, 2)
-    b[3] = a[0]  # label 0 in m01, label 3 in m02: cross-module exact duplicate
-    b[4] = a[1]  # label 0 in m01, label 2 in m02
+    images, _, _ = photos.make_crops(12, 1, size=32, seed=1)
+    a, b = images[:6].copy(), images[6:].copy()
+    b[3] = a[0]  # label 0 in m01, label 3 in m02: cross-module exact copy
+    b[4] = a[1][:, ::-1]  # mirrored copy across modules
     write_shard(shards, 1, 1, a, [0, 0, 1, 1, 0, 1], "train_data_batch_1", range(6))
     write_shard(shards, 2, 1, b, [2, 2, 3, 3, 2, 3], "train_data_batch_2", range(6))
     out = tmp_path / "q" / "duplicates.parquet"
@@ -125,12 +178,12 @@ def test_cli_cross_module_pairs(tmp_path: Path) -> None:
     assert rc == 0
     df = pd.read_parquet(out)
     assert list(df.columns) == dup.OUTPUT_COLUMNS
-    got = {frozenset((i, j)) for i, j in zip(df["id_a"], df["id_b"], strict=True)}
-    assert got == {frozenset(("train_data_batch_1:0", "train_data_batch_2:3")),
-                   frozenset(("train_data_batch_1:1", "train_data_batch_2:4"))}
-    assert set(df["kind"]) == {"exact"} and set(df["module_a"]) | set(df["module_b"]) == {"m01", "m02"}
+    got = {frozenset((i, j)): k for i, j, k in zip(df["id_a"], df["id_b"], df["kind"], strict=True)}
+    assert got == {frozenset(("train_data_batch_1:0", "train_data_batch_2:3")): "exact",
+                   frozenset(("train_data_batch_1:1", "train_data_batch_2:4")): "mirrored"}
+    assert set(df["module_a"]) | set(df["module_b"]) == {"m01", "m02"}
     stats = json.loads(out.with_suffix(".json").read_text())
-    assert stats["n_rows"] == 12 and stats["n_dims"] == 36 and stats["peak_rss_mb"] > 0
+    assert stats["n_images"] == 12 and stats["peak_rss_mb"] > 0
 
 
 def test_cli_no_shards_names_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

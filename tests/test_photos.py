@@ -105,14 +105,14 @@ def test_planted_csv_matches_the_pickles(tmp_path):
     image = dict(zip(read.ids, read.images, strict=True))
     label = dict(zip(read.ids, read.labels, strict=True))
     rows = list(csv.DictReader((tmp_path / "planted.csv").open()))
-    assert sorted(r["kind"] for r in rows) == ["cross_module", "near", "same_shard"]
+    assert sorted(r["kind"] for r in rows) == ["cross_module", "jpeg", "same_shard"]  # the first near kind
     for r in rows:
         a, b = r["id_a"], r["id_b"]
         assert (label[a], label[b]) == (int(r["label_a"]), int(r["label_b"])) and label[a] != label[b]
         assert r["module_a"] == f"m{label[a] // 5 + 1:02d}" and r["module_b"] == f"m{label[b] // 5 + 1:02d}"
         diff = np.abs(image[a].astype(int) - image[b].astype(int))
-        if r["kind"] == "near":
-            assert 0 < diff.mean() < 5
+        if r["kind"] == "jpeg":
+            assert 0 < diff.mean() < 20
         else:
             assert not diff.any()
 

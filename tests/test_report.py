@@ -178,7 +178,7 @@ def args(**kw) -> argparse.Namespace:
 def test_quality_section_pages(tmp_path):
     report = pd.DataFrame([{"rank": 1, "score": 4.5, "evidence": "exact_duplicate+residual", "group_size": 2,
                             "ids": "b1:3;b2:7", "labels": "15;17", "module_a": "m04", "submodule_a": "s1",
-                            "module_b": "m04", "submodule_b": "s1", "distance": 0.0,
+                            "module_b": "m04", "submodule_b": "s1", "kind": "exact", "similarity": 1.0,
                             "n_features_failed": 6, "n_features": 6}])
     report.to_parquet(tmp_path / "dl.parquet")
     pd.DataFrame([{"kind": "overall", "planted": 6, "found": 6, "reported": 6, "correct": 6,
@@ -190,6 +190,7 @@ def test_quality_section_pages(tmp_path):
     page = (out / "suspects.html").read_text()
     assert "b1:3; b2:7" in page and "exact_duplicate + residual" in page and "6/6" in page
     assert "exact_duplicate+residual: 1" in page and "m04_s1" in page
+    assert ">match</th>" in page and ">exact</td>" in page
     check = (out / "planted_check.html").read_text()
     assert "100.0 %" in check and "50.0 %" in check
 

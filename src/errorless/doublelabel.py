@@ -1,40 +1,47 @@
 """The double-labelling report of SPEC §8.
 
+A double label is about *images*: two images that are the same picture with different labels.
 Evidence combined per suspect (one report row per suspect pair or group):
 
-* ``exact_duplicate`` / ``near_duplicate``: pairs from ``duplicates.parquet`` (whole data set,
-  one feature). Every exact group that holds more than one label is one row (all its ids);
-  every near pair is one row.
-* ``conflict``: groups of identical inputs with different labels found by the training jobs'
-  pre-check (SPEC §6.6; ``conflicts`` of the T records in ``training.parquet``). A conflict
-  whose ids all lie in one exact-duplicate row marks that row; otherwise it is a row of its own.
+* ``exact_duplicate`` / ``near_duplicate``: image matches from ``duplicates.parquet`` (whole
+  data set, on the images): every exact group that holds more than one label is one row (all
+  its ids, ``kind`` exact); every near pair is one row (``kind`` near or mirrored) with its
+  ``similarity`` (aligned correlation of the images, 1 = identical).
+* ``conflict``: groups of identical *inputs of one feature* with different labels found by the
+  training jobs' pre-check (SPEC §6.6; ``conflicts`` of the T records in ``training.parquet``).
+  A conflict whose ids all lie in one image-match row marks that row (the strongest evidence:
+  the same picture, and no FNN can fit it). Otherwise the images differ and only that
+  feature cannot tell them apart (a constant channel maps to zeros after centring; a blue and a
+  green gradient share a shape): the row's evidence is ``indistinguishable`` and its kind says
+  ``indistinguishable in feature G`` — an FNN that cannot fit, not a double-labelled image.
 * ``residual``: an image a T-FNN could not fit (in ``residual_ids`` or in a conflict of some
   T record; conflicts count as residual errors, SPEC §6.6). ``n_features_failed`` = the number
   of features of the same (proto, module, submodule) whose T-FNN failed on the image (max
   over the row's images and the T protos), out of ``n_features`` trained there. Residual
-  images that are in no duplicate/conflict row are rows of their own (group_size 1).
+  images that are in no other row are rows of their own (group_size 1).
 
 Ranking score (higher = more suspicious, at most 5)::
 
     score = D + R
-    D = 3                      exact duplicate or pre-check conflict
-      = 1 + (1 - d / t)        near duplicate at distance d (t = near_threshold), in (1, 2]
-      = 0                      otherwise
+    D = 3                      exact image match (with or without a pre-check conflict)
+      = 3                      near/mirrored match that is also a pre-check conflict
+      = 1 + (s - t) / (1 - t)  near or mirrored match of similarity s (t = near_similarity), in [1, 2]
+      = 0                      otherwise (indistinguishable in a feature, residual only)
     R = 1 + failed / features  residual (failed = n_features_failed, features = n_features), in (1, 2]
       = 0                      otherwise
 
-so exact+residual (4..5) ranks above exact alone (3), near+residual (2..4), near alone or
-residual alone (1..2). Ties: more failed features, smaller distance, then ids.
+Ties: more failed features, higher similarity, then ids.
 
-Planted-truth check (synthetic data): a report row of two or more images is **correct**
-when every one of its images belongs to a planted pair whose two images are both in the row
-(for a pair row: its id set equals a plant's id set). A plant is **found** when some report
-row contains both of its images. Precision = correct rows / reported rows, recall = found
-plants / plants, per kind and overall. A row's kind is ``near`` when its only duplicate
-evidence is near; otherwise ``same_shard`` (all images in one shard), ``cross_module``
-(images in two or more modules) or ``cross_submodule`` (one module, several submodules: not
-a planted kind, counted in the overall line only). Residual-only rows (one image) are not
-pairs; they are counted in the ``residual_only`` line and in no precision.
+Planted-truth check (synthetic and photos data): only rows with an image match
+(``exact_duplicate`` or ``near_duplicate``) are reported pairs. A reported row is **correct**
+when every one of its images belongs to a planted pair whose two images are both in the row.
+A plant is **found** when some reported row contains both of its images. Per plant kind
+(``same_shard``, ``cross_module``: exact copies; ``jpeg``, ``rescale``, ``crop``, ``shift``,
+``flip``, ``brightness``, ``contrast``, ``combo``: near copies, see ``errorless.copies``):
+recall = found / planted, and reported / correct count the rows holding a plant of that kind.
+``overall``: precision = correct rows / every reported row — a row holding no plant counts
+against it (also listed alone as ``not_planted``). ``indistinguishable`` and
+``residual_only`` rows are counted on their own lines and in no precision.
 """
 
 from __future__ import annotations
@@ -57,13 +64,14 @@ from .io import atomic_path, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_ORDER = ("exact_duplicate", "near_duplicate", "conflict", "residual")
-PLANT_KINDS = ("same_shard", "cross_module", "near")
+EVIDENCE_ORDER = ("exact_duplicate", "near_duplicate", "conflict", "indistinguishable", "residual")
+EXACT_PLANTS = ("same_shard", "cross_module")
 PLANT_COLUMNS = ["kind", "id_a", "label_a", "id_b", "label_b", "module_a", "submodule_a",
                  "module_b", "submodule_b"]
 CHECK_COLUMNS = ["kind", "planted", "found", "reported", "correct", "precision", "recall",
                  "flagged_by_training", "note"]
-DETAIL_COLUMNS = ["kind", "id_a", "id_b", "found", "rank", "evidence", "flagged_by_training"]
+DETAIL_COLUMNS = ["kind", "id_a", "id_b", "found", "rank", "evidence", "match", "similarity",
+                  "flagged_by_training"]
 
 
 def report_schema():
@@ -74,7 +82,7 @@ def report_schema():
         ("rank", i), ("score", f), ("evidence", s), ("group_size", i), ("ids", s), ("labels", s),
         ("id_a", s), ("batch_a", s), ("row_a", i), ("label_a", i), ("module_a", s), ("submodule_a", s),
         ("id_b", s), ("batch_b", s), ("row_b", i), ("label_b", i), ("module_b", s), ("submodule_b", s),
-        ("distance", f), ("n_features_failed", i), ("n_features", i), ("fnn_failed", s),
+        ("kind", s), ("similarity", f), ("n_features_failed", i), ("n_features", i), ("fnn_failed", s),
     ])
 
 
@@ -125,6 +133,7 @@ class TrainingEvidence:
     shard_features: dict[tuple[str, str], int] = field(default_factory=dict)  # (m, s) -> features
     residual_ids: set[str] = field(default_factory=set)  # residual_ids only (no conflicts)
     conflicts: dict[frozenset, tuple[list[str], list[int]]] = field(default_factory=dict)
+    conflict_features: dict[frozenset, set[str]] = field(default_factory=dict)  # features that could not tell them apart
     label: dict[str, int] = field(default_factory=dict)
     shard: dict[str, tuple[str, str]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
@@ -180,6 +189,7 @@ def training_evidence(
         failing = set(ids)
         for cids, clabs in _conflict_groups(rec.get("conflicts")):
             ev.conflicts.setdefault(frozenset(cids), (cids, clabs))
+            ev.conflict_features.setdefault(frozenset(cids), set()).add(feat)
             failing.update(cids)
             for i, lab in zip(cids, clabs, strict=False):
                 ev.label[i] = lab
@@ -205,7 +215,8 @@ def training_evidence(
 class Suspect:
     ids: list[str]
     evidence: set[str]
-    distance: float = float("nan")
+    kind: str | None = None  # exact | near | mirrored | "indistinguishable in feature …"
+    similarity: float = float("nan")
 
 
 def read_duplicates(path: Path) -> pd.DataFrame:
@@ -218,7 +229,7 @@ def read_duplicates(path: Path) -> pd.DataFrame:
 
 
 def combine(
-    dups: pd.DataFrame, ev: TrainingEvidence, near_threshold: float
+    dups: pd.DataFrame, ev: TrainingEvidence, near_similarity: float, features: list[str] | None = None
 ) -> pd.DataFrame:
     """All evidence -> the report table (REPORT_COLUMNS), sorted by score."""
     label: dict[str, int] = dict(ev.label)
@@ -229,26 +240,26 @@ def combine(
             label[str(i)] = int(lab)
             shard[str(i)] = (str(m), str(s))
     suspects: list[Suspect] = []
-    exact = dups[dups["kind"] == "exact"]
-    member_of: dict[str, int] = {}
-    for _, g in exact.groupby("group", sort=True):
+    for _, g in dups[dups["kind"] == "exact"].groupby("group", sort=True):
         ids = list(dict.fromkeys(list(g["id_a"]) + list(g["id_b"])))
-        for i in ids:
-            member_of[i] = len(suspects)
-        suspects.append(Suspect(sorted(ids, key=_id_key), {"exact_duplicate"}, 0.0))
-    for key, (cids, _) in sorted(ev.conflicts.items(), key=lambda kv: sorted(kv[1][0])):
-        homes = {member_of.get(i) for i in cids}
-        if len(homes) == 1 and None not in homes:
-            suspects[homes.pop()].evidence.add("conflict")
+        suspects.append(Suspect(sorted(ids, key=_id_key), {"exact_duplicate"}, "exact", 1.0))
+    near = dups[dups["kind"] != "exact"]
+    for a, b, k, sim in zip(near["id_a"], near["id_b"], near["kind"], near["similarity"], strict=True):
+        suspects.append(Suspect(sorted([str(a), str(b)], key=_id_key), {"near_duplicate"}, str(k), float(sim)))
+    order = {f: i for i, f in enumerate(features or [])}
+    for key in sorted(ev.conflicts, key=sorted):
+        homes = [s for s in suspects if "conflict" not in s.evidence and key <= set(s.ids)]
+        homes = homes or [s for s in suspects if key <= set(s.ids)]
+        if homes:  # the images themselves match: the strongest evidence
+            homes[0].evidence.add("conflict")
         else:
-            suspects.append(Suspect(sorted(key, key=_id_key), {"conflict"}, 0.0))
-    near = dups[dups["kind"] == "near"]
-    for a, b, d in zip(near["id_a"], near["id_b"], near["distance"], strict=True):
-        suspects.append(Suspect(sorted([str(a), str(b)], key=_id_key), {"near_duplicate"}, float(d)))
+            feats = sorted(ev.conflict_features.get(key, set()), key=lambda f: (order.get(f, len(order)), f))
+            what = f"indistinguishable in feature{'s' if len(feats) > 1 else ''} {', '.join(feats)}"
+            suspects.append(Suspect(sorted(key, key=_id_key), {"indistinguishable"}, what))
     covered = {i for s in suspects for i in s.ids}
     for i in sorted(ev.failed.keys() - covered, key=_id_key):
         suspects.append(Suspect([i], set()))
-    rows = [_row(s, ev, label, shard, near_threshold) for s in suspects]
+    rows = [_row(s, ev, label, shard, near_similarity) for s in suspects]
     return finish(pd.DataFrame(rows, columns=[c for c in REPORT_COLUMNS if c != "rank"]))
 
 
@@ -276,14 +287,15 @@ def _row(s: Suspect, ev: TrainingEvidence, label: dict, shard: dict, thr: float)
     # the two images shown: the first image and the first one with another label
     a = s.ids[0]
     b = next((i for i in s.ids[1:] if label.get(i) != label.get(a)), s.ids[1] if len(s.ids) > 1 else None)
-    score = _score(s.evidence, s.distance, n_failed, n_feat, thr)
+    score = _score(s.evidence, s.similarity, n_failed, n_feat, thr)
     row: dict[str, Any] = {
         "score": score,
         "evidence": "+".join(e for e in EVIDENCE_ORDER if e in s.evidence),
         "group_size": len(s.ids),
         "ids": ";".join(s.ids),
         "labels": ";".join("" if label.get(i) is None else str(label[i]) for i in s.ids),
-        "distance": s.distance,
+        "kind": s.kind,
+        "similarity": s.similarity,
         "n_features_failed": n_failed,
         "n_features": n_feat,
         "fnn_failed": ";".join(sorted(set().union(*(ev.failed.get(i, set()) for i in s.ids)))),
@@ -297,11 +309,11 @@ def _row(s: Suspect, ev: TrainingEvidence, label: dict, shard: dict, thr: float)
     return row
 
 
-def _score(evidence: set[str], distance: float, n_failed: int, n_features: int, thr: float) -> float:
-    if evidence & {"exact_duplicate", "conflict"}:
+def _score(evidence: set[str], similarity: float, n_failed: int, n_features: int, thr: float) -> float:
+    if "exact_duplicate" in evidence or ("near_duplicate" in evidence and "conflict" in evidence):
         dup = 3.0
     elif "near_duplicate" in evidence:
-        dup = 1.0 + (1.0 - min(distance / thr, 1.0) if thr > 0 else 0.0)
+        dup = 1.0 + (min(max((similarity - thr) / (1.0 - thr), 0.0), 1.0) if thr < 1 else 1.0)
     else:
         dup = 0.0
     res = 1.0 + (n_failed / n_features if n_features else 0.0) if "residual" in evidence else 0.0
@@ -312,9 +324,9 @@ def finish(df: pd.DataFrame) -> pd.DataFrame:
     """Sort by score, number the ranks, fix every column's dtype (also when empty)."""
     df = df.copy()
     if len(df):
-        df["_d"] = df["distance"].fillna(np.inf)
-        df = df.sort_values(["score", "n_features_failed", "_d", "ids"],
-                            ascending=[False, False, True, True], kind="stable").drop(columns="_d")
+        df["_s"] = df["similarity"].fillna(-np.inf)
+        df = df.sort_values(["score", "n_features_failed", "_s", "ids"],
+                            ascending=[False, False, False, True], kind="stable").drop(columns="_s")
     df.insert(0, "rank", np.arange(1, len(df) + 1, dtype=np.int64))
     for name, typ in zip(report_schema().names, report_schema().types, strict=True):
         if str(typ) == "int64":
@@ -350,12 +362,8 @@ def read_planted(path: Path) -> pd.DataFrame:
     return p
 
 
-def _row_kind(evidence: str, modules: set[str], shards: set[tuple[str, str]]) -> str:
-    if "exact_duplicate" not in evidence and "conflict" not in evidence:
-        return "near" if "near_duplicate" in evidence else "residual_only"
-    if len(shards) <= 1:
-        return "same_shard"
-    return "cross_module" if len(modules) > 1 else "cross_submodule"
+def _is_match(evidence: str) -> bool:
+    return "exact_duplicate" in evidence or "near_duplicate" in evidence
 
 
 def planted_check(
@@ -365,7 +373,7 @@ def planted_check(
     plants = [(str(k), frozenset((str(a), str(b))))
               for k, a, b in zip(planted["kind"], planted["id_a"], planted["id_b"], strict=True)]
     rows = [(r["ids"].split(";"), r) for r in report.to_dict("records")]
-    pair_rows = [(set(ids), r) for ids, r in rows if len(ids) >= 2]
+    pair_rows = [(set(ids), r) for ids, r in rows if len(ids) >= 2 and _is_match(r["evidence"])]
     detail = []
     for (kind, ids), (_, pl) in zip(plants, planted.iterrows(), strict=True):
         hit = next((r for s, r in pair_rows if ids <= s), None)
@@ -375,36 +383,47 @@ def planted_check(
                        "found": hit is not None,
                        "rank": None if hit is None else int(hit["rank"]),
                        "evidence": None if hit is None else hit["evidence"],
+                       "match": None if hit is None else hit["kind"],
+                       "similarity": np.nan if hit is None else hit["similarity"],
                        "flagged_by_training": flagged})
     detail_df = pd.DataFrame(detail, columns=DETAIL_COLUMNS)
     detail_df["rank"] = detail_df["rank"].astype("Int64")
-    judged = []
-    for s, r in pair_rows:
-        inside = [p for _, p in plants if p <= s]
-        correct = bool(inside) and set().union(*inside) == s
-        mods = {r[c] for c in ("module_a", "module_b") if r[c] is not None}
-        shards = {(r[f"module_{x}"], r[f"submodule_{x}"]) for x in "ab" if r[f"module_{x}"] is not None}
-        judged.append((_row_kind(r["evidence"], mods, shards), correct))
+    judged = []  # (plant kinds inside the row, correct)
+    for s, _ in pair_rows:
+        inside = [(k, p) for k, p in plants if p <= s]
+        correct = bool(inside) and set().union(*(p for _, p in inside)) == s
+        judged.append(({k for k, _ in inside}, correct))
+    kinds = list(dict.fromkeys([*EXACT_PLANTS, *(k for k, _ in plants)]))
     out = []
-    for kind in (*PLANT_KINDS, "overall"):
+    for kind in (*kinds, "overall"):
         sel = detail_df if kind == "overall" else detail_df[detail_df["kind"] == kind]
-        rep = [c for k, c in judged if kind == "overall" or k == kind]
+        rep = [c for k, c in judged if kind == "overall" or kind in k]
         planted_n, found_n, reported, correct = len(sel), int(sel["found"].sum()), len(rep), int(sum(rep))
+        note = ""
+        if kind not in (*EXACT_PLANTS, "overall") and len(sel):
+            matches = sel["match"].dropna().value_counts().to_dict()
+            note = "matched as " + ", ".join(f"{m} {n}" for m, n in matches.items()) if matches else ""
         out.append({
             "kind": kind, "planted": planted_n, "found": found_n, "reported": reported,
             "correct": correct,
             "precision": correct / reported if reported else np.nan,
             "recall": found_n / planted_n if planted_n else np.nan,
             "flagged_by_training": int(sel["flagged_by_training"].sum()),
-            "note": "",
+            "note": note,
         })
+    unplanted = sum(1 for k, _ in judged if not k)
+    out[-1]["note"] = f"precision counts every reported pair; {unplanted} reported row(s) hold no plant"
+    out.append({"kind": "not_planted", "planted": 0, "found": 0, "reported": unplanted, "correct": 0,
+                "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
+                "note": "image matches that are not planted (false pairs, or copies in the data themselves)"})
+    n_indist = sum(1 for ids, r in rows if "indistinguishable" in r["evidence"])
+    out.append({"kind": "indistinguishable", "planted": 0, "found": 0, "reported": n_indist, "correct": 0,
+                "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
+                "note": "different images with identical inputs in one feature; not double labels, in no precision"})
     n_single = sum(1 for ids, _ in rows if len(ids) < 2)
-    other = sum(1 for k, _ in judged if k == "cross_submodule")
     out.append({"kind": "residual_only", "planted": 0, "found": 0, "reported": n_single, "correct": 0,
                 "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
                 "note": "single images a T-FNN could not fit; not pairs, in no precision"})
-    if other:
-        out[-2]["note"] = f"includes {other} cross_submodule row(s) (not a planted kind)"
     return pd.DataFrame(out, columns=CHECK_COLUMNS), detail_df
 
 
@@ -445,6 +464,17 @@ def fetch_images(shards: Path, ids: set[str]) -> dict[str, np.ndarray]:
     return out
 
 
+def _match_text(r: dict) -> str:
+    """'near, similarity 0.973' / 'exact' / 'indistinguishable in feature G' / 'residual only'."""
+    kind = r.get("kind")
+    if not isinstance(kind, str) or not kind:
+        return "residual only"
+    sim = r.get("similarity")
+    if kind in ("near", "mirrored") and sim is not None and not pd.isna(sim):
+        return f"{kind}, similarity {float(sim):.3f}"
+    return kind.replace("indistinguishable in ", "indistinguishable\nin ")
+
+
 def suspects_figure(report: pd.DataFrame, shards: Path, path: Path, top: int, per_row: int = 4) -> None:
     import matplotlib
 
@@ -481,9 +511,10 @@ def suspects_figure(report: pd.DataFrame, shards: Path, path: Path, top: int, pe
                 ax.set_title(f"label {labels[c]}\n{ids[c]}", fontsize=7)
             more = r["group_size"] - len(ids)
             axes[k][0].set_ylabel(
-                f"#{r['rank']}  score {r['score']:.2f}\n" + r["evidence"].replace("+", "\n")
-                + (f"\n(+{more} more)" if more > 0 else ""), fontsize=7)
-        fig.suptitle("double-labelling suspects (top by score)", fontsize=10)
+                f"#{r['rank']}  score {r['score']:.2f}\n" + _match_text(r) + "\n"
+                + r["evidence"].replace("+", "\n") + (f"\n(+{more} more)" if more > 0 else ""), fontsize=7)
+        fig.suptitle("double-labelling suspects (top by score): the kind of match and its similarity at left",
+                     fontsize=10)
         fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -544,7 +575,7 @@ def doublelabel_main(args: argparse.Namespace) -> int:
     if not cfg["gdt"]["enabled"]:
         log.warning("gdt.enabled is false: no T records, no residual evidence")
     dups = read_duplicates(dup_path)
-    report = combine(dups, ev, cfg["double_labeling"]["near_threshold"])
+    report = combine(dups, ev, cfg["double_labeling"]["near_similarity"], cfg["features"])
     write_report(report, out, csv)
     suspects_figure(report, shards, figure, cfg["double_labeling"]["thumbnails"])
 

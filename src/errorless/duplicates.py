@@ -1,23 +1,16 @@
-"""Evidence 2 of SPEC §8: identical or near-identical inputs that carry different labels.
+"""Evidence 2 of SPEC §8: images that are the same picture while their labels differ.
 
-The search runs over the whole data set (every shard, across modules) on the transformed
-inputs of one feature and scales to ImageNet (1.28 M × 900):
+The search runs on the images themselves (never on one feature's transformed vectors: a
+constant channel maps to zeros after centring and different colour gradients can share a
+shape), over the whole data set (every shard, across modules), and scales to ImageNet:
 
-* **exact**: rows are quantised to integers (``round(x · 10^decimals)``), their bytes read as
-  64-bit words and hashed with two random multiply-add hashes (one integer matmul, no
-  per-row Python); rows with equal 128-bit keys form candidate groups that are then checked
-  element by element, so a hash collision can never merge different inputs. Groups holding
-  more than one label are reported.
-* **near**: one representative per group of identical rows goes into a faiss index (exact
-  ``IndexFlatL2`` up to ``flat_limit`` rows; above it a PCA projection to ``pca_dims``
-  followed by ``IndexIVFFlat``). Each representative asks for its ``neighbours`` nearest
-  neighbours, in blocks; candidates are re-measured exactly in the full space and pairs with
-  Euclidean distance < ``near_threshold`` and different labels are kept. The PCA projection is
-  orthonormal, so it never makes a close pair look farther apart (no loss from projecting);
-  the only approximation is the IVF probe (``nprobe``), measured by ``bench/duplicates_bench.py``.
-
-Searching representatives, not all rows, keeps many copies of one image from filling up the
-``neighbours`` slots with distance-0 matches.
+* **exact**: the raw image bytes are read as 64-bit words and hashed with two random
+  multiply-add hashes (one integer matmul per block, no per-image Python) into 128-bit keys;
+  equal keys form groups; groups holding more than one label are reported (kind ``exact``).
+* **near** / **mirrored**: one representative per exact group goes through
+  ``errorless.nearcopy`` (thumbnails, faiss candidates, aligned verification): copies after
+  JPEG, rescaling, crops, shifts, brightness/contrast changes (``near``) or a left-right
+  mirror (``mirrored``), each pair with its similarity (aligned correlation, 1 = identical).
 """
 
 from __future__ import annotations
@@ -35,133 +28,72 @@ import numpy as np
 import pandas as pd
 
 from .config import settings_arguments, settings_from_args
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .io import write_json, write_parquet
+from .nearcopy import NearSettings, Thumbs, near_copies, thumbs
 
 log = logging.getLogger(__name__)
 
-PAIR_COLUMNS = ["a", "b", "kind", "distance", "group"]
+PAIR_COLUMNS = ["a", "b", "kind", "similarity", "group"]
 OUTPUT_COLUMNS = [
     "id_a", "id_b", "label_a", "label_b", "module_a", "submodule_a", "module_b", "submodule_b",
-    "kind", "distance", "group",
+    "kind", "similarity", "group",
 ]
+MATCH_KINDS = ("exact", "near", "mirrored")
 MAX_GROUP_PAIRS = 64  # groups larger than this emit star pairs, not all pairs
-BLOCK = 16384
-
-
-@dataclass
-class SearchSettings:
-    decimals: int = 4
-    near_threshold: float = 0.5
-    neighbours: int = 5
-    index: str = "auto"  # auto | flat | ivf | none (skip the near search)
-    flat_limit: int = 20_000
-    pca_dims: int = 64
-    nprobe: int = 8
-    nlist: int = 0  # IVF cells; 0 = 4·sqrt(N)
-    seed: int = 0
-    block: int = BLOCK
+BLOCK = 4096
 
 
 @dataclass
 class DuplicateResult:
     pairs: pd.DataFrame  # PAIR_COLUMNS; a < b are row indices
-    group: np.ndarray  # int64 (N,): exact-group id of every row (0..G-1)
+    group: np.ndarray  # int64 (N,): exact-group id of every image (0..G-1)
     stats: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- exact
 
 
-def quantise(x: np.ndarray, decimals: int) -> np.ndarray:
-    """``round(x · 10^decimals)`` as the smallest signed integer type that holds it."""
-    scaled = np.rint(np.asarray(x, dtype=np.float64) * 10.0**decimals)
-    top = float(np.abs(scaled).max()) if scaled.size else 0.0
-    for dt in (np.int16, np.int32, np.int64):
-        if top <= np.iinfo(dt).max:
-            return scaled.astype(dt)
-    raise DataError(f"inputs too large to quantise at {decimals} decimals (max |x| = {top:g})")
+def image_keys(images: np.ndarray, seed: int = 0, block: int = BLOCK) -> np.ndarray:
+    """128-bit keys (N, 2) uint64 of the raw image bytes: equal images have equal keys.
 
-
-def _int_dtype(x: np.ndarray, decimals: int) -> np.dtype:
-    # max and min do not allocate (np.abs(x) would copy the whole matrix)
-    top = max(float(x.max()), -float(x.min())) * 10.0**decimals if x.size else 0.0
-    for dt in (np.int16, np.int32, np.int64):
-        if top + 1 <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    raise DataError(f"inputs too large to quantise at {decimals} decimals (max |x| = {top:g})")
-
-
-def row_keys(x: np.ndarray, decimals: int = 4, seed: int = 0, block: int = BLOCK) -> np.ndarray:
-    """128-bit keys (N, 2) uint64 of the quantised rows: equal rows have equal keys.
-
-    The quantised row bytes are read as 64-bit words w and hashed as Σ wᵢ·rᵢ mod 2⁶⁴ with two
-    random odd multiplier vectors r (an integer matmul, vectorised over a block of rows).
+    The bytes of each image, zero-padded to whole 64-bit words w, are hashed as Σ wᵢ·rᵢ mod
+    2⁶⁴ with two random odd multiplier vectors r (an integer matmul over a block of images).
+    Two different images share a key with probability about 2⁻¹²⁸ per pair.
     """
-    n, d = x.shape
-    dt = _int_dtype(x, decimals)
-    per_word = 8 // dt.itemsize
-    width = -(-d // per_word) * per_word  # pad columns to whole 64-bit words
-    words = width // per_word
+    n = len(images)
+    flat = images.reshape(n, -1)
+    d = flat.shape[1]
+    width = -(-d // 8) * 8
     rng = np.random.default_rng(seed)
-    mult = rng.integers(0, 2**63, size=(words, 2), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    mult = rng.integers(0, 2**63, size=(width // 8, 2), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     keys = np.empty((n, 2), dtype=np.uint64)
-    buf = np.zeros((min(block, max(n, 1)), width), dtype=dt)
-    scale = 10.0**decimals
+    buf = np.zeros((min(block, max(n, 1)), width), dtype=np.uint8)
     for lo in range(0, n, block):
         hi = min(n, lo + block)
         b = buf[: hi - lo]
-        np.rint(x[lo:hi] * scale, out=b[:, :d], casting="unsafe")
+        b[:, :d] = flat[lo:hi]
         with np.errstate(over="ignore"):
             keys[lo:hi] = b.view(np.uint64) @ mult
     return keys
 
 
-def exact_groups(
-    x: np.ndarray, decimals: int = 4, seed: int = 0, block: int = BLOCK
-) -> tuple[np.ndarray, np.ndarray]:
-    """Group identical (quantised) rows. Returns (group (N,), first (G,)): the group id of each
-    row (numbered in order of first appearance) and the first row of each group."""
-    n = len(x)
+def key_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group equal keys. Returns (group (N,), first (G,)): the group of each image (numbered in
+    order of first appearance) and the first image of each group."""
+    n = len(keys)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    keys = row_keys(x, decimals, seed, block)
     order = np.lexsort((keys[:, 1], keys[:, 0]))
     ks = keys[order]
     new = np.ones(n, dtype=bool)
     new[1:] = np.any(ks[1:] != ks[:-1], axis=1)
-    cand = np.cumsum(new) - 1  # candidate group of each sorted row
-    first_sorted = np.flatnonzero(new)
-    lead = order[first_sorted[cand]]  # candidate representative of every sorted row
-    # verify every multi-member candidate row against its representative, in blocks
-    multi = np.flatnonzero(order != lead)
-    bad_rows: list[np.ndarray] = []
-    for lo in range(0, len(multi), block):
-        sel = multi[lo : lo + block]
-        qa = np.rint(x[order[sel]] * 10.0**decimals)
-        qb = np.rint(x[lead[sel]] * 10.0**decimals)
-        mism = np.any(qa != qb, axis=1)
-        if mism.any():
-            bad_rows.append(sel[mism])
-    group_sorted = cand.astype(np.int64)
-    if bad_rows:  # hash collision: split those candidate groups exactly
-        bad_groups = np.unique(cand[np.concatenate(bad_rows)])
-        log.warning("%d hash collision group(s) resolved by exact comparison", len(bad_groups))
-        next_id = int(cand.max()) + 1
-        for g in bad_groups:
-            members = np.flatnonzero(cand == g)
-            _, inv = np.unique(quantise(x[order[members]], decimals), axis=0, return_inverse=True)
-            inv = inv.ravel()
-            group_sorted[members] = np.where(inv == inv[0], g, next_id + inv)
-            next_id += int(inv.max()) + 1
-    group = np.empty(n, dtype=np.int64)
-    group[order] = group_sorted
-    # renumber by first appearance so that results do not depend on hash values
+    group = np.empty(n, np.int64)
+    group[order] = np.cumsum(new) - 1
     uniq, first = np.unique(group, return_index=True)
     rank = np.empty(len(uniq), np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
-    group = rank[np.searchsorted(uniq, group)]
-    return group, np.sort(first)
+    return rank[group], np.sort(first)
 
 
 def _cross_label_pairs(members: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
@@ -184,16 +116,15 @@ def _cross_label_pairs(members: np.ndarray, labels: np.ndarray) -> list[tuple[in
 
 
 def exact_pairs(group: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    """Pairs (a < b) of identical rows with different labels (PAIR_COLUMNS)."""
+    """Pairs (a < b) of identical images with different labels (PAIR_COLUMNS)."""
     labels = np.asarray(labels)
     n_groups = int(group.max()) + 1 if len(group) else 0
     order = np.lexsort((labels, group))
     l_sorted = labels[order]
     size = np.bincount(group, minlength=n_groups)
-    # a group is mixed when its smallest and largest label differ
     starts = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
     nonempty = size > 0
-    mixed = np.zeros(n_groups, dtype=bool)
+    mixed = np.zeros(n_groups, dtype=bool)  # smallest and largest label differ
     mixed[nonempty] = l_sorted[starts[nonempty]] != l_sorted[starts[nonempty] + size[nonempty] - 1]
     rows: list[tuple[int, int, int]] = []
     for g in np.flatnonzero(mixed).tolist():
@@ -203,223 +134,96 @@ def exact_pairs(group: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
         return _empty_pairs()
     arr = np.asarray(rows, dtype=np.int64)
     return pd.DataFrame(
-        {"a": arr[:, 0], "b": arr[:, 1], "kind": "exact", "distance": 0.0, "group": arr[:, 2]}
+        {"a": arr[:, 0], "b": arr[:, 1], "kind": "exact", "similarity": 1.0, "group": arr[:, 2]}
     )[PAIR_COLUMNS]
 
 
 def _empty_pairs() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "a": pd.Series([], dtype=np.int64),
-            "b": pd.Series([], dtype=np.int64),
-            "kind": pd.Series([], dtype=object),
-            "distance": pd.Series([], dtype=np.float64),
-            "group": pd.Series([], dtype=np.int64),
-        }
-    )
+    return pd.DataFrame({
+        "a": pd.Series([], dtype=np.int64), "b": pd.Series([], dtype=np.int64),
+        "kind": pd.Series([], dtype=object), "similarity": pd.Series([], dtype=np.float64),
+        "group": pd.Series([], dtype=np.int64),
+    })
 
 
 # ---------------------------------------------------------------- near
 
 
-def _pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray, block: int) -> np.ndarray:
-    out = np.empty(len(a), dtype=np.float64)
-    for lo in range(0, len(a), block):
-        d = x[a[lo : lo + block]].astype(np.float64) - x[b[lo : lo + block]]
-        out[lo : lo + block] = np.sqrt(np.einsum("ij,ij->i", d, d))
-    return out
-
-
-def _take(x: np.ndarray, rows: np.ndarray | None, lo: int, hi: int) -> np.ndarray:
-    part = x[lo:hi] if rows is None else x[rows[lo:hi]]
-    return np.ascontiguousarray(part, dtype=np.float32)
-
-
-@dataclass
-class Projection:
-    """Orthonormal projection onto the top principal axes: it never lengthens a distance."""
-
-    mean: np.ndarray  # (D,) float32
-    axes: np.ndarray  # (D, p) float32, orthonormal columns
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray((x - self.mean) @ self.axes, dtype=np.float32)
-
-
-def fit_pca(sample: np.ndarray, dims: int, seed: int = 0, power: int = 4) -> Projection:
-    """Top principal axes by randomized subspace iteration on the covariance (a few BLAS
-    products and QRs; a full ``eigh`` of a 900×900 matrix is slow on a loaded 2-core box)."""
-    xs = sample.astype(np.float64)
-    mean = xs.mean(axis=0)
-    xs -= mean
-    cov = xs.T @ xs
-    rng = np.random.default_rng(seed)
-    q, _ = np.linalg.qr(cov @ rng.normal(size=(cov.shape[0], min(cov.shape[0], dims + 16))))
-    for _ in range(power):
-        q, _ = np.linalg.qr(cov @ q)
-    small = q.T @ cov @ q
-    _, vecs = np.linalg.eigh(small)
-    axes = q @ vecs[:, ::-1][:, :dims]
-    return Projection(mean.astype(np.float32), np.ascontiguousarray(axes, dtype=np.float32))
-
-
-def near_candidates(
-    x: np.ndarray, rows: np.ndarray | None, s: SearchSettings
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """k-NN candidate pairs (positions into ``rows``, i < j) whose index distance is below the
-    threshold (with slack). ``rows`` = representatives (None = every row of x)."""
-    import faiss
-
-    n = len(x) if rows is None else len(rows)
-    d = x.shape[1]
-    k = min(s.neighbours + 1, n)
-    if n < 2 or k < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), "none"
-    method = s.index
-    if method == "auto":
-        method = "flat" if n <= s.flat_limit else "ivf"
-    pca = None
-    if method == "flat":
-        index = faiss.IndexFlatL2(d)
-    elif method == "ivf":
-        rng = np.random.default_rng(s.seed)
-        nlist = s.nlist or int(max(1, min(4 * np.sqrt(n), n // 20)))
-        n_train = int(min(n, max(20 * nlist, 20_000)))
-        sample = np.sort(rng.choice(n, size=n_train, replace=False))
-        train = np.ascontiguousarray(x[sample if rows is None else rows[sample]], dtype=np.float32)
-        dims = d
-        if s.pca_dims and s.pca_dims < d:
-            pca = fit_pca(train, s.pca_dims, s.seed)
-            train = pca.apply(train)
-            dims = s.pca_dims
-        quantizer = faiss.IndexFlatL2(dims)
-        index = faiss.IndexIVFFlat(quantizer, dims, nlist)
-        index.cp.seed = s.seed
-        index.cp.min_points_per_centroid = 1  # no warning for small samples
-        index.train(train)
-        index.nprobe = min(s.nprobe, nlist)
-        method = f"ivf(nlist={nlist},nprobe={index.nprobe},pca={dims})"
-        del train
-    else:
-        raise ConfigError(f"duplicate search index {s.index!r}: use auto, flat, ivf or none")
-
-    projected = None
-    if pca is not None:  # project once (N × pca_dims float32), reused by add and search
-        projected = np.empty((n, pca.axes.shape[1]), np.float32)
-        for lo in range(0, n, s.block):
-            projected[lo : lo + s.block] = pca.apply(_take(x, rows, lo, min(n, lo + s.block)))
-
-    def block_of(lo: int, hi: int) -> np.ndarray:
-        return projected[lo:hi] if projected is not None else _take(x, rows, lo, hi)
-
-    for lo in range(0, n, s.block):
-        index.add(block_of(lo, min(n, lo + s.block)))
-    limit = (s.near_threshold * (1 + 1e-3) + 1e-3) ** 2  # faiss float32 distances: slack
-    ca, cb = [], []
-    for lo in range(0, n, s.block):
-        hi = min(n, lo + s.block)
-        dist, nbr = index.search(block_of(lo, hi), k)
-        q = np.repeat(np.arange(lo, hi), k).reshape(hi - lo, k)
-        keep = (nbr >= 0) & (nbr != q) & (dist < limit)
-        ca.append(q[keep])
-        cb.append(nbr[keep])
-    a, b = np.concatenate(ca), np.concatenate(cb).astype(np.int64)
-    lo_, hi_ = np.minimum(a, b), np.maximum(a, b)
-    if len(lo_):
-        pairs = np.unique(np.stack([lo_, hi_], axis=1), axis=0)
-        lo_, hi_ = pairs[:, 0], pairs[:, 1]
-    return lo_, hi_, method
-
-
 def near_pairs(
-    x: np.ndarray, labels: np.ndarray, group: np.ndarray, first: np.ndarray, s: SearchSettings
-) -> tuple[pd.DataFrame, str]:
-    """Pairs of rows in different exact groups, distance < threshold, labels different."""
+    t: Thumbs, labels: np.ndarray, group: np.ndarray, first: np.ndarray, s: NearSettings
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Near and mirrored pairs with different labels; the search runs on one representative per
+    exact group and its result is expanded to the group members."""
     labels = np.asarray(labels)
-    rows = None if len(first) == len(x) else first
-    ca, cb, method = near_candidates(x, rows, s)
-    if rows is not None:
-        ca, cb = rows[ca], rows[cb]
-    dist = _pair_distances(x, ca, cb, s.block)
-    keep = dist < s.near_threshold
-    ca, cb, dist = ca[keep], cb[keep], dist[keep]
     size = np.bincount(group, minlength=len(first))
+    rep_labels = labels[first].copy()
+    mixed = np.flatnonzero(size > 1)
+    if len(mixed):  # a group with several labels differs from every label: mark it apart
+        lab_min = np.full(len(first), np.iinfo(np.int64).max)
+        lab_max = np.full(len(first), np.iinfo(np.int64).min)
+        np.minimum.at(lab_min, group, labels)
+        np.maximum.at(lab_max, group, labels)
+        several = lab_min != lab_max
+        rep_labels[several] = -1 - np.flatnonzero(several)
+    res = near_copies(t.take(first) if len(first) < len(group) else t, rep_labels, s)
+    ca, cb = first[res.a], first[res.b]
     simple = (size[group[ca]] == 1) & (size[group[cb]] == 1)
-    out_a = [ca[simple]]
-    out_b = [cb[simple]]
-    out_d = [dist[simple]]
-    if (~simple).any():  # expand representatives of multi-member groups into member pairs
+    out = [pd.DataFrame({"a": ca[simple], "b": cb[simple], "kind": res.kind[simple],
+                         "similarity": res.similarity[simple]})]
+    if (~simple).any():
         order = np.argsort(group, kind="stable")
         starts = np.concatenate([[0], np.cumsum(size)[:-1]])
-        for ra, rb, dd in zip(ca[~simple], cb[~simple], dist[~simple], strict=True):
-            ga, gb = group[ra], group[rb]
-            ma = order[starts[ga] : starts[ga] + size[ga]]
-            mb = order[starts[gb] : starts[gb] + size[gb]]
-            ii, jj = np.meshgrid(ma[:MAX_GROUP_PAIRS], mb[:MAX_GROUP_PAIRS], indexing="ij")
-            ii, jj = ii.ravel(), jj.ravel()
-            out_a.append(np.minimum(ii, jj))
-            out_b.append(np.maximum(ii, jj))
-            out_d.append(np.full(len(ii), dd))
-    a, b, d = np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_d)
-    keep = labels[a] != labels[b]
-    a, b, d = a[keep], b[keep], d[keep]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    df = pd.DataFrame({"a": lo, "b": hi, "kind": "near", "distance": d, "group": np.int64(-1)})
-    return df[PAIR_COLUMNS].astype({"a": np.int64, "b": np.int64, "group": np.int64}), method
+        for ra, rb, k, sim in zip(ca[~simple], cb[~simple], res.kind[~simple], res.similarity[~simple],
+                                  strict=True):
+            ma = order[starts[group[ra]] : starts[group[ra]] + size[group[ra]]][:MAX_GROUP_PAIRS]
+            mb = order[starts[group[rb]] : starts[group[rb]] + size[group[rb]]][:MAX_GROUP_PAIRS]
+            ii, jj = (v.ravel() for v in np.meshgrid(ma, mb, indexing="ij"))
+            out.append(pd.DataFrame({"a": np.minimum(ii, jj), "b": np.maximum(ii, jj), "kind": k,
+                                     "similarity": sim}))
+    df = pd.concat(out, ignore_index=True)
+    df = df[labels[df["a"].to_numpy()] != labels[df["b"].to_numpy()]]
+    df["group"] = np.int64(-1)
+    return df[PAIR_COLUMNS].astype({"a": np.int64, "b": np.int64, "group": np.int64}), res.stats
 
 
 # ---------------------------------------------------------------- both
 
 
 def find_duplicates(
-    x: np.ndarray, labels: np.ndarray, settings: SearchSettings | None = None
+    keys: np.ndarray, t: Thumbs, labels: np.ndarray, settings: NearSettings | None = None,
+    near: bool = True,
 ) -> DuplicateResult:
-    """Exact and near duplicates with different labels among the rows of ``x`` (N, D)."""
-    s = settings or SearchSettings()
-    x = np.asarray(x)
+    """Exact, near and mirrored copies with different labels, from the images' keys
+    (``image_keys``) and thumbnails (``nearcopy.thumbs``)."""
+    s = settings or NearSettings()
     labels = np.asarray(labels)
-    if x.ndim != 2 or len(labels) != len(x):
-        raise DataError(f"inputs {x.shape} and labels {labels.shape} do not match")
+    if len(keys) != len(labels) or len(t.grey) != len(labels):
+        raise DataError(f"keys {keys.shape}, thumbnails {t.grey.shape} and labels {labels.shape} do not match")
     t0 = time.perf_counter()
-    group, first = exact_groups(x, s.decimals, s.seed, s.block)
+    group, first = key_groups(keys)
     exact = exact_pairs(group, labels)
     t1 = time.perf_counter()
-    if s.index == "none":
-        near, method = _empty_pairs(), "none"
-    else:
-        near, method = near_pairs(x, labels, group, first, s)
+    near_df, near_stats = near_pairs(t, labels, group, first, s) if near else (_empty_pairs(), {})
     t2 = time.perf_counter()
-    pairs = pd.concat([exact, near], ignore_index=True) if len(near) else exact
+    pairs = pd.concat([exact, near_df], ignore_index=True) if len(near_df) else exact
     pairs = pairs.sort_values(["kind", "a", "b"], kind="stable").reset_index(drop=True)
     stats = {
-        "n_rows": int(len(x)),
-        "n_dims": int(x.shape[1]),
+        "n_images": int(len(labels)),
         "n_unique": int(len(first)),
         "n_exact_groups_mixed": int(exact["group"].nunique()),
         "n_exact_pairs": int(len(exact)),
-        "n_near_pairs": int(len(near)),
-        "near_index": method,
+        "n_near_pairs": int((near_df["kind"] == "near").sum()),
+        "n_mirrored_pairs": int((near_df["kind"] == "mirrored").sum()),
+        **near_stats,
         "seconds_exact": round(t1 - t0, 3),
         "seconds_near": round(t2 - t1, 3),
     }
     return DuplicateResult(pairs=pairs, group=group, stats=stats)
 
 
-def brute_force_pairs(x: np.ndarray, labels: np.ndarray, threshold: float, decimals: int = 4) -> set[tuple[int, int, str]]:
-    """All-pairs oracle for tests: {(a, b, kind)} with a < b, labels different, kind exact when
-    the quantised rows are equal, near when distance < threshold."""
-    q = quantise(x, decimals)
-    out = set()
-    xd = np.asarray(x, dtype=np.float64)
-    for a in range(len(x)):
-        for b in range(a + 1, len(x)):
-            if labels[a] == labels[b]:
-                continue
-            if np.array_equal(q[a], q[b]):
-                out.add((a, b, "exact"))
-            elif np.linalg.norm(xd[a] - xd[b]) < threshold:
-                out.add((a, b, "near"))
-    return out
+def describe(images: np.ndarray, seed: int = 0) -> tuple[np.ndarray, Thumbs]:
+    """Keys and thumbnails of a block of images (what the search keeps of them)."""
+    return image_keys(images, seed), thumbs(images)
 
 
 def peak_rss_mb() -> float:
@@ -431,13 +235,6 @@ def peak_rss_mb() -> float:
 # ---------------------------------------------------------------- data set and CLI
 
 
-def duplicate_feature(cfg: dict[str, Any]) -> str:
-    feat = cfg["double_labeling"]["feature"] or cfg["features"][0]
-    if feat not in cfg["features"] and feat != "gray":
-        log.info("double_labeling.feature %s is not a training feature (allowed)", feat)
-    return feat
-
-
 def shard_paths(shards: Path) -> list[Path]:
     paths = sorted(shards.glob("*.npz"))
     if not paths:
@@ -447,49 +244,32 @@ def shard_paths(shards: Path) -> list[Path]:
 
 @dataclass
 class Inputs:
-    x: np.ndarray
+    keys: np.ndarray  # (N, 2) uint64
+    thumbs: Thumbs
     labels: np.ndarray
     ids: np.ndarray
     module: np.ndarray  # str "m01"
     submodule: np.ndarray  # str "s1"
 
 
-def load_inputs(shards: Path, feature: str, transform: dict[str, int]) -> Inputs:
-    """Transform every shard with one feature into one (N, D) matrix (preallocated)."""
-    from .features import transform as transform_images
+def load_inputs(shards: Path, seed: int = 0) -> Inputs:
+    """Keys and thumbnails of every shard's images (one shard in memory at a time)."""
     from .shards import load_shard
 
-    paths = shard_paths(shards)
-    sizes = []
-    for p in paths:
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                sizes.append(len(z["labels"]))
-        except Exception as e:
-            raise DataError(f"{p}: unreadable shard: {e}") from None
-    n = int(sum(sizes))
-    x: np.ndarray | None = None
-    labels = np.empty(n, np.int64)
-    ids = np.empty(n, dtype=object)
-    module = np.empty(n, dtype=object)
-    sub = np.empty(n, dtype=object)
-    lo = 0
-    for p, size in zip(paths, sizes, strict=True):
+    keys, parts, labels, ids, module, sub = [], [], [], [], [], []
+    for p in shard_paths(shards):
         sh = load_shard(p)
-        xi = transform_images(sh.images, feature, **transform)
-        if x is None:
-            x = np.empty((n, xi.shape[1]), np.float32)
-        hi = lo + size
-        x[lo:hi] = xi
-        labels[lo:hi] = sh.labels
-        ids[lo:hi] = sh.ids.astype(str)
+        k, t = describe(sh.images, seed)
+        keys.append(k)
+        parts.append(t)
+        labels.append(np.asarray(sh.labels, np.int64))
+        ids.append(sh.ids.astype(str))
         mname, sname = sh.name.split("_")
-        module[lo:hi] = mname
-        sub[lo:hi] = sname
-        lo = hi
-        del sh, xi
-    assert x is not None
-    return Inputs(x=x, labels=labels, ids=ids, module=module, submodule=sub)
+        module.append(np.full(len(k), mname, dtype=object))
+        sub.append(np.full(len(k), sname, dtype=object))
+        del sh
+    return Inputs(np.concatenate(keys), Thumbs.concat(parts), np.concatenate(labels),
+                  np.concatenate(ids).astype(object), np.concatenate(module), np.concatenate(sub))
 
 
 def pairs_table(pairs: pd.DataFrame, inp: Inputs) -> pd.DataFrame:
@@ -506,7 +286,7 @@ def pairs_table(pairs: pd.DataFrame, inp: Inputs) -> pd.DataFrame:
             "module_b": inp.module[b].astype(str),
             "submodule_b": inp.submodule[b].astype(str),
             "kind": pairs["kind"].astype(str).to_numpy(),
-            "distance": pairs["distance"].to_numpy(np.float64),
+            "similarity": pairs["similarity"].to_numpy(np.float64),
             "group": pairs["group"].to_numpy(np.int64),
         }
     )[OUTPUT_COLUMNS]
@@ -519,7 +299,7 @@ def output_schema():
         [("id_a", pa.string()), ("id_b", pa.string()), ("label_a", pa.int64()),
          ("label_b", pa.int64()), ("module_a", pa.string()), ("submodule_a", pa.string()),
          ("module_b", pa.string()), ("submodule_b", pa.string()), ("kind", pa.string()),
-         ("distance", pa.float64()), ("group", pa.int64())]
+         ("similarity", pa.float64()), ("group", pa.int64())]
     )
 
 
@@ -529,12 +309,15 @@ def duplicates_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shards", help="shard folder (default: {results}/shards)")
     p.add_argument("--out", help="pairs Parquet (default: {results}/quality/duplicates.parquet)")
     p.add_argument("--stats", help="time/memory JSON (default: the --out path with .json)")
-    p.add_argument("--feature", help="feature compared (default: double_labeling.feature or the first feature)")
-    p.add_argument("--index", default="auto", choices=["auto", "flat", "ivf", "none"],
-                   help="near-duplicate index: flat (exact), ivf (PCA + IVF), auto (flat up to --flat-limit rows), none")
-    p.add_argument("--flat-limit", type=int, default=SearchSettings.flat_limit)
-    p.add_argument("--nprobe", type=int, default=SearchSettings.nprobe)
-    p.add_argument("--pca-dims", type=int, default=SearchSettings.pca_dims)
+    p.add_argument("--no-near", action="store_true", help="exact copies only (skip the near-copy search)")
+    p.add_argument("--flat-limit", type=int, default=NearSettings.flat_limit,
+                   help="images up to which the candidate search is exact (faiss flat); IVF above")
+    p.add_argument("--nprobe", type=int, default=NearSettings.nprobe, help="IVF cells probed per query")
+
+
+def near_settings(cfg: dict[str, Any], **extra: Any) -> NearSettings:
+    dl = cfg["double_labeling"]
+    return NearSettings(similarity=dl["near_similarity"], neighbours=dl["neighbours"], seed=cfg["seed"], **extra)
 
 
 def duplicates_main(args: argparse.Namespace) -> int:
@@ -543,24 +326,17 @@ def duplicates_main(args: argparse.Namespace) -> int:
     shards = Path(args.shards) if args.shards else results / "shards"
     out = Path(args.out) if args.out else results / "quality" / "duplicates.parquet"
     stats_path = Path(args.stats) if args.stats else out.with_suffix(".json")
-    feature = args.feature or duplicate_feature(cfg)
-    dl, tr = cfg["double_labeling"], cfg["transform"]
-    s = SearchSettings(
-        decimals=tr["decimals"], near_threshold=dl["near_threshold"], neighbours=dl["neighbours"],
-        index=args.index, flat_limit=args.flat_limit, pca_dims=args.pca_dims, nprobe=args.nprobe,
-        seed=cfg["seed"],
-    )
+    s = near_settings(cfg, flat_limit=args.flat_limit, nprobe=args.nprobe)
     t0 = time.perf_counter()
-    inp = load_inputs(shards, feature, {"pool": tr["pool"], "trim": tr["trim"], "decimals": tr["decimals"]})
+    inp = load_inputs(shards, cfg["seed"])
     t_load = time.perf_counter() - t0
-    log.info("%d images x %d inputs (feature %s) loaded in %.1f s", *inp.x.shape, feature, t_load)
-    res = find_duplicates(inp.x, inp.labels, s)
+    log.info("%d images: keys and thumbnails in %.1f s", len(inp.labels), t_load)
+    res = find_duplicates(inp.keys, inp.thumbs, inp.labels, s, near=not args.no_near)
     table = pairs_table(res.pairs, inp)
     import pyarrow as pa
 
     write_parquet(out, pa.Table.from_pandas(table, schema=output_schema(), preserve_index=False))
     stats = {
-        "feature": feature,
         "shards": str(shards),
         "seconds_load": round(t_load, 3),
         **res.stats,
@@ -570,8 +346,8 @@ def duplicates_main(args: argparse.Namespace) -> int:
     }
     write_json(stats_path, stats)
     log.info(
-        "%d exact pair(s) in %d group(s), %d near pair(s) (< %g, %s); %.1f s, peak RSS %.0f MB",
+        "%d exact pair(s) in %d group(s), %d near, %d mirrored (similarity >= %g); %.1f s, peak RSS %.0f MB",
         stats["n_exact_pairs"], stats["n_exact_groups_mixed"], stats["n_near_pairs"],
-        s.near_threshold, stats["near_index"], stats["seconds_total"], stats["peak_rss_mb"],
+        stats["n_mirrored_pairs"], s.similarity, stats["seconds_total"], stats["peak_rss_mb"],
     )
     return 0

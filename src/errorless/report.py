@@ -640,11 +640,13 @@ def suspects_display(report: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "rank": col("rank"),
         "score": col("score"),
+        "match": col("kind", "").fillna("residual only").astype(str),
+        "similarity": col("similarity"),
         "evidence": col("evidence", "").astype(str).str.replace("+", " + ", regex=False),
         "images": col("ids", "").astype(str).str.replace(";", "; ", regex=False),
         "labels": col("labels", "").astype(str).str.replace(";", "; ", regex=False),
         "shards": shard,
-        "distance": col("distance"),
+
         "T-features failed": failed,
     })
 
@@ -659,7 +661,12 @@ def quality_section(args: argparse.Namespace, out: Path) -> None:
                        wrap=["images", "labels"])
     if len(report) > top:
         body += _note(f"Showing the top {top} of {len(report)} rows.")
-    body += _note("score = duplicate evidence (3 exact or pre-check conflict, 1–2 near) + residual evidence "
+    body += _note("match = how the two images match: exact (same bytes), near (the same picture after JPEG, "
+                  "rescaling, crops, shifts, brightness/contrast; similarity = aligned correlation of the images, "
+                  "1 = identical), mirrored (the same via a left-right mirror), or 'indistinguishable in feature X' "
+                  "(different images whose inputs of that feature are identical: that FNN cannot fit them, but they "
+                  "are not a double label). "
+                  "score = image-match evidence (3 exact or a match that is also a pre-check conflict, 1–2 near) + residual evidence "
                   "(1 + share of the partition's features whose T-FNN failed on the image). "
                   "ids are image ids (source batch:row); labels are 0-based. The full list is double_labeling.csv.")
     write_text(out / "suspects.html", html_page("Double-labelling suspects", body))

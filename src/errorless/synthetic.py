@@ -9,7 +9,10 @@ Planted double labels (ground truth in ``planted.csv`` next to the batches):
 - ``same_shard``: image A (label a) copied over an image B of another label of the same
   (module, submodule) shard: B keeps its label, so one input carries two labels in one shard;
 - ``cross_module``: the same, with B in another module (no single FNN can see it);
-- ``near``: B becomes A plus small pixel noise (B in another module).
+- near copies (``jpeg``, ``rescale``, ``crop``, ``shift``, ``flip``, ``brightness``,
+  ``contrast``, ``combo``; ``errorless.copies``): B becomes A changed the way real data sets
+  change copies, one kind per plant; alternately in A's shard and in another module
+  (``placement``).
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from typing import Any
 import numpy as np
 
 from .config import module_names, settings_arguments, settings_from_args, submodule_names
+from .copies import transform_copy
 from .errors import ConfigError
 from .io import write_if_changed, write_text
 from .shards import assign, num_modules
 
 log = logging.getLogger(__name__)
-PLANTED_COLUMNS = ["kind", "id_a", "label_a", "id_b", "label_b", "module_a", "submodule_a", "module_b", "submodule_b"]
+PLANTED_COLUMNS = ["kind", "id_a", "label_a", "id_b", "label_b", "module_a", "submodule_a", "module_b", "submodule_b",
+                   "placement"]
 
 
 def class_patterns(rng: np.random.Generator, labels: int, side: int, separation: float = 1.0) -> np.ndarray:
@@ -129,30 +134,32 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
         used[i] = True
         return i
 
-    def record(kind, a, b):
+    def record(kind, a, b, placement):
         na, nb = names[bidx[a]], names[bidx[b]]
         ia, ib = batches[na][0], batches[nb][0]
-        if kind == "near":
-            noisy = ia[row[a]].astype(np.float64) + rng.normal(0, s["near_noise"], size=ia[row[a]].shape)
-            ib[row[b]] = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
-        else:
-            ib[row[b]] = ia[row[a]]
+        ib[row[b]] = ia[row[a]] if kind in ("same_shard", "cross_module") else transform_copy(ia[row[a]], kind, rng)
         out.append(dict(
             kind=kind, id_a=f"{na}:{row[a]}", label_a=int(labels[a]), id_b=f"{nb}:{row[b]}", label_b=int(labels[b]),
             module_a=mnames[shard_of[a] // r], submodule_a=snames[shard_of[a] % r],
-            module_b=mnames[shard_of[b] // r], submodule_b=snames[shard_of[b] % r],
+            module_b=mnames[shard_of[b] // r], submodule_b=snames[shard_of[b] % r], placement=placement,
         ))
 
     everything = np.ones(len(labels), bool)
     for _ in range(s["plant_same_shard"]):
         a = pick(everything)
-        record("same_shard", a, pick((shard_of == shard_of[a]) & (labels != labels[a])))
-    if k < 2 and (s["plant_cross_module"] or s["plant_near"]):
-        raise ConfigError(f"{section}: cross-module and near plants need at least two modules")
-    for kind, n in (("cross_module", s["plant_cross_module"]), ("near", s["plant_near"])):
-        for _ in range(n):
-            a = pick(everything)
-            record(kind, a, pick(module_of != module_of[a]))
+        record("same_shard", a, pick((shard_of == shard_of[a]) & (labels != labels[a])), "same_shard")
+    if k < 2 and (s["plant_cross_module"] or s["plant_near"] > 1):
+        raise ConfigError(f"{section}: cross-module plants (and more than one near plant) need at least two modules")
+    for _ in range(s["plant_cross_module"]):
+        a = pick(everything)
+        record("cross_module", a, pick(module_of != module_of[a]), "cross_module")
+    for i in range(s["plant_near"]):
+        kind = s["near_kinds"][i % len(s["near_kinds"])]
+        a = pick(everything)
+        if i % 2 == 0:
+            record(kind, a, pick((shard_of == shard_of[a]) & (labels != labels[a])), "same_shard")
+        else:
+            record(kind, a, pick(module_of != module_of[a]), "cross_module")
     return out
 
 

@@ -227,6 +227,7 @@ TRAIN_IMAGES = NUM_LABELS * 1300  # an upper estimate: ImageNet has ~1,281 image
 # Parquet), evaluate one proto-model at a time
 _PROTO_MB = math.ceil(n_params() * 4 * 3 / 1e6)
 GATHER_MEM, GATHER_MIN = scaled(2000 + _PROTO_MB * len(PROTOS), 30)
-# the duplicate search holds every transformed training image (4 bytes x 900) plus an index
-DUP_MEM, DUP_MIN = scaled(2000 + math.ceil(TRAIN_IMAGES * 900 * 4 * 1.5 / 1e6), 60)
+# the duplicate search holds every training image's thumbnails (32x32 grey float16 + 16x16x3
+# uint8 = 2,816 bytes) plus keys, descriptors and the index (measured: 1.28 M images, see README)
+DUP_MEM, DUP_MIN = scaled(2000 + math.ceil(TRAIN_IMAGES * 2816 * 1.5 / 1e6), 60)
 EVAL_MEM, EVAL_MIN = scaled(4000 + _PROTO_MB, 240 if NUM_LABELS >= 1000 else 30)

@@ -1,0 +1,388 @@
+"""Near copies of images (SPEC §8): find pairs of images that are the same picture after JPEG
+re-encoding, rescaling, small crops and shifts, mirroring or brightness/contrast changes.
+
+Three steps, all vectorised over whole arrays (no Python loop per image or per pair):
+
+1. **Thumbnails** (``Thumbs``): each image becomes a 32×32 grey thumbnail (area-averaged, BW
+   weights), its mean colour and its grey contrast. Computed in chunks, so 1.28 M images
+   need 1.3 GB, never the 15 GB of the images themselves.
+2. **Candidates** (faiss): an 8×8 descriptor of the thumbnail, centred and scaled to unit
+   norm (inner product = Pearson correlation: blind to brightness and contrast, blurred enough
+   for JPEG, rescaling and few-pixel shifts). The index holds one descriptor per image; every
+   image asks for its ``neighbours`` nearest with four queries: itself, its mirror image, and
+   both zoomed in by ``zoom`` (a crop of the query is close to the zoomed query). Exact inner
+   product search up to ``flat_limit`` images, an IVF index above.
+3. **Verification** on the thumbnails: per candidate pair, Gauss-Newton (Lucas-Kanade)
+   fits a scale and shift per axis plus gain and offset that map one thumbnail onto the
+   other, coarse to fine (blur σ = 2, 1, 0.5 px), from three starting scales; the pair's
+   **similarity** is the correlation of the aligned thumbnails over their overlap. A pair is a
+   near copy when the similarity reaches ``similarity``, the aligned band-pass details reach
+   ``detail`` and the aligned colour thumbnails reach ``colour`` — or the similarity alone
+   reaches ``sure_similarity`` with colours at ``sure_colour`` (JPEG at quality 30 blurs the
+   details away); **mirrored** when it only matches through the mirror image. Images with almost no grey contrast (std below
+   ``min_contrast``, e.g. a black or a constant-colour crop) have no shape to compare and
+   take part only in the exact search.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SIDE = 32  # thumbnail side
+DESC = 8  # descriptor side (DESC² values)
+GREY = np.array([0.299, 0.587, 0.114], np.float32)
+TRIM = 2  # thumbnail border left out of the verification (shift fill, crop edges)
+
+
+@dataclass(frozen=True)
+class NearSettings:
+    similarity: float = 0.95  # aligned correlation at or above which a pair is a near copy ...
+    detail: float = 0.8  # ... when its band-pass details correlate this much ...
+    colour: float = 0.8  # ... and its colour thumbnails this much
+    sure_similarity: float = 0.99  # or: aligned correlation this high (JPEG blurs the details) ...
+    sure_colour: float = 0.97  # ... with colours this close
+    min_contrast: float = 4.0  # grey std (0..255) below which an image has no near search
+    neighbours: int = 10
+    prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
+    zoom: float = 1.15
+    flat_limit: int = 20_000
+    nprobe: int = 12
+    nlist: int = 0  # IVF cells; 0 = 4·sqrt(N)
+    seed: int = 0
+    block: int = 8192
+
+
+@dataclass
+class Thumbs:
+    grey: np.ndarray  # (N, 32, 32) float16, 0..255
+    colour: np.ndarray  # (N, 16, 16, 3) uint8
+    contrast: np.ndarray  # (N,) float32 grey std
+
+    @staticmethod
+    def concat(parts: list[Thumbs]) -> Thumbs:
+        return Thumbs(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("grey", "colour", "contrast")))
+
+    def take(self, rows: np.ndarray) -> Thumbs:
+        return Thumbs(self.grey[rows], self.colour[rows], self.contrast[rows])
+
+
+def area_matrix(n_in: int, n_out: int, lo: float = 0.0, hi: float | None = None) -> np.ndarray:
+    """(n_out, n_in) weights: output pixel i averages the input interval
+    [lo + i·w, lo + (i+1)·w), w = (hi − lo)/n_out, with fractional pixel coverage."""
+    hi = float(n_in) if hi is None else hi
+    edges = lo + (hi - lo) * np.arange(n_out + 1) / n_out
+    left, right = edges[:-1, None], edges[1:, None]
+    px = np.arange(n_in)[None, :]
+    cover = np.clip(np.minimum(right, px + 1) - np.maximum(left, px), 0, None)
+    return (cover / cover.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _area32(x: np.ndarray) -> np.ndarray:
+    """(B, H, W, 3) uint8 -> (B, 32, 32, 3) float32 area averages (a reshape when H and W are
+    multiples of 32, interpolation matrices otherwise)."""
+    b, h, w, _ = x.shape
+    if h % SIDE == 0 and w % SIDE == 0:
+        fh, fw = h // SIDE, w // SIDE  # sums of strided slices: much faster than a strided mean
+        rows = sum(x[:, i::fh].astype(np.uint32) for i in range(fh))  # (B, 32, W, 3)
+        acc = sum(rows[:, :, j::fw] for j in range(fw))  # (B, 32, 32, 3)
+        return acc.astype(np.float32) * np.float32(1 / (fh * fw))
+    rh, rw = area_matrix(h, SIDE), area_matrix(w, SIDE)
+    return np.einsum("ih,bhwc,jw->bijc", rh, x.astype(np.float32), rw, optimize=True)
+
+
+def thumbs(images: np.ndarray, block: int = 4096) -> Thumbs:
+    """Grey 32×32 and colour 16×16 thumbnails and grey contrast of uint8 images (N, H, W, C)."""
+    n = len(images)
+    grey = np.empty((n, SIDE, SIDE), np.float16)
+    colour = np.empty((n, SIDE // 2, SIDE // 2, 3), np.uint8)
+    contrast = np.empty(n, np.float32)
+    for lo in range(0, n, block):
+        x = images[lo : lo + block]
+        if x.shape[-1] == 1:
+            x = np.repeat(x, 3, axis=3)
+        col = _area32(x)  # (B, 32, 32, 3)
+        g = GREY[0] * col[..., 0] + GREY[1] * col[..., 1] + GREY[2] * col[..., 2]  # (B, 32, 32): grey of the average
+        grey[lo : lo + block] = g
+        contrast[lo : lo + block] = g.reshape(len(g), -1).std(axis=1)
+        small = (col[:, ::2, ::2] + col[:, 1::2, ::2] + col[:, ::2, 1::2] + col[:, 1::2, 1::2]) * 0.25
+        colour[lo : lo + block] = np.clip(np.rint(small), 0, 255)
+    return Thumbs(grey, colour, contrast)
+
+
+def descriptors(grey: np.ndarray, flip: bool = False, zoom: float = 1.0,
+                shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """(N, 64) float32 unit-norm centred 8×8 area averages of the thumbnails (optionally
+    mirrored, of the central 1/zoom part, or of a window shifted by (rows, cols) pixels)."""
+    half = SIDE / zoom / 2
+    r = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[0], SIDE / 2 + half + shift[0])
+    rc = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[1], SIDE / 2 + half + shift[1])
+    rc = rc[:, ::-1] if flip else rc
+    g = _blur(grey.astype(np.float32), 1.5)  # shifts of a few pixels stay inside one cell
+    d = (r @ g @ rc.T).reshape(len(grey), -1)  # (N, 64)
+    d -= d.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(d, axis=1, keepdims=True)
+    return np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6)
+
+
+# ---------------------------------------------------------------- candidates
+
+
+def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Candidate pairs (a, b, flipped) with different labels among the images with contrast;
+    each pair once per orientation, a < b."""
+    import faiss
+
+    active = np.flatnonzero(t.contrast >= s.min_contrast)
+    n = len(active)
+    k = min(s.neighbours + 1, n)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), "none"
+    dim = DESC * DESC
+
+    # the data set's mean descriptor is removed: what all images share (a common layout, a
+    # shared background) says nothing about which two are copies
+    rng = np.random.default_rng(s.seed)
+    sample = np.sort(rng.choice(n, size=min(n, 100_000), replace=False))
+    centre = descriptors(t.grey[active[sample]]).mean(axis=0)
+
+    def desc(lo: int, hi: int, flip: bool = False, zoom: float = 1.0, shift=(0.0, 0.0),
+             rows: np.ndarray | None = None) -> np.ndarray:
+        d = descriptors(t.grey[active[lo:hi] if rows is None else active[rows]], flip, zoom, shift) - centre
+        norm = np.linalg.norm(d, axis=1, keepdims=True)
+        return np.ascontiguousarray(np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6))
+
+    if n <= s.flat_limit:
+        index = faiss.IndexFlatIP(dim)
+        method = "flat"
+    else:
+        nlist = s.nlist or int(max(1, min(4 * np.sqrt(n), n // 40)))
+        sample = np.sort(rng.choice(n, size=int(min(n, max(40 * nlist, 50_000))), replace=False))
+        train = desc(0, 0, rows=sample)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = s.seed
+        index.train(train)
+        index.nprobe = min(s.nprobe, nlist)
+        method = f"ivf(nlist={nlist},nprobe={index.nprobe})"
+    for lo in range(0, n, s.block):
+        index.add(desc(lo, min(n, lo + s.block)))
+    ca, cb, cf = [], [], []
+    for lo in range(0, n, s.block):
+        hi = min(n, lo + s.block)
+        q = np.repeat(np.arange(lo, hi), k).reshape(hi - lo, k)
+        queries = [(flip, zoom, (0.0, 0.0), k) for flip in (False, True) for zoom in (1.0, s.zoom)]
+        if method == "flat":  # small data sets: also windows moved by 2 px (4 px at 64), fewer neighbours
+            queries += [(False, 1.0, (dy, dx), min(k, 4)) for dy in (-2.0, 2.0) for dx in (-2.0, 2.0)]
+        for flip, zoom, shift, kq in queries:
+            sim, nbr = index.search(desc(lo, hi, flip, zoom, shift), kq)
+            keep = (nbr >= 0) & (nbr != q[:, :kq]) & (sim >= s.prefilter)
+            ca.append(q[:, :kq][keep])
+            cb.append(nbr[keep])
+            cf.append(np.full(int(keep.sum()), flip))
+    a = active[np.concatenate(ca)]
+    b = active[np.concatenate(cb).astype(np.int64)]
+    f = np.concatenate(cf)
+    keep = labels[a] != labels[b]
+    a, b, f = a[keep], b[keep], f[keep]
+    lo_, hi_ = np.minimum(a, b), np.maximum(a, b)
+    key = np.unique(np.stack([lo_, hi_, f.astype(np.int64)], axis=1), axis=0) if len(a) else np.zeros((0, 3), np.int64)
+    return key[:, 0], key[:, 1], key[:, 2].astype(bool), method
+
+
+# ---------------------------------------------------------------- verification
+
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(x, sigma=(0, sigma, sigma), mode="nearest") if sigma > 0 else x
+
+
+def _sample(img: np.ndarray, r: np.ndarray, c: np.ndarray, grad: bool = False):
+    """Bilinear values of img (P, H, W) at rows r, cols c (P, K); whether inside; with
+    ``grad`` also the derivatives along rows and columns of the bilinear surface."""
+    p, h, w = img.shape
+    inside = (r >= 0) & (r <= h - 1) & (c >= 0) & (c <= w - 1)
+    r = np.clip(r, 0, h - 1.001)
+    c = np.clip(c, 0, w - 1.001)
+    r0, c0 = r.astype(np.int64), c.astype(np.int64)
+    fr, fc = r - r0, c - c0
+    flat = img.reshape(p, -1)
+    base = r0 * w + c0
+    v00 = np.take_along_axis(flat, base, 1)
+    v01 = np.take_along_axis(flat, base + 1, 1)
+    v10 = np.take_along_axis(flat, base + w, 1)
+    v11 = np.take_along_axis(flat, base + w + 1, 1)
+    top = v00 + fc * (v01 - v00)
+    bot = v10 + fc * (v11 - v10)
+    if grad:
+        dc = (v01 - v00) + fr * ((v11 - v10) - (v01 - v00))
+        return top + fr * (bot - top), inside, bot - top, dc
+    return top + fr * (bot - top), inside
+
+
+LEVELS = ((2.0, 8, 3), (1.0, 5, 2), (0.5, 3, 1))  # (blur σ in thumbnail px, Gauss-Newton steps, grid step)
+SCALES = (1.0, 1 / 1.12, 1.12)  # starting scales tried (crops zoom in by up to 1.25)
+
+
+def _grid(side: int, trim: int, step: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    centre = (side - 1) / 2
+    ax = np.arange(trim, side - trim, step, dtype=np.float32) - centre
+    yy, xx = np.meshgrid(ax, ax, indexing="ij")
+    flat = ((yy + centre) * side + (xx + centre)).astype(np.int64).ravel()
+    return xx.ravel()[None, :], yy.ravel()[None, :], flat
+
+
+def _warp(img: np.ndarray, par: np.ndarray, xb: np.ndarray, yb: np.ndarray, unit: float = 1.0):
+    """img (P, H, W) sampled at a(s∘x + t) for b's offsets (xb, yb); t in 32-px units."""
+    centre = (img.shape[1] - 1) / 2
+    r = par[:, 2:3] * yb + par[:, 3:4] * unit + centre
+    c = par[:, 0:1] * xb + par[:, 1:2] * unit + centre
+    return r, c
+
+
+def _ncc(av: np.ndarray, bv: np.ndarray, m: np.ndarray) -> np.ndarray:
+    cnt = m.sum(axis=1)
+    mean_a = (av * m).sum(1) / np.maximum(cnt, 1)
+    mean_b = (bv * m).sum(1) / np.maximum(cnt, 1)
+    da, db = (av - mean_a[:, None]) * m, (bv - mean_b[:, None]) * m
+    den = np.sqrt((da * da).sum(1) * (db * db).sum(1))
+    ok = (cnt >= 0.5 * m.shape[1]) & (den > 0)
+    return np.where(ok, (da * db).sum(1) / np.maximum(den, 1e-12), -1.0)
+
+
+COARSE_KEEP = 0.8  # pairs below this correlation after the coarse level are not refined
+
+
+def _fit(al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np.ndarray, steps: int) -> None:
+    """Gauss-Newton steps on par (P, 6) in place for b(x) ≈ g·a(s∘x + t) + h."""
+    for _ in range(steps):
+        r, c = _warp(al, par, xb, yb)
+        av, inside, dy, dx = _sample(al, r, c, grad=True)
+        m = inside.astype(np.float32)
+        g = par[:, 4:5]
+        res = g * av + par[:, 5:6] - bv
+        jac = np.stack([g * dx * xb, g * dx, g * dy * yb, g * dy, av, np.ones_like(av)], axis=2)  # (P, K, 6)
+        jm = jac * m[..., None]
+        hess = np.matmul(jm.transpose(0, 2, 1), jac) + 1e-3 * np.eye(6, dtype=np.float32)
+        grad = np.matmul(jm.transpose(0, 2, 1), res[..., None])
+        par -= np.linalg.solve(hess, grad)[..., 0]
+        par[:, [0, 2]] = np.clip(par[:, [0, 2]], 0.75, 1.33)
+        par[:, [1, 3]] = np.clip(par[:, [1, 3]], -6, 6)
+
+
+def align(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit b(x) ≈ g·a(s∘x + t) + h per pair of thumbnails (P, 32, 32), coarse to fine.
+    Returns (similarity, detail similarity, parameters (P, 6) = sx, tx, sy, ty, g, h):
+    similarity = correlation of the aligned thumbnails (σ = 0.5 blur) over their overlap;
+    detail similarity = the same for their band-pass (σ 0.5 minus σ 2) parts, which a smooth
+    gradient or a flat background cannot fake. Pairs that do not reach COARSE_KEEP at the
+    coarsest level are not refined (similarity and detail −1)."""
+    p = len(a)
+    grids = {sg: _grid(SIDE, TRIM, step) for sg, _, step in LEVELS}
+    sg0 = LEVELS[0][0]
+    a0, xb, yb = _blur(a, sg0), grids[sg0][0], grids[sg0][1]
+    b0 = _blur(b, sg0).reshape(p, -1)
+    # starting scale: the best correlation at the coarsest level
+    best, par = np.full(p, -2.0), np.zeros((p, 6), np.float32)
+    for s0 in SCALES:
+        cand = np.zeros((p, 6), np.float32)
+        cand[:, 0] = cand[:, 2] = s0
+        cand[:, 4] = 1.0
+        av, inside = _sample(a0, *_warp(a0, cand, xb, yb))
+        sim = _ncc(av, b0[:, grids[sg0][2]], inside.astype(np.float32))
+        better = sim > best
+        best[better], par[better] = sim[better], cand[better]
+    _fit(a0, b0[:, grids[sg0][2]], xb, yb, par, LEVELS[0][1])
+    av, inside = _sample(a0, *_warp(a0, par, xb, yb))
+    keep = np.flatnonzero(_ncc(av, b0[:, grids[sg0][2]], inside.astype(np.float32)) >= COARSE_KEEP)
+    sim_out, detail_out = np.full(p, -1.0, np.float32), np.full(p, -1.0, np.float32)
+    if not len(keep):
+        return sim_out, detail_out, par
+    a, b, a0, b0, pk = a[keep], b[keep], a0[keep], b0[keep], par[keep]
+    for sigma, steps, _ in LEVELS[1:]:
+        xb, yb, flat = grids[sigma]
+        al = _blur(a, sigma)
+        _fit(al, _blur(b, sigma).reshape(len(keep), -1)[:, flat], xb, yb, pk, steps)
+    xb, yb, flat = grids[LEVELS[-1][0]]
+    r, c = _warp(al, pk, xb, yb)
+    b_fine = _blur(b, LEVELS[-1][0]).reshape(len(keep), -1)
+    av, inside = _sample(al, r, c)
+    m = inside.astype(np.float32)
+    sim_out[keep] = _ncc(av, b_fine[:, flat], m)
+    av_band, _ = _sample(al - a0, r, c)
+    detail_out[keep] = _ncc(av_band, (b_fine - b0)[:, flat], m)
+    par[keep] = pk
+    return sim_out, detail_out, par
+
+
+def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.ndarray:
+    """Correlation of the aligned colour thumbnails (P, 16, 16, 3), all three channels as one
+    vector centred by one mean: unchanged by brightness and contrast, low when the colours
+    differ (a blue and a green gradient of the same shape)."""
+    p, side = len(ca), ca.shape[1]
+    xb, yb, flat = _grid(side, 1)
+    r, c = _warp(ca[..., 0], par, xb * 1.0, yb * 1.0, unit=side / SIDE)
+    av = np.concatenate([_sample(ca[..., ch], r, c)[0] for ch in range(3)], axis=1)
+    inside = _sample(ca[..., 0], r, c)[1]
+    bv = np.concatenate([cb[..., ch].reshape(p, -1)[:, flat] for ch in range(3)], axis=1)
+    m = np.tile(inside, 3).astype(np.float32)
+    return _ncc(av, bv, m)
+
+
+def similarity(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray,
+               block: int = 2048) -> np.ndarray:
+    """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
+    where flipped)."""
+    out = np.empty((len(ga), 3), np.float32)
+    for lo in range(0, len(ga), block):
+        f = flipped[lo : lo + block]
+        a = ga[lo : lo + block].astype(np.float32)
+        a[f] = a[f][:, :, ::-1]
+        cola = ca[lo : lo + block].astype(np.float32)
+        cola[f] = cola[f][:, :, ::-1]
+        sim, detail, par = align(a, gb[lo : lo + block].astype(np.float32))
+        col = colour_similarity(cola, cb[lo : lo + block].astype(np.float32), par)
+        out[lo : lo + block] = np.stack([sim, detail, col], axis=1)
+    return out
+
+
+@dataclass
+class NearResult:
+    a: np.ndarray  # (P,) int64, a < b
+    b: np.ndarray
+    kind: np.ndarray  # "near" | "mirrored"
+    similarity: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def near_copies(t: Thumbs, labels: np.ndarray, s: NearSettings | None = None) -> NearResult:
+    """Pairs of images with different labels that are near copies (module docstring)."""
+    s = s or NearSettings()
+    labels = np.asarray(labels)
+    t0 = time.perf_counter()
+    a, b, f, method = candidates(t, labels, s)
+    t1 = time.perf_counter()
+    sims = similarity(t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, s.block // 4)
+    sim = sims[:, 0].astype(np.float64)
+    t2 = time.perf_counter()
+    # best orientation per pair; "near" wins when the plain orientation also matches
+    order = np.lexsort((-sim, f, b, a))
+    a, b, f, sim, sims = a[order], b[order], f[order], sim[order], sims[order]
+    good = ((sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour)) | (
+        (sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour))
+    a, b, f, sim = a[good], b[good], f[good], sim[good]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, f, sim = a[first], b[first], f[first], sim[first]
+    kind = np.where(f, "mirrored", "near").astype(object)
+    stats = {"near_index": method, "n_candidates": int(len(order)), "n_verified_pairs": int(len(a)),
+             "n_without_contrast": int((t.contrast < s.min_contrast).sum()),
+             "seconds_candidates": round(t1 - t0, 3), "seconds_verify": round(t2 - t1, 3)}
+    return NearResult(a.astype(np.int64), b.astype(np.int64), kind, sim.astype(np.float64), stats)
