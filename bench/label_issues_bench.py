@@ -50,17 +50,37 @@ def logistic_oos(cfg, shards: Path, folds: str, C: float) -> pd.DataFrame:
         by_module.setdefault(sh.module, []).append(sh)
     frames = []
     for m, parts in sorted(by_module.items()):
-        X = np.concatenate([np.hstack(transform_many(sh.images, cfg["features"], **cfg["transform"])) for sh in parts])
+        X = np.concatenate(
+            [
+                np.hstack(transform_many(sh.images, cfg["features"], **cfg["transform"]))
+                for sh in parts
+            ]
+        )
         y = np.concatenate([sh.labels - sh.label_lo for sh in parts])
         sub = np.concatenate([np.full(len(sh.labels), sh.submodule - 1) for sh in parts])
-        cv = PredefinedSplit(sub) if folds == "submodules" else StratifiedKFold(5, shuffle=True, random_state=0)
-        P = cross_val_predict(LogisticRegression(C=C, max_iter=2000), X, y, cv=cv, method="predict_proba")
+        cv = (
+            PredefinedSplit(sub)
+            if folds == "submodules"
+            else StratifiedKFold(5, shuffle=True, random_state=0)
+        )
+        P = cross_val_predict(
+            LogisticRegression(C=C, max_iter=2000), X, y, cv=cv, method="predict_proba"
+        )
         lo = parts[0].label_lo
-        frames.append(pd.DataFrame({
-            "image_id": np.concatenate([sh.ids for sh in parts]), "module": f"m{m:02d}",
-            "label": y + lo, "label_local": y, "probs": list(P),
-            "predicted": P.argmax(1) + lo, "votes": 1, "super_majority": False,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "image_id": np.concatenate([sh.ids for sh in parts]),
+                    "module": f"m{m:02d}",
+                    "label": y + lo,
+                    "label_local": y,
+                    "probs": list(P),
+                    "predicted": P.argmax(1) + lo,
+                    "votes": 1,
+                    "super_majority": False,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -70,36 +90,65 @@ def score(issues: pd.DataFrame, planted: pd.DataFrame, method: str, rules) -> li
     out = []
     for rule in rules:
         r = check.loc[rule]
-        out.append({"method": method, "flag": rule, "flagged": int(r["flagged"]), "correct": int(r["correct"]),
-                    "precision": r["precision"], "recall": r["recall"],
-                    "top_k_correct": int(top["correct"]), "top_k_precision_recall": top["precision"]})
+        out.append(
+            {
+                "method": method,
+                "flag": rule,
+                "flagged": int(r["flagged"]),
+                "correct": int(r["correct"]),
+                "precision": r["precision"],
+                "recall": r["recall"],
+                "top_k_correct": int(top["correct"]),
+                "top_k_precision_recall": top["precision"],
+            }
+        )
     return out
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--results", default="results-photos-flips")
-    ap.add_argument("--C", type=float, default=1.0, help="logistic regression inverse regularisation")
-    ap.add_argument("--out", help="CSV of the table (default {results}/quality/label_issues_bench.csv)")
+    ap.add_argument(
+        "--C", type=float, default=1.0, help="logistic regression inverse regularisation"
+    )
+    ap.add_argument(
+        "--out", help="CSV of the table (default {results}/quality/label_issues_bench.csv)"
+    )
     a = ap.parse_args()
     res = Path(a.results)
     cfg = load_config(res / "config.yaml")
     planted = read_planted(Path(cfg["dataset"]["path"]) / "planted.csv")
     k = int((planted["kind"] == "label_flip").sum())
     oos = pd.read_parquet(res / "quality" / "out_of_sample.parquet")
-    rows = score(li.find_issues(oos, "either"), planted, f"ensemble ({oos['proto'][0]}, p={oos['p'][0]})",
-                 ["cleanlab", "vote", "either", "both"])
+    rows = score(
+        li.find_issues(oos, "either"),
+        planted,
+        f"ensemble ({oos['proto'][0]}, p={oos['p'][0]})",
+        ["cleanlab", "vote", "either", "both"],
+    )
     for folds in ("submodules", "5-fold"):
         t0 = time.perf_counter()
         lr = logistic_oos(cfg, res / "shards", folds, a.C)
         sec = time.perf_counter() - t0
-        rows += score(li.find_issues(lr, "cleanlab"), planted, f"logistic regression ({folds}, {sec:.0f} s)",
-                      ["cleanlab"])
+        rows += score(
+            li.find_issues(lr, "cleanlab"),
+            planted,
+            f"logistic regression ({folds}, {sec:.0f} s)",
+            ["cleanlab"],
+        )
     table = pd.DataFrame(rows)
     n = len(oos)
-    print(f"data: {cfg['dataset']['format']} {res}, {n} training images, {k} planted label flips "
-          f"({100 * k / n:.1f} %), {len(cfg['features'])} features {cfg['features']}")
-    print(table.to_markdown(index=False, floatfmt=".3f") if hasattr(table, "to_markdown") else table.to_string())
+    print(
+        f"data: {cfg['dataset']['format']} {res}, {n} training images, {k} planted label flips "
+        f"({100 * k / n:.1f} %), {len(cfg['features'])} features {cfg['features']}"
+    )
+    print(
+        table.to_markdown(index=False, floatfmt=".3f")
+        if hasattr(table, "to_markdown")
+        else table.to_string()
+    )
     out = Path(a.out) if a.out else res / "quality" / "label_issues_bench.csv"
     table.to_csv(out, index=False, float_format="%.4f")
     return 0

@@ -48,15 +48,58 @@ from .io import atomic_path, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
-OOS_COLUMNS = ["image_id", "batch", "row", "module", "submodule", "label", "label_local", "proto",
-               "n_fnns", "p", "predicted", "votes", "super_majority", "agreement", "prob_given",
-               "predicted_prob", "probs", "label_votes"]
-ISSUE_COLUMNS = ["rank", "image_id", "batch", "row", "module", "submodule", "label", "predicted", "votes", "p",
-                 "super_majority", "agreement", "prob_given", "label_quality", "cleanlab_issue",
-                 "vote_against", "flagged", "evidence"]
+OOS_COLUMNS = [
+    "image_id",
+    "batch",
+    "row",
+    "module",
+    "submodule",
+    "label",
+    "label_local",
+    "proto",
+    "n_fnns",
+    "p",
+    "predicted",
+    "votes",
+    "super_majority",
+    "agreement",
+    "prob_given",
+    "predicted_prob",
+    "probs",
+    "label_votes",
+]
+ISSUE_COLUMNS = [
+    "rank",
+    "image_id",
+    "batch",
+    "row",
+    "module",
+    "submodule",
+    "label",
+    "predicted",
+    "votes",
+    "p",
+    "super_majority",
+    "agreement",
+    "prob_given",
+    "label_quality",
+    "cleanlab_issue",
+    "vote_against",
+    "flagged",
+    "evidence",
+]
 FLAGS = ("either", "cleanlab", "vote", "both")
-CHECK_COLUMNS = ["evidence", "used", "planted", "flagged", "correct", "precision", "recall",
-                 "flagged_copies", "note"]
+CHECK_COLUMNS = [
+    "evidence",
+    "used",
+    "planted",
+    "flagged",
+    "correct",
+    "precision",
+    "recall",
+    "flagged_copies",
+    "note",
+]
 
 
 # ---------------------------------------------------------------- out-of-sample predictions
@@ -70,8 +113,9 @@ def default_proto(cfg: dict[str, Any]) -> str:
     return f"{'T' if 'T' in methods(cfg) else 'S'}_{proto_names(cfg)[0]}"
 
 
-def shard_out_of_sample(pw, shard, transform: dict[str, int], device: str = "cpu",
-                        batch_size: int = 4096) -> dict[str, np.ndarray] | None:
+def shard_out_of_sample(
+    pw, shard, transform: dict[str, int], device: str = "cpu", batch_size: int = 4096
+) -> dict[str, np.ndarray] | None:
     """Out-of-sample arrays of one shard from the FNNs of its module's other submodules.
 
     Returns probs (N, c), label_votes (N, c), vote label (global), votes, super_majority;
@@ -80,26 +124,39 @@ def shard_out_of_sample(pw, shard, transform: dict[str, int], device: str = "cpu
     from .evaluate import StackedFNNs, vote
     from .features import transform_many
 
-    others = [g for g, (m, s) in enumerate(pw.groups) if int(m[1:]) == shard.module and int(s[1:]) != shard.submodule]
+    others = [
+        g
+        for g, (m, s) in enumerate(pw.groups)
+        if int(m[1:]) == shard.module and int(s[1:]) != shard.submodule
+    ]
     if not others:
         return None
     F, c, n = len(pw.features), pw.n_labels, len(shard.labels)
-    kernels = [StackedFNNs([(W[f][others], b[f][others]) for W, b in pw.layers], pw.label_lo[others], device)
-               for f in range(F)]
+    kernels = [
+        StackedFNNs(
+            [(W[f][others], b[f][others]) for W, b in pw.layers], pw.label_lo[others], device
+        )
+        for f in range(F)
+    ]
     probs = np.zeros((n, c), dtype=np.float64)
     counts = np.zeros((n, c), dtype=np.int64)
     parts = []
     for lo in range(0, n, batch_size):
-        xs = transform_many(shard.images[lo:lo + batch_size], list(pw.features), **transform)
-        ss = torch.stack([kern.softmax(torch.as_tensor(x, device=device)) for x, kern in zip(xs, kernels, strict=True)])
+        xs = transform_many(shard.images[lo : lo + batch_size], list(pw.features), **transform)
+        ss = torch.stack(
+            [
+                kern.softmax(torch.as_tensor(x, device=device))
+                for x, kern in zip(xs, kernels, strict=True)
+            ]
+        )
         # ss: (F, G', n', c) softmax of every out-of-sample FNN
         top = [kern.top_of(s, 1) for s, kern in zip(ss, kernels, strict=True)]
         labs = torch.stack([t[0][..., 0] for t in top])  # (F, G', n') global labels
         dists = torch.stack([t[1][..., 0] for t in top])
         parts.append(vote(labs, dists))
-        probs[lo:lo + batch_size] = ss.mean(dim=(0, 1)).double().cpu().numpy()
+        probs[lo : lo + batch_size] = ss.mean(dim=(0, 1)).double().cpu().numpy()
         hits = torch.nn.functional.one_hot(ss.argmax(dim=3), c).sum(dim=(0, 1))  # (n', c)
-        counts[lo:lo + batch_size] = hits.cpu().numpy()
+        counts[lo : lo + batch_size] = hits.cpu().numpy()
     return {
         "probs": probs,
         "label_votes": counts,
@@ -111,57 +168,97 @@ def shard_out_of_sample(pw, shard, transform: dict[str, int], device: str = "cpu
     }
 
 
-def out_of_sample(cfg: dict[str, Any], weights: str | Path, shard_paths: list[Path],
-                  proto: str | None = None) -> pd.DataFrame:
+def out_of_sample(
+    cfg: dict[str, Any], weights: str | Path, shard_paths: list[Path], proto: str | None = None
+) -> pd.DataFrame:
     """One row per training image (OOS_COLUMNS); empty when submodules < 2."""
     from .evaluate import torch_device
     from .gather import load_proto
     from .shards import load_shard
 
     if cfg["modules"]["submodules"] < 2:
-        log.warning("modules.submodules = %d: no FNN is out of sample for any image; "
-                    "label-issue evidence skipped", cfg["modules"]["submodules"])
+        log.warning(
+            "modules.submodules = %d: no FNN is out of sample for any image; "
+            "label-issue evidence skipped",
+            cfg["modules"]["submodules"],
+        )
         return empty_oos()
     pw = load_proto(weights, proto or default_proto(cfg), cfg["features"])
     shards = (load_shard(p) for p in shard_paths)
-    return oos_table(pw, shards, cfg["transform"], torch_device(cfg["device"]), cfg["evaluation"]["batch_size"])
+    return oos_table(
+        pw, shards, cfg["transform"], torch_device(cfg["device"]), cfg["evaluation"]["batch_size"]
+    )
 
 
-def oos_table(pw, shards, transform: dict[str, int], device: str = "cpu", batch_size: int = 4096) -> pd.DataFrame:
+def oos_table(
+    pw, shards, transform: dict[str, int], device: str = "cpu", batch_size: int = 4096
+) -> pd.DataFrame:
     """:func:`out_of_sample` for a :class:`gather.ProtoWeights` and :class:`shards.Shard` objects."""
     frames = []
     for sh in shards:
         res = shard_out_of_sample(pw, sh, transform, device, batch_size)
         if res is None:
-            log.warning("module %d: no other submodule in %s; the images of submodule %d are skipped",
-                        sh.module, pw.proto, sh.submodule)
+            log.warning(
+                "module %d: no other submodule in %s; the images of submodule %d are skipped",
+                sh.module,
+                pw.proto,
+                sh.submodule,
+            )
             continue
         local = sh.labels - sh.label_lo
         probs = res["probs"]
         mname = next(m for m, _ in pw.groups if int(m[1:]) == sh.module)
-        frames.append(pd.DataFrame({
-            "image_id": sh.ids, "batch": sh.batch, "row": sh.row,
-            "module": mname, "submodule": f"s{sh.submodule}",
-            "label": sh.labels, "label_local": local, "proto": pw.proto,
-            "n_fnns": np.int64(res["n_fnns"]), "p": np.int64(res["p"]),
-            "predicted": res["predicted"], "votes": res["votes"], "super_majority": res["super_majority"],
-            "agreement": res["votes"] / res["p"],
-            "prob_given": probs[np.arange(len(local)), local],
-            "predicted_prob": probs.argmax(axis=1) + sh.label_lo,
-            "probs": list(probs.astype(np.float32)), "label_votes": list(res["label_votes"]),
-        }))
-        log.info("%s_s%d: %d images, %d out-of-sample FNNs each, super-majority against the label: %d", mname,
-                 sh.submodule, len(local), res["n_fnns"],
-                 int(np.sum(res["super_majority"] & (res["predicted"] != sh.labels))))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "image_id": sh.ids,
+                    "batch": sh.batch,
+                    "row": sh.row,
+                    "module": mname,
+                    "submodule": f"s{sh.submodule}",
+                    "label": sh.labels,
+                    "label_local": local,
+                    "proto": pw.proto,
+                    "n_fnns": np.int64(res["n_fnns"]),
+                    "p": np.int64(res["p"]),
+                    "predicted": res["predicted"],
+                    "votes": res["votes"],
+                    "super_majority": res["super_majority"],
+                    "agreement": res["votes"] / res["p"],
+                    "prob_given": probs[np.arange(len(local)), local],
+                    "predicted_prob": probs.argmax(axis=1) + sh.label_lo,
+                    "probs": list(probs.astype(np.float32)),
+                    "label_votes": list(res["label_votes"]),
+                }
+            )
+        )
+        log.info(
+            "%s_s%d: %d images, %d out-of-sample FNNs each, super-majority against the label: %d",
+            mname,
+            sh.submodule,
+            len(local),
+            res["n_fnns"],
+            int(np.sum(res["super_majority"] & (res["predicted"] != sh.labels))),
+        )
     return pd.concat(frames, ignore_index=True)[OOS_COLUMNS] if frames else empty_oos()
 
 
 def empty_oos() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c in ("image_id", "batch", "module", "submodule", "proto",
-                                                            "probs", "label_votes") else
-                                      bool if c == "super_majority" else
-                                      float if c in ("agreement", "prob_given") else np.int64)
-                         for c in OOS_COLUMNS})
+    return pd.DataFrame(
+        {
+            c: pd.Series(
+                dtype=object
+                if c
+                in ("image_id", "batch", "module", "submodule", "proto", "probs", "label_votes")
+                else bool
+                if c == "super_majority"
+                else float
+                if c in ("agreement", "prob_given")
+                else np.int64
+            )
+            for c in OOS_COLUMNS
+        }
+    )
 
 
 # ---------------------------------------------------------------- cleanlab + vote
@@ -184,25 +281,41 @@ def find_issues(oos: pd.DataFrame, flag: str = "either") -> pd.DataFrame:
         P = P / P.sum(axis=1, keepdims=True)
         df.loc[idx, "label_quality"] = get_label_quality_scores(labels, P)
         if len(np.unique(labels)) < P.shape[1]:
-            log.warning("module %s: not every label has an image; cleanlab's issue filter skipped there", m)
+            log.warning(
+                "module %s: not every label has an image; cleanlab's issue filter skipped there", m
+            )
             continue
         try:
             df.loc[idx, "cleanlab_issue"] = find_label_issues(labels, P, n_jobs=1)
-        except (ValueError, ZeroDivisionError) as e:  # degenerate modules (e.g. one image per label)
-            log.warning("module %s: cleanlab find_label_issues failed (%s); vote evidence only", m, e)
+        except (
+            ValueError,
+            ZeroDivisionError,
+        ) as e:  # degenerate modules (e.g. one image per label)
+            log.warning(
+                "module %s: cleanlab find_label_issues failed (%s); vote evidence only", m, e
+            )
     df["cleanlab_issue"] = df["cleanlab_issue"].astype(bool)
     df["vote_against"] = df["super_majority"].astype(bool) & (df["predicted"] != df["label"])
     df["flagged"] = flag_rule(df["cleanlab_issue"].to_numpy(), df["vote_against"].to_numpy(), flag)
-    df["evidence"] = np.select([df["cleanlab_issue"] & df["vote_against"], df["cleanlab_issue"], df["vote_against"]],
-                               ["cleanlab+vote", "cleanlab", "vote"], "")
-    df = df.sort_values(["flagged", "label_quality", "image_id"], ascending=[False, True, True], kind="stable")
+    df["evidence"] = np.select(
+        [df["cleanlab_issue"] & df["vote_against"], df["cleanlab_issue"], df["vote_against"]],
+        ["cleanlab+vote", "cleanlab", "vote"],
+        "",
+    )
+    df = df.sort_values(
+        ["flagged", "label_quality", "image_id"], ascending=[False, True, True], kind="stable"
+    )
     df.insert(0, "rank", np.arange(1, len(df) + 1, dtype=np.int64))
     return df[ISSUE_COLUMNS].reset_index(drop=True)
 
 
 def flag_rule(cleanlab_issue: np.ndarray, vote_against: np.ndarray, flag: str) -> np.ndarray:
-    return {"either": cleanlab_issue | vote_against, "both": cleanlab_issue & vote_against,
-            "cleanlab": cleanlab_issue, "vote": vote_against}[flag]
+    return {
+        "either": cleanlab_issue | vote_against,
+        "both": cleanlab_issue & vote_against,
+        "cleanlab": cleanlab_issue,
+        "vote": vote_against,
+    }[flag]
 
 
 # ---------------------------------------------------------------- planted check
@@ -222,11 +335,14 @@ def score_flags(flagged_ids: set[str], ranked_ids: list[str], flips: set[str]) -
     k = len(flips)
     top = set(ranked_ids[:k])
     hit = len(flagged_ids & flips)
-    return {"flagged": len(flagged_ids), "correct": hit,
-            "precision": hit / len(flagged_ids) if flagged_ids else np.nan,
-            "recall": hit / k if k else np.nan,
-            "topk_correct": len(top & flips),
-            "topk_precision": len(top & flips) / k if k else np.nan}
+    return {
+        "flagged": len(flagged_ids),
+        "correct": hit,
+        "precision": hit / len(flagged_ids) if flagged_ids else np.nan,
+        "recall": hit / k if k else np.nan,
+        "topk_correct": len(top & flips),
+        "topk_precision": len(top & flips) / k if k else np.nan,
+    }
 
 
 def planted_check(issues: pd.DataFrame, planted: pd.DataFrame, flag: str) -> pd.DataFrame:
@@ -234,33 +350,73 @@ def planted_check(issues: pd.DataFrame, planted: pd.DataFrame, flag: str) -> pd.
     flips, copies = flip_ids(planted), copy_ids(planted)
     out = []
     for rule in FLAGS:
-        sel = set(issues.loc[flag_rule(issues["cleanlab_issue"].to_numpy(), issues["vote_against"].to_numpy(), rule),
-                             "image_id"])
+        sel = set(
+            issues.loc[
+                flag_rule(
+                    issues["cleanlab_issue"].to_numpy(), issues["vote_against"].to_numpy(), rule
+                ),
+                "image_id",
+            ]
+        )
         s = score_flags(sel, [], flips)
-        out.append({"evidence": rule, "used": rule == flag, "planted": len(flips), "flagged": s["flagged"],
-                    "correct": s["correct"], "precision": s["precision"], "recall": s["recall"],
-                    "flagged_copies": len(sel & copies),
-                    "note": "flagged images that carry a planted copy are not flips: they count against precision"})
+        out.append(
+            {
+                "evidence": rule,
+                "used": rule == flag,
+                "planted": len(flips),
+                "flagged": s["flagged"],
+                "correct": s["correct"],
+                "precision": s["precision"],
+                "recall": s["recall"],
+                "flagged_copies": len(sel & copies),
+                "note": "flagged images that carry a planted copy are not flips: they count against precision",
+            }
+        )
     ranked = issues.sort_values(["label_quality", "image_id"], kind="stable")["image_id"].tolist()
-    top = set(ranked[:len(flips)])
+    top = set(ranked[: len(flips)])
     hit = len(top & flips)
     k = len(flips)
-    out.append({"evidence": f"top_k (k = {k}, lowest label quality)", "used": False, "planted": k, "flagged": k,
-                "correct": hit, "precision": hit / k if k else np.nan, "recall": hit / k if k else np.nan,
-                "flagged_copies": len(top & copies), "note": "ranking by cleanlab's label quality alone"})
+    out.append(
+        {
+            "evidence": f"top_k (k = {k}, lowest label quality)",
+            "used": False,
+            "planted": k,
+            "flagged": k,
+            "correct": hit,
+            "precision": hit / k if k else np.nan,
+            "recall": hit / k if k else np.nan,
+            "flagged_copies": len(top & copies),
+            "note": "ranking by cleanlab's label quality alone",
+        }
+    )
     return pd.DataFrame(out, columns=CHECK_COLUMNS)
 
 
 def no_check(reason: str) -> pd.DataFrame:
-    return pd.DataFrame([{"evidence": "none", "used": False, "planted": 0, "flagged": 0, "correct": 0,
-                          "precision": np.nan, "recall": np.nan, "flagged_copies": 0, "note": reason}],
-                        columns=CHECK_COLUMNS)
+    return pd.DataFrame(
+        [
+            {
+                "evidence": "none",
+                "used": False,
+                "planted": 0,
+                "flagged": 0,
+                "correct": 0,
+                "precision": np.nan,
+                "recall": np.nan,
+                "flagged_copies": 0,
+                "note": reason,
+            }
+        ],
+        columns=CHECK_COLUMNS,
+    )
 
 
 # ---------------------------------------------------------------- figure
 
 
-def issues_figure(issues: pd.DataFrame, shards: Path, path: Path, top: int, planted: set[str] | None = None) -> None:
+def issues_figure(
+    issues: pd.DataFrame, shards: Path, path: Path, top: int, planted: set[str] | None = None
+) -> None:
     """Thumbnails of the top flagged images: given label, the out-of-sample vote, evidence."""
     import matplotlib
 
@@ -284,12 +440,21 @@ def issues_figure(issues: pd.DataFrame, shards: Path, path: Path, top: int, plan
         for ax, r in zip(axes.flat, show.to_dict("records"), strict=False):
             img = images.get(r["image_id"])
             if img is not None:
-                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
-                          interpolation="nearest")
+                ax.imshow(
+                    img[..., 0] if img.shape[-1] == 1 else img,
+                    cmap="gray" if img.shape[-1] == 1 else None,
+                    interpolation="nearest",
+                )
             mark = " (planted)" if planted and r["image_id"] in planted else ""
-            ax.set_title(f"#{r['rank']} {r['image_id']}{mark}\ngiven {r['label']}, vote {r['predicted']} "
-                         f"({r['votes']}/{r['p']})\n{r['evidence']}, q {r['label_quality']:.2f}", fontsize=6)
-        fig.suptitle("label issues: out-of-sample vote of the other submodule against the given label", fontsize=9)
+            ax.set_title(
+                f"#{r['rank']} {r['image_id']}{mark}\ngiven {r['label']}, vote {r['predicted']} "
+                f"({r['votes']}/{r['p']})\n{r['evidence']}, q {r['label_quality']:.2f}",
+                fontsize=6,
+            )
+        fig.suptitle(
+            "label issues: out-of-sample vote of the other submodule against the given label",
+            fontsize=9,
+        )
         fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -303,8 +468,12 @@ def oos_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
     p.add_argument("--weights", required=True, help="weights.parquet")
     p.add_argument("--shards", required=True, help="shard folder ({module}_{submodule}.npz)")
-    p.add_argument("--proto", help="proto-model whose FNNs vote (default: config label_issues.proto)")
-    p.add_argument("--out", required=True, help="out-of-sample Parquet (results/quality/out_of_sample.parquet)")
+    p.add_argument(
+        "--proto", help="proto-model whose FNNs vote (default: config label_issues.proto)"
+    )
+    p.add_argument(
+        "--out", required=True, help="out-of-sample Parquet (results/quality/out_of_sample.parquet)"
+    )
 
 
 def oos_main(args: argparse.Namespace) -> int:
@@ -341,24 +510,40 @@ def issues_main(args: argparse.Namespace) -> int:
     oos = pd.read_parquet(args.oos)
     planted = read_planted(Path(args.planted)) if args.planted else None
     if len(oos) == 0:
-        reason = ("skipped: modules.submodules < 2 (no FNN is out of sample)" if cfg["modules"]["submodules"] < 2
-                  else "skipped: no out-of-sample predictions (label_issues.enabled false?)")
+        reason = (
+            "skipped: modules.submodules < 2 (no FNN is out of sample)"
+            if cfg["modules"]["submodules"] < 2
+            else "skipped: no out-of-sample predictions (label_issues.enabled false?)"
+        )
         log.warning("label issues %s", reason)
         issues = pd.DataFrame(columns=ISSUE_COLUMNS)
         check = no_check(reason)
     else:
         issues = find_issues(oos, flag)
-        check = planted_check(issues, planted, flag) if planted is not None else no_check(
-            "no ground truth: real data set (no planted.csv)")
+        check = (
+            planted_check(issues, planted, flag)
+            if planted is not None
+            else no_check("no ground truth: real data set (no planted.csv)")
+        )
     write_parquet(Path(args.out), issues)
     flagged = issues[issues["flagged"].astype(bool)] if len(issues) else issues
     write_text(Path(args.csv), flagged.to_csv(index=False, float_format="%.4f"))
     write_text(Path(args.check), check.to_csv(index=False, float_format="%.4f"))
     if args.figure:
-        issues_figure(issues, Path(args.shards or "."), Path(args.figure), cfg["double_labeling"]["thumbnails"],
-                      flip_ids(planted) if planted is not None else None)
-    log.info("%d images, %d flagged (rule %s: %s)", len(issues), len(flagged), flag,
-             flagged["evidence"].value_counts().to_dict() if len(flagged) else {})
+        issues_figure(
+            issues,
+            Path(args.shards or "."),
+            Path(args.figure),
+            cfg["double_labeling"]["thumbnails"],
+            flip_ids(planted) if planted is not None else None,
+        )
+    log.info(
+        "%d images, %d flagged (rule %s: %s)",
+        len(issues),
+        len(flagged),
+        flag,
+        flagged["evidence"].value_counts().to_dict() if len(flagged) else {},
+    )
     for line in check.to_dict("records"):
         log.info("planted check %s", line)
     return 0
