@@ -35,6 +35,7 @@ from errorless import labelissues as li  # noqa: E402
 from errorless.config import load_config  # noqa: E402
 from errorless.doublelabel import read_planted  # noqa: E402
 from errorless.features import transform_many  # noqa: E402
+from errorless.gather import protos_in  # noqa: E402
 from errorless.shards import load_shard  # noqa: E402
 
 
@@ -78,6 +79,12 @@ def logistic_oos(cfg, shards: Path, folds: str, C: float) -> pd.DataFrame:
                     "predicted": P.argmax(1) + lo,
                     "votes": 1,
                     "super_majority": False,
+                    "batch": np.concatenate([sh.batch for sh in parts]),
+                    "row": np.concatenate([sh.row for sh in parts]),
+                    "submodule": np.concatenate([np.full(len(sh.labels), f"s{sh.submodule}") for sh in parts]),
+                    "p": 1,
+                    "agreement": 1.0,
+                    "prob_given": P[np.arange(len(y)), y],
                 }
             )
         )
@@ -122,12 +129,20 @@ def main() -> int:
     planted = read_planted(Path(cfg["dataset"]["path"]) / "planted.csv")
     k = int((planted["kind"] == "label_flip").sum())
     oos = pd.read_parquet(res / "quality" / "out_of_sample.parquet")
-    rows = score(
-        li.find_issues(oos, "either"),
-        planted,
-        f"ensemble ({oos['proto'][0]}, p={oos['p'][0]})",
-        ["cleanlab", "vote", "either", "both"],
-    )
+    rows = []
+    paths = sorted((res / "shards").glob("*.npz"))
+    for proto in protos_in(res / "weights.parquet"):
+        t0 = time.perf_counter()
+        table = li.out_of_sample(cfg, res / "weights.parquet", paths, proto)
+        sec = time.perf_counter() - t0
+        if proto == oos["proto"][0]:  # the pipeline's table, recomputed in-process
+            assert np.allclose(np.stack(table["probs"]), np.stack(oos["probs"]), atol=1e-6)
+        rows += score(
+            li.find_issues(table, "either"),
+            planted,
+            f"ensemble {proto} (p={table['p'][0]}, {sec:.1f} s)",
+            ["cleanlab", "vote", "either", "both"],
+        )
     for folds in ("submodules", "5-fold"):
         t0 = time.perf_counter()
         lr = logistic_oos(cfg, res / "shards", folds, a.C)
