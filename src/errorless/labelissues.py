@@ -434,7 +434,7 @@ def issues_figure(
         cols = min(6, len(show))
         rows = -(-len(show) // cols)
         images = fetch_images(shards, set(show["image_id"]))
-        fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.5 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 3.0 * rows), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
         for ax, r in zip(axes.flat, show.to_dict("records"), strict=False):
@@ -445,7 +445,7 @@ def issues_figure(
                     cmap="gray" if img.shape[-1] == 1 else None,
                     interpolation="nearest",
                 )
-            mark = " (planted)" if planted and r["image_id"] in planted else ""
+            mark = " (planted flip)" if planted and r["image_id"] in planted else ""
             ax.set_title(
                 f"#{r['rank']} {r['image_id']}{mark}\ngiven {r['label']}, vote {r['predicted']} "
                 f"({r['votes']}/{r['p']})\n{r['evidence']}, q {r['label_quality']:.2f}",
