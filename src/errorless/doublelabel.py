@@ -514,9 +514,8 @@ def suspects_figure(report: pd.DataFrame, shards: Path, path: Path, top: int, pe
             axes[k][0].set_ylabel(
                 f"#{r['rank']}  score {r['score']:.2f}\n" + _match_text(r) + "\n"
                 + r["evidence"].replace("+", "\n") + (f"\n(+{more} more)" if more > 0 else ""), fontsize=7)
-        fig.suptitle("double-labelling suspects (top by score): the kind of match and its similarity at left",
-                     fontsize=10)
-        fig.tight_layout()
+        fig.suptitle("double-labelling suspects by score\n(kind of match and similarity at left)", fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
