@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "predict": ("errorless.predict", "predict", "predict labels of new images with a trained results folder"),
     "duplicates": ("errorless.duplicates", "duplicates", "exact and near duplicates with different labels"),
     "double-labeling": ("errorless.doublelabel", "doublelabel", "double-labelling report and planted-truth check"),
+    "out-of-sample": ("errorless.labelissues", "oos", "out-of-sample votes of the other submodule's FNNs"),
+    "label-issues": ("errorless.labelissues", "issues", "single mislabelled images: cleanlab + out-of-sample vote"),
     "report-figures": ("errorless.report", "figures", "figures and tables for the HTML report"),
     "info": ("errorless.cli", "info", "show the validated configuration and the job grid"),
     "write-config": ("errorless.cli", "write_config", "write the validated config (defaults filled) as YAML"),

@@ -174,6 +174,18 @@ class StackedFNNs:
     @torch.no_grad()
     def top(self, x: torch.Tensor, t: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Each FNN's t best global labels and their distances for inputs x (N, D): (G, N, t) each."""
+        return self.top_of(self.softmax(x), t)
+
+    def top_of(self, s: torch.Tensor, t: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`top` from softmax outputs ``s`` (G, N, c) already computed."""
+        p, idx = s.topk(min(t, s.shape[2]), dim=2)  # (G, N, t)
+        sq = (s * s).sum(dim=2, keepdim=True)  # ||s||^2
+        dist = (sq - 2 * p + 1).clamp_(min=0).sqrt_()  # ||s - e_l|| for each chosen l
+        return idx + self.label_lo[:, None, None], dist
+
+    @torch.no_grad()
+    def softmax(self, x: torch.Tensor) -> torch.Tensor:
+        """Each FNN's softmax over its module's c local labels for inputs x (N, D): (G, N, c)."""
         N = x.shape[0]
         h = torch.addmm(self.b1, x, self.w1).clamp_(min=0)  # (N, G*H)
         h = h.view(N, self.G, self.H).transpose(0, 1)  # (G, N, H)
@@ -181,11 +193,7 @@ class StackedFNNs:
             h = torch.baddbmm(b, h, W)  # (G, N, out)
             if i < len(self.rest) - 1:
                 h.clamp_(min=0)
-        s = torch.softmax(h, dim=2)  # (G, N, c)
-        p, idx = s.topk(min(t, s.shape[2]), dim=2)  # (G, N, t)
-        sq = (s * s).sum(dim=2, keepdim=True)  # ||s||^2
-        dist = (sq - 2 * p + 1).clamp_(min=0).sqrt_()  # ||s - e_l|| for each chosen l
-        return idx + self.label_lo[:, None, None], dist
+        return torch.softmax(h, dim=2)  # (G, N, c)
 
 
 def proto_kernels(pw, device="cpu") -> list[StackedFNNs]:

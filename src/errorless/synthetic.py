@@ -13,6 +13,8 @@ Planted double labels (ground truth in ``planted.csv`` next to the batches):
   ``contrast``, ``combo``; ``errorless.copies``): B becomes A changed the way real data sets
   change copies, one kind per plant; alternately in A's shard and in another module
   (``placement``).
+- ``label_flip`` (``plant_flips``): one image gets another label of its own module, no copy (the
+  single-image label errors GDT memorises; found by ``errorless.labelissues``).
 """
 
 from __future__ import annotations
@@ -160,7 +162,38 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
             record(kind, a, pick((shard_of == shard_of[a]) & (labels != labels[a])), "same_shard")
         else:
             record(kind, a, pick(module_of != module_of[a]), "cross_module")
+    for _ in range(s.get("plant_flips", 0)):
+        out.append(plant_flip(rng, batches, names, labels, bidx, row, shard_of, pick, c, r, s["labels"], section))
     return out
+
+
+def plant_flip(rng, batches, names, labels, bidx, row, shard_of, pick, c, r, L, section) -> dict:
+    """A single-image label flip (no copy): an unused image gets another label **of its own
+    module**, chosen so that no image changes shard (the flipped image's (module, submodule)
+    is known, so the other submodule's FNNs of the module can vote on it, and the earlier
+    plants keep their shards). Recorded with kind ``label_flip``: id_a and label_a = the image and its
+    given (wrong) label, label_b = its true label, no id_b."""
+    mnames, snames = module_names(L // c), submodule_names(r)
+    if c < 2:
+        raise ConfigError(f"{section}.plant_flips: a flip needs another label in the module (labels_per_module >= 2)")
+    for _ in range(50):
+        i = pick(np.ones(len(labels), bool))
+        lo = (labels[i] // c) * c
+        new = lo + int(rng.choice([v for v in range(c) if lo + v != labels[i]]))
+        trial = labels.copy()
+        trial[i] = new
+        order, mod, part = assign(trial, bidx, row, c, r, L)
+        moved = np.empty_like(shard_of)
+        moved[order] = mod * r + part
+        if np.array_equal(moved, shard_of):
+            true = int(labels[i])
+            labels[i] = new
+            batches[names[bidx[i]]][1][row[i]] = new
+            m, sub = mnames[shard_of[i] // r], snames[shard_of[i] % r]
+            return dict(kind="label_flip", id_a=f"{names[bidx[i]]}:{row[i]}", label_a=int(new), id_b="", label_b=true,
+                        module_a=m, submodule_a=sub, module_b=m, submodule_b=sub, placement="flip")
+    raise ConfigError(f"{section}.plant_flips: no image can be flipped without moving another across a shard; "
+                      f"lower {section}.plant_flips")
 
 
 def write(cfg: dict[str, Any], out_dir: Path) -> list[Path]:

@@ -109,6 +109,7 @@ def final_targets():
         f"{RESULTS}/evaluation/training.csv",
         f"{RESULTS}/evaluation/accuracy.csv",
         f"{RESULTS}/double_labeling.csv",
+        f"{RESULTS}/quality/label_issues.csv",
         *REPORT_TARGETS,  # defined in report.smk (included after this file)
     ]
 
@@ -119,6 +120,18 @@ def double_labeling_inputs(wildcards):
         "config": f"{RESULTS}/config.yaml",
         "training": f"{RESULTS}/training.parquet",
         "duplicates": f"{RESULTS}/quality/duplicates.parquet",
+        "manifest": f"{RESULTS}/shards/manifest.tsv",
+    }
+    if FORMAT in datasets.GENERATED:
+        files["planted"] = f"{DATA}/planted.csv"
+    return files
+
+
+def label_issues_inputs(wildcards):
+    """Out-of-sample predictions, shards (thumbnails); the planted truth for generated data."""
+    files = {
+        "config": f"{RESULTS}/config.yaml",
+        "oos": f"{RESULTS}/quality/out_of_sample.parquet",
         "manifest": f"{RESULTS}/shards/manifest.tsv",
     }
     if FORMAT in datasets.GENERATED:

@@ -68,3 +68,74 @@ rule double_labeling:
         "--training {input.training} --duplicates {input.duplicates} --shards {params.shards} "
         "{params.planted} --out {output.parquet} --csv {output.table} --figure {output.figure} "
         "--check {output.check} --check-detail {output.detail} > {log} 2>&1"
+
+
+# Single mislabelled images (README "Label issues"): every training image through the FNNs of
+# the other submodule(s) of its module (out of sample), ranked with cleanlab; a third kind of
+# evidence, kept apart from duplicates and GDT residuals. Needs modules.submodules >= 2.
+
+
+rule out_of_sample:
+    input:
+        config=f"{RESULTS}/config.yaml",
+        weights=f"{RESULTS}/weights.parquet",
+        manifest=f"{RESULTS}/shards/manifest.tsv",
+    output:
+        table=f"{RESULTS}/quality/out_of_sample.parquet",
+    log:
+        f"{RESULTS}/logs/out_of_sample.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/out_of_sample.tsv"
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 2
+    resources:
+        mem_mb=EVAL_MEM,
+        runtime=EVAL_MIN,
+    params:
+        shards=lambda wildcards, input: os.path.dirname(input.manifest),
+    shell:
+        "python -m errorless out-of-sample --config {input.config} --weights {input.weights} "
+        "--shards {params.shards} --out {output.table} > {log} 2>&1"
+
+
+rule label_issues:
+    input:
+        unpack(label_issues_inputs),
+    output:
+        parquet=f"{RESULTS}/quality/label_issues.parquet",
+        table=report(
+            f"{RESULTS}/quality/label_issues.csv",
+            caption="../report/label_issues.rst",
+            category="3. Double labelling",
+            labels={"table": "label issues: single mislabelled images (label_issues.csv)"},
+        ),
+        check=report(
+            f"{RESULTS}/quality/label_issues_check.csv",
+            caption="../report/label_issues_check.rst",
+            category="3. Double labelling",
+            labels={"table": "label issues: planted flips, precision and recall"},
+        ),
+        figure=report(
+            f"{RESULTS}/quality/label_issues.png",
+            caption="../report/label_issues_figure.rst",
+            category="3. Double labelling",
+            labels={"figure": "label issues thumbnails"},
+        ),
+    log:
+        f"{RESULTS}/logs/label_issues.log",
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT_MEM,
+        runtime=LIGHT_MIN,
+    params:
+        shards=lambda wildcards, input: os.path.dirname(input.manifest),
+        planted=lambda wildcards, input: (
+            f"--planted {input.planted}" if "planted" in input.keys() else ""
+        ),
+    shell:
+        "python -m errorless label-issues --config {input.config} --oos {input.oos} "
+        "--shards {params.shards} {params.planted} --out {output.parquet} --csv {output.table} "
+        "--check {output.check} --figure {output.figure} > {log} 2>&1"

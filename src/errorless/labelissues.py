@@ -1,0 +1,549 @@
+"""Single mislabelled images (not duplicates): out-of-sample votes, ranked with cleanlab.
+
+GDT residuals and the duplicate search only see images that occur twice; a single image with
+a wrong label is simply memorised by its own submodule's FNNs. But every training image of
+module j lies in exactly one submodule s, and the FNNs (·, j, s') of the other submodules
+s' ≠ s never saw it: their outputs are cross-validated (out-of-sample) predictions, the
+input confident learning needs (Northcutt et al., 2021).
+
+``out-of-sample`` (rule ``out_of_sample``): every training image through the FNNs of the other
+submodule(s) of its module, all p features, one batched pass per (feature, shard):
+
+* ``probs`` — the mean softmax of those p·(r−1) FNNs over the module's c labels;
+* ``label_votes`` — how many of them have each label as their top-1;
+* ``predicted``, ``votes``, ``super_majority`` — the vote of SPEC §7 restricted to the other
+  submodule(s) (``super_majority``: all p features of one other submodule agree);
+* ``agreement`` = votes / p, ``prob_given`` = probs at the given label.
+
+Written to ``{results}/quality/out_of_sample.parquet``, one row per training image.
+
+``label-issues`` (rule ``label_issues``): per module (labels local 0..c−1),
+``cleanlab.filter.find_label_issues(labels, probs)`` (prune by noise rate) and
+``cleanlab.rank.get_label_quality_scores`` (self-confidence; lower = more suspicious).
+An image is flagged by ``label_issues.flag``: ``cleanlab`` (an issue), ``vote`` (a
+super-majority of the other submodule for another label), ``either`` (default) or ``both``.
+Ranked by (flagged, label quality). Kept apart from the duplicate and GDT evidence: its own
+tables ``quality/label_issues.{parquet,csv}``, thumbnails and planted check
+``quality/label_issues_check.csv`` (precision / recall of every flag rule against the
+planted ``label_flip`` images, and at top-k = the number of flips).
+
+With ``modules.submodules`` < 2 no FNN is out of sample: both commands write empty tables
+and say so in the log; the check's note says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import settings_arguments, settings_from_args
+from .errors import DataError
+from .io import atomic_path, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+OOS_COLUMNS = [
+    "image_id",
+    "batch",
+    "row",
+    "module",
+    "submodule",
+    "label",
+    "label_local",
+    "proto",
+    "n_fnns",
+    "p",
+    "predicted",
+    "votes",
+    "super_majority",
+    "agreement",
+    "prob_given",
+    "predicted_prob",
+    "probs",
+    "label_votes",
+]
+ISSUE_COLUMNS = [
+    "rank",
+    "image_id",
+    "batch",
+    "row",
+    "module",
+    "submodule",
+    "label",
+    "predicted",
+    "votes",
+    "p",
+    "super_majority",
+    "agreement",
+    "prob_given",
+    "label_quality",
+    "cleanlab_issue",
+    "vote_against",
+    "flagged",
+    "evidence",
+]
+FLAGS = ("either", "cleanlab", "vote", "both")
+CHECK_COLUMNS = [
+    "evidence",
+    "used",
+    "planted",
+    "flagged",
+    "correct",
+    "precision",
+    "recall",
+    "flagged_copies",
+    "note",
+]
+
+
+# ---------------------------------------------------------------- out-of-sample predictions
+
+
+def default_proto(cfg: dict[str, Any]) -> str:
+    from .config import methods, proto_names
+
+    if cfg["label_issues"]["proto"]:
+        return cfg["label_issues"]["proto"]
+    return f"{'T' if 'T' in methods(cfg) else 'S'}_{proto_names(cfg)[0]}"
+
+
+def shard_out_of_sample(
+    pw, shard, transform: dict[str, int], device: str = "cpu", batch_size: int = 4096
+) -> dict[str, np.ndarray] | None:
+    """Out-of-sample arrays of one shard from the FNNs of its module's other submodules.
+
+    Returns probs (N, c), label_votes (N, c), vote label (global), votes, super_majority;
+    None when the module has no other submodule.
+    """
+    from .evaluate import StackedFNNs, vote
+    from .features import transform_many
+
+    others = [
+        g
+        for g, (m, s) in enumerate(pw.groups)
+        if int(m[1:]) == shard.module and int(s[1:]) != shard.submodule
+    ]
+    if not others:
+        return None
+    F, c, n = len(pw.features), pw.n_labels, len(shard.labels)
+    kernels = [
+        StackedFNNs(
+            [(W[f][others], b[f][others]) for W, b in pw.layers], pw.label_lo[others], device
+        )
+        for f in range(F)
+    ]
+    probs = np.zeros((n, c), dtype=np.float64)
+    counts = np.zeros((n, c), dtype=np.int64)
+    parts = []
+    for lo in range(0, n, batch_size):
+        xs = transform_many(shard.images[lo : lo + batch_size], list(pw.features), **transform)
+        ss = torch.stack(
+            [
+                kern.softmax(torch.as_tensor(x, device=device))
+                for x, kern in zip(xs, kernels, strict=True)
+            ]
+        )
+        # ss: (F, G', n', c) softmax of every out-of-sample FNN
+        top = [kern.top_of(s, 1) for s, kern in zip(ss, kernels, strict=True)]
+        labs = torch.stack([t[0][..., 0] for t in top])  # (F, G', n') global labels
+        dists = torch.stack([t[1][..., 0] for t in top])
+        parts.append(vote(labs, dists))
+        probs[lo : lo + batch_size] = ss.mean(dim=(0, 1)).double().cpu().numpy()
+        hits = torch.nn.functional.one_hot(ss.argmax(dim=3), c).sum(dim=(0, 1))  # (n', c)
+        counts[lo : lo + batch_size] = hits.cpu().numpy()
+    return {
+        "probs": probs,
+        "label_votes": counts,
+        "predicted": np.concatenate([v.label for v in parts]),
+        "votes": np.concatenate([v.votes for v in parts]),
+        "super_majority": np.concatenate([v.super_majority for v in parts]),
+        "n_fnns": F * len(others),
+        "p": F,
+    }
+
+
+def out_of_sample(
+    cfg: dict[str, Any], weights: str | Path, shard_paths: list[Path], proto: str | None = None
+) -> pd.DataFrame:
+    """One row per training image (OOS_COLUMNS); empty when submodules < 2."""
+    from .evaluate import torch_device
+    from .gather import load_proto
+    from .shards import load_shard
+
+    if cfg["modules"]["submodules"] < 2:
+        log.warning(
+            "modules.submodules = %d: no FNN is out of sample for any image; "
+            "label-issue evidence skipped",
+            cfg["modules"]["submodules"],
+        )
+        return empty_oos()
+    pw = load_proto(weights, proto or default_proto(cfg), cfg["features"])
+    shards = (load_shard(p) for p in shard_paths)
+    return oos_table(
+        pw, shards, cfg["transform"], torch_device(cfg["device"]), cfg["evaluation"]["batch_size"]
+    )
+
+
+def oos_table(
+    pw, shards, transform: dict[str, int], device: str = "cpu", batch_size: int = 4096
+) -> pd.DataFrame:
+    """:func:`out_of_sample` for a :class:`gather.ProtoWeights` and :class:`shards.Shard` objects."""
+    frames = []
+    for sh in shards:
+        res = shard_out_of_sample(pw, sh, transform, device, batch_size)
+        if res is None:
+            log.warning(
+                "module %d: no other submodule in %s; the images of submodule %d are skipped",
+                sh.module,
+                pw.proto,
+                sh.submodule,
+            )
+            continue
+        local = sh.labels - sh.label_lo
+        probs = res["probs"]
+        mname = next(m for m, _ in pw.groups if int(m[1:]) == sh.module)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "image_id": sh.ids,
+                    "batch": sh.batch,
+                    "row": sh.row,
+                    "module": mname,
+                    "submodule": f"s{sh.submodule}",
+                    "label": sh.labels,
+                    "label_local": local,
+                    "proto": pw.proto,
+                    "n_fnns": np.int64(res["n_fnns"]),
+                    "p": np.int64(res["p"]),
+                    "predicted": res["predicted"],
+                    "votes": res["votes"],
+                    "super_majority": res["super_majority"],
+                    "agreement": res["votes"] / res["p"],
+                    "prob_given": probs[np.arange(len(local)), local],
+                    "predicted_prob": probs.argmax(axis=1) + sh.label_lo,
+                    "probs": list(probs.astype(np.float32)),
+                    "label_votes": list(res["label_votes"]),
+                }
+            )
+        )
+        log.info(
+            "%s_s%d: %d images, %d out-of-sample FNNs each, super-majority against the label: %d",
+            mname,
+            sh.submodule,
+            len(local),
+            res["n_fnns"],
+            int(np.sum(res["super_majority"] & (res["predicted"] != sh.labels))),
+        )
+    return pd.concat(frames, ignore_index=True)[OOS_COLUMNS] if frames else empty_oos()
+
+
+def empty_oos() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            c: pd.Series(
+                dtype=object
+                if c
+                in ("image_id", "batch", "module", "submodule", "proto", "probs", "label_votes")
+                else bool
+                if c == "super_majority"
+                else float
+                if c in ("agreement", "prob_given")
+                else np.int64
+            )
+            for c in OOS_COLUMNS
+        }
+    )
+
+
+# ---------------------------------------------------------------- cleanlab + vote
+
+
+def find_issues(oos: pd.DataFrame, flag: str = "either") -> pd.DataFrame:
+    """Every image with its label quality and flags, ranked (ISSUE_COLUMNS)."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    if flag not in FLAGS:
+        raise DataError(f"config key label_issues.flag: {flag!r} not in {FLAGS}")
+    df = oos.copy()
+    df["label_quality"] = np.nan
+    df["cleanlab_issue"] = False
+    for m, idx in df.groupby("module", sort=True).groups.items():
+        sub = df.loc[idx]
+        labels = sub["label_local"].to_numpy(np.int64)
+        P = np.stack(sub["probs"].to_numpy()).astype(np.float64)  # (n, c)
+        P = P / P.sum(axis=1, keepdims=True)
+        df.loc[idx, "label_quality"] = get_label_quality_scores(labels, P)
+        if len(np.unique(labels)) < P.shape[1]:
+            log.warning(
+                "module %s: not every label has an image; cleanlab's issue filter skipped there", m
+            )
+            continue
+        try:
+            df.loc[idx, "cleanlab_issue"] = find_label_issues(labels, P, n_jobs=1)
+        except (
+            ValueError,
+            ZeroDivisionError,
+        ) as e:  # degenerate modules (e.g. one image per label)
+            log.warning(
+                "module %s: cleanlab find_label_issues failed (%s); vote evidence only", m, e
+            )
+    df["cleanlab_issue"] = df["cleanlab_issue"].astype(bool)
+    df["vote_against"] = df["super_majority"].astype(bool) & (df["predicted"] != df["label"])
+    df["flagged"] = flag_rule(df["cleanlab_issue"].to_numpy(), df["vote_against"].to_numpy(), flag)
+    df["evidence"] = np.select(
+        [df["cleanlab_issue"] & df["vote_against"], df["cleanlab_issue"], df["vote_against"]],
+        ["cleanlab+vote", "cleanlab", "vote"],
+        "",
+    )
+    df = df.sort_values(
+        ["flagged", "label_quality", "image_id"], ascending=[False, True, True], kind="stable"
+    )
+    df.insert(0, "rank", np.arange(1, len(df) + 1, dtype=np.int64))
+    return df[ISSUE_COLUMNS].reset_index(drop=True)
+
+
+def flag_rule(cleanlab_issue: np.ndarray, vote_against: np.ndarray, flag: str) -> np.ndarray:
+    return {
+        "either": cleanlab_issue | vote_against,
+        "both": cleanlab_issue & vote_against,
+        "cleanlab": cleanlab_issue,
+        "vote": vote_against,
+    }[flag]
+
+
+# ---------------------------------------------------------------- planted check
+
+
+def flip_ids(planted: pd.DataFrame) -> set[str]:
+    return {str(i) for i in planted.loc[planted["kind"] == "label_flip", "id_a"]}
+
+
+def copy_ids(planted: pd.DataFrame) -> set[str]:
+    """Images that carry a planted copy (id_b of a copy plant): mislabelled by construction."""
+    return {str(i) for i in planted.loc[planted["kind"] != "label_flip", "id_b"].dropna()}
+
+
+def score_flags(flagged_ids: set[str], ranked_ids: list[str], flips: set[str]) -> dict[str, float]:
+    """Precision / recall of a flagged set and of the top-k ranked (k = number of flips)."""
+    k = len(flips)
+    top = set(ranked_ids[:k])
+    hit = len(flagged_ids & flips)
+    return {
+        "flagged": len(flagged_ids),
+        "correct": hit,
+        "precision": hit / len(flagged_ids) if flagged_ids else np.nan,
+        "recall": hit / k if k else np.nan,
+        "topk_correct": len(top & flips),
+        "topk_precision": len(top & flips) / k if k else np.nan,
+    }
+
+
+def planted_check(issues: pd.DataFrame, planted: pd.DataFrame, flag: str) -> pd.DataFrame:
+    """Per flag rule and for the top-k ranking: precision and recall against the planted flips."""
+    flips, copies = flip_ids(planted), copy_ids(planted)
+    out = []
+    for rule in FLAGS:
+        sel = set(
+            issues.loc[
+                flag_rule(
+                    issues["cleanlab_issue"].to_numpy(), issues["vote_against"].to_numpy(), rule
+                ),
+                "image_id",
+            ]
+        )
+        s = score_flags(sel, [], flips)
+        out.append(
+            {
+                "evidence": rule,
+                "used": rule == flag,
+                "planted": len(flips),
+                "flagged": s["flagged"],
+                "correct": s["correct"],
+                "precision": s["precision"],
+                "recall": s["recall"],
+                "flagged_copies": len(sel & copies),
+                "note": "flagged images that carry a planted copy are not flips: they count against precision",
+            }
+        )
+    ranked = issues.sort_values(["label_quality", "image_id"], kind="stable")["image_id"].tolist()
+    top = set(ranked[: len(flips)])
+    hit = len(top & flips)
+    k = len(flips)
+    out.append(
+        {
+            "evidence": f"top_k (k = {k}, lowest label quality)",
+            "used": False,
+            "planted": k,
+            "flagged": k,
+            "correct": hit,
+            "precision": hit / k if k else np.nan,
+            "recall": hit / k if k else np.nan,
+            "flagged_copies": len(top & copies),
+            "note": "ranking by cleanlab's label quality alone",
+        }
+    )
+    return pd.DataFrame(out, columns=CHECK_COLUMNS)
+
+
+def no_check(reason: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "evidence": "none",
+                "used": False,
+                "planted": 0,
+                "flagged": 0,
+                "correct": 0,
+                "precision": np.nan,
+                "recall": np.nan,
+                "flagged_copies": 0,
+                "note": reason,
+            }
+        ],
+        columns=CHECK_COLUMNS,
+    )
+
+
+# ---------------------------------------------------------------- figure
+
+
+def issues_figure(
+    issues: pd.DataFrame, shards: Path, path: Path, top: int, planted: set[str] | None = None
+) -> None:
+    """Thumbnails of the top flagged images: given label, the out-of-sample vote, evidence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .doublelabel import fetch_images
+
+    show = issues[issues["flagged"]].head(top)
+    if len(show) == 0:
+        fig, ax = plt.subplots(figsize=(5, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no label issues flagged", ha="center", va="center", fontsize=12)
+    else:
+        cols = min(6, len(show))
+        rows = -(-len(show) // cols)
+        images = fetch_images(shards, set(show["image_id"]))
+        fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 3.0 * rows), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, r in zip(axes.flat, show.to_dict("records"), strict=False):
+            img = images.get(r["image_id"])
+            if img is not None:
+                ax.imshow(
+                    img[..., 0] if img.shape[-1] == 1 else img,
+                    cmap="gray" if img.shape[-1] == 1 else None,
+                    interpolation="nearest",
+                )
+            mark = " (planted flip)" if planted and r["image_id"] in planted else ""
+            ax.set_title(
+                f"#{r['rank']} {r['image_id']}{mark}\ngiven {r['label']}, vote {r['predicted']} "
+                f"({r['votes']}/{r['p']})\n{r['evidence']}, q {r['label_quality']:.2f}",
+                fontsize=6,
+            )
+        fig.suptitle(
+            "label issues: out-of-sample vote of the other submodule against the given label",
+            fontsize=9,
+        )
+        fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def oos_arguments(p: argparse.ArgumentParser) -> None:
+    settings_arguments(p)
+    p.add_argument("--weights", required=True, help="weights.parquet")
+    p.add_argument("--shards", required=True, help="shard folder ({module}_{submodule}.npz)")
+    p.add_argument(
+        "--proto", help="proto-model whose FNNs vote (default: config label_issues.proto)"
+    )
+    p.add_argument(
+        "--out", required=True, help="out-of-sample Parquet (results/quality/out_of_sample.parquet)"
+    )
+
+
+def oos_main(args: argparse.Namespace) -> int:
+    cfg = settings_from_args(args)
+    paths = sorted(Path(args.shards).glob("*.npz"))
+    if not paths:
+        raise DataError(f"{args.shards}: no shards (run the modularize step)")
+    if not cfg["label_issues"]["enabled"]:
+        log.warning("label_issues.enabled is false: label-issue evidence skipped")
+        df = empty_oos()
+    else:
+        df = out_of_sample(cfg, args.weights, paths, args.proto)
+    write_parquet(Path(args.out), df)
+    log.info("%d images -> %s", len(df), args.out)
+    return 0
+
+
+def issues_arguments(p: argparse.ArgumentParser) -> None:
+    settings_arguments(p)
+    p.add_argument("--oos", required=True, help="out_of_sample.parquet")
+    p.add_argument("--shards", help="shard folder, for the thumbnails")
+    p.add_argument("--planted", help="planted truth CSV (flips have kind label_flip)")
+    p.add_argument("--out", required=True, help="label issues Parquet (every image, ranked)")
+    p.add_argument("--csv", required=True, help="label issues CSV (flagged images only)")
+    p.add_argument("--check", required=True, help="planted check CSV")
+    p.add_argument("--figure", help="thumbnails PNG")
+
+
+def issues_main(args: argparse.Namespace) -> int:
+    from .doublelabel import read_planted
+
+    cfg = settings_from_args(args)
+    flag = cfg["label_issues"]["flag"]
+    oos = pd.read_parquet(args.oos)
+    planted = read_planted(Path(args.planted)) if args.planted else None
+    if len(oos) == 0:
+        reason = (
+            "skipped: modules.submodules < 2 (no FNN is out of sample)"
+            if cfg["modules"]["submodules"] < 2
+            else "skipped: no out-of-sample predictions (label_issues.enabled false?)"
+        )
+        log.warning("label issues %s", reason)
+        issues = pd.DataFrame(columns=ISSUE_COLUMNS)
+        check = no_check(reason)
+    else:
+        issues = find_issues(oos, flag)
+        check = (
+            planted_check(issues, planted, flag)
+            if planted is not None
+            else no_check("no ground truth: real data set (no planted.csv)")
+        )
+    write_parquet(Path(args.out), issues)
+    flagged = issues[issues["flagged"].astype(bool)] if len(issues) else issues
+    write_text(Path(args.csv), flagged.to_csv(index=False, float_format="%.4f"))
+    write_text(Path(args.check), check.to_csv(index=False, float_format="%.4f"))
+    if args.figure:
+        issues_figure(
+            issues,
+            Path(args.shards or "."),
+            Path(args.figure),
+            cfg["double_labeling"]["thumbnails"],
+            flip_ids(planted) if planted is not None else None,
+        )
+    log.info(
+        "%d images, %d flagged (rule %s: %s)",
+        len(issues),
+        len(flagged),
+        flag,
+        flagged["evidence"].value_counts().to_dict() if len(flagged) else {},
+    )
+    for line in check.to_dict("records"):
+        log.info("planted check %s", line)
+    return 0
