@@ -140,3 +140,12 @@ def test_cli_writes_the_data_set(tmp_path):
     cfg = load_config(overrides={**settings, "dataset": {"format": "photos", "path": str(tmp_path)}})
     assert datasets.data_format(cfg) == "imagenet32" and datasets.validation_batch(cfg) is None
     assert datasets.load_training(cfg).images.shape == (40, 32, 32, 3)
+
+
+def test_photograph_labels_leave_out_the_drawings():
+    labels = photos.photograph_labels()
+    names = {photos.parts()[i].name.split("/")[0] for i in labels}
+    assert len(labels) >= 25 and not names & set(photos.GRAPHICS)
+    assert labels == sorted(labels) and len(names) >= 6
+    drawings = [i for i in range(photos.available_labels()) if i not in labels]
+    assert {photos.parts()[i].name.split("/")[0] for i in drawings} == set(photos.GRAPHICS)

@@ -64,6 +64,9 @@ PHOTOS: tuple[tuple[str, str], ...] = (
     ("camera", "skimage"), ("coins", "skimage"), ("brick", "skimage"), ("grass", "skimage"),
     ("gravel", "skimage"), ("cell", "skimage"), ("page", "skimage"), ("text", "skimage"),
 )
+# drawings, not photographs: their quadrants share shapes (mirror-image arcs, single-channel
+# gradients), so crops of two of their labels can be near-identical inputs in one feature
+GRAPHICS = ("colorwheel", "logo")
 MIN_PART = 160  # every part is at least this many pixels on each side
 MIN_STD = 8.0  # grey standard deviation below which a crop counts as flat
 MIN_CONTENT = 0.5  # a part needs this share of non-flat 64-px windows
@@ -159,6 +162,13 @@ def _content(photo: int, box: tuple[int, int, int, int]) -> float:
 
 def available_labels() -> int:
     return len(parts())
+
+
+def photograph_labels() -> list[int]:
+    """Labels whose part comes from a photograph (not one of the ``GRAPHICS``), in label order:
+    a hard but consistent real-data task in every feature (used by ``bench/train_one.py``)."""
+    names = [name for name, _ in source_photos()]
+    return [i for i, p in enumerate(parts()) if names[p.photo] not in GRAPHICS]
 
 
 def label_names(labels: int) -> list[str]:
