@@ -103,7 +103,7 @@ def random_images(rng: np.random.Generator, n: int, side: int = 64) -> np.ndarra
 
 def random_bench(a) -> dict:
     rng = np.random.default_rng(a.seed)
-    keys, parts, labels, truth = [], [], [], []
+    keys, thumbs, labels, truth = np.empty((a.n, 2), np.uint64), Thumbs.empty(a.n), np.empty(a.n, np.int64), []
     t_gen = t_desc = 0.0
     for lo in range(0, a.n, a.block):
         t0 = time.perf_counter()
@@ -116,16 +116,11 @@ def random_bench(a) -> dict:
             truth += tr
         t1 = time.perf_counter()
         k, t = describe(imgs)
-        keys.append(k)
-        parts.append(t)
-        labels.append(y)
+        keys[lo : lo + m], labels[lo : lo + m] = k, y
+        thumbs.put(lo, t)
         t_gen += t1 - t0
         t_desc += time.perf_counter() - t1
         del imgs
-    keys = np.concatenate(keys)
-    thumbs = Thumbs.concat(parts)
-    del parts
-    labels = np.concatenate(labels)
     t0, c0 = time.perf_counter(), time.process_time()
     res = find_duplicates(keys, thumbs, labels, NearSettings(neighbours=a.neighbours, similarity=a.similarity,
                                                              nprobe=a.nprobe))

@@ -256,20 +256,31 @@ def load_inputs(shards: Path, seed: int = 0) -> Inputs:
     """Keys and thumbnails of every shard's images (one shard in memory at a time)."""
     from .shards import load_shard
 
-    keys, parts, labels, ids, module, sub = [], [], [], [], [], []
-    for p in shard_paths(shards):
+    paths = shard_paths(shards)
+    sizes = []
+    for p in paths:
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                sizes.append(len(z["labels"]))
+        except Exception as e:
+            raise DataError(f"{p}: unreadable shard: {e}") from None
+    n = int(sum(sizes))
+    keys, thumbs_all = np.empty((n, 2), np.uint64), Thumbs.empty(n)
+    labels, ids = np.empty(n, np.int64), np.empty(n, dtype=object)
+    module, sub = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    lo = 0
+    for p, size in zip(paths, sizes, strict=True):
         sh = load_shard(p)
+        hi = lo + size
         k, t = describe(sh.images, seed)
-        keys.append(k)
-        parts.append(t)
-        labels.append(np.asarray(sh.labels, np.int64))
-        ids.append(sh.ids.astype(str))
-        mname, sname = sh.name.split("_")
-        module.append(np.full(len(k), mname, dtype=object))
-        sub.append(np.full(len(k), sname, dtype=object))
+        keys[lo:hi] = k
+        thumbs_all.put(lo, t)
+        labels[lo:hi] = sh.labels
+        ids[lo:hi] = sh.ids.astype(str)
+        module[lo:hi], sub[lo:hi] = sh.name.split("_")
+        lo = hi
         del sh
-    return Inputs(np.concatenate(keys), Thumbs.concat(parts), np.concatenate(labels),
-                  np.concatenate(ids).astype(object), np.concatenate(module), np.concatenate(sub))
+    return Inputs(keys, thumbs_all, labels, ids, module, sub)
 
 
 def pairs_table(pairs: pd.DataFrame, inp: Inputs) -> pd.DataFrame:
