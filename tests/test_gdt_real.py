@@ -124,3 +124,21 @@ def test_digits_demo_through_the_pipeline_is_error_free(tmp_path, cfg):
     t = t[t["method"] == "T"]
     assert len(t) == 3 and (t["status"] == gdt.ERROR_FREE).all() and (t["accuracy"] == 1.0).all()
     assert (t["accuracy_sgd"] < 1.0).all() and (t["n_images"] == 1797).all()
+
+
+@pytest.mark.parametrize("feature", ["R", "GBg1"])
+def test_real_photo_shard_trains_error_free(feature):
+    """A pipeline-sized shard of real photographs (5 photo-part labels, 600 crops, h1 256, the
+    pipeline's transform): SGD stops at 98 %, GDT fits every crop, and the saved weights too."""
+    from errorless import photos
+    from errorless.features import transform
+
+    labels = np.asarray(photos.photograph_labels()[5:10])  # coffee and chelsea parts
+    y = np.repeat(np.arange(5), 120)
+    images, _ = photos.crops(np.random.default_rng(3), labels[y], size=64)
+    x, yt = torch.tensor(transform(images, feature)), torch.tensor(y)
+    gen = torch.Generator().manual_seed(3)
+    s, _ = sgd.train_sgd(fnn.init_params([900, 256, 5], gen), x, yt, SGDSettings(), gen)
+    assert s.reached and s.accuracy < 1.0
+    r = gdt.run_gdt(s.params, x, yt, GDTSettings(), 3, decimals=4, n_classes=5)
+    assert r.stop_reason == gdt.STOP_ERROR_FREE and fnn.accuracy(fnn.round_params(r.params, 4), x, yt) == 1.0
