@@ -283,3 +283,10 @@ def test_default_run_builds_the_report(tmp_path):
             assert is_png(res / "report" / name), name
     facts = (res / "report/run_facts.html").read_text()
     assert "train" in facts and "FNNs trained (jobs)" in facts
+    # the third evidence (single mislabelled images) with its planted check
+    for label in ("label issues: single mislabelled images (label_issues.csv)",
+                  "label issues: planted flips, precision and recall"):
+        assert label in page or json.dumps(label)[1:-1] in page, f"report lacks {label!r}"
+    check = pd.read_csv(res / "quality/label_issues_check.csv").set_index("evidence")
+    flips = int((planted["kind"] == "label_flip").sum())
+    assert flips > 0 and check.loc["either", "planted"] == flips and check.loc["either", "recall"] > 0
