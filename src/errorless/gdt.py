@@ -214,9 +214,8 @@ class GDT:
         self.delta_path: list[float] = []
         self.accepted_path: list[bool] = []
         self.round_starts: list[int] = []
-        self.round_ends: list[str] = []  # why each round ended (ROUND_END_*)
+        self.round_ends: list[str] = []  # why each round ended (END_*)
         self.steps_path: list[int] = []  # gradient steps each λ-step took (K, 2K, …)
-        self.steps_taken = 0  # all gradient steps, consolidations included
         self.consolidation_steps = 0
         self.no_anchor: set[int] = set()
         self.cont_c = np.zeros(0, dtype=np.int64)  # correct samples kept at X[i]
@@ -239,7 +238,7 @@ class GDT:
             "lambda_path": list(self.lambda_path), "delta_path": list(self.delta_path),
             "accepted_path": list(self.accepted_path), "round_starts": list(self.round_starts),
             "round_ends": list(self.round_ends), "steps_path": list(self.steps_path),
-            "steps_taken": self.steps_taken, "consolidation_steps": self.consolidation_steps,
+            "consolidation_steps": self.consolidation_steps,
             "no_anchor": sorted(self.no_anchor),
             "cont_c": self.cont_c.copy(), "cont_e": self.cont_e.copy(), "anchor_of": self.anchor_of.copy(),
             "seconds": self.elapsed(),
@@ -252,7 +251,7 @@ class GDT:
         self.theta_ok = [(w.to(dev), b.to(dev)) for w, b in st["theta_ok"]]
         for k in ("best_acc", "round", "in_round", "finished", "stop_reason", "lam_ok", "delta", "streak",
                   "round_steps", "accepted", "rejected", "lambda_path", "delta_path", "accepted_path",
-                  "round_starts", "round_ends", "steps_path", "steps_taken", "consolidation_steps",
+                  "round_starts", "round_ends", "steps_path", "consolidation_steps",
                   "cont_c", "cont_e", "anchor_of"):
             setattr(self, k, st[k])
         self.no_anchor = set(st["no_anchor"])
@@ -362,7 +361,6 @@ class GDT:
         if self.s.consolidate_steps <= 0:
             return
         ok, used = self._descend(0.0, max(self.s.consolidate_steps, self.s.steps))
-        self.steps_taken += used
         self.consolidation_steps += used
         if ok:
             fnn.copy_into(self.theta_ok, self.theta)
@@ -373,7 +371,6 @@ class GDT:
         """One attempt; returns True if it was accepted."""
         lam = min(1.0, self.lam_ok + self.delta)
         ok, used = self._descend(lam, max(self.s.max_steps, self.s.steps))
-        self.steps_taken += used
         self.steps_path.append(used)
         self.lambda_path.append(lam)
         self.delta_path.append(self.delta)
@@ -450,7 +447,7 @@ class GDT:
             accepted=self.accepted, rejected=self.rejected, lambda_path=list(self.lambda_path),
             delta_path=list(self.delta_path), accepted_path=list(self.accepted_path),
             round_starts=list(self.round_starts), round_ends=list(self.round_ends),
-            steps_path=list(self.steps_path), steps_taken=self.steps_taken,
+            steps_path=list(self.steps_path), steps_taken=self.consolidation_steps + sum(self.steps_path),
             consolidation_steps=self.consolidation_steps, conflicts=list(self.conflicts),
             no_anchor=sorted(self.no_anchor), stop_reason=self.stop_reason, seconds=self.elapsed(),
             resumed=self.resumed,
