@@ -96,3 +96,66 @@ def test_shard_errors(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(DataError, match="bad.npz: unreadable shard"):
         load_shard(tmp_path / "bad.npz")
+
+
+def _in_memory_shards(cfg):
+    """The plain reference: the whole training set in memory, sorted by assign()."""
+    from errorless import datasets
+
+    data = datasets.load_training(cfg)
+    c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]
+    names = datasets.train_batches(cfg)
+    bidx = np.array([names.index(b) for b in data.batch])
+    order, mod, part = assign(data.labels, bidx, data.row, c, r, data.num_labels)
+    out = {}
+    for j in range(data.num_labels // c):
+        for s in range(r):
+            sel = order[(mod == j) & (part == s)]
+            out[(j + 1, s + 1)] = {
+                "images": data.images[sel], "labels": data.labels[sel],
+                "batch": data.batch[sel].astype(str), "row": data.row[sel],
+                "ids": data.ids[sel].astype(str),
+            }
+    return out, data.images.nbytes
+
+
+@pytest.fixture
+def eleven_batches(tmp_path):
+    """11 batches (names of two widths: ..._9, ..._10), 4 modules, 64-px images."""
+    cfg = load_config(overrides={
+        "dataset": {"path": str(tmp_path / "data")},
+        "synthetic": {"labels": 20, "images_per_label": 4, "batches": 11, "validation_per_label": 0,
+                      "plant_near": 0, "plant_flips": 0},
+        "modules": {"labels_per_module": 5, "submodules": 2},
+    })
+    synthetic.write(cfg, tmp_path / "data")
+    return cfg, tmp_path / "shards"
+
+
+def test_streaming_modularize_equals_the_in_memory_partition(eleven_batches):
+    cfg, out = eleven_batches
+    expected, _ = _in_memory_shards(cfg)
+    rows = modularize(cfg, out)
+    assert len(rows) == len(expected) == 8
+    for r in rows:
+        with np.load(r["path"]) as z:
+            want = expected[(int(z["module"]), int(z["submodule"]))]
+            for key, v in want.items():
+                assert z[key].dtype == v.dtype, key
+                np.testing.assert_array_equal(z[key], v, err_msg=key)
+    assert not (out / ".spill").exists()  # the spill files are gone
+
+
+def test_streaming_modularize_holds_about_a_batch_and_a_module(eleven_batches):
+    """Peak Python/numpy allocations stay well under the training set: one batch (1/11) and
+    one module (1/4) with its shards, not all images plus a sorted copy (> 2x the set)."""
+    import tracemalloc
+
+    cfg, out = eleven_batches
+    _, total = _in_memory_shards(cfg)
+    tracemalloc.start()
+    modularize(cfg, out)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.6 * total, (peak, total)
+

@@ -43,12 +43,15 @@ class ImageSet:
 
     @property
     def ids(self) -> np.ndarray:
-        if self.names is not None:
-            return self.names
-        return np.char.add(np.char.add(self.batch.astype(str), ":"), self.row.astype(str))
+        return self.names if self.names is not None else default_ids(self.batch, self.row)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def default_ids(batch: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """``batch:row`` ids, for data sets that give none of their own."""
+    return np.char.add(np.char.add(batch.astype(str), ":"), row.astype(str))
 
 
 def concat(sets: list[ImageSet]) -> ImageSet:
@@ -161,8 +164,10 @@ def load_training(cfg: dict[str, Any]) -> ImageSet:
     return concat([load_batch(cfg, b) for b in train_batches(cfg)])
 
 
-def load_batch(cfg: dict[str, Any], name: str) -> ImageSet:
-    """Read one source batch of the configured data set, with labels checked against L."""
+def load_batch(cfg: dict[str, Any], name: str, contiguous: bool = True) -> ImageSet:
+    """Read one source batch of the configured data set, with labels checked against L.
+    ``contiguous=False`` may leave the images a (N, H, W, C) view of the file's planes, which
+    saves a copy of the batch (the streaming modularize copies rows out of it)."""
     fmt = cfg["dataset"]["format"]
     path = batch_path(cfg, name)
     if fmt == "digits":
@@ -173,13 +178,13 @@ def load_batch(cfg: dict[str, Any], name: str) -> ImageSet:
         d = _read_npz(path) if dfmt.endswith("-npz") else _read_pickle(path)
         images = _planes_to_hwc(path, _key(d, path, "data"), side)
         labels = _labels(path, _key(d, path, "labels"), len(images), low=1) - 1
-        return _checked(path, name, images, labels, num_labels(cfg), low=1)
+        return _checked(path, name, images, labels, num_labels(cfg), low=1, contiguous=contiguous)
     if fmt in ("cifar10", "cifar100"):
         d = _read_pickle(path)
         key = "labels" if fmt == "cifar10" else "fine_labels"
         images = _planes_to_hwc(path, _key(d, path, "data"), 32)
         labels = _labels(path, _key(d, path, key), len(images), low=0)
-        return _checked(path, name, images, labels, num_labels(cfg))
+        return _checked(path, name, images, labels, num_labels(cfg), contiguous=contiguous)
     if fmt == "npz":
         d = _read_npz(path)
         images = np.asarray(_key(d, path, "images"))
@@ -200,7 +205,7 @@ def load_batch(cfg: dict[str, Any], name: str) -> ImageSet:
 
 
 def _checked(path: Path, name: str, images: np.ndarray, labels: np.ndarray, L: int | None,
-             low: int = 0) -> ImageSet:
+             low: int = 0, contiguous: bool = True) -> ImageSet:
     """``labels`` are 0-based here; ``low`` is the file's own numbering (1 for imagenet), used
     in messages so that they quote the label as it is written in the file."""
     n = len(labels)
@@ -211,7 +216,7 @@ def _checked(path: Path, name: str, images: np.ndarray, labels: np.ndarray, L: i
             f"set dataset.labels if the data set has more labels"
         )
     return ImageSet(
-        images=np.ascontiguousarray(images),
+        images=np.ascontiguousarray(images) if contiguous else images,
         labels=labels,
         batch=np.full(n, name),
         row=np.arange(n, dtype=np.int64),

@@ -1,7 +1,11 @@
 # Data: the generators (synthetic, the default; photos) and the modularize checkpoint.
 
-# modularize holds the whole training set (12,288 bytes per 64-px image) and its sorted copy
+# the generators hold the whole training set (12,288 bytes per 64-px image) and a copy;
+# modularize streams: one source batch (its bytes and its array) plus one module of shards
 DATA_MEM, DATA_MIN = scaled(2000 + math.ceil(TRAIN_IMAGES * 12288 * 2.5 / 1e6), 60)
+_BATCH_MB = TRAIN_IMAGES / len(TRAIN_BATCHES) * 12288 / 1e6
+_MODULE_MB = TRAIN_IMAGES / len(MODULES) * 12288 / 1e6
+SHARD_MEM = scaled(1000 + math.ceil(2.2 * _BATCH_MB + 2 * _MODULE_MB), 60)[0]
 
 
 # a generated format's errorless command, settings section = the format's name
@@ -45,7 +49,7 @@ checkpoint modularize:
         "../../envs/errorless.yaml"
     threads: 1
     resources:
-        mem_mb=DATA_MEM,
+        mem_mb=SHARD_MEM,
         runtime=DATA_MIN,
     params:
         settings=settings_json(
