@@ -17,7 +17,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 def snakemake(*args, cwd, timeout=300):
     return subprocess.run(
         [*SNAKEMAKE, "--configfile", str(ROOT / "config.yaml"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -52,6 +55,30 @@ def test_wrong_config_key_is_a_clear_error(tmp_path):
     assert r.returncode != 0 and "config key features" in r.stdout + r.stderr
 
 
+def test_nested_config_values_are_typed(tmp_path):
+    """Snakemake hands nested --config values over as strings; they reach the rules typed."""
+    r = snakemake(
+        "-n",
+        "-p",
+        "--config",
+        "sgd={threshold: 0.9, lr: 1e-3}",
+        "modules={labels_per_module: 4}",
+        "gdt={enabled: false}",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    counts = job_counts(r.stdout)
+    assert counts["train"] == 5 * 6 * 2  # 20 labels / 4 per module = 5 modules
+    train = next(line for line in r.stdout.splitlines() if "errorless train" in line)
+    assert re.search(r'"threshold": 0\.9[,}]', train) and re.search(r'"lr": 0\.001[,}]', train)
+    assert '"enabled": false' in train
+    # the string of a string-typed key stays a string, a wrong type still fails in one line
+    r = snakemake("-n", "--config", "sgd={threshold: high}", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "config key sgd.threshold: 'high' is not of type 'number'" in out
+    assert "Traceback" not in out
+
+
 def test_data_stage_runs_quickly(tmp_path):
     t0 = time.time()
     r = snakemake("--cores", "2", "results/shards/manifest.tsv", cwd=tmp_path)
@@ -82,22 +109,41 @@ def bad_data_config(tmp_path, **dataset) -> Path:
     data.mkdir()
     (data / "train_data_batch_1").write_bytes(b"\x80\x02}q\x00)R.")  # REDUCE on a dict
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "dataset": {"format": "imagenet32", "path": "data", "batches": 1, "labels": 4, **dataset},
-        "modules": {"labels_per_module": 2}, "features": ["R"], "featured_models": [1],
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {
+                    "format": "imagenet32",
+                    "path": "data",
+                    "batches": 1,
+                    "labels": 4,
+                    **dataset,
+                },
+                "modules": {"labels_per_module": 2},
+                "features": ["R"],
+                "featured_models": [1],
+            }
+        )
+    )
     return cfg
 
 
 def test_data_error_is_one_line_on_screen_with_the_default_command(tmp_path):
     """`snakemake --cores 1`, no profile named: profiles/default shows the failed job's log."""
     cfg = bad_data_config(tmp_path, validation=False)
-    r = subprocess.run([*SNAKEMAKE, "--configfile", str(cfg), "--cores", "1"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*SNAKEMAKE, "--configfile", str(cfg), "--cores", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    line = ("errorless modularize: error: data/train_data_batch_1: not a readable pickle batch "
-            "(truncated or corrupt?): TypeError: 'dict' object is not callable")
+    line = (
+        "errorless modularize: error: data/train_data_batch_1: not a readable pickle batch "
+        "(truncated or corrupt?): TypeError: 'dict' object is not callable"
+    )
     assert line in out.splitlines() and "Traceback" not in out
     assert (tmp_path / "results/logs/modularize.log").read_text() == line + "\n"
     assert not (tmp_path / "logs").exists() and not (tmp_path / "results/shards").exists()
@@ -105,16 +151,26 @@ def test_data_error_is_one_line_on_screen_with_the_default_command(tmp_path):
 
 def test_planning_refuses_a_missing_heldout_file_and_an_empty_results(tmp_path):
     cfg = bad_data_config(tmp_path)  # validation: true (the default) and no val_data
-    r = subprocess.run([*SNAKEMAKE, "--configfile", str(cfg), "-n"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*SNAKEMAKE, "--configfile", str(cfg), "-n"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode != 0 and "Traceback" not in r.stdout + r.stderr
-    assert "data/val_data: held-out file missing while dataset.validation is true" in r.stdout + r.stderr
+    assert (
+        "data/val_data: held-out file missing while dataset.validation is true"
+        in r.stdout + r.stderr
+    )
     r = snakemake("-n", "--config", "results=", cwd=tmp_path)
     assert r.returncode != 0 and "config key results" in r.stdout + r.stderr
 
 
 def test_broken_config_yaml_is_named(tmp_path):
     (tmp_path / "config.yaml").write_text("sgd: {threshold: 0.9\n  foo: [\n")
-    r = subprocess.run([*SNAKEMAKE, "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*SNAKEMAKE, "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode != 0
     assert "config file config.yaml is not valid YAML (line 2, column 6)" in r.stdout + r.stderr

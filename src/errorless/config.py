@@ -79,8 +79,64 @@ def _error_text(err) -> str:
     return f"config key {key}: {err.message}"
 
 
+_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),)}
+
+
+def _typed(text: str, expected) -> tuple[bool, Any]:
+    """``text`` read as YAML (and, for numbers, by ``float``: YAML 1.1 reads ``1e-5`` as a
+    string) if that gives one of the ``expected`` JSON Schema types."""
+    expected = [expected] if isinstance(expected, str) else list(expected)
+    if "string" in expected:
+        return False, None
+    candidates = []
+    try:
+        candidates.append(yaml.safe_load(text))
+    except yaml.YAMLError:
+        pass
+    try:
+        candidates.append(float(text))
+    except ValueError:
+        pass
+    for value in candidates:
+        for name in expected:
+            types = _TYPES.get(name, ())
+            if name in ("number", "integer") and isinstance(value, bool):
+                continue
+            if name == "integer" and isinstance(value, float) and value.is_integer():
+                return True, int(value)
+            if isinstance(value, types):
+                return True, value
+    return False, None
+
+
+def coerce_strings(config: dict[str, Any]) -> dict[str, Any]:
+    """Turn strings where the schema wants a number, an integer or a boolean into that type,
+    in place. Snakemake hands nested ``--config`` values over as strings
+    (``--config sgd='{threshold: 0.9}'`` gives ``{'threshold': '0.9'}``); a string the schema
+    accepts as a string is left alone, one that does not parse stays for the schema's message."""
+    for _ in range(1000):  # each pass fixes every type error it can; stops when none is left
+        changed = False
+        for err in _validator().iter_errors(config):
+            if err.validator != "type" or not isinstance(err.instance, str):
+                continue
+            ok, value = _typed(err.instance, err.validator_value)
+            path = list(err.absolute_path)
+            if not ok or not path:
+                continue
+            parent = config
+            for part in path[:-1]:
+                parent = parent[part]
+            parent[path[-1]] = value
+            changed = True
+        if not changed:
+            break
+    return config
+
+
 def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``config`` in place, fill in defaults, check cross-key rules; return it."""
+    """Validate ``config`` in place, fill in defaults, check cross-key rules; return it.
+    The one validation of the project: the workflow (common.smk) and every CLI command call it."""
+    coerce_strings(config)
     check_finite(config)
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -198,8 +254,11 @@ def parse_settings(text: str) -> dict[str, Any]:
 def settings_arguments(p, config_help: str = "config YAML (default: schema defaults)") -> None:
     """The ``--config``/``--settings`` pair that :func:`settings_from_args` reads."""
     p.add_argument("--config", help=config_help)
-    p.add_argument("--settings", help="validated config as a JSON object, or a JSON/YAML file "
-                   "(path or @path); wins over --config")
+    p.add_argument(
+        "--settings",
+        help="validated config as a JSON object, or a JSON/YAML file "
+        "(path or @path); wins over --config",
+    )
 
 
 def settings_from_args(args) -> dict[str, Any]:

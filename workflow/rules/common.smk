@@ -5,7 +5,6 @@ import os
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 sys.path.insert(
     0, os.path.join(workflow.basedir, "src")
@@ -15,12 +14,13 @@ from errorless import config as ecfg
 from errorless import datasets
 from errorless.errors import ErrorlessError
 
-# Our validator first: it names the offending key in one line and fills the schema defaults.
+# The one validation (errorless.config.validate, also used by every CLI command): it reads
+# the strings Snakemake makes of nested --config values (sgd='{threshold: 0.9}') as typed
+# values, names the offending key in one line and fills the schema defaults.
 try:
     ecfg.validate(config)
 except ErrorlessError as e:
     raise WorkflowError(str(e))
-validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
 DATA = config["dataset"]["path"]
