@@ -167,6 +167,46 @@ def test_planning_refuses_a_missing_heldout_file_and_an_empty_results(tmp_path):
     assert r.returncode != 0 and "config key results" in r.stdout + r.stderr
 
 
+def test_missing_data_folder_stops_at_planning_in_one_line(tmp_path):
+    """dataset.path at a missing folder: one line naming it and the expected files, also in a
+    folder with results of an earlier run (Snakemake would name an old shard instead)."""
+    cfg = bad_data_config(tmp_path, path="no/such/folder", batches=2)
+    line = (
+        "config key dataset.path: no/such/folder does not exist; format imagenet32 expects a "
+        "folder with 3 file(s): train_data_batch_1, train_data_batch_2, val_data"
+    )
+    for earlier in (False, True):
+        if earlier:
+            shards = tmp_path / "results/shards"
+            shards.mkdir(parents=True)
+            (shards / "manifest.tsv").write_text("module\tsubmodule\n")
+            (shards / "m01_s1.npz").write_bytes(b"old")
+        r = subprocess.run(
+            [*SNAKEMAKE, "--configfile", str(cfg), "-n"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and "Traceback" not in out
+        assert line in out.splitlines(), out[-2000:]
+        assert "MissingInput" not in out and "m01_s1" not in out
+    (tmp_path / "x").mkdir()
+    cfg = bad_data_config(tmp_path / "x", batches=2)  # the folder exists, batch 2 is missing
+    r = subprocess.run(
+        [*SNAKEMAKE, "--configfile", str(cfg), "-n"],
+        cwd=tmp_path / "x",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        "config key dataset.path: data lacks 1 of the 2 training file(s) format imagenet32 expects: "
+        "train_data_batch_2" in (r.stdout + r.stderr).splitlines()
+    )
+
+
 def test_broken_config_yaml_is_named(tmp_path):
     (tmp_path / "config.yaml").write_text("sgd: {threshold: 0.9\n  foo: [\n")
     r = subprocess.run(
@@ -174,3 +214,48 @@ def test_broken_config_yaml_is_named(tmp_path):
     )
     assert r.returncode != 0
     assert "config file config.yaml is not valid YAML (line 2, column 6)" in r.stdout + r.stderr
+
+
+def planned(run: Path, *config: str) -> dict[str, int]:
+    """Jobs `snakemake -n` plans in a finished run folder with ``--config`` edits."""
+    r = subprocess.run(
+        [*SNAKEMAKE, "-d", str(run), "--configfile", str(ROOT / "config.yaml"), "-n"]
+        + (["--config", *config] if config else []),
+        cwd=run,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    if "Job stats:" not in r.stdout:
+        assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:]
+        return {}
+    return {k: v for k, v in job_counts(r.stdout).items() if k not in ("all", "total")}
+
+
+REPORT_RULES = {"report_training", "report_evaluation", "report_quality", "report_run"}
+
+
+@pytest.mark.slow
+def test_a_config_edit_reruns_only_the_rules_that_read_it(default_run):
+    """Each rule gets the settings it reads as params (Snakemake's params rerun trigger, on by
+    default); results/config.yaml is provenance that no rule reads."""
+    assert planned(default_run) == {}
+    # a display setting: the report section that draws the thumbnails, report_run (it runs
+    # after the other sections) and the provenance file
+    assert planned(default_run, "double_labeling={thumbnails: 6}") == {
+        "report_quality": 1,
+        "report_run": 1,
+        "write_config": 1,
+    }
+    # a training setting: every FNN and everything downstream of training, nothing upstream
+    # (data, shards) or beside it (the duplicate search reads the shards only)
+    jobs = planned(default_run, "sgd={lr: 0.01}")
+    assert jobs.pop("train") == 48 and jobs.pop("evaluate") == 4  # 3 batches + held-out
+    assert set(jobs) == {
+        "gather", "evaluate_training", "summarize", "double_labeling", "out_of_sample",
+        "label_issues", "write_config", *REPORT_RULES,
+    }  # fmt: skip
+    # machine settings: nothing
+    assert planned(default_run, "resources={train_min_minutes: 7}") == {}
+    assert planned(default_run, "device=cuda") == {}

@@ -42,17 +42,18 @@ def info_arguments(p: argparse.ArgumentParser) -> None:
 def info_main(args: argparse.Namespace) -> int:
     import json
 
-    from .config import load_config, module_names, proto_names, submodule_names
-    from .datasets import num_labels
+    from .config import load_config
+    from .grid import job_grid
 
     cfg = load_config(args.config)
     print(json.dumps(cfg, indent=1))
-    print("protos:", proto_names(cfg))
-    print("features:", cfg["features"])
-    print("submodules:", submodule_names(cfg["modules"]["submodules"]))
-    labels = num_labels(cfg)
-    if labels is not None:
-        print("modules:", module_names(labels // cfg["modules"]["labels_per_module"]))
+    grid = job_grid(cfg)  # the grid the workflow plans
+    print("labels:", grid.labels)
+    print("protos:", grid.protos)
+    print("features:", grid.features)
+    print("modules:", grid.modules)
+    print("submodules:", grid.submodules)
+    print("training jobs:", grid.fnns)
     return 0
 
 
@@ -69,9 +70,18 @@ def write_config_main(args: argparse.Namespace) -> int:
     from .config import validate
     from .io import write_text
 
-    cfg = validate(json.loads(args.settings))
-    write_text(args.out, "# the validated configuration of this results folder (defaults filled in)\n"
-               + yaml.safe_dump(cfg, sort_keys=False))
+    given = json.loads(args.settings)
+    cfg = validate(dict(given))
+    # provenance only: no rule reads this file (each rule gets the settings it reads as params);
+    # the machine settings (resources, device) left out by the workflow stay out
+    cfg = {k: v for k, v in cfg.items() if k in given}
+    write_text(
+        args.out,
+        "# the validated experiment settings of this results folder (defaults filled in);\n"
+        "# provenance only: rules receive the settings they read as params, and the machine\n"
+        "# settings (resources, device) are not recorded here\n"
+        + yaml.safe_dump(cfg, sort_keys=False),
+    )
     return 0
 
 

@@ -138,11 +138,16 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     The one validation of the project: the workflow (common.smk) and every CLI command call it."""
     coerce_strings(config)
     check_finite(config)
+    _schema_errors(config)
+    check_consistency(config)
+    return config
+
+
+def _schema_errors(config: dict[str, Any]) -> None:
+    """Fill the schema defaults in place; every schema violation in one ConfigError."""
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("; ".join(_error_text(e) for e in errors))
-    check_consistency(config)
-    return config
 
 
 def check_finite(value: Any, key: str = "") -> None:
@@ -230,9 +235,56 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     return validate(config)
 
 
+ONLY_KEY = "_only"
+
+
+class Restricted(dict):
+    """Settings a rule received (``_only`` in its ``--settings``): reading a key the rule was
+    not given is a ConfigError instead of a silent schema default, so a rule's params list
+    (workflow/rules/common.smk ``settings_json``) cannot miss a setting its command reads."""
+
+    def __init__(self, data: dict, where: str = ""):
+        super().__init__(data)
+        self._where = where
+
+    def __missing__(self, key):
+        name = f"{self._where}.{key}" if self._where else str(key)
+        raise ConfigError(
+            f"config key {name}: not among the settings this command was given "
+            "(add it to the rule's settings_json(...) in workflow/rules)"
+        )
+
+
+def restrict(config: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """``config`` cut to ``keys`` (top-level names or dotted ``section.key``), as
+    :class:`Restricted` mappings."""
+    tree: dict[str, Any] = {}
+    for key in keys:
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if node is True:
+                break
+        else:
+            node[parts[-1]] = True
+
+    def cut(value: dict, spec: dict, where: str) -> Restricted:
+        out = Restricted({}, where)
+        for k, sub in spec.items():
+            if k not in value:
+                continue
+            path = f"{where}.{k}" if where else k
+            out[k] = value[k] if sub is True else cut(value[k], sub, path)
+        return out
+
+    return cut(config, tree, "")
+
+
 def parse_settings(text: str) -> dict[str, Any]:
     """A ``--settings`` value: a JSON object, or a JSON/YAML file (``path`` or ``@path``);
-    validated, defaults filled."""
+    validated, defaults filled. With an ``_only`` list (what the workflow's rules pass) the
+    result holds those keys only, and reading any other is an error."""
     source = "--settings"
     if not text.lstrip().startswith("{"):
         path = Path(text[1:] if text.startswith("@") else text)
@@ -248,7 +300,16 @@ def parse_settings(text: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: not valid JSON/YAML: {e}") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: must be a mapping of config keys")
-    return validate(copy.deepcopy(cfg))
+    only = cfg.pop(ONLY_KEY, None)
+    if only is None:
+        return validate(copy.deepcopy(cfg))
+    # the workflow validated the whole config at planning; here the cross-key rules would
+    # see schema defaults for the sections this rule was not given
+    cfg = copy.deepcopy(cfg)
+    coerce_strings(cfg)
+    check_finite(cfg)
+    _schema_errors(cfg)
+    return restrict(cfg, list(only))
 
 
 def settings_arguments(p, config_help: str = "config YAML (default: schema defaults)") -> None:

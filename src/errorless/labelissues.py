@@ -471,6 +471,7 @@ def oos_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--proto", help="proto-model whose FNNs vote (default: config label_issues.proto)"
     )
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: config key device)")
     p.add_argument(
         "--out", required=True, help="out-of-sample Parquet (results/quality/out_of_sample.parquet)"
     )
@@ -478,6 +479,8 @@ def oos_arguments(p: argparse.ArgumentParser) -> None:
 
 def oos_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
+    if args.device:  # a machine setting: given apart so that changing it reruns nothing
+        cfg["device"] = args.device
     paths = sorted(Path(args.shards).glob("*.npz"))
     if not paths:
         raise DataError(f"{args.shards}: no shards (run the modularize step)")

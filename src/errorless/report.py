@@ -684,6 +684,26 @@ def quality_section(args: argparse.Namespace, out: Path) -> None:
         "rows / reported rows, recall = planted pairs found / planted pairs. Real data sets have no "
         "ground truth (see note).")
     write_text(out / "planted_check.html", html_page("Double labelling: precision and recall against the planted truth", body))
+    thumbnails_figures(args, report)
+
+
+def thumbnails_figures(args: argparse.Namespace, report: pd.DataFrame) -> None:
+    """The thumbnail figures of the double-labelling suspects and the label issues: drawn here
+    (not by the rules that rank them) so that double_labeling.thumbnails reruns only the report."""
+    if not (args.suspects_figure or args.issues_figure):
+        return
+    from .doublelabel import read_planted, suspects_figure
+    from .labelissues import flip_ids, issues_figure
+
+    top = int(_config(args)["double_labeling"]["thumbnails"])
+    shards = Path(args.shards or ".")
+    if args.suspects_figure:
+        suspects_figure(report, shards, Path(args.suspects_figure), top)
+    if args.issues_figure:
+        issues = read_table(args.issues, "label issues (quality/label_issues.parquet)")
+        planted = read_planted(Path(args.planted)) if args.planted else None
+        issues_figure(issues, shards, Path(args.issues_figure), top,
+                      flip_ids(planted) if planted is not None else None)
 
 
 # ---------------------------------------------------------------- run section
@@ -758,7 +778,7 @@ def run_facts(cfg: dict[str, Any], training: pd.DataFrame, manifest: pd.DataFram
         ("GDT: enabled, conflict pre-check, rounds, max λ-steps, max seconds",
          f"{gdt.get('enabled')}, {gdt.get('conflict_precheck')}, {gdt.get('rounds')}, "
          f"{gdt.get('max_lambda_steps')}, {gdt.get('max_seconds')}"),
-        ("seed, device", f"{cfg.get('seed')}, {cfg.get('device')}"),
+        ("seed", cfg.get("seed")),
     ]
     one = training.drop_duplicates(["model", "feature", "module", "submodule"])
     t = training[training["method"] == "T"]
@@ -812,6 +832,10 @@ def run_section(args: argparse.Namespace, out: Path) -> None:
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
+    if getattr(args, "settings", None):
+        from .config import parse_settings
+
+        return parse_settings(args.settings)
     if not getattr(args, "config", None):
         return {}
     import yaml
@@ -834,6 +858,7 @@ def figures_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--section", required=True, choices=SECTIONS, help="which report section to write")
     p.add_argument("--out-dir", required=True, help="folder for the figures and tables")
     p.add_argument("--config", help="the results folder's config.yaml (features, transform, settings)")
+    p.add_argument("--settings", help="the settings the section reads, as JSON (wins over --config)")
     p.add_argument("--training", help="training.parquet")
     p.add_argument("--training-table", help="evaluation/training.csv")
     p.add_argument("--weights", help="weights.parquet")
@@ -844,6 +869,10 @@ def figures_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--perfect-per-batch", help="evaluation/perfect_labels_per_batch.csv")
     p.add_argument("--suspects", help="double_labeling.parquet")
     p.add_argument("--planted-check", help="quality/planted_check.csv")
+    p.add_argument("--suspects-figure", help="quality: suspect thumbnails PNG to draw (needs --shards)")
+    p.add_argument("--issues", help="quality: quality/label_issues.parquet (for --issues-figure)")
+    p.add_argument("--issues-figure", help="quality: label-issue thumbnails PNG to draw")
+    p.add_argument("--planted", help="quality: planted truth CSV (marks the planted flips)")
     p.add_argument("--top", type=int, default=100, help="suspect rows shown in the table (default 100)")
     p.add_argument("--benchmarks", default="benchmarks", help="benchmark folder (default benchmarks)")
 
