@@ -2,9 +2,13 @@
 the default workflow that builds Snakemake's report and checks pipeline-level facts."""
 
 import argparse
+import html
 import json
+import os
+import re
+import shutil
 import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -244,18 +248,10 @@ REPORT_ITEMS = {  # report file -> label text shown for it
 
 
 @pytest.mark.slow
-def test_default_run_builds_the_report(tmp_path):
-    """The ONE end-to-end run: default workflow, then `snakemake --report`; checks the report and
-    pipeline-level facts (GDT error-free where no conflict is planted, SGD below 100 % somewhere)."""
-    sm = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
-          "--configfile", str(ROOT / "config.yaml")]
-    targets = [f"results/report/{name}" for name in REPORT_ITEMS if name != "suspects.png"]
-    r = subprocess.run([*sm, "--cores", "2", "all", *targets], capture_output=True, text=True, timeout=1800)
-    assert r.returncode == 0, r.stderr[-4000:]
-    r = subprocess.run([*sm, "--report", "report.html"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-4000:]
-
+def test_default_run_builds_the_report(default_run):
+    """The default workflow and `snakemake --report` (the shared default_run fixture): the report
+    and pipeline-level facts (GDT error-free where no conflict is planted, SGD below 100 % somewhere)."""
+    tmp_path = default_run
     res = tmp_path / "results"
     training = pd.read_parquet(res / "training.parquet")
     planted = pd.read_csv(res / "data/synthetic/planted.csv")
@@ -290,3 +286,76 @@ def test_default_run_builds_the_report(tmp_path):
     check = pd.read_csv(res / "quality/label_issues_check.csv").set_index("evidence")
     flips = int((planted["kind"] == "label_flip").sum())
     assert flips > 0 and check.loc["either", "planted"] == flips and check.loc["either", "recall"] > 0
+
+
+# ---------------------------------------------------------------- in a browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=60000",  # lets the page's JS (React, timers) run to the end
+]
+
+
+def chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess:
+    profile = tempfile.mkdtemp(dir=tmp_path, prefix="chromium-")
+    cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("ERRORLESS_REQUIRE_BROWSER"),
+    reason="no chromium (apt-get install chromium; .ci/run installs it)",
+)
+def test_report_renders_in_a_browser(default_run, tmp_path):
+    """Headless Chromium opens report.html, goes through every category and result as a reader
+    would (tests/browser/report_driver.js), and each section shows its tables and figures."""
+    assert CHROMIUM, "ERRORLESS_REQUIRE_BROWSER is set but chromium is not installed"
+    page = (default_run / "report.html").read_text()
+    driver = (ROOT / "tests/browser/report_driver.js").read_text()
+    end = page.rfind("</body>")
+    test_page = tmp_path / "report_driven.html"
+    test_page.write_text(page[:end] + f"<script>{driver}</script>" + page[end:])
+
+    r = chromium(tmp_path, test_page.as_uri(), "--dump-dom")
+    # the last match: the driver's own source (in a <script>) names the element too
+    found = re.findall(r'<pre id="errorless-check"[^>]*>(\{.*?)</pre>', r.stdout, re.S)
+    assert found, f"the report's JavaScript did not finish: {r.stderr[-2000:]}"
+    seen = json.loads(html.unescape(found[-1]))
+    assert "fatal" not in seen, seen
+    shown = seen["categories"]
+    assert set(shown) == {"1. Training", "2. Model evaluation", "3. Double labelling", "4. Run"}
+    names = {item["name"] for items in shown.values() for item in items}
+    assert set(REPORT_ITEMS) | {"label_issues.png", "training.csv", "accuracy.csv"} <= names
+    for category, items in shown.items():
+        kinds = {item["shown"] for item in items}
+        assert "img" in kinds and kinds & {"iframe", "download"}, (category, kinds)
+        for item in items:
+            where = (category, item["name"])
+            assert item["listed"], f"{where}: its label is not in the category's list"
+            if item["shown"] == "img":  # decoded and laid out by the browser
+                assert item["width"] >= 300 and item["height"] >= 200, (where, item)
+            elif item["name"].endswith(".html"):
+                assert item["shown"] == "iframe", where
+                assert item["tables"] >= 1 and item["rows"] >= 2, (where, item)
+            else:  # CSV: a download with a header and rows
+                assert item["shown"] == "download" and item["rows"] >= 2, (where, item)
+
+    # one figure left on screen: the screenshot has the report's menu and the figure
+    shot = tmp_path / "confusion_wheel.png"
+    url = test_page.as_uri() + "#show=results/report/confusion_wheel.png"
+    r = chromium(tmp_path, url, "--window-size=1400,900", f"--screenshot={shot}")
+    assert r.returncode == 0 and is_png(shot), r.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        right = np.asarray(im.convert("RGB"))[:, 700:]  # the content pane, right of the menu
+    colours = np.unique(right.reshape(-1, 3) // 32, axis=0)
+    assert len(colours) >= 8, "the content pane of the screenshot is blank"
