@@ -14,11 +14,19 @@ from errorless.shards import assign, load_shard, modularize
 
 @pytest.fixture
 def data(tmp_path):
-    cfg = load_config(overrides={
-        "dataset": {"path": str(tmp_path / "data")},
-        "synthetic": {"labels": 10, "images_per_label": 7, "batches": 3, "validation_per_label": 0, "plant_near": 0},
-        "modules": {"labels_per_module": 5, "submodules": 2},
-    })
+    cfg = load_config(
+        overrides={
+            "dataset": {"path": str(tmp_path / "data")},
+            "synthetic": {
+                "labels": 10,
+                "images_per_label": 7,
+                "batches": 3,
+                "validation_per_label": 0,
+                "plant_near": 0,
+            },
+            "modules": {"labels_per_module": 5, "submodules": 2},
+        }
+    )
     synthetic.write(cfg, tmp_path / "data")
     return cfg, tmp_path / "shards"
 
@@ -26,7 +34,12 @@ def data(tmp_path):
 def test_partition(data):
     cfg, out = data
     rows = modularize(cfg, out)
-    assert [(r["module"], r["submodule"]) for r in rows] == [("m01", "s1"), ("m01", "s2"), ("m02", "s1"), ("m02", "s2")]
+    assert [(r["module"], r["submodule"]) for r in rows] == [
+        ("m01", "s1"),
+        ("m01", "s2"),
+        ("m02", "s1"),
+        ("m02", "s2"),
+    ]
     seen = []
     for r in rows:
         s = load_shard(r["path"])
@@ -74,7 +87,10 @@ def test_assign_matches_plain_loop():
     row = np.arange(50)
     order, mod, part = assign(labels, batch, row, c=3, r=3, L=6)
     for j in range(2):
-        idx = sorted([i for i in range(50) if labels[i] // 3 == j], key=lambda i: (batch[i], labels[i], row[i]))
+        idx = sorted(
+            [i for i in range(50) if labels[i] // 3 == j],
+            key=lambda i: (batch[i], labels[i], row[i]),
+        )
         n = len(idx)
         for pos, i in enumerate(idx):
             k = list(order).index(i)

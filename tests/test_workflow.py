@@ -89,11 +89,35 @@ def test_data_stage_runs_quickly(tmp_path):
     assert "8 written" in log
 
 
+def test_packed_profile_layers_on_the_slurm_profile(tmp_path):
+    """`--workflow-profile profiles/slurm --profile profiles/slurm-packed`: both are read, the
+    training jobs are grouped by the second (a dry run; tests/slurm runs it live)."""
+    r = snakemake(
+        "-n",
+        "--workflow-profile",
+        str(ROOT / "profiles/slurm"),
+        "--profile",
+        str(ROOT / "profiles/slurm-packed"),
+        cwd=tmp_path,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "Using profiles" in out and "workflow specific profile" in out
+    assert "Group job fnn" in out
+    plain = snakemake("-n", "--workflow-profile", str(ROOT / "profiles/slurm"), cwd=tmp_path)
+    assert plain.returncode == 0 and "Group job" not in plain.stdout + plain.stderr
+
+
 def test_conda_env_in_sync_with_pyproject():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """envs/errorless.yaml: pyproject's dependencies and test extras; torch as conda-forge's
+    CPU build (pytorch-cpu, same version range), the rest from pip."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["test"]
     env = yaml.safe_load((ROOT / "envs/errorless.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert sorted(pip) == sorted(deps)
+    torch = next(d for d in deps if d.startswith("torch"))
+    assert f"pytorch-cpu{torch.removeprefix('torch')}" in env["dependencies"]
+    assert sorted(pip) == sorted(d for d in deps if d != torch)
 
 
 @pytest.mark.parametrize("cfg", ["config.yaml", "config/imagenet64.yaml", "config/photos.yaml"])

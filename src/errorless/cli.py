@@ -16,22 +16,70 @@ from .errors import ErrorlessError
 
 # command -> (module, function prefix, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "synthesize": ("errorless.synthetic", "synthesize", "write the synthetic data set (imagenet64 layout)"),
-    "photos": ("errorless.photos", "photos", "write crops of the bundled photographs (imagenet64 layout)"),
-    "modularize": ("errorless.shards", "modularize", "split a data set into (module, submodule) shards"),
+    "synthesize": (
+        "errorless.synthetic",
+        "synthesize",
+        "write the synthetic data set (imagenet64 layout)",
+    ),
+    "photos": (
+        "errorless.photos",
+        "photos",
+        "write crops of the bundled photographs (imagenet64 layout)",
+    ),
+    "modularize": (
+        "errorless.shards",
+        "modularize",
+        "split a data set into (module, submodule) shards",
+    ),
     "train": ("errorless.train", "train", "train one FNN: SGD to the threshold, then GDT"),
-    "gather": ("errorless.gather", "gather", "collect every job's weights and metrics into Parquet"),
-    "evaluate-training": ("errorless.evaluate", "training", "training evaluation table (paper Table 2)"),
+    "gather": (
+        "errorless.gather",
+        "gather",
+        "collect every job's weights and metrics into Parquet",
+    ),
+    "evaluate-training": (
+        "errorless.evaluate",
+        "training",
+        "training evaluation table (paper Table 2)",
+    ),
     "evaluate": ("errorless.evaluate", "evaluate", "majority-vote evaluation of one source batch"),
-    "summarize": ("errorless.evaluate", "summarize", "accuracy, Top-1 and confusion tables from predictions"),
-    "predict": ("errorless.predict", "predict", "predict labels of new images with a trained results folder"),
-    "duplicates": ("errorless.duplicates", "duplicates", "exact and near duplicates with different labels"),
-    "double-labeling": ("errorless.doublelabel", "doublelabel", "double-labelling report and planted-truth check"),
-    "out-of-sample": ("errorless.labelissues", "oos", "out-of-sample votes of the other submodule's FNNs"),
-    "label-issues": ("errorless.labelissues", "issues", "single mislabelled images: cleanlab + out-of-sample vote"),
+    "summarize": (
+        "errorless.evaluate",
+        "summarize",
+        "accuracy, Top-1 and confusion tables from predictions",
+    ),
+    "predict": (
+        "errorless.predict",
+        "predict",
+        "predict labels of new images with a trained results folder",
+    ),
+    "duplicates": (
+        "errorless.duplicates",
+        "duplicates",
+        "exact and near duplicates with different labels",
+    ),
+    "double-labeling": (
+        "errorless.doublelabel",
+        "doublelabel",
+        "double-labelling report and planted-truth check",
+    ),
+    "out-of-sample": (
+        "errorless.labelissues",
+        "oos",
+        "out-of-sample votes of the other submodule's FNNs",
+    ),
+    "label-issues": (
+        "errorless.labelissues",
+        "issues",
+        "single mislabelled images: cleanlab + out-of-sample vote",
+    ),
     "report-figures": ("errorless.report", "figures", "figures and tables for the HTML report"),
     "info": ("errorless.cli", "info", "show the validated configuration and the job grid"),
-    "write-config": ("errorless.cli", "write_config", "write the validated config (defaults filled) as YAML"),
+    "write-config": (
+        "errorless.cli",
+        "write_config",
+        "write the validated config (defaults filled) as YAML",
+    ),
 }
 
 

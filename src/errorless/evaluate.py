@@ -573,8 +573,12 @@ def training_table(fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
 
 
 # T statuses counted in Table 2 (gdt.classify_status); S/Sp rows get no counts
-STATUS_COLUMNS = {"conflicts": "conflict_fnns", "no_anchor": "no_anchor_fnns",
-                  "residual_errors": "residual_fnns", "budget": "budget_fnns"}
+STATUS_COLUMNS = {
+    "conflicts": "conflict_fnns",
+    "no_anchor": "no_anchor_fnns",
+    "residual_errors": "residual_fnns",
+    "budget": "budget_fnns",
+}
 
 
 def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
@@ -585,7 +589,9 @@ def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFram
     out = table.copy()
     for st, col in STATUS_COLUMNS.items():
         per = counts[st] if st in counts else pd.Series(0, index=counts.index)
-        out[col] = pd.array([int(per[p]) if p in per.index else None for p in out["proto"]], dtype="Int64")
+        out[col] = pd.array(
+            [int(per[p]) if p in per.index else None for p in out["proto"]], dtype="Int64"
+        )
     return out
 
 

@@ -6,10 +6,6 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
-sys.path.insert(
-    0, os.path.join(workflow.basedir, "src")
-)  # the package of this checkout
-
 from errorless import config as ecfg
 from errorless import datasets
 from errorless.errors import ErrorlessError
@@ -94,7 +90,8 @@ def settings_json(*keys, **extra):
     """The validated config cut to ``keys`` (sections, or dotted ``section.key``) as JSON: a
     rule's params, so that a change of these settings, and only these, reruns the rule's jobs
     (Snakemake's params rerun trigger). The ``_only`` list makes the command refuse to read any
-    other key (errorless.config.parse_settings) instead of silently using its default."""
+    other key (errorless.config.parse_settings) instead of silently using its default.
+    """
     sub = {}
     for key in keys:
         section, _, leaf = key.partition(".")
@@ -253,7 +250,9 @@ def scaled(base_mb, base_min):
 
 
 LIGHT_MEM, LIGHT_MIN = scaled(1000, 10)
-TRAIN_IMAGES = NUM_LABELS * 1300  # an upper estimate: ImageNet has ~1,281 images per label
+TRAIN_IMAGES = (
+    NUM_LABELS * 1300
+)  # an upper estimate: ImageNet has ~1,281 images per label
 # weights are 4 bytes each; gather holds every proto-model (a few copies while writing
 # Parquet), evaluate one proto-model at a time
 _PROTO_MB = math.ceil(n_params() * 4 * 3 / 1e6)

@@ -60,7 +60,7 @@ rule evaluate:
             "transform",
         ),
     shell:
-        "python -m errorless evaluate --settings {params.settings:q} --device \"$ERRORLESS_DEVICE\" "
+        'python -m errorless evaluate --settings {params.settings:q} --device "$ERRORLESS_DEVICE" '
         "--batch {wildcards.batch} "
         "--weights {input.weights} --out {output.predictions} --speed {output.speed} > {log} 2>&1"
 

@@ -20,7 +20,10 @@ rule duplicates:
         runtime=DUP_MIN,
     params:
         settings=settings_json(
-            "double_labeling.near_similarity", "double_labeling.neighbours", "seed", "results"
+            "double_labeling.near_similarity",
+            "double_labeling.neighbours",
+            "seed",
+            "results",
         ),
         shards=lambda wildcards, input: os.path.dirname(input.manifest),
     shell:
@@ -112,7 +115,7 @@ rule out_of_sample:
         shards=lambda wildcards, input: os.path.dirname(input.manifest),
     shell:
         "python -m errorless out-of-sample --settings {params.settings:q} "
-        "--device \"$ERRORLESS_DEVICE\" --weights {input.weights} "
+        '--device "$ERRORLESS_DEVICE" --weights {input.weights} '
         "--shards {params.shards} --out {output.table} > {log} 2>&1"
 
 
@@ -125,7 +128,9 @@ rule label_issues:
             f"{RESULTS}/quality/label_issues.csv",
             caption="../report/label_issues.rst",
             category="3. Double labelling",
-            labels={"table": "label issues: single mislabelled images (label_issues.csv)"},
+            labels={
+                "table": "label issues: single mislabelled images (label_issues.csv)"
+            },
         ),
         check=report(
             f"{RESULTS}/quality/label_issues_check.csv",
