@@ -14,14 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
 
-def snakemake(*args, cwd, timeout=300):
+def snakemake_with(configfile: Path, *args, cwd, timeout=300):
+    """`snakemake` with another config file than the repository's config.yaml."""
     return subprocess.run(
-        [*SNAKEMAKE, "--configfile", str(ROOT / "config.yaml"), *args],
+        [*SNAKEMAKE, "--configfile", str(configfile), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def snakemake(*args, cwd, timeout=300):
+    return snakemake_with(ROOT / "config.yaml", *args, cwd=cwd, timeout=timeout)
 
 
 def job_counts(text: str) -> dict[str, int]:
@@ -155,13 +160,7 @@ def bad_data_config(tmp_path, **dataset) -> Path:
 def test_data_error_is_one_line_on_screen_with_the_default_command(tmp_path):
     """`snakemake --cores 1`, no profile named: profiles/default shows the failed job's log."""
     cfg = bad_data_config(tmp_path, validation=False)
-    r = subprocess.run(
-        [*SNAKEMAKE, "--configfile", str(cfg), "--cores", "1"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = snakemake_with(cfg, "--cores", "1", cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode != 0
     line = (
@@ -175,13 +174,7 @@ def test_data_error_is_one_line_on_screen_with_the_default_command(tmp_path):
 
 def test_planning_refuses_a_missing_heldout_file_and_an_empty_results(tmp_path):
     cfg = bad_data_config(tmp_path)  # validation: true (the default) and no val_data
-    r = subprocess.run(
-        [*SNAKEMAKE, "--configfile", str(cfg), "-n"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = snakemake_with(cfg, "-n", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stdout + r.stderr
     assert (
         "data/val_data: held-out file missing while dataset.validation is true"
@@ -205,26 +198,14 @@ def test_missing_data_folder_stops_at_planning_in_one_line(tmp_path):
             shards.mkdir(parents=True)
             (shards / "manifest.tsv").write_text("module\tsubmodule\n")
             (shards / "m01_s1.npz").write_bytes(b"old")
-        r = subprocess.run(
-            [*SNAKEMAKE, "--configfile", str(cfg), "-n"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        r = snakemake_with(cfg, "-n", cwd=tmp_path)
         out = r.stdout + r.stderr
         assert r.returncode != 0 and "Traceback" not in out
         assert line in out.splitlines(), out[-2000:]
         assert "MissingInput" not in out and "m01_s1" not in out
     (tmp_path / "x").mkdir()
     cfg = bad_data_config(tmp_path / "x", batches=2)  # the folder exists, batch 2 is missing
-    r = subprocess.run(
-        [*SNAKEMAKE, "--configfile", str(cfg), "-n"],
-        cwd=tmp_path / "x",
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = snakemake_with(cfg, "-n", cwd=tmp_path / "x")
     assert (
         "config key dataset.path: data lacks 1 of the 2 training file(s) format imagenet32 expects: "
         "train_data_batch_2" in (r.stdout + r.stderr).splitlines()
