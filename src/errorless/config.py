@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .names import model_name, module_names, submodule_names  # noqa: F401 (re-exported)
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "config.schema.yaml"
 
@@ -394,20 +395,10 @@ class GDTSettings(_FromDict):
     checkpoint_seconds: float = 120.0
 
 
-def module_names(k: int) -> list[str]:
-    """Module wildcard values m01..m40 (zero-padded to at least two digits)."""
-    width = max(2, len(str(k)))
-    return [f"m{j:0{width}d}" for j in range(1, k + 1)]
-
-
-def submodule_names(r: int) -> list[str]:
-    return [f"s{s}" for s in range(1, r + 1)]
-
-
 def proto_names(config: dict[str, Any]) -> list[str]:
     """Trained model wildcard values: '<arch>_m<replicate>', e.g. h1_m1."""
     m = config["models"]
-    return [f"{a}_m{i}" for a in m["use"] for i in range(1, m["replicates"] + 1)]
+    return [model_name(a, i) for a in m["use"] for i in range(1, m["replicates"] + 1)]
 
 
 def methods(config: dict[str, Any]) -> list[str]:

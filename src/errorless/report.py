@@ -48,6 +48,7 @@ import pandas as pd
 from .datasets import GENERATED
 from .errors import DataError
 from .io import atomic_path, write_text
+from .names import split_proto
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,12 @@ def _num(name: str) -> int:
 
 def proto_key(proto: str) -> tuple:
     """Sort proto-models by model (h1_m1, ...) then method S, Sp, T."""
-    method, _, model = proto.partition("_")
+    method, model = split_proto(proto)
     return (model, METHOD_ORDER.get(method, 9), proto)
 
 
 def proto_title(proto: str) -> str:
-    method, _, model = proto.partition("_")
+    method, _ = split_proto(proto)
     prime = {"Sp": "S′"}.get(method, method)
     return f"{prime} ({proto})"
 

@@ -10,6 +10,7 @@ from errorless import config as ecfg
 from errorless import datasets
 from errorless.errors import ErrorlessError
 from errorless.grid import job_grid
+from errorless.names import split_model
 
 # The one validation (errorless.config.validate, also used by every CLI command): it reads
 # the strings Snakemake makes of nested --config values (sgd='{threshold: 0.9}') as typed
@@ -177,7 +178,7 @@ def shard_of(wildcards):
 
 def train_settings(wildcards):
     """Only what changes an FNN: a change elsewhere in the config retrains nothing."""
-    arch = wildcards.model.split("_")[0]
+    arch = split_model(wildcards.model)[0]
     models = {
         "architectures": {arch: config["models"]["architectures"][arch]},
         "use": [arch],
@@ -202,7 +203,7 @@ def shard_images(wildcards):
 
 def arch_cost(wildcards):
     """Relative cost of an architecture (hidden units over h1's 256)."""
-    arch = wildcards.model.split("_")[0]
+    arch = split_model(wildcards.model)[0]
     return max(1.0, sum(config["models"]["architectures"][arch]) / 256)
 
 
@@ -223,7 +224,7 @@ def train_runtime(wildcards, attempt):
 def train_mem_mb(wildcards, attempt):
     """MB: the python/torch baseline plus images, transformed inputs and activations."""
     n = shard_images(wildcards)
-    hidden = sum(config["models"]["architectures"][wildcards.model.split("_")[0]])
+    hidden = sum(config["models"]["architectures"][split_model(wildcards.model)[0]])
     mb = 700 + n * (12288 + 4 * 900 * 3 + 4 * hidden * 4) / 1e6
     return int(attempt * math.ceil(mb / 100) * 100)
 
