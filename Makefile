@@ -26,10 +26,11 @@ test: setup  ## the whole test suite (slurm tests run when a cluster answers; se
 test-fast: setup  ## unit tests only
 	$(VENV)/bin/pytest -q -m "not slow and not slurm"
 
-lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(SNAKEMAKE) --lint
+lint: setup  ## what CI checks before the tests: lint and format of the Python and Snakemake code
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+	$(SNAKEMAKE) --lint
 
 bench: setup
 	$(PY) bench/train_one.py

@@ -29,7 +29,9 @@ VARIANTS = {
 }
 CONFIGS = {
     "default": SGDSettings(),
-    "authors": SGDSettings(loss="mse_softmax", init="uniform", init_bound=5.0, lr=10.0, lr_decay=1.0),
+    "authors": SGDSettings(
+        loss="mse_softmax", init="uniform", init_bound=5.0, lr=10.0, lr_decay=1.0
+    ),
 }
 
 
@@ -39,13 +41,24 @@ def demo_inputs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(x), torch.tensor(d.target[:n].astype(np.int64))
 
 
-def one_run(x, y, seed: int, sgd_s: SGDSettings, gdt_s: GDTSettings) -> tuple[bool, float, int, int]:
+def one_run(
+    x, y, seed: int, sgd_s: SGDSettings, gdt_s: GDTSettings
+) -> tuple[bool, float, int, int]:
     t = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     params = fnn.init_params([64, 80, 10], gen, kind=sgd_s.init, bound=sgd_s.init_bound)
     s, _ = sgd.train_sgd(params, x, y, sgd_s, gen)
-    r = gdt.run_gdt(s.params, x, y, gdt_s, seed, decimals=4, n_classes=10, loss=sgd_s.loss,
-                    temperature=sgd_s.temperature)
+    r = gdt.run_gdt(
+        s.params,
+        x,
+        y,
+        gdt_s,
+        seed,
+        decimals=4,
+        n_classes=10,
+        loss=sgd_s.loss,
+        temperature=sgd_s.temperature,
+    )
     return r.accuracy == 1.0, time.perf_counter() - t, r.accepted, r.rejected
 
 
@@ -57,16 +70,26 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = {n: demo_inputs(n) for n in (500, 1000)}
-    print(f"{'GDT flow':12} {'config':8} {'100 %':>6} {'s/run 500':>10} {'s/run 1000':>11} λ-steps acc/rej (max)")
+    print(
+        f"{'GDT flow':12} {'config':8} {'100 %':>6} {'s/run 500':>10} {'s/run 1000':>11} λ-steps acc/rej (max)"
+    )
     for v in args.variants.split(","):
         for c in args.configs.split(","):
-            runs = {n: [one_run(*data[n], seed, CONFIGS[c], GDTSettings(**VARIANTS[v])) for seed in range(1, 7)]
-                    for n in data}
+            runs = {
+                n: [
+                    one_run(*data[n], seed, CONFIGS[c], GDTSettings(**VARIANTS[v]))
+                    for seed in range(1, 7)
+                ]
+                for n in data
+            }
             every = [r for rs in runs.values() for r in rs]
             ok = sum(r[0] for r in every)
             secs = {n: max(r[1] for r in rs) for n, rs in runs.items()}
-            print(f"{v:12} {c:8} {ok:>3}/{len(every):<2} {secs[500]:>10.2f} {secs[1000]:>11.2f} "
-                  f"{max(r[2] for r in every)}/{max(r[3] for r in every)}", flush=True)
+            print(
+                f"{v:12} {c:8} {ok:>3}/{len(every):<2} {secs[500]:>10.2f} {secs[1000]:>11.2f} "
+                f"{max(r[2] for r in every)}/{max(r[3] for r in every)}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

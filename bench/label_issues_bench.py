@@ -81,7 +81,9 @@ def logistic_oos(cfg, shards: Path, folds: str, C: float) -> pd.DataFrame:
                     "super_majority": False,
                     "batch": np.concatenate([sh.batch for sh in parts]),
                     "row": np.concatenate([sh.row for sh in parts]),
-                    "submodule": np.concatenate([np.full(len(sh.labels), f"s{sh.submodule}") for sh in parts]),
+                    "submodule": np.concatenate(
+                        [np.full(len(sh.labels), f"s{sh.submodule}") for sh in parts]
+                    ),
                     "p": 1,
                     "agreement": 1.0,
                     "prob_given": P[np.arange(len(y)), y],

@@ -57,8 +57,18 @@ def child_peak_mb() -> float:
 
 def run_modularize(settings: dict, results: Path) -> tuple[float, str]:
     t = time.time()
-    cmd = [sys.executable, "-m", "errorless", "modularize", "--settings", json.dumps(settings),
-           "--out", str(results / "shards"), "--manifest", str(results / "shards" / "manifest.tsv")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "errorless",
+        "modularize",
+        "--settings",
+        json.dumps(settings),
+        "--out",
+        str(results / "shards"),
+        "--manifest",
+        str(results / "shards" / "manifest.tsv"),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         sys.exit(p.stderr[-3000:])
@@ -66,12 +76,16 @@ def run_modularize(settings: dict, results: Path) -> tuple[float, str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=128_000, help="training images (ImageNet: 1,281,167)")
     ap.add_argument("--size", type=int, default=64, choices=(32, 64))
     ap.add_argument("--labels", type=int, default=1000)
     ap.add_argument("--batches", type=int, default=10)
-    ap.add_argument("--dir", default="/tmp/errorless-modularize-bench", help="data + results folder")
+    ap.add_argument(
+        "--dir", default="/tmp/errorless-modularize-bench", help="data + results folder"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-dry-run", action="store_true", help="skip the snakemake -n timing")
     a = ap.parse_args()
@@ -87,8 +101,12 @@ def main() -> int:
     print(f"data written in {time.time() - t:.0f} s", flush=True)
 
     overrides = {
-        "dataset": {"format": f"imagenet{a.size}", "path": str(data), "batches": a.batches,
-                    "labels": a.labels},
+        "dataset": {
+            "format": f"imagenet{a.size}",
+            "path": str(data),
+            "batches": a.batches,
+            "labels": a.labels,
+        },
         "results": str(results),
     }
     extra = base / "bench.yaml"
@@ -97,28 +115,43 @@ def main() -> int:
 
     # the data stage through the workflow (checkpoint modularize), as a user runs it
     t = time.time()
-    p = subprocess.run(smk + [f"{results}/shards/manifest.tsv"], capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run(
+        smk + [f"{results}/shards/manifest.tsv"], capture_output=True, text=True, cwd=ROOT
+    )
     if p.returncode:
         sys.exit(p.stderr[-3000:])
     bench = (results / "benchmarks" / "modularize.tsv").read_text().splitlines()
     row = dict(zip(bench[0].split("\t"), bench[1].split("\t"), strict=True))
-    print(f"modularize (snakemake, first run): {time.time() - t:.0f} s wall incl. start-up; "
-          f"rule {float(row['s']):.0f} s, max_rss {float(row['max_rss']):.0f} MB", flush=True)
+    print(
+        f"modularize (snakemake, first run): {time.time() - t:.0f} s wall incl. start-up; "
+        f"rule {float(row['s']):.0f} s, max_rss {float(row['max_rss']):.0f} MB",
+        flush=True,
+    )
 
     cfg = load_config(ROOT / "config" / "imagenet64.yaml", overrides=overrides)
     wall, last = run_modularize(cfg, results)
-    print(f"modularize again (every shard unchanged): {wall:.0f} s wall, peak RSS "
-          f"{child_peak_mb():.0f} MB -- {last}", flush=True)
+    print(
+        f"modularize again (every shard unchanged): {wall:.0f} s wall, peak RSS "
+        f"{child_peak_mb():.0f} MB -- {last}",
+        flush=True,
+    )
 
     if not a.no_dry_run:
         t = time.time()
-        p = subprocess.run(["/usr/bin/time", "-f", "%M"] + smk[:1] + ["-n"] + smk[1:], capture_output=True,
-                           text=True, cwd=ROOT)
+        p = subprocess.run(
+            ["/usr/bin/time", "-f", "%M"] + smk[:1] + ["-n"] + smk[1:],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         stats = p.stdout.split("Job stats:")[-1].strip().splitlines()
         jobs = {ln.split()[0]: ln.split()[1] for ln in stats[2:] if len(ln.split()) == 2}
-        print(f"snakemake -n on the paper's grid after the data stage: {time.time() - t:.0f} s, "
-              f"{int(p.stderr.strip().splitlines()[-1]) / 1024:.0f} MB peak, rc {p.returncode}, "
-              f"jobs {jobs}", flush=True)
+        print(
+            f"snakemake -n on the paper's grid after the data stage: {time.time() - t:.0f} s, "
+            f"{int(p.stderr.strip().splitlines()[-1]) / 1024:.0f} MB peak, rc {p.returncode}, "
+            f"jobs {jobs}",
+            flush=True,
+        )
     return 0
 
 

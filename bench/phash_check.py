@@ -18,8 +18,19 @@ h = [imagehash.phash(Image.fromarray(im)) for im in images]
 H = np.array([np.unpackbits(np.packbits(x.hash.ravel())) for x in h])
 d = (H[:, None, :] != H[None, :, :]).sum(2)
 diff = labels[:, None] != labels[None, :]
-print("pHash: distinct-label pairs with hamming <= t:", {t: int(((d <= t) & diff).sum() // 2) for t in (4, 6, 8, 10, 12)}, "of", int(diff.sum() // 2))
+print(
+    "pHash: distinct-label pairs with hamming <= t:",
+    {t: int(((d <= t) & diff).sum() // 2) for t in (4, 6, 8, 10, 12)},
+    "of",
+    int(diff.sum() // 2),
+)
 for k in NEAR_KINDS:
     src = rng.choice(len(images), 50, replace=False)
     dd = [h[s] - imagehash.phash(Image.fromarray(transform_copy(images[s], k, rng))) for s in src]
-    print(k, "hamming quantiles 50/90/max", np.percentile(dd, [50, 90, 100]).tolist(), "share <=8:", np.mean(np.array(dd) <= 8))
+    print(
+        k,
+        "hamming quantiles 50/90/max",
+        np.percentile(dd, [50, 90, 100]).tolist(),
+        "share <=8:",
+        np.mean(np.array(dd) <= 8),
+    )

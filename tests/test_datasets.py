@@ -48,7 +48,12 @@ def test_imagenet_pickle_layout(tmp_path, side):
 
 
 def test_imagenet_npz_variant(tmp_path, rgb):
-    np.savez(tmp_path / "train_data_batch_1.npz", data=planes(rgb), labels=np.arange(1, 7), mean=np.zeros(3072))
+    np.savez(
+        tmp_path / "train_data_batch_1.npz",
+        data=planes(rgb),
+        labels=np.arange(1, 7),
+        mean=np.zeros(3072),
+    )
     s = datasets.load_training(cfg_for("imagenet32-npz", tmp_path, batches=1))
     np.testing.assert_array_equal(s.images, rgb)
     np.testing.assert_array_equal(s.labels, np.arange(6))
@@ -57,7 +62,9 @@ def test_imagenet_npz_variant(tmp_path, rgb):
 def test_cifar10_and_cifar100_bytes_keys(tmp_path, rgb):
     c10 = tmp_path / "c10"
     c10.mkdir()
-    (c10 / "data_batch_1").write_bytes(pickle.dumps({b"data": planes(rgb), b"labels": [0, 1, 2, 3, 4, 9]}))
+    (c10 / "data_batch_1").write_bytes(
+        pickle.dumps({b"data": planes(rgb), b"labels": [0, 1, 2, 3, 4, 9]})
+    )
     (c10 / "test_batch").write_bytes(pickle.dumps({b"data": planes(rgb[:2]), b"labels": [5, 6]}))
     cfg = cfg_for("cifar10", c10, batches=1)
     s = datasets.load_training(cfg)
@@ -65,14 +72,23 @@ def test_cifar10_and_cifar100_bytes_keys(tmp_path, rgb):
     assert s.num_labels == 10 and datasets.validation_batch(cfg) == "test_batch"
     c100 = tmp_path / "c100"
     c100.mkdir()
-    (c100 / "train").write_bytes(pickle.dumps({b"data": planes(rgb), b"fine_labels": [0, 50, 99, 1, 2, 3], b"coarse_labels": [0] * 6}))
+    (c100 / "train").write_bytes(
+        pickle.dumps(
+            {b"data": planes(rgb), b"fine_labels": [0, 50, 99, 1, 2, 3], b"coarse_labels": [0] * 6}
+        )
+    )
     s = datasets.load_training(cfg_for("cifar100", c100))
     np.testing.assert_array_equal(s.labels, [0, 50, 99, 1, 2, 3])
     assert s.num_labels == 100
 
 
 def test_generic_npz_with_ids(tmp_path, rgb):
-    np.savez(tmp_path / "train.npz", images=rgb, labels=np.array([0, 1, 1, 2, 2, 3]), ids=np.array([f"img{i}" for i in range(6)]))
+    np.savez(
+        tmp_path / "train.npz",
+        images=rgb,
+        labels=np.array([0, 1, 1, 2, 2, 3]),
+        ids=np.array([f"img{i}" for i in range(6)]),
+    )
     s = datasets.load_training(cfg_for("npz", tmp_path, labels=4))
     assert list(s.ids) == [f"img{i}" for i in range(6)]
     assert s.num_labels == 4
@@ -93,17 +109,64 @@ def test_colour_feature_on_grey_is_config_error():
     "write, message",
     [
         (None, "data file missing"),
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 2]})[:50]), "truncated or corrupt"),
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [1, 2]})), r"must be uint8 \(N, 3072\)"),
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 1001]})), "label 1001 outside the expected range 1..1000;"),
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]})), "below 1"),
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1]})), "1 labels for 2 images"),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 2]})[:50]
+            ),
+            "truncated or corrupt",
+        ),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [1, 2]})
+            ),
+            r"must be uint8 \(N, 3072\)",
+        ),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 1001]})
+            ),
+            "label 1001 outside the expected range 1..1000;",
+        ),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]})
+            ),
+            "below 1",
+        ),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1]})
+            ),
+            "1 labels for 2 images",
+        ),
         (lambda p: p.write_bytes(pickle.dumps({"labels": [1]})), "missing key 'data'"),
         # accepted silently before (issue #13): truncated to integers, or an empty batch
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 1.5]})), "labels must be integers, got float 1.5"),
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, True]})), "labels must be integers, got bool True"),
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": np.array([1.0, 2.0])})), "labels must be integers, got a float64 array"),
-        (lambda p: p.write_bytes(pickle.dumps({"data": np.zeros((0, 3072), np.uint8), "labels": []})), r"no images \(N = 0\)"),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 1.5]})
+            ),
+            "labels must be integers, got float 1.5",
+        ),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, True]})
+            ),
+            "labels must be integers, got bool True",
+        ),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps(
+                    {"data": np.zeros((2, 3072), np.uint8), "labels": np.array([1.0, 2.0])}
+                )
+            ),
+            "labels must be integers, got a float64 array",
+        ),
+        (
+            lambda p: p.write_bytes(
+                pickle.dumps({"data": np.zeros((0, 3072), np.uint8), "labels": []})
+            ),
+            r"no images \(N = 0\)",
+        ),
         (lambda p: p.write_bytes(b""), r"empty \(0 bytes\)"),
         # tracebacks before: a REDUCE on a dict, an absurd BINBYTES length
         (lambda p: p.write_bytes(b"\x80\x02}q\x00)R."), "not a readable pickle batch"),
@@ -137,7 +200,9 @@ def test_synthetic_is_deterministic_and_plants_truth(tmp_path):
     assert pa == pb
     kinds = [p["kind"] for p in pa]
     near_kinds = cfg["synthetic"]["near_kinds"]
-    assert kinds == ["same_shard"] * 2 + ["cross_module"] * 2 + near_kinds  # one near plant per kind
+    assert (
+        kinds == ["same_shard"] * 2 + ["cross_module"] * 2 + near_kinds
+    )  # one near plant per kind
     for p in pa:
         assert p["label_a"] != p["label_b"]
         if p["placement"] == "same_shard":
@@ -177,13 +242,22 @@ class Evil:
         return (os.system, ("echo pwned > pwned.txt",))
 
 
-@pytest.mark.parametrize("payload", [Evil(), {"data": Evil(), "labels": [1]}, {"data": np.array([Evil()], dtype=object), "labels": [1]}])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        Evil(),
+        {"data": Evil(), "labels": [1]},
+        {"data": np.array([Evil()], dtype=object), "labels": [1]},
+    ],
+)
 def test_pickles_may_name_only_numpy_arrays(tmp_path, payload, monkeypatch):
     """A restricted unpickler: no callable outside numpy's array reconstruction runs."""
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "train_data_batch_1"
     path.write_bytes(pickle.dumps(payload))
-    with pytest.raises(DataError, match="not a readable pickle batch.*refusing to load global") as e:
+    with pytest.raises(
+        DataError, match="not a readable pickle batch.*refusing to load global"
+    ) as e:
         datasets.load_training(cfg_for("imagenet32", tmp_path, batches=1))
     assert str(path) in str(e.value) and not (tmp_path / "pwned.txt").exists()
 
@@ -191,8 +265,13 @@ def test_pickles_may_name_only_numpy_arrays(tmp_path, payload, monkeypatch):
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_restricted_unpickler_reads_every_protocol(tmp_path, rgb, protocol):
     """numpy arrays, numpy scalars and python-2 style bytes as real data sets pickle them."""
-    d = {b"data": planes(rgb), b"labels": [int(v) for v in np.arange(6)], b"mean": np.float64(1.5),
-         b"batch_label": b"training batch 1 of 5", b"filenames": [b"a.png"] * 6}
+    d = {
+        b"data": planes(rgb),
+        b"labels": [int(v) for v in np.arange(6)],
+        b"mean": np.float64(1.5),
+        b"batch_label": b"training batch 1 of 5",
+        b"filenames": [b"a.png"] * 6,
+    }
     (tmp_path / "data_batch_1").write_bytes(pickle.dumps(d, protocol=protocol))
     s = datasets.load_training(cfg_for("cifar10", tmp_path, batches=1, validation=False))
     np.testing.assert_array_equal(s.images, rgb)
@@ -203,7 +282,9 @@ def test_validation_on_with_missing_or_empty_heldout_file_is_an_error(tmp_path, 
     d = {"data": planes(rgb), "labels": [1, 2, 3, 4, 5, 6]}
     (tmp_path / "train_data_batch_1").write_bytes(pickle.dumps(d))
     if val == "empty-batch":
-        (tmp_path / "val_data").write_bytes(pickle.dumps({"data": np.zeros((0, 3072), np.uint8), "labels": []}))
+        (tmp_path / "val_data").write_bytes(
+            pickle.dumps({"data": np.zeros((0, 3072), np.uint8), "labels": []})
+        )
     elif val is not None:
         (tmp_path / "val_data").write_bytes(val)
     cfg = cfg_for("imagenet32", tmp_path, batches=1)
@@ -212,9 +293,15 @@ def test_validation_on_with_missing_or_empty_heldout_file_is_an_error(tmp_path, 
         with pytest.raises(DataError, match=r"val_data: the batch has no images \(N = 0\)"):
             datasets.load_batch(cfg, "val_data")
     else:
-        with pytest.raises(DataError, match="val_data: held-out file (missing|empty) while dataset.validation is true"):
+        with pytest.raises(
+            DataError,
+            match="val_data: held-out file (missing|empty) while dataset.validation is true",
+        ):
             datasets.validation_batch(cfg)
-    assert datasets.validation_batch(cfg_for("imagenet32", tmp_path, batches=1, validation=False)) is None
+    assert (
+        datasets.validation_batch(cfg_for("imagenet32", tmp_path, batches=1, validation=False))
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -225,8 +312,14 @@ def test_validation_on_with_missing_or_empty_heldout_file_is_an_error(tmp_path, 
         ({"results": "//"}, "config key results"),
         ({"results": "/tmp/.."}, "config key results: '/tmp/..' is the filesystem root"),
         ({"dataset": {"path": ""}}, "config key dataset.path"),
-        ({"sgd": {"threshold": float("nan")}}, "config key sgd.threshold: nan is not a finite number"),
-        ({"gdt": {"max_seconds": float("inf")}}, "config key gdt.max_seconds: inf is not a finite number"),
+        (
+            {"sgd": {"threshold": float("nan")}},
+            "config key sgd.threshold: nan is not a finite number",
+        ),
+        (
+            {"gdt": {"max_seconds": float("inf")}},
+            "config key gdt.max_seconds: inf is not a finite number",
+        ),
     ],
 )
 def test_schema_rejects_root_results_and_non_finite_numbers(over, needle):
@@ -237,5 +330,7 @@ def test_schema_rejects_root_results_and_non_finite_numbers(over, needle):
 def test_broken_yaml_names_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("sgd: {threshold: 0.9\n  foo: [\n")
-    with pytest.raises(ConfigError, match=rf"config file {re.escape(str(bad))} is not valid YAML \(line 2"):
+    with pytest.raises(
+        ConfigError, match=rf"config file {re.escape(str(bad))} is not valid YAML \(line 2"
+    ):
         load_config(bad)

@@ -411,11 +411,15 @@ def test_table_2_counts_budget_stops_apart_from_unfittable_data():
     from errorless.evaluate import with_status_counts
 
     table = pd.DataFrame({"proto": ["S_h1_m1", "T_h1_m1"], "fnns": [4, 4]})
-    status = pd.DataFrame({
-        "proto": ["S_h1_m1"] * 4 + ["T_h1_m1"] * 4,
-        "method": ["S"] * 4 + ["T"] * 4,
-        "status": ["sgd_only"] * 4 + ["error_free", "budget", "budget", "conflicts"],
-    })
+    status = pd.DataFrame(
+        {
+            "proto": ["S_h1_m1"] * 4 + ["T_h1_m1"] * 4,
+            "method": ["S"] * 4 + ["T"] * 4,
+            "status": ["sgd_only"] * 4 + ["error_free", "budget", "budget", "conflicts"],
+        }
+    )
     out = with_status_counts(table, status).set_index("proto")
-    assert out.loc["T_h1_m1", ["budget_fnns", "conflict_fnns", "residual_fnns", "no_anchor_fnns"]].tolist() == [2, 1, 0, 0]
+    assert out.loc[
+        "T_h1_m1", ["budget_fnns", "conflict_fnns", "residual_fnns", "no_anchor_fnns"]
+    ].tolist() == [2, 1, 0, 0]
     assert out.loc["S_h1_m1", ["budget_fnns", "residual_fnns"]].isna().all()  # S has no GDT

@@ -29,11 +29,20 @@ from errorless import cli
 SIDE, L, N = 32, 4, 8
 SEED = 13
 N_TRUNCATIONS, N_FLIPS = 150, 250
-SETTINGS = json.dumps({
-    "dataset": {"format": "imagenet32", "path": "", "batches": 1, "validation": False, "labels": L},
-    "modules": {"labels_per_module": 2, "submodules": 2},
-    "features": ["R"], "featured_models": [1],
-})
+SETTINGS = json.dumps(
+    {
+        "dataset": {
+            "format": "imagenet32",
+            "path": "",
+            "batches": 1,
+            "validation": False,
+            "labels": L,
+        },
+        "modules": {"labels_per_module": 2, "submodules": 2},
+        "features": ["R"],
+        "featured_models": [1],
+    }
+)
 
 
 def batch(rng: np.random.Generator) -> dict:
@@ -55,7 +64,15 @@ def payload_spans(raw: bytes) -> list[tuple[int, int]]:
     ops = list(pickletools.genops(raw))
     spans = []
     for (op, arg, pos), (_, _, end) in zip(ops, [*ops[1:], (None, None, len(raw))], strict=True):
-        if op.name in ("BININT1", "BININT2", "BININT", "BINFLOAT", "LONG1", "BINPUT", "LONG_BINPUT"):
+        if op.name in (
+            "BININT1",
+            "BININT2",
+            "BININT",
+            "BINFLOAT",
+            "LONG1",
+            "BINPUT",
+            "LONG_BINPUT",
+        ):
             spans.append((pos + 1, end))  # a number (or memo slot): another value may be valid
         elif isinstance(arg, (bytes, bytearray, str)) and len(arg) > 64:  # an array's bytes
             n = len(arg.encode("utf-8") if isinstance(arg, str) else arg)
@@ -151,8 +168,12 @@ def wrong_types() -> list[tuple[str, bytes]]:
         ("LONG4 2 GB claimed", b"\x80\x02\x8b" + big + b"xx."),
         ("FRAME huge claimed", b"\x80\x04\x95" + huge + b"}."),
         ("deep nesting", b"\x80\x02" + b"]" * 200_000 + b"a" * 199_999 + b"."),
-        ("numpy shape 2**40", pickle.dumps(np.zeros(1, np.uint8), protocol=2).replace(
-            b"K\x01\x85", b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85", 1)),
+        (
+            "numpy shape 2**40",
+            pickle.dumps(np.zeros(1, np.uint8), protocol=2).replace(
+                b"K\x01\x85", b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85", 1
+            ),
+        ),
         ("STOP only", b"."),
         ("empty stack", b"\x80\x02R."),
         ("memo miss", b"\x80\x02h\x05."),
@@ -171,9 +192,16 @@ def _is_batch(raw: bytes) -> bool:
         d = pickle.loads(raw, encoding="bytes")
         d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
         x, y = d["data"], d["labels"]
-        return (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2 and len(x) > 0
-                and x.shape[1] == 3 * SIDE * SIDE and isinstance(y, list) and len(y) == len(x)
-                and all(type(v) is int and 1 <= v <= L for v in y))
+        return (
+            isinstance(x, np.ndarray)
+            and x.dtype == np.uint8
+            and x.ndim == 2
+            and len(x) > 0
+            and x.shape[1] == 3 * SIDE * SIDE
+            and isinstance(y, list)
+            and len(y) == len(x)
+            and all(type(v) is int and 1 <= v <= L for v in y)
+        )
     except BaseException:  # noqa: BLE001 - the oracle's own failure means "not a batch"
         return False
 
@@ -184,8 +212,17 @@ def run_modularize(tmp: Path, raw: bytes, capsys) -> tuple[int, str, Path, Path]
     path = data / "train_data_batch_1"
     path.write_bytes(raw)
     settings = SETTINGS.replace('"path": ""', f'"path": "{data}"')
-    rc = cli.main(["modularize", "--settings", settings, "--out", str(results / "shards"),
-                   "--manifest", str(results / "shards" / "manifest.tsv")])
+    rc = cli.main(
+        [
+            "modularize",
+            "--settings",
+            settings,
+            "--out",
+            str(results / "shards"),
+            "--manifest",
+            str(results / "shards" / "manifest.tsv"),
+        ]
+    )
     return rc, capsys.readouterr().err, path, results
 
 
@@ -206,17 +243,27 @@ def test_fuzzed_pickles_give_one_line_naming_the_file(tmp_path, capsys):
             continue
         assert rc == 2, (name, rc, err)
         lines = [ln for ln in err.splitlines() if "error" in ln.lower()]
-        assert len(lines) == 1 and lines[0].startswith(f"errorless modularize: error: {path}: "), (name, err)
-        assert not results.exists() or not any(results.rglob("*")), (name, sorted(results.rglob("*")))
+        assert len(lines) == 1 and lines[0].startswith(f"errorless modularize: error: {path}: "), (
+            name,
+            err,
+        )
+        assert not results.exists() or not any(results.rglob("*")), (
+            name,
+            sorted(results.rglob("*")),
+        )
         refused += 1
     seconds = time.perf_counter() - t0
-    print(f"fuzz: {len(cases)} mutated inputs, {refused} refused in one line, {len(accepted)} still "
-          f"well-formed batches accepted, 0 tracebacks, {seconds:.1f} s")
+    print(
+        f"fuzz: {len(cases)} mutated inputs, {refused} refused in one line, {len(accepted)} still "
+        f"well-formed batches accepted, 0 tracebacks, {seconds:.1f} s"
+    )
     assert len(accepted) <= 0.05 * len(cases)
     assert seconds < 120
 
 
-@pytest.mark.parametrize("name", ["os.system", "REDUCE on a dict", "BINBYTES 2 GB claimed", "deep nesting"])
+@pytest.mark.parametrize(
+    "name", ["os.system", "REDUCE on a dict", "BINBYTES 2 GB claimed", "deep nesting"]
+)
 def test_fuzzed_pickle_from_the_command_line(tmp_path, name):
     """The real process: exit code 2 and stderr is exactly the one line."""
     raw = dict(wrong_types())[name]
@@ -226,12 +273,31 @@ def test_fuzzed_pickle_from_the_command_line(tmp_path, name):
     path.write_bytes(raw)
     settings = SETTINGS.replace('"path": ""', f'"path": "{data}"')
     out = tmp_path / "results"
-    r = subprocess.run([sys.executable, "-m", "errorless", "modularize", "--settings", settings,
-                        "--out", str(out / "shards"), "--manifest", str(out / "shards/manifest.tsv")],
-                       capture_output=True, text=True, timeout=120,
-                       env={"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "errorless",
+            "modularize",
+            "--settings",
+            settings,
+            "--out",
+            str(out / "shards"),
+            "--manifest",
+            str(out / "shards/manifest.tsv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+            "PATH": "/usr/bin:/bin",
+        },
+    )
     assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"errorless modularize: error: {path}: "), r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(
+        f"errorless modularize: error: {path}: "
+    ), r.stderr
     assert not out.exists()
 
 
@@ -241,8 +307,13 @@ def _is_npz_batch(raw: bytes) -> bool:
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             x, y = z["data"], z["labels"]
-            return (x.dtype == np.uint8 and x.shape == (N, 3 * SIDE * SIDE) and y.dtype.kind in "iu"
-                    and y.shape == (N,) and bool(((y >= 1) & (y <= L)).all()))
+            return (
+                x.dtype == np.uint8
+                and x.shape == (N, 3 * SIDE * SIDE)
+                and y.dtype.kind in "iu"
+                and y.shape == (N,)
+                and bool(((y >= 1) & (y <= L)).all())
+            )
     except BaseException:  # noqa: BLE001
         return False
 
@@ -269,8 +340,17 @@ def test_fuzzed_npz_give_one_line_naming_the_file(tmp_path, capsys):
         data.mkdir(parents=True)
         path = data / "train_data_batch_1.npz"
         path.write_bytes(mutant)
-        rc = cli.main(["modularize", "--settings", settings.replace('"path": ""', f'"path": "{data}"'),
-                       "--out", str(results / "shards"), "--manifest", str(results / "shards/m.tsv")])
+        rc = cli.main(
+            [
+                "modularize",
+                "--settings",
+                settings.replace('"path": ""', f'"path": "{data}"'),
+                "--out",
+                str(results / "shards"),
+                "--manifest",
+                str(results / "shards/m.tsv"),
+            ]
+        )
         err = capsys.readouterr().err
         assert "Traceback" not in err
         if rc == 0:
@@ -278,8 +358,14 @@ def test_fuzzed_npz_give_one_line_naming_the_file(tmp_path, capsys):
             accepted += 1
             continue
         lines = [ln for ln in err.splitlines() if "error" in ln.lower()]
-        assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"errorless modularize: error: {path}: "), err
+        assert (
+            rc == 2
+            and len(lines) == 1
+            and lines[0].startswith(f"errorless modularize: error: {path}: ")
+        ), err
         assert not results.exists()
-    print(f"fuzz npz: {len(cases)} mutated inputs, {len(cases) - accepted} refused in one line, "
-          f"{accepted} still well-formed accepted, 0 tracebacks")
+    print(
+        f"fuzz npz: {len(cases)} mutated inputs, {len(cases) - accepted} refused in one line, "
+        f"{accepted} still well-formed accepted, 0 tracebacks"
+    )
     assert accepted <= 0.1 * len(cases)

@@ -182,13 +182,22 @@ def test_cli_gather_from_jobs_file_and_from_paths(grid, tmp_path, capsys):
     from_paths = ["--jobs", *[str(j.weights) for j in jobs]]
 
     def gather(source, out):
-        return main(["gather", *source, "--weights-out", str(out / "weights.parquet"),
-                     "--training-out", str(out / "training.parquet")])
+        return main(
+            [
+                "gather",
+                *source,
+                "--weights-out",
+                str(out / "weights.parquet"),
+                "--training-out",
+                str(out / "training.parquet"),
+            ]
+        )
 
     assert gather(from_file, tmp_path / "a") == 0
     assert gather(from_paths, tmp_path / "b") == 0
     assert pq.read_table(tmp_path / "a" / "weights.parquet").equals(
-        pq.read_table(tmp_path / "b" / "weights.parquet"))
+        pq.read_table(tmp_path / "b" / "weights.parquet")
+    )
     jobs[3].metrics.unlink()
     assert gather(from_file, tmp_path / "a") == 2
     assert f"module={jobs[3].module}" in capsys.readouterr().err
@@ -228,12 +237,25 @@ def test_a_glob_with_a_hole_is_refused(grid, tmp_path, capsys, with_manifest):
         jobs[5].metrics.unlink()
     listed = sorted(str(p) for p in results.glob("fnn/*/*/*.metrics.json"))
     out = tmp_path / "out"
-    rc = main(["gather", "--jobs", *listed, "--weights-out", str(out / "w.parquet"),
-               "--training-out", str(out / "t.parquet")])
+    rc = main(
+        [
+            "gather",
+            "--jobs",
+            *listed,
+            "--weights-out",
+            str(out / "w.parquet"),
+            "--training-out",
+            str(out / "t.parquet"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     line = next(ln for ln in err.splitlines() if "error:" in ln)
-    hole = "m03_s1" if with_manifest else f"feature={jobs[5].feature} {jobs[5].module}_{jobs[5].submodule}"
+    hole = (
+        "m03_s1"
+        if with_manifest
+        else f"feature={jobs[5].feature} {jobs[5].module}_{jobs[5].submodule}"
+    )
     assert "missing from the job list" in line and hole in line
     assert not out.exists() or not any(out.iterdir())
 

@@ -12,14 +12,24 @@ from errorless.errors import ConfigError
 
 
 def small_cfg(tmp_path, **photo_settings):
-    settings = dict(labels=10, images_per_label=6, batches=2, validation_per_label=2,
-                    plant_same_shard=1, plant_cross_module=1, plant_near=1, seed=3)
+    settings = dict(
+        labels=10,
+        images_per_label=6,
+        batches=2,
+        validation_per_label=2,
+        plant_same_shard=1,
+        plant_cross_module=1,
+        plant_near=1,
+        seed=3,
+    )
     settings.update(photo_settings)
-    return load_config(overrides={
-        "dataset": {"format": "photos", "path": str(tmp_path)},
-        "photos": settings,
-        "modules": {"labels_per_module": 5, "submodules": 2},
-    })
+    return load_config(
+        overrides={
+            "dataset": {"format": "photos", "path": str(tmp_path)},
+            "photos": settings,
+            "modules": {"labels_per_module": 5, "submodules": 2},
+        }
+    )
 
 
 def test_same_seed_same_bytes():
@@ -70,7 +80,11 @@ def test_a_crop_is_its_box_resized_and_maybe_mirrored():
     for img, label, (y0, x0, y1, x1) in zip(images, y, boxes, strict=True):
         name, photo = src[photos.parts()[label].photo]
         assert photo.dtype == np.uint8 and photo.shape[2] == 3
-        want = np.asarray(Image.fromarray(np.asarray(photo)[y0:y1, x0:x1]).resize((32, 32), Image.Resampling.BILINEAR))
+        want = np.asarray(
+            Image.fromarray(np.asarray(photo)[y0:y1, x0:x1]).resize(
+                (32, 32), Image.Resampling.BILINEAR
+            )
+        )
         if not np.array_equal(img, want):
             np.testing.assert_array_equal(img, want[:, ::-1])
             mirrored += 1
@@ -86,8 +100,12 @@ def test_loader_round_trip(tmp_path):
     assert datasets.train_batches(cfg) == ["train_data_batch_1", "train_data_batch_2"]
     assert datasets.validation_batch(cfg) == "val_data"
     read = datasets.load_training(cfg)
-    want_images = np.concatenate([batches[b][0] for b in ("train_data_batch_1", "train_data_batch_2")])
-    want_labels = np.concatenate([batches[b][1] for b in ("train_data_batch_1", "train_data_batch_2")])
+    want_images = np.concatenate(
+        [batches[b][0] for b in ("train_data_batch_1", "train_data_batch_2")]
+    )
+    want_labels = np.concatenate(
+        [batches[b][1] for b in ("train_data_batch_1", "train_data_batch_2")]
+    )
     np.testing.assert_array_equal(read.images, want_images)
     np.testing.assert_array_equal(read.labels, want_labels)
     assert read.ids[0] == "train_data_batch_1:0" and read.ids[60] == "train_data_batch_2:0"
@@ -105,11 +123,20 @@ def test_planted_csv_matches_the_pickles(tmp_path):
     image = dict(zip(read.ids, read.images, strict=True))
     label = dict(zip(read.ids, read.labels, strict=True))
     rows = list(csv.DictReader((tmp_path / "planted.csv").open()))
-    assert sorted(r["kind"] for r in rows) == ["cross_module", "jpeg", "same_shard"]  # the first near kind
+    assert sorted(r["kind"] for r in rows) == [
+        "cross_module",
+        "jpeg",
+        "same_shard",
+    ]  # the first near kind
     for r in rows:
         a, b = r["id_a"], r["id_b"]
-        assert (label[a], label[b]) == (int(r["label_a"]), int(r["label_b"])) and label[a] != label[b]
-        assert r["module_a"] == f"m{label[a] // 5 + 1:02d}" and r["module_b"] == f"m{label[b] // 5 + 1:02d}"
+        assert (label[a], label[b]) == (int(r["label_a"]), int(r["label_b"])) and label[a] != label[
+            b
+        ]
+        assert (
+            r["module_a"] == f"m{label[a] // 5 + 1:02d}"
+            and r["module_b"] == f"m{label[b] // 5 + 1:02d}"
+        )
         diff = np.abs(image[a].astype(int) - image[b].astype(int))
         if r["kind"] == "jpeg":
             assert 0 < diff.mean() < 20
@@ -132,12 +159,29 @@ def test_cli_writes_the_data_set(tmp_path):
 
     from errorless.cli import main
 
-    settings = {"dataset": {"format": "photos"}, "modules": {"labels_per_module": 5},
-                "photos": {"labels": 10, "images_per_label": 4, "batches": 1, "validation_per_label": 0,
-                           "plant_same_shard": 0, "plant_cross_module": 1, "plant_near": 0, "image_size": 32}}
+    settings = {
+        "dataset": {"format": "photos"},
+        "modules": {"labels_per_module": 5},
+        "photos": {
+            "labels": 10,
+            "images_per_label": 4,
+            "batches": 1,
+            "validation_per_label": 0,
+            "plant_same_shard": 0,
+            "plant_cross_module": 1,
+            "plant_near": 0,
+            "image_size": 32,
+        },
+    }
     assert main(["photos", "--settings", json.dumps(settings), "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "planted.csv", "train_data_batch_1"]
-    cfg = load_config(overrides={**settings, "dataset": {"format": "photos", "path": str(tmp_path)}})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "labels.csv",
+        "planted.csv",
+        "train_data_batch_1",
+    ]
+    cfg = load_config(
+        overrides={**settings, "dataset": {"format": "photos", "path": str(tmp_path)}}
+    )
     assert datasets.data_format(cfg) == "imagenet32" and datasets.validation_batch(cfg) is None
     assert datasets.load_training(cfg).images.shape == (40, 32, 32, 3)
 

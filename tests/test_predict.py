@@ -35,7 +35,9 @@ def test_predict_npz_gives_the_known_labels(results, tmp_path):
     labels = np.array([0, 3, 4, 7, 5, 1])
     np.savez(tmp_path / "x.npz", images=handmade_images(labels), labels=labels)
     df = predict(results, tmp_path / "x.npz")
-    assert list(df["predicted"]) == list(labels)
+    # npz files are 0-based: both numberings agree
+    assert list(df["predicted"]) == list(labels) == list(df["predicted_index"])
+    assert list(df["label"]) == list(labels) == list(df["label_index"])
     assert (df["votes"] == 3).all() and df["super_majority"].all()
     assert list(df["module"]) == ["m01", "m01", "m02", "m02", "m02", "m01"]
     assert list(df["image_id"]) == [f"x:{i}" for i in range(6)]
@@ -59,8 +61,38 @@ def test_predict_folder_of_pngs_resizes_to_training_size(results, tmp_path):
     )
     df = pd.read_csv(out)
     assert list(df["image_id"]) == [f"img{i}_label{x}.png" for i, x in enumerate(labels)]
-    assert list(df["predicted"]) == list(labels)
+    # trained on synthetic data (imagenet64 layout): labels numbered 1..L like the pickles
+    assert list(df["predicted_index"]) == list(labels)
+    assert list(df["predicted"]) == list(labels + 1)
     assert {"votes", "super_majority", "proto", "p", "protocol"} <= set(df.columns)
+
+
+def test_predict_imagenet_pickle_keeps_its_1_based_labels(results, tmp_path):
+    """An imagenet64 batch holds labels 1..1000: `label` and `predicted` keep that numbering,
+    `label_index` and `predicted_index` are 0-based."""
+    import pickle
+
+    labels = np.array([0, 3, 4, 7, 5, 1])
+    images = handmade_images(labels)  # (N, 64, 64, 3)
+    planes = images.transpose(0, 3, 1, 2).reshape(len(labels), -1)  # the pickles' R, G, B planes
+    with open(tmp_path / "val_data", "wb") as fh:
+        pickle.dump({"data": planes, "labels": (labels + 1).tolist()}, fh)
+    out = tmp_path / "p.csv"
+    args = ["predict", "--results", str(results), "--images", str(tmp_path / "val_data")]
+    assert main([*args, "--format", "imagenet64", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert list(df["label"]) == list(labels + 1) and list(df["label_index"]) == list(labels)
+    assert list(df["predicted"]) == list(labels + 1)
+    assert list(df["predicted_index"]) == list(labels)
+
+
+def test_predict_missing_images_path_says_so(results, tmp_path, capsys):
+    args = ["predict", "--results", str(results), "--images", str(tmp_path / "no/such/path")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"errorless predict: error: {tmp_path / 'no/such/path'}: --images does not exist"
+    ]
 
 
 def test_predict_errors_are_clear(results, tmp_path, capsys):

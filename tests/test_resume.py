@@ -35,13 +35,28 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile", "cfg.yaml"]
+SNAKEMAKE = [
+    sys.executable,
+    "-m",
+    "snakemake",
+    "-s",
+    str(ROOT / "Snakefile"),
+    "--configfile",
+    "cfg.yaml",
+]
 CONFIG = {
     "results": "results",
     "dataset": {"format": "synthetic", "path": "results/data/synthetic", "validation": True},
-    "synthetic": {"labels": 8, "image_size": 32, "images_per_label": 8, "batches": 2,
-                  "validation_per_label": 2, "plant_same_shard": 1, "plant_cross_module": 1,
-                  "plant_near": 1},
+    "synthetic": {
+        "labels": 8,
+        "image_size": 32,
+        "images_per_label": 8,
+        "batches": 2,
+        "validation_per_label": 2,
+        "plant_same_shard": 1,
+        "plant_cross_module": 1,
+        "plant_near": 1,
+    },
     "modules": {"labels_per_module": 4, "submodules": 2},
     "features": ["R"],
     "featured_models": [1],
@@ -51,10 +66,21 @@ CONFIG = {
     # step, so that a kill can land inside a checkpoint write
     "gdt": {"rounds": 2, "max_lambda_steps": 40, "checkpoint_seconds": 0, "max_seconds": 1e6},
 }
-BYTES = ["data/synthetic/*", "shards/*.npz", "evaluation/*.csv", "quality/*.csv",
-         "double_labeling.csv", "report/accuracy_vs_features.csv", "report/training_table.csv"]
-TABLES = ["weights.parquet", "evaluation/predictions/*.parquet", "quality/duplicates.parquet",
-          "double_labeling.parquet"]
+BYTES = [
+    "data/synthetic/*",
+    "shards/*.npz",
+    "evaluation/*.csv",
+    "quality/*.csv",
+    "double_labeling.csv",
+    "report/accuracy_vs_features.csv",
+    "report/training_table.csv",
+]
+TABLES = [
+    "weights.parquet",
+    "evaluation/predictions/*.parquet",
+    "quality/duplicates.parquet",
+    "double_labeling.parquet",
+]
 
 
 def workdir(tmp: Path, name: str) -> Path:
@@ -88,10 +114,15 @@ def assert_same_outputs(a: Path, b: Path) -> None:
         with np.load(a / rel) as za, np.load(b / rel) as zb:
             assert sorted(za.files) == sorted(zb.files)
             assert all(np.array_equal(za[k], zb[k]) for k in za.files), rel
-        ma, mb = (json.loads((r / rel.replace(".weights.npz", ".metrics.json")).read_text()) for r in (a, b))
+        ma, mb = (
+            json.loads((r / rel.replace(".weights.npz", ".metrics.json")).read_text())
+            for r in (a, b)
+        )
         assert ma["job"]["weights_sha256"] == mb["job"]["weights_sha256"]
         assert [r["status"] for r in ma["records"]] == [r["status"] for r in mb["records"]]
-    ma, mb = (pd.read_csv(r / "shards/manifest.tsv", sep="\t").drop(columns="changed") for r in (a, b))
+    ma, mb = (
+        pd.read_csv(r / "shards/manifest.tsv", sep="\t").drop(columns="changed") for r in (a, b)
+    )
     pd.testing.assert_frame_equal(ma, mb)
 
 
@@ -105,8 +136,13 @@ def test_sigkill_at_a_random_moment_then_resume_equals_a_clean_run(tmp_path):
 
     killed = workdir(tmp_path, "killed")
     at = float(np.random.default_rng(seed).uniform(0.05, 0.85)) * duration
-    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "2"], cwd=killed, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--cores", "2"],
+        cwd=killed,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(at)
     assert proc.poll() is None, "the run ended before the kill"
     os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started
@@ -118,5 +154,7 @@ def test_sigkill_at_a_random_moment_then_resume_equals_a_clean_run(tmp_path):
     run(killed, "--cores", "2", "--rerun-incomplete")
 
     assert_same_outputs(clean / "results", killed / "results")
-    left = [p for p in (killed / "results").rglob("*") if p.name.endswith(".tmp") or p.suffix == ".pt"]
+    left = [
+        p for p in (killed / "results").rglob("*") if p.name.endswith(".tmp") or p.suffix == ".pt"
+    ]
     assert not left, left  # no stale temporary file, no leftover checkpoint

@@ -14,11 +14,19 @@ from errorless.shards import assign, load_shard, modularize
 
 @pytest.fixture
 def data(tmp_path):
-    cfg = load_config(overrides={
-        "dataset": {"path": str(tmp_path / "data")},
-        "synthetic": {"labels": 10, "images_per_label": 7, "batches": 3, "validation_per_label": 0, "plant_near": 0},
-        "modules": {"labels_per_module": 5, "submodules": 2},
-    })
+    cfg = load_config(
+        overrides={
+            "dataset": {"path": str(tmp_path / "data")},
+            "synthetic": {
+                "labels": 10,
+                "images_per_label": 7,
+                "batches": 3,
+                "validation_per_label": 0,
+                "plant_near": 0,
+            },
+            "modules": {"labels_per_module": 5, "submodules": 2},
+        }
+    )
     synthetic.write(cfg, tmp_path / "data")
     return cfg, tmp_path / "shards"
 
@@ -26,7 +34,12 @@ def data(tmp_path):
 def test_partition(data):
     cfg, out = data
     rows = modularize(cfg, out)
-    assert [(r["module"], r["submodule"]) for r in rows] == [("m01", "s1"), ("m01", "s2"), ("m02", "s1"), ("m02", "s2")]
+    assert [(r["module"], r["submodule"]) for r in rows] == [
+        ("m01", "s1"),
+        ("m01", "s2"),
+        ("m02", "s1"),
+        ("m02", "s2"),
+    ]
     seen = []
     for r in rows:
         s = load_shard(r["path"])
@@ -74,7 +87,10 @@ def test_assign_matches_plain_loop():
     row = np.arange(50)
     order, mod, part = assign(labels, batch, row, c=3, r=3, L=6)
     for j in range(2):
-        idx = sorted([i for i in range(50) if labels[i] // 3 == j], key=lambda i: (batch[i], labels[i], row[i]))
+        idx = sorted(
+            [i for i in range(50) if labels[i] // 3 == j],
+            key=lambda i: (batch[i], labels[i], row[i]),
+        )
         n = len(idx)
         for pos, i in enumerate(idx):
             k = list(order).index(i)
@@ -112,8 +128,10 @@ def _in_memory_shards(cfg):
         for s in range(r):
             sel = order[(mod == j) & (part == s)]
             out[(j + 1, s + 1)] = {
-                "images": data.images[sel], "labels": data.labels[sel],
-                "batch": data.batch[sel].astype(str), "row": data.row[sel],
+                "images": data.images[sel],
+                "labels": data.labels[sel],
+                "batch": data.batch[sel].astype(str),
+                "row": data.row[sel],
                 "ids": data.ids[sel].astype(str),
             }
     return out, data.images.nbytes
@@ -122,12 +140,20 @@ def _in_memory_shards(cfg):
 @pytest.fixture
 def eleven_batches(tmp_path):
     """11 batches (names of two widths: ..._9, ..._10), 4 modules, 64-px images."""
-    cfg = load_config(overrides={
-        "dataset": {"path": str(tmp_path / "data")},
-        "synthetic": {"labels": 20, "images_per_label": 4, "batches": 11, "validation_per_label": 0,
-                      "plant_near": 0, "plant_flips": 0},
-        "modules": {"labels_per_module": 5, "submodules": 2},
-    })
+    cfg = load_config(
+        overrides={
+            "dataset": {"path": str(tmp_path / "data")},
+            "synthetic": {
+                "labels": 20,
+                "images_per_label": 4,
+                "batches": 11,
+                "validation_per_label": 0,
+                "plant_near": 0,
+                "plant_flips": 0,
+            },
+            "modules": {"labels_per_module": 5, "submodules": 2},
+        }
+    )
     synthetic.write(cfg, tmp_path / "data")
     return cfg, tmp_path / "shards"
 
@@ -158,4 +184,3 @@ def test_streaming_modularize_holds_about_a_batch_and_a_module(eleven_batches):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 0.6 * total, (peak, total)
-

@@ -14,11 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
 
-def snakemake(*args, cwd, timeout=300):
+def snakemake_with(configfile: Path, *args, cwd, timeout=300):
+    """`snakemake` with another config file than the repository's config.yaml."""
     return subprocess.run(
-        [*SNAKEMAKE, "--configfile", str(ROOT / "config.yaml"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [*SNAKEMAKE, "--configfile", str(configfile), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
+
+
+def snakemake(*args, cwd, timeout=300):
+    return snakemake_with(ROOT / "config.yaml", *args, cwd=cwd, timeout=timeout)
 
 
 def job_counts(text: str) -> dict[str, int]:
@@ -52,6 +60,30 @@ def test_wrong_config_key_is_a_clear_error(tmp_path):
     assert r.returncode != 0 and "config key features" in r.stdout + r.stderr
 
 
+def test_nested_config_values_are_typed(tmp_path):
+    """Snakemake hands nested --config values over as strings; they reach the rules typed."""
+    r = snakemake(
+        "-n",
+        "-p",
+        "--config",
+        "sgd={threshold: 0.9, lr: 1e-3}",
+        "modules={labels_per_module: 4}",
+        "gdt={enabled: false}",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    counts = job_counts(r.stdout)
+    assert counts["train"] == 5 * 6 * 2  # 20 labels / 4 per module = 5 modules
+    train = next(line for line in r.stdout.splitlines() if "errorless train" in line)
+    assert re.search(r'"threshold": 0\.9[,}]', train) and re.search(r'"lr": 0\.001[,}]', train)
+    assert '"enabled": false' in train
+    # the string of a string-typed key stays a string, a wrong type still fails in one line
+    r = snakemake("-n", "--config", "sgd={threshold: high}", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "config key sgd.threshold: 'high' is not of type 'number'" in out
+    assert "Traceback" not in out
+
+
 def test_data_stage_runs_quickly(tmp_path):
     t0 = time.time()
     r = snakemake("--cores", "2", "results/shards/manifest.tsv", cwd=tmp_path)
@@ -62,11 +94,35 @@ def test_data_stage_runs_quickly(tmp_path):
     assert "8 written" in log
 
 
+def test_packed_profile_layers_on_the_slurm_profile(tmp_path):
+    """`--workflow-profile profiles/slurm --profile profiles/slurm-packed`: both are read, the
+    training jobs are grouped by the second (a dry run; tests/slurm runs it live)."""
+    r = snakemake(
+        "-n",
+        "--workflow-profile",
+        str(ROOT / "profiles/slurm"),
+        "--profile",
+        str(ROOT / "profiles/slurm-packed"),
+        cwd=tmp_path,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "Using profiles" in out and "workflow specific profile" in out
+    assert "Group job fnn" in out
+    plain = snakemake("-n", "--workflow-profile", str(ROOT / "profiles/slurm"), cwd=tmp_path)
+    assert plain.returncode == 0 and "Group job" not in plain.stdout + plain.stderr
+
+
 def test_conda_env_in_sync_with_pyproject():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """envs/errorless.yaml: pyproject's dependencies and test extras; torch as conda-forge's
+    CPU build (pytorch-cpu, same version range), the rest from pip."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["test"]
     env = yaml.safe_load((ROOT / "envs/errorless.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert sorted(pip) == sorted(deps)
+    torch = next(d for d in deps if d.startswith("torch"))
+    assert f"pytorch-cpu{torch.removeprefix('torch')}" in env["dependencies"]
+    assert sorted(pip) == sorted(d for d in deps if d != torch)
 
 
 @pytest.mark.parametrize("cfg", ["config.yaml", "config/imagenet64.yaml", "config/photos.yaml"])
@@ -82,22 +138,35 @@ def bad_data_config(tmp_path, **dataset) -> Path:
     data.mkdir()
     (data / "train_data_batch_1").write_bytes(b"\x80\x02}q\x00)R.")  # REDUCE on a dict
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "dataset": {"format": "imagenet32", "path": "data", "batches": 1, "labels": 4, **dataset},
-        "modules": {"labels_per_module": 2}, "features": ["R"], "featured_models": [1],
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {
+                    "format": "imagenet32",
+                    "path": "data",
+                    "batches": 1,
+                    "labels": 4,
+                    **dataset,
+                },
+                "modules": {"labels_per_module": 2},
+                "features": ["R"],
+                "featured_models": [1],
+            }
+        )
+    )
     return cfg
 
 
 def test_data_error_is_one_line_on_screen_with_the_default_command(tmp_path):
     """`snakemake --cores 1`, no profile named: profiles/default shows the failed job's log."""
     cfg = bad_data_config(tmp_path, validation=False)
-    r = subprocess.run([*SNAKEMAKE, "--configfile", str(cfg), "--cores", "1"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    r = snakemake_with(cfg, "--cores", "1", cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    line = ("errorless modularize: error: data/train_data_batch_1: not a readable pickle batch "
-            "(truncated or corrupt?): TypeError: 'dict' object is not callable")
+    line = (
+        "errorless modularize: error: data/train_data_batch_1: not a readable pickle batch "
+        "(truncated or corrupt?): TypeError: 'dict' object is not callable"
+    )
     assert line in out.splitlines() and "Traceback" not in out
     assert (tmp_path / "results/logs/modularize.log").read_text() == line + "\n"
     assert not (tmp_path / "logs").exists() and not (tmp_path / "results/shards").exists()
@@ -105,16 +174,93 @@ def test_data_error_is_one_line_on_screen_with_the_default_command(tmp_path):
 
 def test_planning_refuses_a_missing_heldout_file_and_an_empty_results(tmp_path):
     cfg = bad_data_config(tmp_path)  # validation: true (the default) and no val_data
-    r = subprocess.run([*SNAKEMAKE, "--configfile", str(cfg), "-n"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    r = snakemake_with(cfg, "-n", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stdout + r.stderr
-    assert "data/val_data: held-out file missing while dataset.validation is true" in r.stdout + r.stderr
+    assert (
+        "data/val_data: held-out file missing while dataset.validation is true"
+        in r.stdout + r.stderr
+    )
     r = snakemake("-n", "--config", "results=", cwd=tmp_path)
     assert r.returncode != 0 and "config key results" in r.stdout + r.stderr
 
 
+def test_missing_data_folder_stops_at_planning_in_one_line(tmp_path):
+    """dataset.path at a missing folder: one line naming it and the expected files, also in a
+    folder with results of an earlier run (Snakemake would name an old shard instead)."""
+    cfg = bad_data_config(tmp_path, path="no/such/folder", batches=2)
+    line = (
+        "config key dataset.path: no/such/folder does not exist; format imagenet32 expects a "
+        "folder with 3 file(s): train_data_batch_1, train_data_batch_2, val_data"
+    )
+    for earlier in (False, True):
+        if earlier:
+            shards = tmp_path / "results/shards"
+            shards.mkdir(parents=True)
+            (shards / "manifest.tsv").write_text("module\tsubmodule\n")
+            (shards / "m01_s1.npz").write_bytes(b"old")
+        r = snakemake_with(cfg, "-n", cwd=tmp_path)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and "Traceback" not in out
+        assert line in out.splitlines(), out[-2000:]
+        assert "MissingInput" not in out and "m01_s1" not in out
+    (tmp_path / "x").mkdir()
+    cfg = bad_data_config(tmp_path / "x", batches=2)  # the folder exists, batch 2 is missing
+    r = snakemake_with(cfg, "-n", cwd=tmp_path / "x")
+    assert (
+        "config key dataset.path: data lacks 1 of the 2 training file(s) format imagenet32 expects: "
+        "train_data_batch_2" in (r.stdout + r.stderr).splitlines()
+    )
+
+
 def test_broken_config_yaml_is_named(tmp_path):
     (tmp_path / "config.yaml").write_text("sgd: {threshold: 0.9\n  foo: [\n")
-    r = subprocess.run([*SNAKEMAKE, "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*SNAKEMAKE, "-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode != 0
     assert "config file config.yaml is not valid YAML (line 2, column 6)" in r.stdout + r.stderr
+
+
+def planned(run: Path, *config: str) -> dict[str, int]:
+    """Jobs `snakemake -n` plans in a finished run folder with ``--config`` edits."""
+    r = subprocess.run(
+        [*SNAKEMAKE, "-d", str(run), "--configfile", str(ROOT / "config.yaml"), "-n"]
+        + (["--config", *config] if config else []),
+        cwd=run,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    if "Job stats:" not in r.stdout:
+        assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:]
+        return {}
+    return {k: v for k, v in job_counts(r.stdout).items() if k not in ("all", "total")}
+
+
+REPORT_RULES = {"report_training", "report_evaluation", "report_quality", "report_run"}
+
+
+@pytest.mark.slow
+def test_a_config_edit_reruns_only_the_rules_that_read_it(default_run):
+    """Each rule gets the settings it reads as params (Snakemake's params rerun trigger, on by
+    default); results/config.yaml is provenance that no rule reads."""
+    assert planned(default_run) == {}
+    # a display setting: the report section that draws the thumbnails, report_run (it runs
+    # after the other sections) and the provenance file
+    assert planned(default_run, "double_labeling={thumbnails: 6}") == {
+        "report_quality": 1,
+        "report_run": 1,
+        "write_config": 1,
+    }
+    # a training setting: every FNN and everything downstream of training, nothing upstream
+    # (data, shards) or beside it (the duplicate search reads the shards only)
+    jobs = planned(default_run, "sgd={lr: 0.01}")
+    assert jobs.pop("train") == 48 and jobs.pop("evaluate") == 4  # 3 batches + held-out
+    assert set(jobs) == {
+        "gather", "evaluate_training", "summarize", "double_labeling", "out_of_sample",
+        "label_issues", "write_config", *REPORT_RULES,
+    }  # fmt: skip
+    # machine settings: nothing
+    assert planned(default_run, "resources={train_min_minutes: 7}") == {}
+    assert planned(default_run, "device=cuda") == {}

@@ -16,22 +16,70 @@ from .errors import ErrorlessError
 
 # command -> (module, function prefix, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "synthesize": ("errorless.synthetic", "synthesize", "write the synthetic data set (imagenet64 layout)"),
-    "photos": ("errorless.photos", "photos", "write crops of the bundled photographs (imagenet64 layout)"),
-    "modularize": ("errorless.shards", "modularize", "split a data set into (module, submodule) shards"),
+    "synthesize": (
+        "errorless.synthetic",
+        "synthesize",
+        "write the synthetic data set (imagenet64 layout)",
+    ),
+    "photos": (
+        "errorless.photos",
+        "photos",
+        "write crops of the bundled photographs (imagenet64 layout)",
+    ),
+    "modularize": (
+        "errorless.shards",
+        "modularize",
+        "split a data set into (module, submodule) shards",
+    ),
     "train": ("errorless.train", "train", "train one FNN: SGD to the threshold, then GDT"),
-    "gather": ("errorless.gather", "gather", "collect every job's weights and metrics into Parquet"),
-    "evaluate-training": ("errorless.evaluate", "training", "training evaluation table (paper Table 2)"),
+    "gather": (
+        "errorless.gather",
+        "gather",
+        "collect every job's weights and metrics into Parquet",
+    ),
+    "evaluate-training": (
+        "errorless.evaluate",
+        "training",
+        "training evaluation table (paper Table 2)",
+    ),
     "evaluate": ("errorless.evaluate", "evaluate", "majority-vote evaluation of one source batch"),
-    "summarize": ("errorless.evaluate", "summarize", "accuracy, Top-1 and confusion tables from predictions"),
-    "predict": ("errorless.predict", "predict", "predict labels of new images with a trained results folder"),
-    "duplicates": ("errorless.duplicates", "duplicates", "exact and near duplicates with different labels"),
-    "double-labeling": ("errorless.doublelabel", "doublelabel", "double-labelling report and planted-truth check"),
-    "out-of-sample": ("errorless.labelissues", "oos", "out-of-sample votes of the other submodule's FNNs"),
-    "label-issues": ("errorless.labelissues", "issues", "single mislabelled images: cleanlab + out-of-sample vote"),
+    "summarize": (
+        "errorless.evaluate",
+        "summarize",
+        "accuracy, Top-1 and confusion tables from predictions",
+    ),
+    "predict": (
+        "errorless.predict",
+        "predict",
+        "predict labels of new images with a trained results folder",
+    ),
+    "duplicates": (
+        "errorless.duplicates",
+        "duplicates",
+        "exact and near duplicates with different labels",
+    ),
+    "double-labeling": (
+        "errorless.doublelabel",
+        "doublelabel",
+        "double-labelling report and planted-truth check",
+    ),
+    "out-of-sample": (
+        "errorless.labelissues",
+        "oos",
+        "out-of-sample votes of the other submodule's FNNs",
+    ),
+    "label-issues": (
+        "errorless.labelissues",
+        "issues",
+        "single mislabelled images: cleanlab + out-of-sample vote",
+    ),
     "report-figures": ("errorless.report", "figures", "figures and tables for the HTML report"),
     "info": ("errorless.cli", "info", "show the validated configuration and the job grid"),
-    "write-config": ("errorless.cli", "write_config", "write the validated config (defaults filled) as YAML"),
+    "write-config": (
+        "errorless.cli",
+        "write_config",
+        "write the validated config (defaults filled) as YAML",
+    ),
 }
 
 
@@ -42,17 +90,18 @@ def info_arguments(p: argparse.ArgumentParser) -> None:
 def info_main(args: argparse.Namespace) -> int:
     import json
 
-    from .config import load_config, module_names, proto_names, submodule_names
-    from .datasets import num_labels
+    from .config import load_config
+    from .grid import job_grid
 
     cfg = load_config(args.config)
     print(json.dumps(cfg, indent=1))
-    print("protos:", proto_names(cfg))
-    print("features:", cfg["features"])
-    print("submodules:", submodule_names(cfg["modules"]["submodules"]))
-    labels = num_labels(cfg)
-    if labels is not None:
-        print("modules:", module_names(labels // cfg["modules"]["labels_per_module"]))
+    grid = job_grid(cfg)  # the grid the workflow plans
+    print("labels:", grid.labels)
+    print("protos:", grid.protos)
+    print("features:", grid.features)
+    print("modules:", grid.modules)
+    print("submodules:", grid.submodules)
+    print("training jobs:", grid.fnns)
     return 0
 
 
@@ -69,9 +118,18 @@ def write_config_main(args: argparse.Namespace) -> int:
     from .config import validate
     from .io import write_text
 
-    cfg = validate(json.loads(args.settings))
-    write_text(args.out, "# the validated configuration of this results folder (defaults filled in)\n"
-               + yaml.safe_dump(cfg, sort_keys=False))
+    given = json.loads(args.settings)
+    cfg = validate(dict(given))
+    # provenance only: no rule reads this file (each rule gets the settings it reads as params);
+    # the machine settings (resources, device) left out by the workflow stay out
+    cfg = {k: v for k, v in cfg.items() if k in given}
+    write_text(
+        args.out,
+        "# the validated experiment settings of this results folder (defaults filled in);\n"
+        "# provenance only: rules receive the settings they read as params, and the machine\n"
+        "# settings (resources, device) are not recorded here\n"
+        + yaml.safe_dump(cfg, sort_keys=False),
+    )
     return 0
 
 

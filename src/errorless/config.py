@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .names import model_name, module_names, submodule_names  # noqa: F401 (re-exported)
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "config.schema.yaml"
 
@@ -79,14 +80,75 @@ def _error_text(err) -> str:
     return f"config key {key}: {err.message}"
 
 
+_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),)}
+
+
+def _typed(text: str, expected) -> tuple[bool, Any]:
+    """``text`` read as YAML (and, for numbers, by ``float``: YAML 1.1 reads ``1e-5`` as a
+    string) if that gives one of the ``expected`` JSON Schema types."""
+    expected = [expected] if isinstance(expected, str) else list(expected)
+    if "string" in expected:
+        return False, None
+    candidates = []
+    try:
+        candidates.append(yaml.safe_load(text))
+    except yaml.YAMLError:
+        pass
+    try:
+        candidates.append(float(text))
+    except ValueError:
+        pass
+    for value in candidates:
+        for name in expected:
+            types = _TYPES.get(name, ())
+            if name in ("number", "integer") and isinstance(value, bool):
+                continue
+            if name == "integer" and isinstance(value, float) and value.is_integer():
+                return True, int(value)
+            if isinstance(value, types):
+                return True, value
+    return False, None
+
+
+def coerce_strings(config: dict[str, Any]) -> dict[str, Any]:
+    """Turn strings where the schema wants a number, an integer or a boolean into that type,
+    in place. Snakemake hands nested ``--config`` values over as strings
+    (``--config sgd='{threshold: 0.9}'`` gives ``{'threshold': '0.9'}``); a string the schema
+    accepts as a string is left alone, one that does not parse stays for the schema's message."""
+    for _ in range(1000):  # each pass fixes every type error it can; stops when none is left
+        changed = False
+        for err in _validator().iter_errors(config):
+            if err.validator != "type" or not isinstance(err.instance, str):
+                continue
+            ok, value = _typed(err.instance, err.validator_value)
+            path = list(err.absolute_path)
+            if not ok or not path:
+                continue
+            parent = config
+            for part in path[:-1]:
+                parent = parent[part]
+            parent[path[-1]] = value
+            changed = True
+        if not changed:
+            break
+    return config
+
+
 def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``config`` in place, fill in defaults, check cross-key rules; return it."""
+    """Validate ``config`` in place, fill in defaults, check cross-key rules; return it.
+    The one validation of the project: the workflow (common.smk) and every CLI command call it."""
+    coerce_strings(config)
     check_finite(config)
+    _schema_errors(config)
+    check_consistency(config)
+    return config
+
+
+def _schema_errors(config: dict[str, Any]) -> None:
+    """Fill the schema defaults in place; every schema violation in one ConfigError."""
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("; ".join(_error_text(e) for e in errors))
-    check_consistency(config)
-    return config
 
 
 def check_finite(value: Any, key: str = "") -> None:
@@ -174,9 +236,56 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     return validate(config)
 
 
+ONLY_KEY = "_only"
+
+
+class Restricted(dict):
+    """Settings a rule received (``_only`` in its ``--settings``): reading a key the rule was
+    not given is a ConfigError instead of a silent schema default, so a rule's params list
+    (workflow/rules/common.smk ``settings_json``) cannot miss a setting its command reads."""
+
+    def __init__(self, data: dict, where: str = ""):
+        super().__init__(data)
+        self._where = where
+
+    def __missing__(self, key):
+        name = f"{self._where}.{key}" if self._where else str(key)
+        raise ConfigError(
+            f"config key {name}: not among the settings this command was given "
+            "(add it to the rule's settings_json(...) in workflow/rules)"
+        )
+
+
+def restrict(config: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """``config`` cut to ``keys`` (top-level names or dotted ``section.key``), as
+    :class:`Restricted` mappings."""
+    tree: dict[str, Any] = {}
+    for key in keys:
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if node is True:
+                break
+        else:
+            node[parts[-1]] = True
+
+    def cut(value: dict, spec: dict, where: str) -> Restricted:
+        out = Restricted({}, where)
+        for k, sub in spec.items():
+            if k not in value:
+                continue
+            path = f"{where}.{k}" if where else k
+            out[k] = value[k] if sub is True else cut(value[k], sub, path)
+        return out
+
+    return cut(config, tree, "")
+
+
 def parse_settings(text: str) -> dict[str, Any]:
     """A ``--settings`` value: a JSON object, or a JSON/YAML file (``path`` or ``@path``);
-    validated, defaults filled."""
+    validated, defaults filled. With an ``_only`` list (what the workflow's rules pass) the
+    result holds those keys only, and reading any other is an error."""
     source = "--settings"
     if not text.lstrip().startswith("{"):
         path = Path(text[1:] if text.startswith("@") else text)
@@ -192,14 +301,26 @@ def parse_settings(text: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: not valid JSON/YAML: {e}") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: must be a mapping of config keys")
-    return validate(copy.deepcopy(cfg))
+    only = cfg.pop(ONLY_KEY, None)
+    if only is None:
+        return validate(copy.deepcopy(cfg))
+    # the workflow validated the whole config at planning; here the cross-key rules would
+    # see schema defaults for the sections this rule was not given
+    cfg = copy.deepcopy(cfg)
+    coerce_strings(cfg)
+    check_finite(cfg)
+    _schema_errors(cfg)
+    return restrict(cfg, list(only))
 
 
 def settings_arguments(p, config_help: str = "config YAML (default: schema defaults)") -> None:
     """The ``--config``/``--settings`` pair that :func:`settings_from_args` reads."""
     p.add_argument("--config", help=config_help)
-    p.add_argument("--settings", help="validated config as a JSON object, or a JSON/YAML file "
-                   "(path or @path); wins over --config")
+    p.add_argument(
+        "--settings",
+        help="validated config as a JSON object, or a JSON/YAML file "
+        "(path or @path); wins over --config",
+    )
 
 
 def settings_from_args(args) -> dict[str, Any]:
@@ -274,20 +395,10 @@ class GDTSettings(_FromDict):
     checkpoint_seconds: float = 120.0
 
 
-def module_names(k: int) -> list[str]:
-    """Module wildcard values m01..m40 (zero-padded to at least two digits)."""
-    width = max(2, len(str(k)))
-    return [f"m{j:0{width}d}" for j in range(1, k + 1)]
-
-
-def submodule_names(r: int) -> list[str]:
-    return [f"s{s}" for s in range(1, r + 1)]
-
-
 def proto_names(config: dict[str, Any]) -> list[str]:
     """Trained model wildcard values: '<arch>_m<replicate>', e.g. h1_m1."""
     m = config["models"]
-    return [f"{a}_m{i}" for a in m["use"] for i in range(1, m["replicates"] + 1)]
+    return [model_name(a, i) for a in m["use"] for i in range(1, m["replicates"] + 1)]
 
 
 def methods(config: dict[str, Any]) -> list[str]:

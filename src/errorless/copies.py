@@ -44,7 +44,9 @@ def transform_copy(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.n
     h, w, c = img.shape
     if kind == "combo":
         first, second = rng.choice(len(SINGLE_KINDS), size=2, replace=False)
-        return transform_copy(transform_copy(img, SINGLE_KINDS[first], rng), SINGLE_KINDS[second], rng)
+        return transform_copy(
+            transform_copy(img, SINGLE_KINDS[first], rng), SINGLE_KINDS[second], rng
+        )
     if kind == "jpeg":
         buf = io.BytesIO()
         _pil(img).save(buf, format="JPEG", quality=int(rng.integers(30, 76)))

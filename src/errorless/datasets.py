@@ -73,6 +73,7 @@ def concat(sets: list[ImageSet]) -> ImageSet:
 
 # ---------------------------------------------------------------- which batches exist
 
+
 def generated(cfg: dict[str, Any]) -> dict[str, Any] | None:
     """The settings section of a generated format (synthetic, photos), else None."""
     fmt = cfg["dataset"]["format"]
@@ -151,6 +152,42 @@ def batch_path(cfg: dict[str, Any], name: str) -> Path:
     return root / name
 
 
+def check_source(cfg: dict[str, Any]) -> None:
+    """Before planning: the source data of a format that is read (not generated) exists.
+    One DataError naming the folder (or file) and the files expected in it."""
+    fmt = cfg["dataset"]["format"]
+    if fmt in GENERATED or fmt == "digits":
+        return
+    files = batch_files(cfg)
+    if cfg["dataset"]["validation"]:
+        name = {"cifar10": "test_batch", "cifar100": "test", "npz": "test"}.get(fmt, "val_data")
+        if not (fmt == "npz" and Path(cfg["dataset"]["path"]).suffix == ".npz"):
+            files.append(batch_path(cfg, name))
+    root = Path(cfg["dataset"]["path"])
+    names = [p.name for p in files]
+    listed = ", ".join(names) if len(names) <= 4 else f"{names[0]} ... {names[-2]}, {names[-1]}"
+    if root.suffix == ".npz" and fmt == "npz":
+        if not root.is_file():
+            raise DataError(
+                f"config key dataset.path: {root} does not exist (format npz: one .npz file)"
+            )
+        return
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a folder"
+        raise DataError(
+            f"config key dataset.path: {root} {what}; format {fmt} expects a folder with "
+            f"{len(names)} file(s): {listed}"
+        )
+    # the held-out file has its own message (validation_batch)
+    train = batch_files(cfg)
+    missing = [p.name for p in train if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"config key dataset.path: {root} lacks {len(missing)} of the {len(train)} training file(s) "
+            f"format {fmt} expects: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+        )
+
+
 def batch_files(cfg: dict[str, Any]) -> list[Path]:
     """Files the training data is read from (Snakemake inputs); empty for digits."""
     if cfg["dataset"]["format"] == "digits":
@@ -159,6 +196,7 @@ def batch_files(cfg: dict[str, Any]) -> list[Path]:
 
 
 # ---------------------------------------------------------------- reading
+
 
 def load_training(cfg: dict[str, Any]) -> ImageSet:
     return concat([load_batch(cfg, b) for b in train_batches(cfg)])
@@ -204,8 +242,15 @@ def load_batch(cfg: dict[str, Any], name: str, contiguous: bool = True) -> Image
     raise DataError(f"config key dataset.format: unknown format {fmt!r}")
 
 
-def _checked(path: Path, name: str, images: np.ndarray, labels: np.ndarray, L: int | None,
-             low: int = 0, contiguous: bool = True) -> ImageSet:
+def _checked(
+    path: Path,
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    L: int | None,
+    low: int = 0,
+    contiguous: bool = True,
+) -> ImageSet:
     """``labels`` are 0-based here; ``low`` is the file's own numbering (1 for imagenet), used
     in messages so that they quote the label as it is written in the file."""
     n = len(labels)
@@ -282,7 +327,9 @@ def _read_pickle(path: Path) -> dict:
         # (MemoryError, OverflowError, RecursionError, TypeError from a corrupt REDUCE, ...)
         msg = " ".join(str(e).split())[:200]
         why = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-        raise DataError(f"{path}: not a readable pickle batch (truncated or corrupt?): {why}") from None
+        raise DataError(
+            f"{path}: not a readable pickle batch (truncated or corrupt?): {why}"
+        ) from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: expected a dict with 'data' and 'labels', got {type(d).__name__}")
     if not all(isinstance(k, (str, bytes)) for k in d):
@@ -301,8 +348,9 @@ def _read_npz(path: Path) -> dict:
             return {k: z[k] for k in z.files}
     except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, MemoryError, ...: the file's fault
         msg = " ".join(str(e).split())[:200]
-        raise DataError(f"{path}: not a readable .npz file (truncated or corrupt?): "
-                        f"{type(e).__name__}: {msg}") from None
+        raise DataError(
+            f"{path}: not a readable .npz file (truncated or corrupt?): {type(e).__name__}: {msg}"
+        ) from None
 
 
 def _key(d: dict, path: Path, key: str):
@@ -342,8 +390,11 @@ def _labels(path: Path, labels, n: int, low: int) -> np.ndarray:
     else:
         raise DataError(f"{path}: labels must be a list of integers, got {type(labels).__name__}")
     try:
-        y = np.asarray(labels).astype(np.int64, casting="safe") if isinstance(labels, np.ndarray) \
+        y = (
+            np.asarray(labels).astype(np.int64, casting="safe")
+            if isinstance(labels, np.ndarray)
             else np.array(labels, dtype=np.int64)
+        )
     except (TypeError, OverflowError):
         raise DataError(f"{path}: labels do not fit 64-bit integers") from None
     if y.shape != (n,):

@@ -560,6 +560,7 @@ def doublelabel_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="report Parquet (default {results}/double_labeling.parquet)")
     p.add_argument("--csv", help="report CSV (default: --out with .csv)")
     p.add_argument("--figure", help="thumbnails PNG (default {results}/quality/suspects.png)")
+    p.add_argument("--no-figure", action="store_true", help="draw no thumbnails (the report draws them)")
     p.add_argument("--check", help="planted check CSV (default {results}/quality/planted_check.csv)")
     p.add_argument("--check-detail", help="per-plant CSV (default {results}/quality/planted_pairs.csv)")
     p.add_argument("--allow-missing", action="store_true",
@@ -603,7 +604,8 @@ def doublelabel_main(args: argparse.Namespace) -> int:
     dups = read_duplicates(dup_path)
     report = combine(dups, ev, cfg["double_labeling"]["near_similarity"], cfg["features"])
     write_report(report, out, csv)
-    suspects_figure(report, shards, figure, cfg["double_labeling"]["thumbnails"])
+    if not args.no_figure:
+        suspects_figure(report, shards, figure, cfg["double_labeling"]["thumbnails"])
 
     planted = _planted_path(args, cfg)
     if planted is None:

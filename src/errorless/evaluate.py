@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .config import settings_arguments, settings_from_args
 from .errors import ConfigError, DataError
 from .io import write_json, write_parquet, write_text
 
@@ -572,8 +573,12 @@ def training_table(fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
 
 
 # T statuses counted in Table 2 (gdt.classify_status); S/Sp rows get no counts
-STATUS_COLUMNS = {"conflicts": "conflict_fnns", "no_anchor": "no_anchor_fnns",
-                  "residual_errors": "residual_fnns", "budget": "budget_fnns"}
+STATUS_COLUMNS = {
+    "conflicts": "conflict_fnns",
+    "no_anchor": "no_anchor_fnns",
+    "residual_errors": "residual_fnns",
+    "budget": "budget_fnns",
+}
 
 
 def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
@@ -584,7 +589,9 @@ def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFram
     out = table.copy()
     for st, col in STATUS_COLUMNS.items():
         per = counts[st] if st in counts else pd.Series(0, index=counts.index)
-        out[col] = pd.array([int(per[p]) if p in per.index else None for p in out["proto"]], dtype="Int64")
+        out[col] = pd.array(
+            [int(per[p]) if p in per.index else None for p in out["proto"]], dtype="Int64"
+        )
     return out
 
 
@@ -592,7 +599,7 @@ def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFram
 
 
 def training_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="config YAML")
+    settings_arguments(p)
     p.add_argument("--training", required=True, help="training.parquet")
     p.add_argument("--weights", required=True, help="weights.parquet")
     p.add_argument(
@@ -605,9 +612,7 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def training_main(args: argparse.Namespace) -> int:
-    from .config import load_config
-
-    cfg = load_config(args.config)
+    cfg = settings_from_args(args)
     path = Path(args.training)
     if not path.exists():
         raise DataError(f"{path}: training table missing (run the gather step)")
@@ -638,7 +643,8 @@ def training_main(args: argparse.Namespace) -> int:
 
 
 def evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="config YAML")
+    settings_arguments(p)
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: config key device)")
     p.add_argument(
         "--batch", required=True, help="source batch name (e.g. train_data_batch_1, val_data)"
     )
@@ -655,9 +661,9 @@ def evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def evaluate_main(args: argparse.Namespace) -> int:
-    from .config import load_config
-
-    cfg = load_config(args.config)
+    cfg = settings_from_args(args)
+    if args.device:  # a machine setting: given apart so that changing it reruns nothing
+        cfg["device"] = args.device
     table, speed = evaluate_batch(cfg, args.batch, args.weights, args.protos)
     out = Path(args.out)
     write_parquet(out, table)

@@ -67,7 +67,9 @@ def transform_many(
     weights = [feature_weights(f, c) for f in features]
     side = output_side(min(h, w), pool, trim)
     if h != w or side < 1:
-        raise DataError(f"images of {h}x{w} px are too small or not square for pool={pool}, trim={trim}")
+        raise DataError(
+            f"images of {h}x{w} px are too small or not square for pool={pool}, trim={trim}"
+        )
     outs = [np.empty((n, side * side), dtype=np.float32) for _ in features]
     for lo in range(0, n, CHUNK):
         planes = _pool_trim(images[lo : lo + CHUNK], pool, trim)  # (n', s, s, C) float64

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from .errors import DataError
 from .io import arrays_digest, atomic_path, write_parquet
+from .names import number, proto_name, split_model
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +206,10 @@ def read_metrics(job: Job) -> list[dict[str, Any]]:
                 )
             rec[key] = want
         rec["model"] = job.model
-        rec.setdefault("proto", f"{rec['method']}_{job.model}")
-        arch, _, rep = job.model.partition("_m")
+        rec.setdefault("proto", proto_name(rec["method"], job.model))
+        arch, rep = split_model(job.model)
         rec.setdefault("arch", arch)
-        rec.setdefault("replicate", int(rep) if rep.isdigit() else None)
+        rec.setdefault("replicate", rep)
         rec["job"] = doc.get("job")
         out.append(rec)
     return out
@@ -217,7 +218,7 @@ def read_metrics(job: Job) -> list[dict[str, Any]]:
 def _same_name(value: Any, name: str) -> bool:
     """``m01`` == ``m01`` == 1; ``s2`` == 2 (metrics may carry 1-based ints)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return name[1:].isdigit() and int(name[1:]) == int(value)
+        return name[1:].isdigit() and number(name) == int(value)
     return str(value) == name
 
 
@@ -544,7 +545,7 @@ def load_proto(
         raise DataError(f"proto-model {proto}: no weights for feature(s) {missing} (has {have})")
     t = t.filter(pc.is_in(t.column("feature"), pa.array(feats)))
     pairs = zip(t.column("module").to_pylist(), t.column("submodule").to_pylist(), strict=True)
-    groups = sorted(set(pairs), key=lambda ms: (int(ms[0][1:]), int(ms[1][1:])))
+    groups = sorted(set(pairs), key=lambda ms: (number(ms[0]), number(ms[1])))
     fi = {f: i for i, f in enumerate(feats)}
     gi = {g: i for i, g in enumerate(groups)}
     F, G = len(feats), len(groups)

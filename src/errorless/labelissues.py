@@ -45,6 +45,7 @@ import torch
 from .config import settings_arguments, settings_from_args
 from .errors import DataError
 from .io import atomic_path, write_parquet, write_text
+from .names import number
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def shard_out_of_sample(
     others = [
         g
         for g, (m, s) in enumerate(pw.groups)
-        if int(m[1:]) == shard.module and int(s[1:]) != shard.submodule
+        if number(m) == shard.module and number(s) != shard.submodule
     ]
     if not others:
         return None
@@ -207,7 +208,7 @@ def oos_table(
             continue
         local = sh.labels - sh.label_lo
         probs = res["probs"]
-        mname = next(m for m, _ in pw.groups if int(m[1:]) == sh.module)
+        mname = next(m for m, _ in pw.groups if number(m) == sh.module)
         frames.append(
             pd.DataFrame(
                 {
@@ -471,6 +472,7 @@ def oos_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--proto", help="proto-model whose FNNs vote (default: config label_issues.proto)"
     )
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: config key device)")
     p.add_argument(
         "--out", required=True, help="out-of-sample Parquet (results/quality/out_of_sample.parquet)"
     )
@@ -478,6 +480,8 @@ def oos_arguments(p: argparse.ArgumentParser) -> None:
 
 def oos_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
+    if args.device:  # a machine setting: given apart so that changing it reruns nothing
+        cfg["device"] = args.device
     paths = sorted(Path(args.shards).glob("*.npz"))
     if not paths:
         raise DataError(f"{args.shards}: no shards (run the modularize step)")

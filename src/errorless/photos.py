@@ -58,11 +58,24 @@ log = logging.getLogger(__name__)
 
 # (name, source): colour photos first, then grey ones; the order is the label order
 PHOTOS: tuple[tuple[str, str], ...] = (
-    ("astronaut", "skimage"), ("coffee", "skimage"), ("chelsea", "skimage"), ("rocket", "skimage"),
-    ("hubble_deep_field", "skimage"), ("immunohistochemistry", "skimage"), ("colorwheel", "skimage"),
-    ("logo", "skimage"), ("china", "sklearn"), ("flower", "sklearn"),
-    ("camera", "skimage"), ("coins", "skimage"), ("brick", "skimage"), ("grass", "skimage"),
-    ("gravel", "skimage"), ("cell", "skimage"), ("page", "skimage"), ("text", "skimage"),
+    ("astronaut", "skimage"),
+    ("coffee", "skimage"),
+    ("chelsea", "skimage"),
+    ("rocket", "skimage"),
+    ("hubble_deep_field", "skimage"),
+    ("immunohistochemistry", "skimage"),
+    ("colorwheel", "skimage"),
+    ("logo", "skimage"),
+    ("china", "sklearn"),
+    ("flower", "sklearn"),
+    ("camera", "skimage"),
+    ("coins", "skimage"),
+    ("brick", "skimage"),
+    ("grass", "skimage"),
+    ("gravel", "skimage"),
+    ("cell", "skimage"),
+    ("page", "skimage"),
+    ("text", "skimage"),
 )
 # drawings, not photographs: their quadrants share shapes (mirror-image arcs, single-channel
 # gradients), so crops of two of their labels can be near-identical inputs in one feature
@@ -179,16 +192,22 @@ def check_labels(labels: int, where: str = "config key photos.labels") -> None:
     """Stop with an error naming ``where`` unless 1 <= labels <= available_labels()."""
     n = available_labels()
     if labels > n:
-        raise ConfigError(f"{where}: {labels} labels asked, the bundled photos give {n} (photo parts)")
+        raise ConfigError(
+            f"{where}: {labels} labels asked, the bundled photos give {n} (photo parts)"
+        )
     if labels < 1:
         raise ConfigError(f"{where}: needs at least 1 label, got {labels}")
 
 
-def sample_boxes(rng: np.random.Generator, labels: np.ndarray, crop: tuple[int, int] = (48, 160)) -> np.ndarray:
+def sample_boxes(
+    rng: np.random.Generator, labels: np.ndarray, crop: tuple[int, int] = (48, 160)
+) -> np.ndarray:
     """Random non-flat square boxes (N, 4) = (y0, x0, y1, x1) inside each label's part."""
     lo, hi = crop
     if not 1 <= lo <= hi:
-        raise ConfigError(f"config key photos.crop_min/crop_max: need 1 <= crop_min <= crop_max, got {lo}, {hi}")
+        raise ConfigError(
+            f"config key photos.crop_min/crop_max: need 1 <= crop_min <= crop_max, got {lo}, {hi}"
+        )
     table = np.array([p.box for p in parts()], dtype=np.int64)  # (L, 4)
     photo = np.array([p.photo for p in parts()], dtype=np.int64)
     n = len(labels)
@@ -209,11 +228,17 @@ def sample_boxes(rng: np.random.Generator, labels: np.ndarray, crop: tuple[int, 
             m = ph == p
             flat[m] = box_std(int(p), boxes[todo[m]]) < MIN_STD
         todo = todo[flat]
-    raise ConfigError(f"photos: could not draw non-flat crops for labels {sorted(set(labels[todo].tolist()))[:5]}; raise photos.crop_min")
+    raise ConfigError(
+        f"photos: could not draw non-flat crops for labels {sorted(set(labels[todo].tolist()))[:5]}; raise photos.crop_min"
+    )
 
 
 def crops(
-    rng: np.random.Generator, labels: np.ndarray, size: int = 64, crop: tuple[int, int] = (48, 160), flip: bool = True
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    size: int = 64,
+    crop: tuple[int, int] = (48, 160),
+    flip: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Crops (N, size, size, 3) uint8 of the given labels (0-based) and their boxes (N, 4)."""
     from PIL import Image
@@ -236,7 +261,12 @@ def crops(
 
 
 def make_crops(
-    labels: int, per_label: int, size: int = 64, seed: int = 0, crop: tuple[int, int] = (48, 160), flip: bool = True
+    labels: int,
+    per_label: int,
+    size: int = 64,
+    seed: int = 0,
+    crop: tuple[int, int] = (48, 160),
+    flip: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``per_label`` crops of each of the first ``labels`` labels, label-major:
     (images uint8 (N, size, size, 3), labels int64 (N,), boxes int64 (N, 4))."""
@@ -247,6 +277,7 @@ def make_crops(
 
 
 # ---------------------------------------------------------------- the pipeline data format
+
 
 def generate(cfg: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict]]:
     """Return {batch name: (images, labels 0-based)} and the planted pairs (settings ``photos``)."""
@@ -270,13 +301,21 @@ def write(cfg: dict[str, Any], out_dir: Path) -> list[Path]:
     for i, p in enumerate(parts()[:L]):
         rows.append(",".join(map(str, (i, p.name, source_photos()[p.photo][0], *p.box))))
     write_text(out_dir / "labels.csv", "\n".join(rows) + "\n")
-    log.info("photos: %d batches, %d labels, %d planted pairs -> %s", len(batches), L, len(planted), out_dir)
+    log.info(
+        "photos: %d batches, %d labels, %d planted pairs -> %s",
+        len(batches),
+        L,
+        len(planted),
+        out_dir,
+    )
     return written
 
 
 def photos_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
-    p.add_argument("--out", required=True, help="folder to write the batches, planted.csv and labels.csv into")
+    p.add_argument(
+        "--out", required=True, help="folder to write the batches, planted.csv and labels.csv into"
+    )
 
 
 def photos_main(args: argparse.Namespace) -> int:

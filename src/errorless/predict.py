@@ -12,8 +12,11 @@ for folder images), and images in any supported layout:
   ``cifar100``: one batch file, read by :mod:`errorless.datasets` (labels shifted to 0-based).
 
 Images that are not folder images must already have the training size and channels; anything
-else is a :class:`DataError`. Output: CSV with ``image_id, label (if known), proto, p,
-protocol, predicted, votes, super_majority, module, submodule`` (stdout without ``--out``).
+else is a :class:`DataError`. Output: CSV with ``image_id, label, label_index (if known),
+proto, p, protocol, predicted, predicted_index, votes, super_majority, module, submodule``
+(stdout without ``--out``). ``label`` and ``predicted`` are in the data set's own numbering
+(:func:`label_base`: 1..1000 for the ImageNet files and the data sets written in their layout,
+0-based for cifar and npz); ``label_index`` and ``predicted_index`` are always 0-based.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .config import FEATURES, GREY_FEATURE
-from .datasets import GENERATED
+from .datasets import GENERATED, IMAGENET
 from .errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,18 @@ def training_size(cfg: dict[str, Any]) -> int | None:
     if fmt in GENERATED:
         return int(cfg.get(fmt, {}).get("image_size", 64))
     return SIZES.get(fmt)
+
+
+def label_base(fmt: str, cfg: dict[str, Any] | None) -> int:
+    """The first label number in the data set's own files: 1 for the ImageNet files (1..1000)
+    and the generated data sets written in their layout, 0 for cifar and npz. Folder images
+    carry no labels: they take the numbering of the data set the model was trained on."""
+    if fmt in IMAGENET:
+        return 1
+    if fmt != "folder":
+        return 0
+    trained = ((cfg or {}).get("dataset") or {}).get("format")
+    return 1 if trained in IMAGENET or trained in GENERATED else 0
 
 
 def load_folder(folder: Path, size: int, grey: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -180,6 +195,8 @@ def predict(
         raise ConfigError(f"--p {p}: must be between 1 and the {len(features)} features of {proto}")
     grey = features == ["gray"]
     images_path = Path(images_path)
+    if not images_path.exists():
+        raise DataError(f"{images_path}: --images does not exist")
     fmt = fmt or (
         "folder" if images_path.is_dir() else "npz" if images_path.suffix == ".npz" else None
     )
@@ -200,14 +217,17 @@ def predict(
         batch_size=batch_size,
     )[(p, protocol)]
     groups = np.array([f"{m}_{s}" for m, s in pw.groups])
+    base = label_base(fmt, cfg)
     df = pd.DataFrame({"image_id": ids})
-    if labels is not None:
-        df["label"] = labels
+    if labels is not None:  # loaded 0-based (datasets shifts ImageNet's 1..1000)
+        df["label"] = labels + base
+        df["label_index"] = labels
     df = df.assign(
         proto=proto,
         p=p,
         protocol=protocol,
-        predicted=votes.label,
+        predicted=votes.label + base,
+        predicted_index=votes.label,
         votes=votes.votes,
         super_majority=votes.super_majority,
     )
@@ -222,7 +242,10 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
         "--results", default="results", help="trained results folder (holds weights.parquet)"
     )
     p.add_argument("--weights", help="weights.parquet (default: <results>/weights.parquet)")
-    p.add_argument("--config", help="config YAML (default: {results}/config.yaml, else the settings stored with the weights)")
+    p.add_argument(
+        "--config",
+        help="config YAML (default: {results}/config.yaml, else the settings stored with the weights)",
+    )
     p.add_argument("--images", required=True, help="a folder of PNG/JPEG files or a data file")
     p.add_argument(
         "--format",
@@ -268,7 +291,7 @@ def predict_main(args: argparse.Namespace) -> int:
     if "label" in df:
         log.info(
             "accuracy %.3f %% on %d labelled images",
-            100 * (df["label"] == df["predicted"]).mean(),
+            100 * (df["label_index"] == df["predicted_index"]).mean(),
             len(df),
         )
     return 0

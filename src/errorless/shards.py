@@ -25,7 +25,18 @@ from .errors import ConfigError, DataError
 from .io import write_npz, write_text
 
 log = logging.getLogger(__name__)
-KEYS = ("images", "labels", "batch", "row", "ids", "module", "submodule", "label_lo", "label_hi", "num_labels")
+KEYS = (
+    "images",
+    "labels",
+    "batch",
+    "row",
+    "ids",
+    "module",
+    "submodule",
+    "label_lo",
+    "label_hi",
+    "num_labels",
+)
 
 
 @dataclass
@@ -59,7 +70,9 @@ def num_modules(num_labels: int, labels_per_module: int) -> int:
     return num_labels // labels_per_module
 
 
-def assign(labels: np.ndarray, batch_index: np.ndarray, row: np.ndarray, c: int, r: int, L: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def assign(
+    labels: np.ndarray, batch_index: np.ndarray, row: np.ndarray, c: int, r: int, L: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (order, module, submodule): images sorted by (module, batch, label, row) and
     each sorted image's 0-based module and submodule."""
     k = num_modules(L, c)
@@ -77,7 +90,9 @@ def assign(labels: np.ndarray, batch_index: np.ndarray, row: np.ndarray, c: int,
     few = np.flatnonzero(counts < r)
     if len(few):
         j = int(few[0])
-        raise DataError(f"module {module_names(k)[j]} has {counts[j]} images, fewer than {r} submodules")
+        raise DataError(
+            f"module {module_names(k)[j]} has {counts[j]} images, fewer than {r} submodules"
+        )
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     pos = np.arange(len(order)) - starts[mod_sorted]  # position inside its module
     part = np.minimum(pos // (counts[mod_sorted] // r), r - 1)
@@ -129,15 +144,28 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
                 if changed:
                     write_npz(path, **arrays)
                 rows.append(
-                    dict(module=mname, submodule=sname, images=len(sel), label_lo=j * c,
-                         label_hi=(j + 1) * c, changed=changed, path=str(path))
+                    dict(
+                        module=mname,
+                        submodule=sname,
+                        images=len(sel),
+                        label_lo=j * c,
+                        label_hi=(j + 1) * c,
+                        changed=changed,
+                        path=str(path),
+                    )
                 )
             del images
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     n_changed = sum(r_["changed"] for r_ in rows)
-    log.info("%d images -> %d shards (%d written, %d unchanged) in %.1f s",
-             len(labels), len(rows), n_changed, len(rows) - n_changed, time.time() - t0)
+    log.info(
+        "%d images -> %d shards (%d written, %d unchanged) in %.1f s",
+        len(labels),
+        len(rows),
+        n_changed,
+        len(rows) - n_changed,
+        time.time() - t0,
+    )
     return rows
 
 
@@ -175,8 +203,12 @@ def _spill_batches(cfg: dict[str, Any], names: list[str], spill: Path, c: int):
     # ids as ImageSet.ids / datasets.concat make them (the same strings and dtype as before)
     if any(g is not None for g in given):
         parts = np.split(np.arange(len(labels)), np.cumsum([len(b_) for b_ in row_parts])[:-1])
-        ids = np.concatenate([g if g is not None else datasets.default_ids(batch[p], row[p])
-                              for g, p in zip(given, parts, strict=True)])
+        ids = np.concatenate(
+            [
+                g if g is not None else datasets.default_ids(batch[p], row[p])
+                for g, p in zip(given, parts, strict=True)
+            ]
+        )
     else:
         ids = datasets.default_ids(batch, row)
     return (labels, batch_index, row, batch, ids.astype(str)), shape, L
@@ -189,7 +221,10 @@ def _same(path: Path, arrays: dict[str, np.ndarray]) -> bool:
         with np.load(path, allow_pickle=False) as z:
             if set(z.files) != set(arrays):
                 return False
-            return all(np.array_equal(z[k], v) and z[k].dtype == np.asarray(v).dtype for k, v in arrays.items())
+            return all(
+                np.array_equal(z[k], v) and z[k].dtype == np.asarray(v).dtype
+                for k, v in arrays.items()
+            )
     except Exception:  # unreadable old shard: rewrite it
         return False
 
@@ -209,13 +244,21 @@ def load_shard(path: str | Path) -> Shard:
     except Exception as e:
         raise DataError(f"{path}: unreadable shard (truncated or corrupt?): {e}") from None
     return Shard(
-        images=d["images"], labels=d["labels"].astype(np.int64), batch=d["batch"], row=d["row"],
-        ids=d["ids"], module=int(d["module"]), submodule=int(d["submodule"]),
-        label_lo=int(d["label_lo"]), label_hi=int(d["label_hi"]), num_labels=int(d["num_labels"]),
+        images=d["images"],
+        labels=d["labels"].astype(np.int64),
+        batch=d["batch"],
+        row=d["row"],
+        ids=d["ids"],
+        module=int(d["module"]),
+        submodule=int(d["submodule"]),
+        label_lo=int(d["label_lo"]),
+        label_hi=int(d["label_hi"]),
+        num_labels=int(d["num_labels"]),
     )
 
 
 # ---------------------------------------------------------------- CLI
+
 
 def modularize_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
@@ -230,6 +273,13 @@ def modularize_main(args: argparse.Namespace) -> int:
     lines = [header] + ["\t".join(str(r[k]) for k in header.split("\t")) for r in rows]
     write_text(args.manifest, "\n".join(lines) + "\n")
     for r in rows:
-        log.info("%s_%s: %d images, labels %d..%d%s", r["module"], r["submodule"], r["images"],
-                 r["label_lo"], r["label_hi"] - 1, "" if r["changed"] else " (unchanged)")
+        log.info(
+            "%s_%s: %d images, labels %d..%d%s",
+            r["module"],
+            r["submodule"],
+            r["images"],
+            r["label_lo"],
+            r["label_hi"] - 1,
+            "" if r["changed"] else " (unchanged)",
+        )
     return 0

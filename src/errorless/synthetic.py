@@ -36,11 +36,23 @@ from .io import write_if_changed, write_text
 from .shards import assign, num_modules
 
 log = logging.getLogger(__name__)
-PLANTED_COLUMNS = ["kind", "id_a", "label_a", "id_b", "label_b", "module_a", "submodule_a", "module_b", "submodule_b",
-                   "placement"]
+PLANTED_COLUMNS = [
+    "kind",
+    "id_a",
+    "label_a",
+    "id_b",
+    "label_b",
+    "module_a",
+    "submodule_a",
+    "module_b",
+    "submodule_b",
+    "placement",
+]
 
 
-def class_patterns(rng: np.random.Generator, labels: int, side: int, separation: float = 1.0) -> np.ndarray:
+def class_patterns(
+    rng: np.random.Generator, labels: int, side: int, separation: float = 1.0
+) -> np.ndarray:
     """Smooth random colour patterns (L, side, side, 3) in 0..255, one per class: a shared
     base pattern plus ``separation`` times each class's own deviation from it (small
     separation = similar classes that an FNN must partly memorise)."""
@@ -56,14 +68,23 @@ def _smooth_patterns(rng: np.random.Generator, labels: int, side: int) -> np.nda
     # blur with a box filter along both axes (vectorised, via cumulative sums)
     k = max(3, side // 8)
     for axis in (1, 2):
-        c = np.cumsum(np.pad(big, [(0, 0)] + [(k, k) if a == axis else (0, 0) for a in (1, 2)] + [(0, 0)], mode="edge"), axis=axis)
+        c = np.cumsum(
+            np.pad(
+                big,
+                [(0, 0)] + [(k, k) if a == axis else (0, 0) for a in (1, 2)] + [(0, 0)],
+                mode="edge",
+            ),
+            axis=axis,
+        )
         hi = np.take(c, np.arange(2 * k, 2 * k + side), axis=axis)
         lo = np.take(c, np.arange(0, side), axis=axis)
         big = (hi - lo) / (2 * k)
     return big
 
 
-def make_images(rng: np.random.Generator, patterns: np.ndarray, labels: np.ndarray, noise: float) -> np.ndarray:
+def make_images(
+    rng: np.random.Generator, patterns: np.ndarray, labels: np.ndarray, noise: float
+) -> np.ndarray:
     """Images (N, S, S, 3) uint8 of the given labels."""
     n = len(labels)
     L, side = patterns.shape[0], patterns.shape[1]
@@ -90,10 +111,14 @@ def generate(cfg: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarra
     s = cfg["synthetic"]
     rng = np.random.default_rng(s["seed"])
     patterns = class_patterns(rng, s["labels"], s["image_size"], s["separation"])
-    return draw_batches(rng, cfg, "synthetic", lambda labels: make_images(rng, patterns, labels, s["noise"]))
+    return draw_batches(
+        rng, cfg, "synthetic", lambda labels: make_images(rng, patterns, labels, s["noise"])
+    )
 
 
-def draw_batches(rng, cfg, section, draw) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict]]:
+def draw_batches(
+    rng, cfg, section, draw
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict]]:
     """The batches of a generated data set (settings ``cfg[section]``: synthetic, photos):
     each train batch holds ``images_per_label`` images of every label in random order,
     ``draw(labels) -> images`` makes them; then the planted pairs; then ``val_data``."""
@@ -131,7 +156,9 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
     def pick(mask) -> int:
         cand = np.flatnonzero(mask & ~used)
         if not len(cand):
-            raise ConfigError(f"{section}: too many planted pairs for the data set size; lower {section}.plant_*")
+            raise ConfigError(
+                f"{section}: too many planted pairs for the data set size; lower {section}.plant_*"
+            )
         i = int(rng.choice(cand))
         used[i] = True
         return i
@@ -139,19 +166,36 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
     def record(kind, a, b, placement):
         na, nb = names[bidx[a]], names[bidx[b]]
         ia, ib = batches[na][0], batches[nb][0]
-        ib[row[b]] = ia[row[a]] if kind in ("same_shard", "cross_module") else transform_copy(ia[row[a]], kind, rng)
-        out.append(dict(
-            kind=kind, id_a=f"{na}:{row[a]}", label_a=int(labels[a]), id_b=f"{nb}:{row[b]}", label_b=int(labels[b]),
-            module_a=mnames[shard_of[a] // r], submodule_a=snames[shard_of[a] % r],
-            module_b=mnames[shard_of[b] // r], submodule_b=snames[shard_of[b] % r], placement=placement,
-        ))
+        ib[row[b]] = (
+            ia[row[a]]
+            if kind in ("same_shard", "cross_module")
+            else transform_copy(ia[row[a]], kind, rng)
+        )
+        out.append(
+            dict(
+                kind=kind,
+                id_a=f"{na}:{row[a]}",
+                label_a=int(labels[a]),
+                id_b=f"{nb}:{row[b]}",
+                label_b=int(labels[b]),
+                module_a=mnames[shard_of[a] // r],
+                submodule_a=snames[shard_of[a] % r],
+                module_b=mnames[shard_of[b] // r],
+                submodule_b=snames[shard_of[b] % r],
+                placement=placement,
+            )
+        )
 
     everything = np.ones(len(labels), bool)
     for _ in range(s["plant_same_shard"]):
         a = pick(everything)
-        record("same_shard", a, pick((shard_of == shard_of[a]) & (labels != labels[a])), "same_shard")
+        record(
+            "same_shard", a, pick((shard_of == shard_of[a]) & (labels != labels[a])), "same_shard"
+        )
     if k < 2 and (s["plant_cross_module"] or s["plant_near"] > 1):
-        raise ConfigError(f"{section}: cross-module plants (and more than one near plant) need at least two modules")
+        raise ConfigError(
+            f"{section}: cross-module plants (and more than one near plant) need at least two modules"
+        )
     for _ in range(s["plant_cross_module"]):
         a = pick(everything)
         record("cross_module", a, pick(module_of != module_of[a]), "cross_module")
@@ -163,7 +207,11 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
         else:
             record(kind, a, pick(module_of != module_of[a]), "cross_module")
     for _ in range(s.get("plant_flips", 0)):
-        out.append(plant_flip(rng, batches, names, labels, bidx, row, shard_of, pick, c, r, s["labels"], section))
+        out.append(
+            plant_flip(
+                rng, batches, names, labels, bidx, row, shard_of, pick, c, r, s["labels"], section
+            )
+        )
     return out
 
 
@@ -175,7 +223,9 @@ def plant_flip(rng, batches, names, labels, bidx, row, shard_of, pick, c, r, L, 
     given (wrong) label, label_b = its true label, no id_b."""
     mnames, snames = module_names(L // c), submodule_names(r)
     if c < 2:
-        raise ConfigError(f"{section}.plant_flips: a flip needs another label in the module (labels_per_module >= 2)")
+        raise ConfigError(
+            f"{section}.plant_flips: a flip needs another label in the module (labels_per_module >= 2)"
+        )
     for _ in range(50):
         i = pick(np.ones(len(labels), bool))
         lo = (labels[i] // c) * c
@@ -190,26 +240,49 @@ def plant_flip(rng, batches, names, labels, bidx, row, shard_of, pick, c, r, L, 
             labels[i] = new
             batches[names[bidx[i]]][1][row[i]] = new
             m, sub = mnames[shard_of[i] // r], snames[shard_of[i] % r]
-            return dict(kind="label_flip", id_a=f"{names[bidx[i]]}:{row[i]}", label_a=int(new), id_b="", label_b=true,
-                        module_a=m, submodule_a=sub, module_b=m, submodule_b=sub, placement="flip")
-    raise ConfigError(f"{section}.plant_flips: no image can be flipped without moving another across a shard; "
-                      f"lower {section}.plant_flips")
+            return dict(
+                kind="label_flip",
+                id_a=f"{names[bidx[i]]}:{row[i]}",
+                label_a=int(new),
+                id_b="",
+                label_b=true,
+                module_a=m,
+                submodule_a=sub,
+                module_b=m,
+                submodule_b=sub,
+                placement="flip",
+            )
+    raise ConfigError(
+        f"{section}.plant_flips: no image can be flipped without moving another across a shard; "
+        f"lower {section}.plant_flips"
+    )
 
 
 def write(cfg: dict[str, Any], out_dir: Path) -> list[Path]:
     """Write the batches (imagenet pickle layout) and planted.csv; unchanged files keep their mtime."""
     batches, planted = generate(cfg)
     written = write_batches(out_dir, batches, planted)
-    log.info("synthetic: %d batches, %d labels, %d planted pairs -> %s", len(batches), cfg["synthetic"]["labels"], len(planted), out_dir)
+    log.info(
+        "synthetic: %d batches, %d labels, %d planted pairs -> %s",
+        len(batches),
+        cfg["synthetic"]["labels"],
+        len(planted),
+        out_dir,
+    )
     return written
 
 
-def write_batches(out_dir: Path, batches: dict[str, tuple[np.ndarray, np.ndarray]], planted: list[dict]) -> list[Path]:
+def write_batches(
+    out_dir: Path, batches: dict[str, tuple[np.ndarray, np.ndarray]], planted: list[dict]
+) -> list[Path]:
     """Write {name: (images, labels 0-based)} as imagenet pickles and ``planted.csv``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (images, labels) in batches.items():
-        d = {"data": to_planes(images), "labels": [int(v) + 1 for v in labels]}  # imagenet labels are 1-based
+        d = {
+            "data": to_planes(images),
+            "labels": [int(v) + 1 for v in labels],
+        }  # imagenet labels are 1-based
         if name.startswith("train"):
             d["mean"] = d["data"].mean(axis=0)
         path = out_dir / name

@@ -23,8 +23,14 @@ ROOT = HERE.parents[1]
 SNAKEFILE = Path(os.environ.get("ERRORLESS_SNAKEFILE", ROOT / "Snakefile"))
 PROFILES = ROOT / "profiles"
 # fast polling on the one-node CI cluster (the profile's values suit a real cluster)
-FAST = ["--latency-wait", "5", "--slurm-init-seconds-before-status-checks", "2",
-        "--seconds-between-status-checks", "2"]
+FAST = [
+    "--latency-wait",
+    "5",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--seconds-between-status-checks",
+    "2",
+]
 
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 STEPS_DONE = re.compile(r"(\d+) of (\d+) steps \(\d+%\) done")
@@ -34,7 +40,9 @@ RUN_ID = re.compile(r"SLURM run ID: (\S+)")
 def _cluster_answers() -> str | None:
     """None when `scontrol ping` reports the controller UP, else the reason to skip."""
     if shutil.which("scontrol") is None or shutil.which("sbatch") is None:
-        return "no Slurm client on PATH (apt-get install slurm-client; tests/slurm/cluster.sh start)"
+        return (
+            "no Slurm client on PATH (apt-get install slurm-client; tests/slurm/cluster.sh start)"
+        )
     try:
         out = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:
@@ -71,7 +79,9 @@ class Run:
     returncode: int
     output: str
     workdir: Path
-    submitted: list[tuple[str, str, int]] = field(default_factory=list)  # (rule/group, wildcards, slurm id)
+    submitted: list[tuple[str, str, int]] = field(
+        default_factory=list
+    )  # (rule/group, wildcards, slurm id)
 
     @property
     def sbatch_calls(self) -> int:
@@ -107,21 +117,43 @@ class Run:
 # the stale gathered table still looks up to date.
 TARGETS = ["results/training.parquet"] + [
     f"results/fnn/h1_m1/{f}/{m}_{s}.metrics.json"
-    for f in ("R", "G") for m in ("m01", "m02") for s in ("s1", "s2")
+    for f in ("R", "G")
+    for m in ("m01", "m02")
+    for s in ("s1", "s2")
 ]
 
 
-def snakemake(workdir: Path, configfile: Path, *extra: str, profile: str = "slurm",
-              timeout: int = 300) -> Run:
+def snakemake(
+    workdir: Path, configfile: Path, *extra: str, profile: str = "slurm", timeout: int = 300
+) -> Run:
     """Run the workflow on the live cluster in `workdir`, killed after `timeout` s (+30 s KILL)."""
-    cmd = ["timeout", "-k", "30", str(timeout), sys.executable, "-m", "snakemake",
-           "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(configfile),
-           "--workflow-profile", str(PROFILES / profile), *FAST, *extra]
+    cmd = [
+        "timeout",
+        "-k",
+        "30",
+        str(timeout),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--workflow-profile",
+        str(PROFILES / "slurm"),
+        # profiles/slurm-packed is layered on profiles/slurm as the general profile
+        *([] if profile == "slurm" else ["--profile", str(PROFILES / profile)]),
+        *FAST,
+        *extra,
+    ]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     p = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     out = p.stdout + p.stderr
     (workdir / f"snakemake.{len(list(workdir.glob('snakemake.*.log')))}.log").write_text(
-        " ".join(cmd) + "\n" + out)
+        " ".join(cmd) + "\n" + out
+    )
     # timed out (124/137, or -9: `timeout -k` KILLs its own process group too): a killed
     # snakemake leaves its Slurm jobs behind
     if p.returncode in (124, 137) or p.returncode < 0:
@@ -139,8 +171,13 @@ def snakemake(workdir: Path, configfile: Path, *extra: str, profile: str = "slur
 
 def copy_workdir(src: Path, dst: Path) -> Path:
     """A copy of a finished working directory with every mtime kept (Snakemake decides by them)."""
-    shutil.copytree(src, dst, symlinks=True, copy_function=shutil.copy2,
-                    ignore=shutil.ignore_patterns("snakemake.*.log"))
+    shutil.copytree(
+        src,
+        dst,
+        symlinks=True,
+        copy_function=shutil.copy2,
+        ignore=shutil.ignore_patterns("snakemake.*.log"),
+    )
     return dst
 
 

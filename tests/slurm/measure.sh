@@ -29,7 +29,8 @@ run() {  # $1 = label, $2 = profile, rest = extra flags
   local a b rc=0
   a=$(now)
   ( cd "$wd" && PATH="$(dirname "$PY"):$PATH" timeout -k 30 "$TMO" "$PY" -m snakemake -s "$SNAKEFILE" -d "$wd" \
-      --configfile "$ROOT/config.yaml" --workflow-profile "$ROOT/profiles/$profile" \
+      --configfile "$ROOT/config.yaml" --workflow-profile "$ROOT/profiles/slurm" \
+      $([ "$profile" = slurm ] || echo --profile "$ROOT/profiles/$profile") \
       --latency-wait 5 --slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 2 \
       "$@" ) > "$wd/snakemake.log" 2>&1 || rc=$?
   b=$(now)

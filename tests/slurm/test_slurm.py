@@ -95,8 +95,11 @@ def test_changed_labels_of_one_module_retrain_only_that_module(base_run, tmp_pat
     # train jobs: it is computed before the checkpoint tells which shards changed
     assert run.steps == (6, 6), run.tail()
     manifest = (wd / "results/shards/manifest.tsv").read_text().splitlines()
-    changed = {line.split("\t")[0] + "_" + line.split("\t")[1]
-               for line in manifest[1:] if line.split("\t")[5] == "True"}
+    changed = {
+        line.split("\t")[0] + "_" + line.split("\t")[1]
+        for line in manifest[1:]
+        if line.split("\t")[5] == "True"
+    }
     assert changed == {"m02_s1", "m02_s2"}
 
 
@@ -105,7 +108,9 @@ def test_forcerun_one_module_plans_only_its_jobs(base_run):
     wd = base_run.workdir
     targets = sorted(str(p.relative_to(wd)) for p in wd.glob("results/fnn/*/*/m01_*.metrics.json"))
     assert len(targets) == 4
-    run = snakemake(wd, HERE / "small.yaml", *TARGETS, "--dry-run", "--forcerun", *targets, timeout=120)
+    run = snakemake(
+        wd, HERE / "small.yaml", *TARGETS, "--dry-run", "--forcerun", *targets, timeout=120
+    )
     assert run.returncode == 0, run.tail()
     assert run.job_stats() == {"train": 4, "gather": 1, "total": 5}, run.tail()
 
@@ -116,7 +121,9 @@ def test_timeout_is_retried_and_resumes_from_checkpoint(tmp_path):
     checkpoint and finishes: GDT's 110 s budget counts across the restart."""
     wd = tmp_path / "wd"
     wd.mkdir()
-    run = snakemake(wd, HERE / "timeout.yaml", "results/fnn/h1_m1/R/m01_s1.metrics.json", timeout=420)
+    run = snakemake(
+        wd, HERE / "timeout.yaml", "results/fnn/h1_m1/R/m01_s1.metrics.json", timeout=420
+    )
     assert run.returncode == 0, run.tail()
     assert "SLURM status is: 'TIMEOUT'" in run.output, run.tail()
     train = [s for s in run.submitted if s[0] == "train"]
@@ -134,8 +141,17 @@ def test_packed_profile_submits_fewer_jobs(base_run, tmp_path, small_config):
     """The same DAG through profiles/slurm-packed: the 8 trainings go out as 2 group jobs."""
     wd = tmp_path / "wd"
     wd.mkdir()
-    run = snakemake(wd, small_config, *TARGETS, "--group-components", "fnn=4", "--cores", "2",
-                    profile="slurm-packed", timeout=300)
+    run = snakemake(
+        wd,
+        small_config,
+        *TARGETS,
+        "--group-components",
+        "fnn=4",
+        "--cores",
+        "2",
+        profile="slurm-packed",
+        timeout=300,
+    )
     assert run.returncode == 0, run.tail()
     assert run.steps == base_run.steps == (11, 11)
     groups = [s for s in run.submitted if s[0].startswith("group_fnn")]
@@ -146,13 +162,13 @@ def test_packed_profile_submits_fewer_jobs(base_run, tmp_path, small_config):
             assert (wd / f"results/fnn/h1_m1/{f}/{s}.metrics.json").exists()
 
 
-def test_packed_profile_is_the_slurm_profile_plus_groups():
-    """Snakemake profiles do not inherit: keep the copy in step with profiles/slurm."""
+def test_packed_profile_holds_only_the_packing():
+    """profiles/slurm-packed is layered on profiles/slurm (--profile next to --workflow-profile):
+    it holds the groups and nothing of the Slurm profile."""
     plain = yaml.safe_load((PROFILES / "slurm/config.yaml").read_text())
     packed = yaml.safe_load((PROFILES / "slurm-packed/config.yaml").read_text())
-    extra = {k: packed.pop(k) for k in ("groups", "group-components", "cores")}
-    assert packed == plain
-    assert extra["groups"] == {"train": "fnn"} and extra["group-components"]["fnn"] >= 2
+    assert set(packed) == {"groups", "group-components", "cores"} and not set(packed) & set(plain)
+    assert packed["groups"] == {"train": "fnn"} and packed["group-components"]["fnn"] >= 2
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="cluster.sh needs root")

@@ -5,22 +5,20 @@ import os
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-
-sys.path.insert(
-    0, os.path.join(workflow.basedir, "src")
-)  # the package of this checkout
 
 from errorless import config as ecfg
 from errorless import datasets
 from errorless.errors import ErrorlessError
+from errorless.grid import job_grid
+from errorless.names import split_model
 
-# Our validator first: it names the offending key in one line and fills the schema defaults.
+# The one validation (errorless.config.validate, also used by every CLI command): it reads
+# the strings Snakemake makes of nested --config values (sgd='{threshold: 0.9}') as typed
+# values, names the offending key in one line and fills the schema defaults.
 try:
     ecfg.validate(config)
 except ErrorlessError as e:
     raise WorkflowError(str(e))
-validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
 DATA = config["dataset"]["path"]
@@ -35,35 +33,30 @@ try:
 except AttributeError:
     _conda = False
 _path = "" if _conda else f"export PATH={os.path.dirname(sys.executable)}:$PATH; "
+# The device is a machine setting: the commands get it as --device "$ERRORLESS_DEVICE" (not as
+# params), so that changing it reruns nothing.
 shell.prefix(
     "set -euo pipefail; "
     f"export PYTHONPATH={os.path.join(workflow.basedir, 'src')}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_path}"
+    f"export ERRORLESS_DEVICE={config['device']}; "
 )
 
 # ---------------------------------------------------------------- the job grid
+# errorless.grid.job_grid is also what `errorless info` shows
 try:
-    NUM_LABELS = datasets.num_labels(config)
+    GRID = job_grid(config)
 except ErrorlessError as e:
     raise WorkflowError(str(e))
-if NUM_LABELS is None:
-    raise WorkflowError(
-        "config key dataset.labels: set the number of labels L for format npz "
-        "(the module grid must be known before the data is read)"
-    )
-C = config["modules"]["labels_per_module"]
-if NUM_LABELS % C:
-    raise WorkflowError(
-        f"config key modules.labels_per_module: {NUM_LABELS} labels cannot be split into "
-        f"modules of {C} (L must be divisible by labels_per_module)"
-    )
-MODULES = ecfg.module_names(NUM_LABELS // C)
-SUBMODULES = ecfg.submodule_names(config["modules"]["submodules"])
-FEATURES = config["features"]
-MODELS = ecfg.proto_names(config)  # h1_m1, h2_m1, ...
-METHODS = ecfg.methods(config)  # S, Sp, T
-PROTOS = [f"{m}_{model}" for model in MODELS for m in METHODS]  # S_h1_m1, T_h1_m1, ...
+NUM_LABELS = GRID.labels
+C = GRID.labels_per_module
+MODULES = GRID.modules  # m01, m02, ...
+SUBMODULES = GRID.submodules  # s1, s2, ...
+FEATURES = GRID.features
+MODELS = GRID.models  # h1_m1, h2_m1, ...
+PROTOS = GRID.protos  # S_h1_m1, T_h1_m1, ...
 TRAIN_BATCHES = datasets.train_batches(config)
-try:  # validation: true with a missing or empty held-out file stops here, in one line
+try:  # a missing data folder or held-out file stops here, in one line
+    datasets.check_source(config)
     VAL_BATCH = datasets.validation_batch(config)
 except ErrorlessError as e:
     raise WorkflowError(str(e))
@@ -89,11 +82,26 @@ def fnn_outputs(kind):
     )
 
 
-def settings_json(*sections, **extra):
-    """The validated config restricted to ``sections`` as JSON (a rule's params: a change of
-    these settings, and only these, reruns the rule's jobs)."""
-    sub = {k: config[k] for k in sections}
+# Machine settings: how and where a job runs, never what it computes. No rule's params carry
+# them, so changing them reruns nothing (the device reaches the commands as --device).
+MACHINE_KEYS = ("resources", "device")
+
+
+def settings_json(*keys, **extra):
+    """The validated config cut to ``keys`` (sections, or dotted ``section.key``) as JSON: a
+    rule's params, so that a change of these settings, and only these, reruns the rule's jobs
+    (Snakemake's params rerun trigger). The ``_only`` list makes the command refuse to read any
+    other key (errorless.config.parse_settings) instead of silently using its default.
+    """
+    sub = {}
+    for key in keys:
+        section, _, leaf = key.partition(".")
+        if leaf:
+            sub.setdefault(section, {})[leaf] = config[section][leaf]
+        else:
+            sub[section] = config[section]
     sub.update(extra)
+    sub["_only"] = sorted([*keys, *extra])
     return json.dumps(sub, sort_keys=True)
 
 
@@ -106,6 +114,7 @@ def final_targets():
     # the training outputs are named too: a job that failed after an earlier complete run is
     # redone even though the gathered tables from that run still exist
     return fnn_outputs("metrics.json") + [
+        f"{RESULTS}/config.yaml",  # provenance: no rule reads it
         f"{RESULTS}/evaluation/training.csv",
         f"{RESULTS}/evaluation/accuracy.csv",
         f"{RESULTS}/double_labeling.csv",
@@ -117,7 +126,6 @@ def final_targets():
 def double_labeling_inputs(wildcards):
     """Training records, duplicate pairs, shards; the planted truth for generated data."""
     files = {
-        "config": f"{RESULTS}/config.yaml",
         "training": f"{RESULTS}/training.parquet",
         "duplicates": f"{RESULTS}/quality/duplicates.parquet",
         "manifest": f"{RESULTS}/shards/manifest.tsv",
@@ -128,10 +136,21 @@ def double_labeling_inputs(wildcards):
 
 
 def label_issues_inputs(wildcards):
-    """Out-of-sample predictions, shards (thumbnails); the planted truth for generated data."""
+    """Out-of-sample predictions; the planted truth for generated data."""
     files = {
-        "config": f"{RESULTS}/config.yaml",
         "oos": f"{RESULTS}/quality/out_of_sample.parquet",
+    }
+    if FORMAT in datasets.GENERATED:
+        files["planted"] = f"{DATA}/planted.csv"
+    return files
+
+
+def report_quality_inputs(wildcards):
+    """Suspects and label issues with the shards (thumbnails); the planted truth (flips)."""
+    files = {
+        "suspects": f"{RESULTS}/double_labeling.parquet",
+        "check": f"{RESULTS}/quality/planted_check.csv",
+        "issues": f"{RESULTS}/quality/label_issues.parquet",
         "manifest": f"{RESULTS}/shards/manifest.tsv",
     }
     if FORMAT in datasets.GENERATED:
@@ -140,9 +159,8 @@ def label_issues_inputs(wildcards):
 
 
 def evaluation_inputs(wildcards):
-    """One source batch's data file (none for digits), the weights and the config."""
+    """One source batch's data file (none for digits) and the weights."""
     files = {
-        "config": f"{RESULTS}/config.yaml",
         "weights": f"{RESULTS}/weights.parquet",
     }
     if FORMAT != "digits":
@@ -160,14 +178,12 @@ def shard_of(wildcards):
 
 def train_settings(wildcards):
     """Only what changes an FNN: a change elsewhere in the config retrains nothing."""
-    arch = wildcards.model.split("_")[0]
+    arch = split_model(wildcards.model)[0]
     models = {
         "architectures": {arch: config["models"]["architectures"][arch]},
         "use": [arch],
     }
-    return settings_json(
-        "seed", "device", "transform", "sgd", "gdt", "weights", models=models
-    )
+    return settings_json("seed", "transform", "sgd", "gdt", "weights", models=models)
 
 
 # ---------------------------------------------------------------- resources
@@ -187,7 +203,7 @@ def shard_images(wildcards):
 
 def arch_cost(wildcards):
     """Relative cost of an architecture (hidden units over h1's 256)."""
-    arch = wildcards.model.split("_")[0]
+    arch = split_model(wildcards.model)[0]
     return max(1.0, sum(config["models"]["architectures"][arch]) / 256)
 
 
@@ -208,7 +224,7 @@ def train_runtime(wildcards, attempt):
 def train_mem_mb(wildcards, attempt):
     """MB: the python/torch baseline plus images, transformed inputs and activations."""
     n = shard_images(wildcards)
-    hidden = sum(config["models"]["architectures"][wildcards.model.split("_")[0]])
+    hidden = sum(config["models"]["architectures"][split_model(wildcards.model)[0]])
     mb = 700 + n * (12288 + 4 * 900 * 3 + 4 * hidden * 4) / 1e6
     return int(attempt * math.ceil(mb / 100) * 100)
 
@@ -235,7 +251,9 @@ def scaled(base_mb, base_min):
 
 
 LIGHT_MEM, LIGHT_MIN = scaled(1000, 10)
-TRAIN_IMAGES = NUM_LABELS * 1300  # an upper estimate: ImageNet has ~1,281 images per label
+TRAIN_IMAGES = (
+    NUM_LABELS * 1300
+)  # an upper estimate: ImageNet has ~1,281 images per label
 # weights are 4 bytes each; gather holds every proto-model (a few copies while writing
 # Parquet), evaluate one proto-model at a time
 _PROTO_MB = math.ceil(n_params() * 4 * 3 / 1e6)

@@ -4,7 +4,6 @@
 
 rule evaluate_training:
     input:
-        config=f"{RESULTS}/config.yaml",
         training=f"{RESULTS}/training.parquet",
         weights=f"{RESULTS}/weights.parquet",
         manifest=f"{RESULTS}/shards/manifest.tsv",
@@ -27,9 +26,10 @@ rule evaluate_training:
         mem_mb=EVAL_MEM,
         runtime=EVAL_MIN,
     params:
+        settings=settings_json("weights", "features", "transform"),
         shards=lambda wildcards, input: os.path.dirname(input.manifest),
     shell:
-        "python -m errorless evaluate-training --config {input.config} "
+        "python -m errorless evaluate-training --settings {params.settings:q} "
         "--training {input.training} --weights {input.weights} --shards {params.shards} "
         "--out {output.table} --fnn-out {output.per_fnn} > {log} 2>&1"
 
@@ -50,8 +50,18 @@ rule evaluate:
     resources:
         mem_mb=EVAL_MEM,
         runtime=EVAL_MIN,
+    params:
+        settings=settings_json(
+            "dataset",
+            *DATA_SECTIONS,
+            "featured_models",
+            "evaluation",
+            "features",
+            "transform",
+        ),
     shell:
-        "python -m errorless evaluate --config {input.config} --batch {wildcards.batch} "
+        'python -m errorless evaluate --settings {params.settings:q} --device "$ERRORLESS_DEVICE" '
+        "--batch {wildcards.batch} "
         "--weights {input.weights} --out {output.predictions} --speed {output.speed} > {log} 2>&1"
 
 

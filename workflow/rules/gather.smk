@@ -14,7 +14,11 @@ rule write_config:
         mem_mb=LIGHT_MEM,
         runtime=LIGHT_MIN,
     params:
-        settings=settings_json(*config),
+        # the experiment's settings: machine settings are not recorded, and changing them
+        # does not rewrite this file
+        settings=json.dumps(
+            {k: v for k, v in config.items() if k not in MACHINE_KEYS}, sort_keys=True
+        ),
     shell:
         "python -m errorless write-config --settings {params.settings:q} --out {output.config} > {log} 2>&1"
 

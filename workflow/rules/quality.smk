@@ -4,7 +4,6 @@
 
 rule duplicates:
     input:
-        config=f"{RESULTS}/config.yaml",
         manifest=f"{RESULTS}/shards/manifest.tsv",
     output:
         pairs=f"{RESULTS}/quality/duplicates.parquet",
@@ -20,9 +19,15 @@ rule duplicates:
         mem_mb=DUP_MEM,
         runtime=DUP_MIN,
     params:
+        settings=settings_json(
+            "double_labeling.near_similarity",
+            "double_labeling.neighbours",
+            "seed",
+            "results",
+        ),
         shards=lambda wildcards, input: os.path.dirname(input.manifest),
     shell:
-        "python -m errorless duplicates --config {input.config} --shards {params.shards} "
+        "python -m errorless duplicates --settings {params.settings:q} --shards {params.shards} "
         "--out {output.pairs} --stats {output.stats} > {log} 2>&1"
 
 
@@ -37,12 +42,6 @@ rule double_labeling:
             labels={"table": "suspects (double_labeling.csv)"},
         ),
         parquet=f"{RESULTS}/double_labeling.parquet",
-        figure=report(
-            f"{RESULTS}/quality/suspects.png",
-            caption="../report/suspects.rst",
-            category="3. Double labelling",
-            labels={"figure": "suspect thumbnails"},
-        ),
         check=report(
             f"{RESULTS}/quality/planted_check.csv",
             caption="../report/planted_check.rst",
@@ -59,14 +58,24 @@ rule double_labeling:
         mem_mb=LIGHT_MEM,
         runtime=LIGHT_MIN,
     params:
+        settings=settings_json(
+            "gdt.enabled",
+            "features",
+            "models.use",
+            "models.replicates",
+            "double_labeling.near_similarity",
+            "dataset.format",
+            "dataset.path",
+            "results",
+        ),
         shards=lambda wildcards, input: os.path.dirname(input.manifest),
         planted=lambda wildcards, input: (
             f"--planted {input.planted}" if "planted" in input.keys() else ""
         ),
     shell:
-        "python -m errorless double-labeling --config {input.config} "
+        "python -m errorless double-labeling --settings {params.settings:q} "
         "--training {input.training} --duplicates {input.duplicates} --shards {params.shards} "
-        "{params.planted} --out {output.parquet} --csv {output.table} --figure {output.figure} "
+        "{params.planted} --out {output.parquet} --csv {output.table} --no-figure "
         "--check {output.check} --check-detail {output.detail} > {log} 2>&1"
 
 
@@ -77,7 +86,6 @@ rule double_labeling:
 
 rule out_of_sample:
     input:
-        config=f"{RESULTS}/config.yaml",
         weights=f"{RESULTS}/weights.parquet",
         manifest=f"{RESULTS}/shards/manifest.tsv",
     output:
@@ -93,9 +101,21 @@ rule out_of_sample:
         mem_mb=EVAL_MEM,
         runtime=EVAL_MIN,
     params:
+        settings=settings_json(
+            "label_issues",
+            "modules.submodules",
+            "features",
+            "transform",
+            "evaluation.batch_size",
+            "models.use",
+            "models.replicates",
+            "sgd.released_epochs",  # the default voting proto-model: T, else S
+            "gdt.enabled",
+        ),
         shards=lambda wildcards, input: os.path.dirname(input.manifest),
     shell:
-        "python -m errorless out-of-sample --config {input.config} --weights {input.weights} "
+        "python -m errorless out-of-sample --settings {params.settings:q} "
+        '--device "$ERRORLESS_DEVICE" --weights {input.weights} '
         "--shards {params.shards} --out {output.table} > {log} 2>&1"
 
 
@@ -108,19 +128,15 @@ rule label_issues:
             f"{RESULTS}/quality/label_issues.csv",
             caption="../report/label_issues.rst",
             category="3. Double labelling",
-            labels={"table": "label issues: single mislabelled images (label_issues.csv)"},
+            labels={
+                "table": "label issues: single mislabelled images (label_issues.csv)"
+            },
         ),
         check=report(
             f"{RESULTS}/quality/label_issues_check.csv",
             caption="../report/label_issues_check.rst",
             category="3. Double labelling",
             labels={"table": "label issues: planted flips, precision and recall"},
-        ),
-        figure=report(
-            f"{RESULTS}/quality/label_issues.png",
-            caption="../report/label_issues_figure.rst",
-            category="3. Double labelling",
-            labels={"figure": "label issues thumbnails"},
         ),
     log:
         f"{RESULTS}/logs/label_issues.log",
@@ -131,11 +147,11 @@ rule label_issues:
         mem_mb=LIGHT_MEM,
         runtime=LIGHT_MIN,
     params:
-        shards=lambda wildcards, input: os.path.dirname(input.manifest),
+        settings=settings_json("label_issues.flag", "modules.submodules"),
         planted=lambda wildcards, input: (
             f"--planted {input.planted}" if "planted" in input.keys() else ""
         ),
     shell:
-        "python -m errorless label-issues --config {input.config} --oos {input.oos} "
-        "--shards {params.shards} {params.planted} --out {output.parquet} --csv {output.table} "
-        "--check {output.check} --figure {output.figure} > {log} 2>&1"
+        "python -m errorless label-issues --settings {params.settings:q} --oos {input.oos} "
+        "{params.planted} --out {output.parquet} --csv {output.table} "
+        "--check {output.check} > {log} 2>&1"

@@ -22,7 +22,6 @@ REPORT_BENCHMARKS = [
 
 rule report_training:
     input:
-        config=f"{RESULTS}/config.yaml",
         training=f"{RESULTS}/training.parquet",
         table=f"{RESULTS}/evaluation/training.csv",
         weights=f"{RESULTS}/weights.parquet",
@@ -62,11 +61,12 @@ rule report_training:
         mem_mb=LIGHT_MEM,
         runtime=LIGHT_MIN,
     params:
+        settings=settings_json("features", "transform"),
         shards=lambda wildcards, input: os.path.dirname(input.manifest),
         out=lambda wildcards, output: os.path.dirname(output.table),
     shell:
         "python -m errorless report-figures --section training --out-dir {params.out} "
-        "--config {input.config} --training {input.training} --training-table {input.table} "
+        "--settings {params.settings:q} --training {input.training} --training-table {input.table} "
         "--weights {input.weights} --shards {params.shards} > {log} 2>&1"
 
 
@@ -119,8 +119,7 @@ rule report_evaluation:
 
 rule report_quality:
     input:
-        suspects=f"{RESULTS}/double_labeling.parquet",
-        check=f"{RESULTS}/quality/planted_check.csv",
+        unpack(report_quality_inputs),
     output:
         table=report(
             f"{REPORT}/suspects.html",
@@ -134,6 +133,18 @@ rule report_quality:
             category="3. Double labelling",
             labels={"table": "planted truth: precision and recall (readable table)"},
         ),
+        suspects_figure=report(
+            f"{RESULTS}/quality/suspects.png",
+            caption="../report/suspects.rst",
+            category="3. Double labelling",
+            labels={"figure": "suspect thumbnails"},
+        ),
+        issues_figure=report(
+            f"{RESULTS}/quality/label_issues.png",
+            caption="../report/label_issues_figure.rst",
+            category="3. Double labelling",
+            labels={"figure": "label issues thumbnails"},
+        ),
     log:
         f"{RESULTS}/logs/report/quality.log",
     conda:
@@ -143,15 +154,22 @@ rule report_quality:
         mem_mb=LIGHT_MEM,
         runtime=LIGHT_MIN,
     params:
+        settings=settings_json("double_labeling.thumbnails"),
+        shards=lambda wildcards, input: os.path.dirname(input.manifest),
+        planted=lambda wildcards, input: (
+            f"--planted {input.planted}" if "planted" in input.keys() else ""
+        ),
         out=lambda wildcards, output: os.path.dirname(output.table),
     shell:
         "python -m errorless report-figures --section quality --out-dir {params.out} "
-        "--suspects {input.suspects} --planted-check {input.check} > {log} 2>&1"
+        "--settings {params.settings:q} --suspects {input.suspects} "
+        "--planted-check {input.check} --issues {input.issues} {params.planted} "
+        "--shards {params.shards} --suspects-figure {output.suspects_figure} "
+        "--issues-figure {output.issues_figure} > {log} 2>&1"
 
 
 rule report_run:
     input:
-        config=f"{RESULTS}/config.yaml",
         training=f"{RESULTS}/training.parquet",
         manifest=f"{RESULTS}/shards/manifest.tsv",
         benchmarks=REPORT_BENCHMARKS,
@@ -184,11 +202,21 @@ rule report_run:
         mem_mb=LIGHT_MEM,
         runtime=LIGHT_MIN,
     params:
+        settings=settings_json(
+            "dataset",
+            *DATA_SECTIONS,
+            "models",
+            "features",
+            "featured_models",
+            "sgd",
+            "gdt",
+            "seed",
+        ),
         benchmarks=lambda wildcards, input: os.path.dirname(input.benchmarks[0]),
         out=lambda wildcards, output: os.path.dirname(output.facts),
     shell:
         "python -m errorless report-figures --section run --out-dir {params.out} "
-        "--config {input.config} --training {input.training} --manifest {input.manifest} "
+        "--settings {params.settings:q} --training {input.training} --manifest {input.manifest} "
         "--benchmarks {params.benchmarks} > {log} 2>&1"
 
 

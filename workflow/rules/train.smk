@@ -23,5 +23,6 @@ rule train:
     shell:
         "python -m errorless train --shard {input.shard} --feature {wildcards.feature} "
         "--model {wildcards.model} --settings {params.settings:q} --threads {threads} "
+        '--device "$ERRORLESS_DEVICE" '
         "--weights {output.weights} --metrics {output.metrics} "
         "--checkpoint {params.checkpoint} > {log} 2>&1"

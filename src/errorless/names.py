@@ -1,0 +1,57 @@
+"""Names of the job grid, made and read in one place.
+
+* module ``m01 … mK`` (zero-padded to the width of K, at least two digits), submodule ``s1 … sR``;
+* shard ``<module>_<submodule>``, e.g. ``m03_s2``;
+* trained model ``<arch>_m<replicate>``, e.g. ``h1_m1``;
+* proto-model ``<method>_<model>``, e.g. ``T_h1_m1`` (method S, Sp or T).
+"""
+
+from __future__ import annotations
+
+from .errors import DataError
+
+
+def module_names(k: int) -> list[str]:
+    """Module wildcard values m01..mK (zero-padded to at least two digits)."""
+    width = max(2, len(str(k)))
+    return [f"m{j:0{width}d}" for j in range(1, k + 1)]
+
+
+def submodule_names(r: int) -> list[str]:
+    return [f"s{s}" for s in range(1, r + 1)]
+
+
+def model_name(arch: str, replicate: int) -> str:
+    return f"{arch}_m{replicate}"
+
+
+def proto_name(method: str, model: str) -> str:
+    return f"{method}_{model}"
+
+
+def number(name: str) -> int:
+    """The 1-based number of a module or submodule name: ``m03`` -> 3, ``s2`` -> 2."""
+    digits = name[1:]
+    if name[:1] not in ("m", "s") or not digits.isdigit():
+        raise DataError(f"{name!r} is not a module (m01) or submodule (s1) name")
+    return int(digits)
+
+
+def split_shard(name: str) -> tuple[str, str]:
+    """``m03_s2`` -> (``m03``, ``s2``)."""
+    module, sep, submodule = name.partition("_")
+    if not sep or module[:1] != "m" or submodule[:1] != "s":
+        raise DataError(f"{name!r} is not a shard name (<module>_<submodule>, e.g. m03_s2)")
+    return module, submodule
+
+
+def split_model(model: str) -> tuple[str, int | None]:
+    """``h1_m1`` -> (``h1``, 1); a name without ``_m<n>`` -> (name, None)."""
+    arch, _, rep = model.partition("_m")
+    return arch, int(rep) if rep.isdigit() else None
+
+
+def split_proto(proto: str) -> tuple[str, str]:
+    """``T_h1_m1`` -> (``T``, ``h1_m1``)."""
+    method, _, model = proto.partition("_")
+    return method, model

@@ -1,0 +1,40 @@
+"""errorless.names: every name of the job grid is made and read back by one module."""
+
+import pytest
+
+from errorless import names
+from errorless.errors import DataError
+
+
+@pytest.mark.parametrize("k", [1, 4, 9, 10, 40, 99, 100, 200, 1000])
+def test_module_names_read_back_to_their_numbers(k):
+    made = names.module_names(k)
+    assert len(made) == k and len(set(map(len, made))) == 1  # one width: they sort as numbers
+    assert made == sorted(made) and made[0] == "m" + "0" * (max(2, len(str(k))) - 1) + "1"
+    assert [names.number(m) for m in made] == list(range(1, k + 1))
+    subs = names.submodule_names(3)
+    assert subs == ["s1", "s2", "s3"] and [names.number(s) for s in subs] == [1, 2, 3]
+
+
+def test_shard_model_and_proto_names_split_back():
+    for m in names.module_names(12):
+        for s in names.submodule_names(2):
+            assert names.split_shard(f"{m}_{s}") == (m, s)
+    model = names.model_name("h2", 3)
+    assert model == "h2_m3" and names.split_model(model) == ("h2", 3)
+    for method in ("S", "Sp", "T"):
+        proto = names.proto_name(method, model)
+        assert names.split_proto(proto) == (method, model)
+    assert names.split_model("custom") == ("custom", None)
+
+
+@pytest.mark.parametrize("bad", ["x03", "m", "mxx", "03"])
+def test_bad_module_names_are_refused(bad):
+    with pytest.raises(DataError, match="not a module"):
+        names.number(bad)
+
+
+@pytest.mark.parametrize("bad", ["m03", "m03-s2", "s2_m03"])
+def test_bad_shard_names_are_refused(bad):
+    with pytest.raises(DataError, match="not a shard name"):
+        names.split_shard(bad)
