@@ -229,8 +229,8 @@ def test_sgd_resumes_bit_identically_from_any_epoch():
 
     states: list[dict] = []
     s_full, sp_full = run(keep=states.append)
-    assert min(st["lr"] for st in states) < 0.02  # the rate was lowered at least once
-    assert len(states) >= 4 and any(st["S"] is not None for st in states)  # some in the Sp phase
+    assert min(st["members"][0]["lr"] for st in states) < s.lr  # the rate was lowered at least once
+    assert len(states) >= 4 and any(st["members"][0]["S"] is not None for st in states)  # some in the Sp phase
     for st in (states[0], states[len(states) // 2], states[-1]):
         s_res, sp_res = run(resume=st)
         for a, b in zip(s_full.params + sp_full.params, s_res.params + sp_res.params, strict=True):
@@ -239,17 +239,14 @@ def test_sgd_resumes_bit_identically_from_any_epoch():
 
 
 def test_plateau_rule_lowers_the_learning_rate():
-    x, y = blobs(n=40)
-    p = fnn.init_params([x.shape[1], 4, 5], 0)
-    tr = sgd._Trainer(p, torch.as_tensor(x), torch.as_tensor(y), SGDSettings(lr=0.1, lr_patience=3, lr_decay=0.5),
-                      torch.Generator())
+    tr = sgd._Member(SGDSettings(lr=0.1, lr_patience=3, lr_decay=0.5), torch.Generator())
     lrs = []
     for acc in (0.5, 0.6, 0.6, 0.59, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7):
         tr.after_epoch(acc)
         lrs.append(tr.lr)
     # epochs 3-5 bring no new best -> halved after epoch 5; 0.7 at epoch 6 is a best; 7-9 and 10-12 plateau
     assert lrs == [0.1] * 4 + [0.05] * 4 + [0.025] * 3 + [0.0125]
-    fixed = sgd._Trainer(p, torch.as_tensor(x), torch.as_tensor(y), SGDSettings(lr=0.1, lr_decay=1.0), torch.Generator())
+    fixed = sgd._Member(SGDSettings(lr=0.1, lr_decay=1.0), torch.Generator())
     for _ in range(30):
         fixed.after_epoch(0.5)
     assert fixed.lr == 0.1
