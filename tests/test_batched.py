@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +157,108 @@ def test_group_gdt_resumes_from_any_checkpoint_as_an_uninterrupted_run():
             assert a.lambda_path == b.lambda_path and a.stop_reason == b.stop_reason
             for (w1, b1), (w2, b2) in zip(a.params, b.params, strict=True):
                 assert torch.equal(w1, w2) and torch.equal(b1, b2)
+
+
+# ---------------------------------------------------------------- the training job
+
+
+def _group_args(tmp, shard, tag, sett, features):
+    from test_train import train_args
+
+    args = train_args(tmp, shard, tag, sett, feature=features[0])
+    i = args.index("--feature")
+    args[i + 1 : i + 2] = features
+    i = args.index("--weights")
+    args[i + 1 : i + 2] = [str(tmp / f"{tag}-{f}.weights.npz") for f in features]
+    i = args.index("--metrics")
+    args[i + 1 : i + 2] = [str(tmp / f"{tag}-{f}.metrics.json") for f in features]
+    return args
+
+
+def test_group_job_writes_the_files_of_single_jobs(tmp_path):
+    """`errorless train --feature R G RG ...`: per FNN the same files, keys and statuses as one
+    job per feature; weights equal up to float rounding (the same λ-steps); weights_sha256 of
+    its own arrays."""
+    from test_train import load_npz, settings, train_args, write_shard
+
+    from errorless import cli
+    from errorless.io import arrays_digest
+
+    shard = write_shard(tmp_path / "m02_s1.npz", conflict=True)
+    sett = settings(sgd={"released_epochs": 2})
+    feats = ["R", "G", "RG"]
+    assert cli.main(_group_args(tmp_path, shard, "grp", sett, feats)) == 0
+    assert not (tmp_path / "grp.pt").exists()
+    for f in feats:
+        assert cli.main(train_args(tmp_path, shard, f"one-{f}", sett, feature=f)) == 0
+        a = json.loads((tmp_path / f"grp-{f}.metrics.json").read_text())
+        b = json.loads((tmp_path / f"one-{f}.metrics.json").read_text())
+        assert set(a["job"]) == set(b["job"]) and a["job"]["feature"] == f
+        assert (
+            a["job"]["seed"] == b["job"]["seed"]
+            and a["job"]["fingerprint"] == b["job"]["fingerprint"]
+        )
+        for ra, rb in zip(a["records"], b["records"], strict=True):
+            assert set(ra) == set(rb)
+            assert (ra["proto"], ra["status"], ra["epochs"]) == (
+                rb["proto"],
+                rb["status"],
+                rb["epochs"],
+            )
+        wa, wb = (
+            load_npz(tmp_path / f"grp-{f}.weights.npz"),
+            load_npz(tmp_path / f"one-{f}.weights.npz"),
+        )
+        assert sorted(wa) == sorted(wb)
+        assert a["job"]["weights_sha256"] == arrays_digest(wa)
+        for k in wa:  # SGD: the same steps; GDT's normalised steps carry rounding differences on
+            np.testing.assert_allclose(wa[k], wb[k], atol=1e-5 if k[0] == "S" else 0.05)
+        ta, tb = a["records"][-1], b["records"][-1]
+        assert ta["accepted_path"] == tb["accepted_path"] and ta["steps_path"] == tb["steps_path"]
+    t = {
+        f: json.loads((tmp_path / f"grp-{f}.metrics.json").read_text())["records"][-1]
+        for f in feats
+    }
+    assert t["RG"]["status"] == "conflicts"  # the planted identical pair, in every feature
+
+
+def test_group_job_killed_mid_gdt_resumes_to_the_clean_result(tmp_path, monkeypatch):
+    """A group job whose process dies after some checkpoints resumes from its one checkpoint
+    file and writes bit-identical files."""
+    from test_train import load_npz, settings, write_shard
+
+    from errorless import cli, train
+
+    shard = write_shard(tmp_path / "m02_s1.npz", n=200, signal=10)
+    sett = settings(gdt={"delta0": 0.05, "streak": 1000, "checkpoint_seconds": 0})
+    feats = ["R", "G", "B"]
+    assert cli.main(_group_args(tmp_path, shard, "ref", sett, feats)) == 0
+    saved = train.save_checkpoint
+
+    class Killed(BaseException):
+        pass
+
+    def dies(path, payload, count=[0]):  # noqa: B006 - a counter kept between calls
+        saved(path, payload)
+        if payload.get("gdt") is not None:
+            count[0] += 1
+            if count[0] == 5:
+                raise Killed
+
+    monkeypatch.setattr(train, "save_checkpoint", dies)
+    args = _group_args(tmp_path, shard, "run", sett, feats)
+    ckpt = Path(args[args.index("--checkpoint") + 1])
+    with pytest.raises(Killed):
+        cli.main(args)
+    monkeypatch.setattr(train, "save_checkpoint", saved)
+    assert ckpt.exists() and not (tmp_path / "run-R.weights.npz").exists()
+    assert cli.main(args) == 0
+    for f in feats:
+        a, b = (
+            load_npz(tmp_path / f"ref-{f}.weights.npz"),
+            load_npz(tmp_path / f"run-{f}.weights.npz"),
+        )
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+        rb = json.loads((tmp_path / f"run-{f}.metrics.json").read_text())
+        assert rb["job"]["gdt_resumed"]
+    assert not ckpt.exists()

@@ -150,7 +150,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
                 state = torch.load(ckpt, weights_only=False)
             except Exception:  # being replaced right now
                 state = None
-            if state and state.get("gdt") and state["gdt"]["accepted"] >= 3:
+            if state and state.get("gdt") and state["gdt"][0]["accepted"] >= 3:
                 break
         time.sleep(0.005)
     assert proc.poll() is None, "the job finished before it could be killed"

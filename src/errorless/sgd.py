@@ -190,9 +190,10 @@ def train_sgd_group(
     live = [i for i, mb in enumerate(members) if not mb.done]
     tr = None
     if live:
-        rows = torch.as_tensor(live, device=dev)
-        tr = _Trainer(fnn.stack([start[i] for i in live]), x.index_select(0, rows), y.index_select(0, rows), s,
-                      [members[i] for i in live])
+        if len(live) < len(members):  # resumed with some members done
+            rows = torch.as_tensor(live, dtype=torch.int64, device=dev)
+            x, y = x.index_select(0, rows), y.index_select(0, rows)
+        tr = _Trainer(fnn.stack([start[i] for i in live]), x, y, s, [members[i] for i in live])
         if resume is not None:
             vel = fnn.stack([[(w.to(dev), b.to(dev)) for w, b in resume["members"][i]["velocity"]] for i in live])
             fnn.copy_into(tr.vel, vel)
