@@ -15,8 +15,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "config.schema.yaml"
@@ -46,6 +44,8 @@ GREY_FORMATS = {"digits"}
 
 
 def load_schema() -> dict:
+    import yaml  # imported where needed: the training functions run without PyYAML
+
     with open(SCHEMA_PATH) as fh:
         return yaml.safe_load(fh)
 
@@ -144,6 +144,8 @@ def check_consistency(config: dict[str, Any]) -> None:
 def check_yaml_file(path: str | Path) -> None:
     """Raise a one-line ConfigError naming ``path`` and the place if it is not valid YAML
     (Snakemake's own message for a broken config file does not name the file)."""
+    import yaml
+
     path = Path(path)
     if not path.is_file():
         return
@@ -160,6 +162,8 @@ def check_yaml_file(path: str | Path) -> None:
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict[str, Any]:
     """Read a YAML config (or only the defaults), apply overrides, validate."""
+    import yaml
+
     config: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -177,6 +181,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 def parse_settings(text: str) -> dict[str, Any]:
     """A ``--settings`` value: a JSON object, or a JSON/YAML file (``path`` or ``@path``);
     validated, defaults filled."""
+    import yaml
+
     source = "--settings"
     if not text.lstrip().startswith("{"):
         path = Path(text[1:] if text.startswith("@") else text)
