@@ -44,27 +44,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_one import synthetic_inputs  # noqa: E402
 
 
-def photo_members(m: int, n: int, c: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def photo_members(
+    m: int, n: int, c: int, seed: int, threads: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(M, N, 900) inputs and (M, N) labels: member i = feature i mod 17 of submodule i div 17."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from errorless import photos
     from errorless.features import transform
 
     labels = np.asarray(photos.photograph_labels()[:c])
     feats = list(FEATURES)
-    xs, ys, names, shards = [], [], [], {}
-    for i in range(m):
-        sub = i // len(feats)
-        if sub not in shards:  # one submodule: n crops, every label equally often
-            rng = np.random.default_rng(seed + sub)
-            y = np.repeat(np.arange(c), -(-n // c))
-            images, _ = photos.crops(rng, labels[y], size=64)
-            keep = rng.permutation(len(y))[:n]
-            shards[sub] = (images[keep], y[keep].astype(np.int64))
-        images, y = shards[sub]
-        f = feats[i % len(feats)]
-        xs.append(transform(images, f))
-        ys.append(y)
-        names.append(f"{f}/s{sub + 1}")
+    shards = {}
+    for sub in range(-(-m // len(feats))):  # one submodule: n crops, every label equally often
+        rng = np.random.default_rng(seed + sub)
+        y = np.repeat(np.arange(c), -(-n // c))
+        images, _ = photos.crops(rng, labels[y], size=64)
+        keep = rng.permutation(len(y))[:n]
+        shards[sub] = (images[keep], y[keep].astype(np.int64))
+    jobs = [(shards[i // len(feats)][0], feats[i % len(feats)]) for i in range(m)]
+    with ThreadPoolExecutor(max(1, threads)) as pool:  # numpy releases the GIL in the transform
+        xs = list(pool.map(lambda job: transform(*job), jobs))
+    ys = [shards[i // len(feats)][1] for i in range(m)]
+    names = [f"{feats[i % len(feats)]}/s{i // len(feats) + 1}" for i in range(m)]
     return np.stack(xs), np.stack(ys), names
 
 
@@ -102,6 +104,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target", type=int, default=1360, help="FNNs to extrapolate to (17 x 40 x 2)")
+    ap.add_argument(
+        "--tf32",
+        action="store_true",
+        help="cuda: TF32 matmuls (faster, ~10 bits of mantissa; the pipeline does not use them)",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="progress lines of SGD/GDT")
     args = ap.parse_args()
     logging.basicConfig(
@@ -113,6 +120,9 @@ def main() -> None:
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        gpu += ", TF32 matmuls"
     m = args.members
     k = m if args.single is None else min(args.single, m)
     print(
@@ -122,7 +132,7 @@ def main() -> None:
 
     t = time.perf_counter()
     if args.data == "photos":
-        x_np, y_np, names = photo_members(m, args.images, args.labels, args.seed)
+        x_np, y_np, names = photo_members(m, args.images, args.labels, args.seed, args.threads)
         what = "real-photo crops (feature / submodule per member)"
     else:
         x_np, y_np, names = blob_members(
