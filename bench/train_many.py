@@ -169,7 +169,13 @@ def main() -> None:
             s_res.params, x[i], y[i], g_set, args.seed + 1 + i, decimals=4, n_classes=args.labels
         )
         sync()
-        return outcome(r.params, r, x[i], y[i]), time.perf_counter() - t, time.process_time() - c
+        out, wall = outcome(r.params, r, x[i], y[i]), time.perf_counter() - t
+        print(
+            f"alone {names[i]}: {out}, {wall:.1f} s -> {args.target} FNNs one after another: "
+            f"{args.target * wall / 60:.1f} min",
+            flush=True,
+        )
+        return out, wall, time.process_time() - c
 
     # per FNN: the first half of the k members alone before the group, the rest after it, so
     # that a change of machine load during the run biases neither path
@@ -200,6 +206,12 @@ def main() -> None:
     sync()
     t_batched, c_batched = time.perf_counter() - t, time.process_time() - c
     batched_out = [outcome(r.params, r, x[i], y[i]) for i, r in enumerate(t_res)]
+    groups = math.ceil(args.target / m)
+    print(
+        f"batched: {t_batched:.1f} s for {m} FNNs (SGD {t_sgd_b:.1f} s) -> {args.target} FNNs as {groups} "
+        f"groups of {m}: {groups * t_batched / 60:.1f} min",
+        flush=True,
+    )
     singles += [alone(i) for i in range(k // 2, k)]
 
     single_out = [o for o, _, _ in singles]
