@@ -26,7 +26,9 @@ from errorless import fnn, gdt, sgd
 from errorless.config import GDTSettings, SGDSettings
 
 
-def synthetic_inputs(n: int, d: int, c: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_inputs(
+    n: int, d: int, c: int, noise: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Transformed-like inputs: 4 sub-centres per class + noise, centred, max |v| = 1, 4 decimals."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(c, 4, d)).astype(np.float32)
@@ -64,8 +66,12 @@ def timed(fn, sync, repeat: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", choices=["blobs", "photos"], default="blobs",
-                    help="blobs: Gaussian blobs (easy); photos: real-photo crops (module docstring)")
+    ap.add_argument(
+        "--data",
+        choices=["blobs", "photos"],
+        default="blobs",
+        help="blobs: Gaussian blobs (easy); photos: real-photo crops (module docstring)",
+    )
     ap.add_argument("--feature", default="R", help="colour feature of the photo crops")
     ap.add_argument("--images", type=int, default=15000)
     ap.add_argument("--inputs", type=int, default=900)
@@ -77,8 +83,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-v", "--verbose", action="store_true", help="progress lines of SGD/GDT")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -92,16 +101,20 @@ def main() -> None:
     else:
         x_np, y_np = synthetic_inputs(args.images, args.inputs, args.labels, args.noise, args.seed)
         what = f"Gaussian blobs, noise {args.noise}"
-    print(f"data: {args.images} x {args.inputs} {what}, {args.labels} labels "
-          f"({time.perf_counter() - t:.1f} s)")
+    print(
+        f"data: {args.images} x {args.inputs} {what}, {args.labels} labels "
+        f"({time.perf_counter() - t:.1f} s)"
+    )
     x, y = torch.tensor(x_np, device=dev), torch.tensor(y_np, device=dev)
     sizes = fnn.layer_sizes(args.inputs, [args.hidden], args.labels)
 
     w = torch.randn(args.inputs, args.hidden, device=dev)
     t_mm = timed(lambda: x @ w, sync, 10)
     mm_rate = 2.0 * args.images * args.inputs * args.hidden / t_mm
-    print(f"matmul {args.images}x{args.inputs} @ {args.inputs}x{args.hidden}: {t_mm * 1e3:.1f} ms, "
-          f"{mm_rate / 1e9:.1f} GFLOP/s")
+    print(
+        f"matmul {args.images}x{args.inputs} @ {args.inputs}x{args.hidden}: {t_mm * 1e3:.1f} ms, "
+        f"{mm_rate / 1e9:.1f} GFLOP/s"
+    )
 
     gen = torch.Generator().manual_seed(args.seed)
     params = fnn.init_params(sizes, gen, dev)
@@ -110,16 +123,20 @@ def main() -> None:
     s_res, _ = sgd.train_sgd(params, x, y, s_set, gen)
     sync()
     t_sgd = time.perf_counter() - t
-    print(f"SGD: {t_sgd:.1f} s, {s_res.epochs} epochs, accuracy {s_res.accuracy:.5f} "
-          f"({int(round((1 - s_res.accuracy) * args.images))} errors)")
+    print(
+        f"SGD: {t_sgd:.1f} s, {s_res.epochs} epochs, accuracy {s_res.accuracy:.5f} "
+        f"({int(round((1 - s_res.accuracy) * args.images))} errors)"
+    )
 
     # Step rate of the full-batch GDT steps alone (same code path as GDT's λ-steps).
     theta = fnn.clone(s_res.params)
     t_step = timed(lambda: gdt.descend(theta, x, y, 5, g_set.eta_min, g_set.eta_gain), sync, 2) / 5
     step_flops = gdt.flops_per_step(args.images, sizes)
     step_rate = step_flops / t_step
-    print(f"GDT full-batch step: {t_step * 1e3:.1f} ms, {step_flops / 1e9:.2f} GFLOP, "
-          f"{step_rate / 1e9:.1f} GFLOP/s = {step_rate / mm_rate:.2f} x matmul rate")
+    print(
+        f"GDT full-batch step: {t_step * 1e3:.1f} ms, {step_flops / 1e9:.2f} GFLOP, "
+        f"{step_rate / 1e9:.1f} GFLOP/s = {step_rate / mm_rate:.2f} x matmul rate"
+    )
 
     run = gdt.GDT(s_res.params, x, y, g_set, args.seed + 1, decimals=4, n_classes=args.labels)
     t = time.perf_counter()
@@ -127,11 +144,15 @@ def main() -> None:
     sync()
     t_gdt = time.perf_counter() - t
     n_steps = len(r.lambda_path)
-    print(f"GDT: {t_gdt:.1f} s, {n_steps} λ-steps ({r.accepted} accepted, {r.rejected} rejected), "
-          f"{r.steps_taken} gradient steps, {r.rounds} rounds, stop {r.stop_reason}, accuracy {r.accuracy:.5f} "
-          f"({int(round((1 - r.accuracy) * args.images))} errors, {sum(len(g) for g in r.conflicts)} in conflicts)")
+    print(
+        f"GDT: {t_gdt:.1f} s, {n_steps} λ-steps ({r.accepted} accepted, {r.rejected} rejected), "
+        f"{r.steps_taken} gradient steps, {r.rounds} rounds, stop {r.stop_reason}, accuracy {r.accuracy:.5f} "
+        f"({int(round((1 - r.accuracy) * args.images))} errors, {sum(len(g) for g in r.conflicts)} in conflicts)"
+    )
     overall = r.steps_taken * step_flops / t_gdt
-    print(f"GDT overall incl. checks: {overall / 1e9:.1f} GFLOP/s = {overall / mm_rate:.2f} x matmul rate")
+    print(
+        f"GDT overall incl. checks: {overall / 1e9:.1f} GFLOP/s = {overall / mm_rate:.2f} x matmul rate"
+    )
     print(f"SGD + GDT: {t_sgd + t_gdt:.1f} s; load average {os.getloadavg()}")
 
 

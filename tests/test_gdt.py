@@ -24,10 +24,18 @@ def blobs(n: int = 300, d: int = 64, c: int = 5, noise: float = 3.5, seed: int =
     return x, y.astype(np.int64)
 
 
-def sgd_start(x: np.ndarray, y: np.ndarray, hidden: int = 32, threshold: float = 0.9, seed: int = 1):
+def sgd_start(
+    x: np.ndarray, y: np.ndarray, hidden: int = 32, threshold: float = 0.9, seed: int = 1
+):
     X, Y = torch.tensor(x), torch.tensor(y)
     p = fnn.init_params([x.shape[1], hidden, int(y.max()) + 1], seed)
-    s, _ = sgd.train_sgd(p, X, Y, SGDSettings(threshold=threshold, batch_size=32), torch.Generator().manual_seed(seed))
+    s, _ = sgd.train_sgd(
+        p,
+        X,
+        Y,
+        SGDSettings(threshold=threshold, batch_size=32),
+        torch.Generator().manual_seed(seed),
+    )
     return X, Y, s
 
 
@@ -50,8 +58,12 @@ def test_step_length_formula():
         got = gdt.step_length(torch.tensor(g, dtype=torch.float64), a, b).item()
         assert got == pytest.approx(want, rel=1e-12)
     # the move η·||g|| lies between a and a(1 + b/2) = 0.11
-    assert gdt.step_length(torch.tensor(1e-9, dtype=torch.float64), a, b).item() * 1e-9 == pytest.approx(0.11, rel=1e-6)
-    assert gdt.step_length(torch.tensor(100.0, dtype=torch.float64), a, b).item() * 100 == pytest.approx(0.01, rel=1e-6)
+    assert gdt.step_length(
+        torch.tensor(1e-9, dtype=torch.float64), a, b
+    ).item() * 1e-9 == pytest.approx(0.11, rel=1e-6)
+    assert gdt.step_length(
+        torch.tensor(100.0, dtype=torch.float64), a, b
+    ).item() * 100 == pytest.approx(0.01, rel=1e-6)
     assert gdt.step_length(torch.tensor(0.0), a, b).isfinite()  # zero gradient: no NaN
 
 
@@ -180,7 +192,10 @@ def test_conflict_precheck_off_stops_within_budget():
     assert residual & {10, 11} and len(residual & {10, 11}) == 1
     # the unfittable pair stops every round on the Δ floor: an exhausted search, not a budget stop
     assert r.stop_reason == gdt.STOP_ROUNDS and set(r.round_ends) == {gdt.END_FLOOR}
-    assert gdt.classify_status(wrong, np.zeros(len(y), bool), y, set(r.no_anchor), r.stop_reason) == gdt.RESIDUAL
+    assert (
+        gdt.classify_status(wrong, np.zeros(len(y), bool), y, set(r.no_anchor), r.stop_reason)
+        == gdt.RESIDUAL
+    )
 
 
 def test_no_anchor_is_reported_not_raised():
@@ -220,7 +235,9 @@ def test_sgd_resumes_bit_identically_from_any_epoch():
     x, y = blobs(n=200, noise=4.5)
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
     # lr_patience 1: the plateau rule lowers the rate during the run, and a resume must keep it
-    s = SGDSettings(threshold=0.99, max_epochs=12, batch_size=32, lr=0.3, released_epochs=3, lr_patience=1)
+    s = SGDSettings(
+        threshold=0.99, max_epochs=12, batch_size=32, lr=0.3, released_epochs=3, lr_patience=1
+    )
 
     def run(resume=None, keep=None):
         gen = torch.Generator().manual_seed(7)
@@ -229,8 +246,10 @@ def test_sgd_resumes_bit_identically_from_any_epoch():
 
     states: list[dict] = []
     s_full, sp_full = run(keep=states.append)
-    assert min(st["lr"] for st in states) < 0.02  # the rate was lowered at least once
-    assert len(states) >= 4 and any(st["S"] is not None for st in states)  # some in the Sp phase
+    assert min(st["members"][0]["lr"] for st in states) < s.lr  # the rate was lowered at least once
+    assert len(states) >= 4 and any(
+        st["members"][0]["S"] is not None for st in states
+    )  # some in the Sp phase
     for st in (states[0], states[len(states) // 2], states[-1]):
         s_res, sp_res = run(resume=st)
         for a, b in zip(s_full.params + sp_full.params, s_res.params + sp_res.params, strict=True):
@@ -239,17 +258,14 @@ def test_sgd_resumes_bit_identically_from_any_epoch():
 
 
 def test_plateau_rule_lowers_the_learning_rate():
-    x, y = blobs(n=40)
-    p = fnn.init_params([x.shape[1], 4, 5], 0)
-    tr = sgd._Trainer(p, torch.as_tensor(x), torch.as_tensor(y), SGDSettings(lr=0.1, lr_patience=3, lr_decay=0.5),
-                      torch.Generator())
+    tr = sgd._Member(SGDSettings(lr=0.1, lr_patience=3, lr_decay=0.5), torch.Generator())
     lrs = []
     for acc in (0.5, 0.6, 0.6, 0.59, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7):
         tr.after_epoch(acc)
         lrs.append(tr.lr)
     # epochs 3-5 bring no new best -> halved after epoch 5; 0.7 at epoch 6 is a best; 7-9 and 10-12 plateau
     assert lrs == [0.1] * 4 + [0.05] * 4 + [0.025] * 3 + [0.0125]
-    fixed = sgd._Trainer(p, torch.as_tensor(x), torch.as_tensor(y), SGDSettings(lr=0.1, lr_decay=1.0), torch.Generator())
+    fixed = sgd._Member(SGDSettings(lr=0.1, lr_decay=1.0), torch.Generator())
     for _ in range(30):
         fixed.after_epoch(0.5)
     assert fixed.lr == 0.1

@@ -55,8 +55,15 @@ def test_spec_k_step_test_gets_stuck_on_digits_and_going_on_fits():
 def test_consolidation_at_lambda_0_is_counted_and_fits():
     x, y = digits_demo()
     s = sgd_weights(x, y, 3)
-    r = gdt.run_gdt(s.params, x, y, GDTSettings(max_steps=25, consolidate_steps=125), 3, decimals=4,
-                    n_classes=10)
+    r = gdt.run_gdt(
+        s.params,
+        x,
+        y,
+        GDTSettings(max_steps=25, consolidate_steps=125),
+        3,
+        decimals=4,
+        n_classes=10,
+    )
     assert r.accuracy == 1.0 and r.consolidation_steps >= 25
     assert r.steps_taken == r.consolidation_steps + sum(r.steps_path)
 
@@ -68,8 +75,17 @@ def test_authors_configuration_reaches_98_then_100(seed):
     sgd_s = SGDSettings(loss="mse_softmax", init="uniform", init_bound=5.0, lr=10.0, lr_decay=1.0)
     s = sgd_weights(x, y, seed, sgd_s)
     assert s.params[0][0].abs().max() > 4.0  # the authors' scale, not PyTorch's 1/8
-    r = gdt.run_gdt(s.params, x, y, GDTSettings(), seed, decimals=4, n_classes=10, loss="mse_softmax",
-                    temperature=100.0)
+    r = gdt.run_gdt(
+        s.params,
+        x,
+        y,
+        GDTSettings(),
+        seed,
+        decimals=4,
+        n_classes=10,
+        loss="mse_softmax",
+        temperature=100.0,
+    )
     assert r.accuracy == 1.0 and r.stop_reason == gdt.STOP_ERROR_FREE
 
 
@@ -87,7 +103,9 @@ def test_uniform_init_bounds_and_determinism():
 
 def _status(r, x, y):
     wrong = (fnn.predict(fnn.round_params(r.params, 4), x) != y).numpy()
-    return gdt.classify_status(wrong, np.zeros(len(wrong), bool), y.numpy(), set(r.no_anchor), r.stop_reason)
+    return gdt.classify_status(
+        wrong, np.zeros(len(wrong), bool), y.numpy(), set(r.no_anchor), r.stop_reason
+    )
 
 
 def test_budget_stops_are_their_own_status():
@@ -97,12 +115,15 @@ def test_budget_stops_are_their_own_status():
     timed = gdt.run_gdt(s.params, x, y, GDTSettings(max_seconds=1e-9), 1, decimals=4, n_classes=10)
     assert timed.stop_reason == gdt.STOP_TIME_BUDGET and timed.accuracy < 1.0
     assert _status(timed, x, y) == gdt.BUDGET
-    short = gdt.run_gdt(s.params, x, y, GDTSettings(max_lambda_steps=2, rounds=2), 1, decimals=4,
-                        n_classes=10)
+    short = gdt.run_gdt(
+        s.params, x, y, GDTSettings(max_lambda_steps=2, rounds=2), 1, decimals=4, n_classes=10
+    )
     assert short.round_ends == [gdt.END_LAMBDA_BUDGET] * 2
     assert short.stop_reason == gdt.STOP_LAMBDA_BUDGET and _status(short, x, y) == gdt.BUDGET
     # the search exhausted (every round ended on the Δ floor): evidence, not a budget stop
-    stuck = gdt.run_gdt(s.params, x, y, GDTSettings(max_steps=25, rounds=2), 1, decimals=4, n_classes=10)
+    stuck = gdt.run_gdt(
+        s.params, x, y, GDTSettings(max_steps=25, rounds=2), 1, decimals=4, n_classes=10
+    )
     assert stuck.stop_reason == gdt.STOP_ROUNDS and _status(stuck, x, y) == gdt.RESIDUAL
 
 
@@ -115,9 +136,24 @@ def test_digits_demo_through_the_pipeline_is_error_free(tmp_path, cfg):
     """Issue #11's pipeline setting (digits, one module, gray, trim 0, h1 [80], 3 replicates),
     with the default loss and with the authors' configuration: every T-FNN error-free."""
     r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile", str(ROOT / cfg),
-         "--cores", "2", "out/training.parquet", "--config", "results=out"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--configfile",
+            str(ROOT / cfg),
+            "--cores",
+            "2",
+            "out/training.parquet",
+            "--config",
+            "results=out",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     t = pd.read_parquet(tmp_path / "out/training.parquet")
@@ -141,4 +177,7 @@ def test_real_photo_shard_trains_error_free(feature):
     s, _ = sgd.train_sgd(fnn.init_params([900, 256, 5], gen), x, yt, SGDSettings(), gen)
     assert s.reached and s.accuracy < 1.0
     r = gdt.run_gdt(s.params, x, yt, GDTSettings(), 3, decimals=4, n_classes=5)
-    assert r.stop_reason == gdt.STOP_ERROR_FREE and fnn.accuracy(fnn.round_params(r.params, 4), x, yt) == 1.0
+    assert (
+        r.stop_reason == gdt.STOP_ERROR_FREE
+        and fnn.accuracy(fnn.round_params(r.params, 4), x, yt) == 1.0
+    )

@@ -20,37 +20,77 @@ torch.set_num_threads(1)
 CLI = [sys.executable, "-c", "import sys; from errorless.cli import main; sys.exit(main())"]
 
 
-def write_shard(path: Path, n: int = 240, side: int = 16, c: int = 5, module: int = 2, signal: float = 20.0,
-                seed: int = 0, conflict: bool = False) -> Path:
+def write_shard(
+    path: Path,
+    n: int = 240,
+    side: int = 16,
+    c: int = 5,
+    module: int = 2,
+    signal: float = 20.0,
+    seed: int = 0,
+    conflict: bool = False,
+) -> Path:
     """A shard .npz with every key of ARCHITECTURE.md: module ``module`` of L = 4c labels."""
     rng = np.random.default_rng(seed)
     templates = 128 + rng.normal(0, signal, size=(c, side, side, 3))  # weak class signal
     local = np.arange(n) % c
-    img = np.clip(templates[local] + rng.normal(0, 60, size=(n, side, side, 3)), 0, 255).astype(np.uint8)
+    img = np.clip(templates[local] + rng.normal(0, 60, size=(n, side, side, 3)), 0, 255).astype(
+        np.uint8
+    )
     if conflict:
         img[1] = img[0]  # same image, labels 0 and 1
     lo = (module - 1) * c
     np.savez(
-        path, images=img, labels=(local + lo).astype(np.int64), batch=np.array(["train"] * n),
-        row=np.arange(n, dtype=np.int64), ids=np.array([f"train:{i}" for i in range(n)]),
-        module=np.int64(module), submodule=np.int64(1), label_lo=np.int64(lo), label_hi=np.int64(lo + c),
+        path,
+        images=img,
+        labels=(local + lo).astype(np.int64),
+        batch=np.array(["train"] * n),
+        row=np.arange(n, dtype=np.int64),
+        ids=np.array([f"train:{i}" for i in range(n)]),
+        module=np.int64(module),
+        submodule=np.int64(1),
+        label_lo=np.int64(lo),
+        label_hi=np.int64(lo + c),
         num_labels=np.int64(4 * c),
     )
     return path
 
 
 def settings(**over) -> str:
-    cfg = {"seed": 11, "device": "cpu", "models": {"architectures": {"h1": [32]}, "use": ["h1"]},
-           "sgd": {"threshold": 0.9, "batch_size": 32}, "gdt": {}}
+    cfg = {
+        "seed": 11,
+        "device": "cpu",
+        "models": {"architectures": {"h1": [32]}, "use": ["h1"]},
+        "sgd": {"threshold": 0.9, "batch_size": 32},
+        "gdt": {},
+    }
     for k, v in over.items():
         cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
     return json.dumps(cfg)
 
 
-def train_args(tmp: Path, shard: Path, tag: str, sett: str, feature: str = "RG", model: str = "h1_m1") -> list[str]:
-    return ["train", "--shard", str(shard), "--feature", feature, "--model", model, "--settings", sett,
-            "--weights", str(tmp / f"{tag}.weights.npz"), "--metrics", str(tmp / f"{tag}.metrics.json"),
-            "--checkpoint", str(tmp / f"{tag}.pt"), "--threads", "1"]
+def train_args(
+    tmp: Path, shard: Path, tag: str, sett: str, feature: str = "RG", model: str = "h1_m1"
+) -> list[str]:
+    return [
+        "train",
+        "--shard",
+        str(shard),
+        "--feature",
+        feature,
+        "--model",
+        model,
+        "--settings",
+        sett,
+        "--weights",
+        str(tmp / f"{tag}.weights.npz"),
+        "--metrics",
+        str(tmp / f"{tag}.metrics.json"),
+        "--checkpoint",
+        str(tmp / f"{tag}.pt"),
+        "--threads",
+        "1",
+    ]
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -59,11 +99,43 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 RECORD_FIELDS = {
-    "proto", "method", "model", "arch", "replicate", "feature", "module", "submodule", "n_images", "n_inputs",
-    "n_labels", "label_lo", "hidden", "n_params", "accuracy", "accuracy_sgd", "epochs", "gdt_rounds", "accepted",
-    "rejected", "lambda_path", "delta_path", "accepted_path", "steps_path", "gdt_steps", "consolidation_steps",
-    "round_ends", "gdt_stop_reason", "residual_ids", "residual_labels",
-    "residual_predicted", "conflicts", "no_anchor_labels", "status", "seconds_sgd", "seconds_gdt", "seed",
+    "proto",
+    "method",
+    "model",
+    "arch",
+    "replicate",
+    "feature",
+    "module",
+    "submodule",
+    "n_images",
+    "n_inputs",
+    "n_labels",
+    "label_lo",
+    "hidden",
+    "n_params",
+    "accuracy",
+    "accuracy_sgd",
+    "epochs",
+    "gdt_rounds",
+    "accepted",
+    "rejected",
+    "lambda_path",
+    "delta_path",
+    "accepted_path",
+    "steps_path",
+    "gdt_steps",
+    "consolidation_steps",
+    "round_ends",
+    "gdt_stop_reason",
+    "residual_ids",
+    "residual_labels",
+    "residual_predicted",
+    "conflicts",
+    "no_anchor_labels",
+    "status",
+    "seconds_sgd",
+    "seconds_gdt",
+    "seed",
     "settings",
 }
 
@@ -73,8 +145,12 @@ def test_train_writes_contract_files(tmp_path):
     sett = settings(sgd={"released_epochs": 2})
     assert cli.main(train_args(tmp_path, shard, "a", sett)) == 0
     w = load_npz(tmp_path / "a.weights.npz")
-    assert sorted(w) == sorted(f"{m}/{k}{i}" for m in ("S", "Sp", "T") for k in "Wb" for i in (1, 2))
-    assert w["T/W1"].shape == (196, 32) and w["T/b2"].shape == (5,) and w["T/W1"].dtype == np.float32
+    assert sorted(w) == sorted(
+        f"{m}/{k}{i}" for m in ("S", "Sp", "T") for k in "Wb" for i in (1, 2)
+    )
+    assert (
+        w["T/W1"].shape == (196, 32) and w["T/b2"].shape == (5,) and w["T/W1"].dtype == np.float32
+    )
     assert np.allclose(w["T/W1"], np.round(w["T/W1"], 4), atol=1e-7)  # saved rounded
     doc = json.loads((tmp_path / "a.metrics.json").read_text())
     recs = {r["method"]: r for r in doc["records"]}
@@ -134,15 +210,23 @@ def test_user_errors_exit_2(tmp_path, capsys, over, feature, model, needle):
 def test_kill_and_resume_is_bit_identical(tmp_path):
     # slow continuation (small Δ, no growth) so that the kill lands mid-GDT
     shard = write_shard(tmp_path / "m02_s1.npz", n=300, side=32, signal=10)
-    sett = settings(gdt={"delta0": 0.02, "streak": 1000, "checkpoint_seconds": 0},
-                    models={"architectures": {"h1": [64]}})
+    sett = settings(
+        gdt={"delta0": 0.02, "streak": 1000, "checkpoint_seconds": 0},
+        models={"architectures": {"h1": [64]}},
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ref = subprocess.run(CLI + train_args(tmp_path, shard, "ref", sett), env=env, capture_output=True, text=True)
+    ref = subprocess.run(
+        CLI + train_args(tmp_path, shard, "ref", sett), env=env, capture_output=True, text=True
+    )
     assert ref.returncode == 0, ref.stderr
 
     ckpt = tmp_path / "run.pt"
-    proc = subprocess.Popen(CLI + train_args(tmp_path, shard, "run", sett), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        CLI + train_args(tmp_path, shard, "run", sett),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         if ckpt.exists():
@@ -150,7 +234,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
                 state = torch.load(ckpt, weights_only=False)
             except Exception:  # being replaced right now
                 state = None
-            if state and state.get("gdt") and state["gdt"]["accepted"] >= 3:
+            if state and state.get("gdt") and state["gdt"][0]["accepted"] >= 3:
                 break
         time.sleep(0.005)
     assert proc.poll() is None, "the job finished before it could be killed"
@@ -177,7 +261,9 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     stale = [tmp_path / ".run.pt.k1ll3d.tmp", tmp_path / ".run.weights.npz.k1ll3d.tmp"]
     for p in stale:
         p.write_bytes(b"")
-    res = subprocess.run(CLI + train_args(tmp_path, shard, "run", sett), env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        CLI + train_args(tmp_path, shard, "run", sett), env=env, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
     assert "resuming from checkpoint" in res.stderr and "at round 1" in res.stderr
     assert not any(p.exists() for p in stale) and "removed a stale temporary file" in res.stderr

@@ -48,6 +48,11 @@ def test_dry_run_plans_the_dag(tmp_path):
     # 1 model x 6 features x 4 modules x 2 submodules
     assert counts["train"] == 48
     assert counts["synthesize"] == 1 and counts["modularize"] == 1
+    # train.group: shard -- one job per model x module x submodule trains its 6 features' FNNs
+    r = snakemake("-n", "--config", "train={group: shard}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    counts = job_counts(r.stdout)
+    assert counts["train_shard"] == 8 and "train" not in counts
 
 
 def test_wrong_config_key_is_a_clear_error(tmp_path):

@@ -15,8 +15,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError
 from .names import model_name, module_names, submodule_names  # noqa: F401 (re-exported)
 
@@ -47,6 +45,8 @@ GREY_FORMATS = {"digits"}
 
 
 def load_schema() -> dict:
+    import yaml  # imported where needed: the training functions run without PyYAML
+
     with open(SCHEMA_PATH) as fh:
         return yaml.safe_load(fh)
 
@@ -86,6 +86,8 @@ _TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null":
 def _typed(text: str, expected) -> tuple[bool, Any]:
     """``text`` read as YAML (and, for numbers, by ``float``: YAML 1.1 reads ``1e-5`` as a
     string) if that gives one of the ``expected`` JSON Schema types."""
+    import yaml
+
     expected = [expected] if isinstance(expected, str) else list(expected)
     if "string" in expected:
         return False, None
@@ -206,6 +208,8 @@ def check_consistency(config: dict[str, Any]) -> None:
 def check_yaml_file(path: str | Path) -> None:
     """Raise a one-line ConfigError naming ``path`` and the place if it is not valid YAML
     (Snakemake's own message for a broken config file does not name the file)."""
+    import yaml
+
     path = Path(path)
     if not path.is_file():
         return
@@ -222,6 +226,8 @@ def check_yaml_file(path: str | Path) -> None:
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict[str, Any]:
     """Read a YAML config (or only the defaults), apply overrides, validate."""
+    import yaml
+
     config: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -286,6 +292,8 @@ def parse_settings(text: str) -> dict[str, Any]:
     """A ``--settings`` value: a JSON object, or a JSON/YAML file (``path`` or ``@path``);
     validated, defaults filled. With an ``_only`` list (what the workflow's rules pass) the
     result holds those keys only, and reading any other is an error."""
+    import yaml
+
     source = "--settings"
     if not text.lstrip().startswith("{"):
         path = Path(text[1:] if text.startswith("@") else text)

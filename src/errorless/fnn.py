@@ -4,6 +4,11 @@ Weights are a list of ``(W (in, out), b (out,))`` float32 pairs; the forward pas
 ``relu(X @ W1 + b1) ... @ Wq + bq`` (logits). The backward pass is written by hand (and
 tested against autograd) so that SGD and GDT run without graph overhead and with in-place
 buffers; the first layer never computes the gradient of its input.
+
+**Members.** Every function also takes a *group* of M nets trained side by side: stacked
+weights ``(W (M, in, out), b (M, out))`` with inputs ``(M, N, D)`` and labels ``(M, N)``
+(``torch.baddbmm`` instead of ``torch.addmm``); losses, norms and accuracies then come per
+member, shape ``(M,)``. One implementation serves one FNN and a group.
 """
 
 from __future__ import annotations
@@ -54,6 +59,31 @@ def init_params(
     return params
 
 
+def stack(members: Sequence[Params]) -> Params:
+    """M nets of one architecture as one stacked group ``(W (M, in, out), b (M, out))``."""
+    return [
+        (torch.stack([m[i][0] for m in members]), torch.stack([m[i][1] for m in members]))
+        for i in range(len(members[0]))
+    ]
+
+
+def member(params: Params, i: int) -> Params:
+    """Net ``i`` of a stacked group (views: writing them writes the group)."""
+    return [(w[i], b[i]) for w, b in params]
+
+
+def select(params: Params, rows: Tensor) -> Params:
+    """The members ``rows`` of a stacked group (copies)."""
+    return [(w.index_select(0, rows), b.index_select(0, rows)) for w, b in params]
+
+
+def _affine(b: Tensor, h: Tensor, w: Tensor) -> Tensor:
+    """h @ w + b for one net (addmm) or a group (baddbmm, b broadcast over the rows)."""
+    if w.dim() == 2:
+        return torch.addmm(b, h, w)
+    return torch.baddbmm(b.unsqueeze(-2), h, w)
+
+
 def clone(params: Params) -> Params:
     return [(w.clone(), b.clone()) for w, b in params]
 
@@ -66,24 +96,27 @@ def copy_into(dst: Params, src: Params) -> None:
 
 
 def forward(params: Params, x: Tensor) -> Tensor:
-    """Logits (N, c) of inputs (N, D)."""
+    """Logits (N, c) of inputs (N, D); a group: (M, N, c) of (M, N, D)."""
     h = x
     for w, b in params[:-1]:
-        h = torch.relu(torch.addmm(b, h, w))
+        h = torch.relu(_affine(b, h, w))
     w, b = params[-1]
-    return torch.addmm(b, h, w)
+    return _affine(b, h, w)
 
 
 @torch.no_grad()
 def logits_of(params: Params, x: Tensor, block: int = 65536) -> Tensor:
-    """Logits in blocks (bounded memory for very large inputs)."""
-    if x.shape[0] <= block:
+    """Logits in blocks of rows (bounded memory for very large inputs)."""
+    n = x.shape[-2]
+    if n <= block:
         return forward(params, x)
-    return torch.cat([forward(params, x[i : i + block]) for i in range(0, x.shape[0], block)])
+    return torch.cat(
+        [forward(params, x[..., i : i + block, :]) for i in range(0, n, block)], dim=-2
+    )
 
 
 def predict(params: Params, x: Tensor) -> Tensor:
-    return logits_of(params, x).argmax(dim=1)
+    return logits_of(params, x).argmax(dim=-1)
 
 
 def distance(logits: Tensor) -> Tensor:
@@ -101,58 +134,85 @@ def accuracy(params: Params, x: Tensor, y: Tensor) -> float:
     return float((predict(params, x) == y).float().mean().item())
 
 
+def accuracies(params: Params, x: Tensor, y: Tensor) -> Tensor:
+    """Per-member accuracy (M,) of a group on (M, N, D), (M, N), on the device (no sync)."""
+    return (predict(params, x) == y).float().mean(dim=-1)
+
+
 def loss_and_grads(
-    params: Params, x: Tensor, y: Tensor, loss: str = "cross_entropy", temperature: float = 100.0
+    params: Params,
+    x: Tensor,
+    y: Tensor,
+    loss: str = "cross_entropy",
+    temperature: float = 100.0,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """Mean loss over the rows and its gradients (same structure as ``params``).
 
     cross_entropy: mean -log softmax(z)_y;
     mse_softmax: mean 1/2 ||softmax(z/T) - onehot(y)||^2 (the author's MNIST loss).
+    A group (module docstring) gets one loss per member, shape (M,). ``weights`` (N,) or
+    (M, N) replaces the mean's 1/N per row (a group's padding rows get 0: members whose
+    batches have different sizes share one stacked batch).
     """
-    n = x.shape[0]
+    n = x.shape[-2]
     acts = [x]  # inputs of every layer
     h = x
     for w, b in params[:-1]:
-        h = torch.relu(torch.addmm(b, h, w))
+        h = torch.relu(_affine(b, h, w))
         acts.append(h)
     w, b = params[-1]
-    z = torch.addmm(b, h, w)  # (N, c)
-    rows = torch.arange(n, device=x.device)
+    z = _affine(b, h, w)  # (N, c) or (M, N, c)
+    yi = y.unsqueeze(-1)
     if loss == "cross_entropy":
-        logp = torch.log_softmax(z, dim=1)
-        value = -logp[rows, y].mean()
+        logp = torch.log_softmax(z, dim=-1)
+        per_row = -logp.gather(-1, yi).squeeze(-1)
         dz = logp.exp_()
-        dz[rows, y] -= 1.0
-        dz.div_(n)
+        dz.scatter_(-1, yi, dz.gather(-1, yi) - 1.0)
+        scale = 1.0
     elif loss == "mse_softmax":
-        p = torch.softmax(z / temperature, dim=1)
+        p = torch.softmax(z / temperature, dim=-1)
         r = p.clone()
-        r[rows, y] -= 1.0  # p - onehot
-        value = 0.5 * (r * r).sum(dim=1).mean()
+        r.scatter_(-1, yi, r.gather(-1, yi) - 1.0)  # p - onehot
+        per_row = 0.5 * (r * r).sum(dim=-1)
         # softmax Jacobian: dz = p * (r - <r, p>) / T, mean over rows
-        dz = p * (r - (r * p).sum(dim=1, keepdim=True))
-        dz.div_(n * temperature)
+        dz = p * (r - (r * p).sum(dim=-1, keepdim=True))
+        scale = temperature
     else:
         raise ValueError(f"unknown loss {loss!r} (known: {LOSSES})")
+    if weights is None:
+        value = per_row.mean(dim=-1)
+        dz.div_(n * scale)
+    else:
+        value = (per_row * weights).sum(dim=-1)
+        dz.mul_(weights.unsqueeze(-1) / scale)
     grads: list[tuple[Tensor, Tensor]] = [None] * len(params)  # type: ignore[list-item]
     d = dz
     for i in range(len(params) - 1, -1, -1):
         a = acts[i]
-        grads[i] = (a.T @ d, d.sum(dim=0))
+        grads[i] = (a.transpose(-2, -1) @ d, d.sum(dim=-2))
         if i > 0:
-            d = (d @ params[i][0].T).mul_(a > 0)  # back through relu of layer i's input
+            d = (d @ params[i][0].transpose(-2, -1)).mul_(
+                a > 0
+            )  # back through relu of layer i's input
     return value, grads
 
 
 def flat_norm(grads: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
-    """||g||_2 over every layer's W and b, as a 0-d tensor (stays on the device)."""
+    """||g||_2 over every layer's W and b, as a 0-d tensor (stays on the device); for a
+    stacked group (W of dimension 3) one norm per member, shape (M,)."""
+    if grads[0][0].dim() == 3:
+        sq = [(g * g).flatten(1).sum(dim=1) for pair in grads for g in pair]
+        return torch.stack(sq).sum(dim=0).sqrt()
     sq = [torch.sum(g * g) for pair in grads for g in pair]
     return torch.stack(sq).sum().sqrt()
 
 
 def round_params(params: Params, decimals: int) -> Params:
     """Weights rounded to ``decimals`` places (as they are saved)."""
-    return [(torch.round(w, decimals=decimals), torch.round(b, decimals=decimals)) for w, b in params]
+    return [
+        (torch.round(w, decimals=decimals), torch.round(b, decimals=decimals)) for w, b in params
+    ]
 
 
 def truncate_params(params: Params, decimals: int) -> Params:
@@ -174,7 +234,9 @@ def to_numpy(params: Params, method: str) -> dict[str, np.ndarray]:
     return out
 
 
-def from_numpy(arrays: dict[str, np.ndarray], method: str, device: str | torch.device = "cpu") -> Params:
+def from_numpy(
+    arrays: dict[str, np.ndarray], method: str, device: str | torch.device = "cpu"
+) -> Params:
     params: Params = []
     i = 1
     while f"{method}/W{i}" in arrays:

@@ -1,8 +1,11 @@
-"""``errorless train``: one FNN job — SGD to the threshold (S, Sp), then GDT (T).
+"""``errorless train``: one FNN job — SGD to the threshold (S, Sp), then GDT (T) — or a
+group of FNNs of one shard (several ``--feature``) trained side by side in one process.
 
-Writes ``weights.npz`` and ``metrics.json`` (docs/ARCHITECTURE.md) atomically. A checkpoint
-(not a Snakemake output) is written after SGD and after accepted GDT λ-steps (at most every
-``gdt.checkpoint_seconds``); a restart with the same fingerprint (settings + inputs + seed)
+Writes ``weights.npz`` and ``metrics.json`` per FNN (docs/ARCHITECTURE.md) atomically; a
+group writes exactly the files its FNNs would write as single jobs (statuses equal, weights
+equal up to float rounding). A checkpoint (not a Snakemake output; one per job, covering
+every FNN of a group) is written during SGD and after GDT λ-steps (at most every
+``gdt.checkpoint_seconds``); a restart with the same fingerprint (settings + inputs + seeds)
 resumes from it and ends with bit-identical weights. The checkpoint is deleted once the
 outputs are written.
 """
@@ -27,13 +30,13 @@ import torch
 from . import fnn
 from .config import GDTSettings, SGDSettings, TransformSettings, parse_settings
 from .errors import ConfigError, DataError
-from .gdt import GDT, classify_status
+from .gdt import GDT, classify_status, run_group
 from .io import arrays_digest, atomic_path, remove_stale_temporaries, write_json, write_npz
-from .sgd import pack_result, train_sgd, unpack_result
+from .sgd import pack_result, train_sgd_group, unpack_result
 
 log = logging.getLogger(__name__)
 MODEL_RE = re.compile(r"^(?P<arch>h\d+)_m(?P<rep>\d+)$")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: one checkpoint per job holds every FNN of a group
 # settings that do not change the result: a checkpoint stays valid when only these change
 NOT_IN_FINGERPRINT = ("checkpoint_seconds", "max_seconds")
 
@@ -43,13 +46,28 @@ NOT_IN_FINGERPRINT = ("checkpoint_seconds", "max_seconds")
 
 def train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", required=True, help="shard .npz written by `errorless modularize`")
-    p.add_argument("--feature", required=True, help="colour feature (R, G, ..., or gray)")
+    p.add_argument(
+        "--feature",
+        required=True,
+        nargs="+",
+        help="colour feature (R, G, ..., or gray); several: a group of FNNs of this shard, "
+        "trained side by side (one --weights and --metrics per feature, in order)",
+    )
     p.add_argument("--model", required=True, help="trained model '<arch>_m<replicate>', e.g. h1_m1")
-    p.add_argument("--settings", required=True,
-                   help="validated config as a JSON string, or @FILE holding it (YAML/JSON)")
-    p.add_argument("--weights", required=True, help="output weights .npz")
-    p.add_argument("--metrics", required=True, help="output metrics .json")
-    p.add_argument("--checkpoint", help="checkpoint .pt (resumed when its fingerprint matches)")
+    p.add_argument(
+        "--settings",
+        required=True,
+        help="validated config as a JSON string, or @FILE holding it (YAML/JSON)",
+    )
+    p.add_argument(
+        "--weights", required=True, nargs="+", help="output weights .npz (one per feature)"
+    )
+    p.add_argument(
+        "--metrics", required=True, nargs="+", help="output metrics .json (one per feature)"
+    )
+    p.add_argument(
+        "--checkpoint", help="checkpoint .pt of the job (resumed when its fingerprint matches)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="override the config's device")
 
@@ -61,8 +79,10 @@ def job_seed(base: int, model: str, feature: str, module: str, submodule: str) -
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config key device: 'cuda' requested but no CUDA device is available "
-                          "(torch.cuda.is_available() is False); use device: cpu or a GPU node")
+        raise ConfigError(
+            "config key device: 'cuda' requested but no CUDA device is available "
+            "(torch.cuda.is_available() is False); use device: cpu or a GPU node"
+        )
     return torch.device(name)
 
 
@@ -73,8 +93,10 @@ def parse_model(model: str, cfg: dict[str, Any]) -> tuple[str, int, list[int]]:
     arch, rep = m["arch"], int(m["rep"])
     archs = cfg["models"]["architectures"]
     if arch not in archs:
-        raise ConfigError(f"config key models.architectures: no architecture {arch!r} "
-                          f"(model {model!r}); known: {sorted(archs)}")
+        raise ConfigError(
+            f"config key models.architectures: no architecture {arch!r} "
+            f"(model {model!r}); known: {sorted(archs)}"
+        )
     return arch, rep, [int(h) for h in archs[arch]]
 
 
@@ -84,21 +106,44 @@ def parse_model(model: str, cfg: dict[str, Any]) -> tuple[str, int, list[int]]:
 def numerics_env(device: torch.device) -> dict[str, Any]:
     """What changes the floating-point result besides the settings: the CPU thread count
     (reduction order), the device, and the library versions doing the arithmetic."""
-    env = {"threads": torch.get_num_threads(), "device": str(device), "torch": torch.__version__,
-           "numpy": np.__version__}
+    env = {
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda
     return env
 
 
-def fingerprint(cfg: dict[str, Any], hidden: list[int], feature: str, model: str, seed: int,
-                x: np.ndarray, y: np.ndarray, ids: np.ndarray, device: str,
-                env: dict[str, Any] | None = None) -> str:
+def fingerprint(
+    cfg: dict[str, Any],
+    hidden: list[int],
+    feature: str,
+    model: str,
+    seed: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    ids: np.ndarray,
+    device: str,
+    env: dict[str, Any] | None = None,
+) -> str:
     gdt = {k: v for k, v in cfg["gdt"].items() if k not in NOT_IN_FINGERPRINT}
-    keys = {"sgd": cfg["sgd"], "gdt": gdt, "transform": cfg["transform"], "weights": cfg["weights"],
-            "hidden": hidden, "feature": feature, "model": model, "seed": seed, "device": device,
-            "env": env, "version": CHECKPOINT_VERSION}
+    keys = {
+        "sgd": cfg["sgd"],
+        "gdt": gdt,
+        "transform": cfg["transform"],
+        "weights": cfg["weights"],
+        "hidden": hidden,
+        "feature": feature,
+        "model": model,
+        "seed": seed,
+        "device": device,
+        "env": env,
+        "version": CHECKPOINT_VERSION,
+    }
     h = hashlib.sha256(json.dumps(keys, sort_keys=True).encode())
     for a in (np.ascontiguousarray(x), np.ascontiguousarray(y)):
         h.update(a.tobytes())
@@ -111,7 +156,9 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: Path | None, fp: str, env: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def load_checkpoint(
+    path: Path | None, fp: str, env: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     if path is None or not path.exists():
         return None
     try:
@@ -123,15 +170,30 @@ def load_checkpoint(path: Path | None, fp: str, env: dict[str, Any] | None = Non
         log.warning("checkpoint %s is not a checkpoint; ignored, starting fresh", path)
         return None
     old_env = payload.get("env")
-    if payload.get("fingerprint") != fp and env is not None and isinstance(old_env, dict) and old_env != env:
-        diff = ", ".join(f"{k} {old_env.get(k)} -> {env.get(k)}" for k in sorted(set(env) | set(old_env))
-                         if old_env.get(k) != env.get(k))
-        log.warning("checkpoint %s was written under other numerics (%s): resuming would give a "
-                    "result that differs from a clean run; ignored, starting fresh", path, diff)
+    if (
+        payload.get("fingerprint") != fp
+        and env is not None
+        and isinstance(old_env, dict)
+        and old_env != env
+    ):
+        diff = ", ".join(
+            f"{k} {old_env.get(k)} -> {env.get(k)}"
+            for k in sorted(set(env) | set(old_env))
+            if old_env.get(k) != env.get(k)
+        )
+        log.warning(
+            "checkpoint %s was written under other numerics (%s): resuming would give a "
+            "result that differs from a clean run; ignored, starting fresh",
+            path,
+            diff,
+        )
         return None
     if payload.get("fingerprint") != fp:
-        log.info("checkpoint %s was written with other settings/inputs (fingerprint differs); "
-                 "ignored, starting fresh", path)
+        log.info(
+            "checkpoint %s was written with other settings/inputs (fingerprint differs); "
+            "ignored, starting fresh",
+            path,
+        )
         return None
     return payload
 
@@ -149,11 +211,18 @@ def train_main(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, int(args.threads)))
     device = resolve_device(cfg["device"])
     arch, rep, hidden = parse_model(args.model, cfg)
+    features = list(args.feature)
+    if len(args.weights) != len(features) or len(args.metrics) != len(features):
+        raise ConfigError(
+            f"--weights and --metrics: one file each per --feature ({len(features)} features, "
+            f"{len(args.weights)} weights, {len(args.metrics)} metrics)"
+        )
+    if len(set(features)) != len(features):
+        raise ConfigError(f"--feature: a feature is named twice in {features}")
     sgd_s = SGDSettings.from_dict(cfg["sgd"])
     gdt_s = GDTSettings.from_dict(cfg["gdt"])
     tr_s = TransformSettings.from_dict(cfg["transform"])
     decimals = int(cfg["weights"]["decimals"])
-    check_decimals = int(cfg["weights"]["check_decimals"])
 
     shard = load_shard(args.shard)
     module, submodule = shard.name.split("_")
@@ -163,87 +232,261 @@ def train_main(args: argparse.Namespace) -> int:
         raise DataError(f"{args.shard}: shard has no images")
     y_np = shard.labels - shard.label_lo
     if y_np.min() < 0 or y_np.max() >= c:
-        raise DataError(f"{args.shard}: labels outside the module's range [{shard.label_lo}, {shard.label_hi})")
-    t = time.perf_counter()
-    x_np = transform(shard.images, args.feature, pool=tr_s.pool, trim=tr_s.trim, decimals=tr_s.decimals)
-    log.info("job %s %s %s_%s: %d images, %d inputs, %d labels (transform %.1f s)",
-             args.model, args.feature, module, submodule, n, x_np.shape[1], c, time.perf_counter() - t)
-    seed = job_seed(cfg["seed"], args.model, args.feature, module, submodule)
-    x = torch.as_tensor(x_np, device=device)
+        raise DataError(
+            f"{args.shard}: labels outside the module's range [{shard.label_lo}, {shard.label_hi})"
+        )
+    xs_np, seeds = [], []
+    for feature in features:
+        t = time.perf_counter()
+        xs_np.append(
+            transform(shard.images, feature, pool=tr_s.pool, trim=tr_s.trim, decimals=tr_s.decimals)
+        )
+        seeds.append(job_seed(cfg["seed"], args.model, feature, module, submodule))
+        log.info(
+            "job %s %s %s_%s: %d images, %d inputs, %d labels (transform %.1f s)",
+            args.model,
+            feature,
+            module,
+            submodule,
+            n,
+            xs_np[-1].shape[1],
+            c,
+            time.perf_counter() - t,
+        )
+    if len({x.shape[1] for x in xs_np}) > 1:
+        raise ConfigError(
+            f"--feature {' '.join(features)}: a group needs features of one input size "
+            f"(got {[x.shape[1] for x in xs_np]})"
+        )
+    m = len(features)
+    x = torch.as_tensor(np.stack(xs_np), device=device)  # (M, N, D)
     y = torch.as_tensor(y_np, dtype=torch.int64, device=device)
-    sizes = fnn.layer_sizes(x_np.shape[1], hidden, c)
+    sizes = fnn.layer_sizes(xs_np[0].shape[1], hidden, c)
+    names = features if m > 1 else [""]
 
     ckpt_path = Path(args.checkpoint) if args.checkpoint else None
-    for out in (args.weights, args.metrics, *([ckpt_path] if ckpt_path else [])):
+    for out in (*args.weights, *args.metrics, *([ckpt_path] if ckpt_path else [])):
         for tmp in remove_stale_temporaries(out):  # left by a job killed while writing
             log.info("removed a stale temporary file %s", tmp)
     env = numerics_env(device)
-    fp = fingerprint(cfg, hidden, args.feature, args.model, seed, x_np, y_np, shard.ids, cfg["device"], env)
+    fps = [
+        fingerprint(cfg, hidden, f, args.model, sd, xn, y_np, shard.ids, cfg["device"], env)
+        for f, sd, xn in zip(features, seeds, xs_np, strict=True)
+    ]
+    fp = fps[0] if m == 1 else hashlib.sha256("\n".join(fps).encode()).hexdigest()
     payload = load_checkpoint(ckpt_path, fp, env)
 
     # ---- SGD
     if payload is not None and payload.get("sgd") is not None:
-        s_res = unpack_result(payload["sgd"]["S"], device)
-        sp_res = unpack_result(payload["sgd"]["Sp"], device)
+        sgd_res = [
+            (unpack_result(d["S"], device), unpack_result(d["Sp"], device)) for d in payload["sgd"]
+        ]
         g = payload.get("gdt")
-        where = f"at round {g['round']}, λ={g['lam_ok']:.6f}" if g else "after SGD"
+        where = (
+            "; ".join(
+                f"{nm + ' ' if nm else ''}at round {st['round']}, λ={st['lam_ok']:.6f}"
+                for nm, st in zip(names, g, strict=True)
+            )
+            if g
+            else "after SGD"
+        )
         log.info("resuming from checkpoint %s %s", ckpt_path, where)
     else:
-        gen = torch.Generator().manual_seed(seed)
-        params = fnn.init_params(sizes, gen, device, kind=sgd_s.init, bound=sgd_s.init_bound)
+        gens = [torch.Generator().manual_seed(sd) for sd in seeds]
+        params = [
+            fnn.init_params(sizes, gen, device, kind=sgd_s.init, bound=sgd_s.init_bound)
+            for gen in gens
+        ]
         progress = payload.get("sgd_progress") if payload is not None else None
         if progress is not None:
-            log.info("resuming from checkpoint %s during SGD, after epoch %d", ckpt_path, progress["epoch"])
+            log.info(
+                "resuming from checkpoint %s during SGD, after epoch %s",
+                ckpt_path,
+                ", ".join(str(st["epoch"]) for st in progress["members"]),
+            )
 
         def on_sgd_progress(state: dict[str, Any]) -> None:
             if ckpt_path is not None:
-                save_checkpoint(ckpt_path, {"fingerprint": fp, "env": env, "sgd": None, "sgd_progress": state,
-                                            "gdt": None})
+                save_checkpoint(
+                    ckpt_path,
+                    {
+                        "fingerprint": fp,
+                        "env": env,
+                        "sgd": None,
+                        "sgd_progress": state,
+                        "gdt": None,
+                    },
+                )
 
-        s_res, sp_res = train_sgd(params, x, y, sgd_s, gen, resume=progress, on_progress=on_sgd_progress,
-                                  every=gdt_s.checkpoint_seconds)
-        payload = {"fingerprint": fp, "env": env, "sgd": {"S": pack_result(s_res), "Sp": pack_result(sp_res)},
-                   "gdt": None}
+        sgd_res = train_sgd_group(
+            params,
+            x,
+            y.expand(m, n),
+            sgd_s,
+            gens,
+            names=names,
+            resume=progress,
+            on_progress=on_sgd_progress,
+            every=gdt_s.checkpoint_seconds,
+        )
+        payload = {
+            "fingerprint": fp,
+            "env": env,
+            "gdt": None,
+            "sgd": [{"S": pack_result(sr), "Sp": pack_result(spr)} for sr, spr in sgd_res],
+        }
         if ckpt_path is not None and gdt_s.enabled:
             save_checkpoint(ckpt_path, payload)  # phase boundary
 
     # ---- GDT
-    t_res = None
+    t_res: list[Any] = [None] * m
     if gdt_s.enabled:
-        run = GDT(s_res.params, x, y, gdt_s, seed ^ 0x5EED, loss=sgd_s.loss,
-                  temperature=sgd_s.temperature, decimals=decimals, n_classes=c)
+        runs = [
+            GDT(
+                sgd_res[i][0].params,
+                x[i],
+                y,
+                gdt_s,
+                seeds[i] ^ 0x5EED,
+                loss=sgd_s.loss,
+                temperature=sgd_s.temperature,
+                decimals=decimals,
+                n_classes=c,
+                name=names[i],
+            )
+            for i in range(m)
+        ]
         if payload.get("gdt") is not None:
-            run.load_state_dict(payload["gdt"])
+            for r, st in zip(runs, payload["gdt"], strict=True):
+                r.load_state_dict(st)
 
-        def on_checkpoint(state: dict[str, Any]) -> None:
+        def on_checkpoint(states: list[dict[str, Any]]) -> None:
             if ckpt_path is not None:
-                save_checkpoint(ckpt_path, {**payload, "gdt": state})
+                save_checkpoint(ckpt_path, {**payload, "gdt": states})
 
-        t_res = run.run(on_checkpoint)
-        log.info("GDT done: %s, accuracy %.5f, %d rounds, %d accepted / %d rejected λ-steps, %.1f s",
-                 t_res.stop_reason, t_res.accuracy, t_res.rounds, t_res.accepted, t_res.rejected, t_res.seconds)
+        t_res = run_group(runs, on_checkpoint)
+        for nm, r in zip(names, t_res, strict=True):
+            log.info(
+                "%sGDT done: %s, accuracy %.5f, %d rounds, %d accepted / %d rejected λ-steps, %.1f s",
+                f"[{nm}] " if nm else "",
+                r.stop_reason,
+                r.accuracy,
+                r.rounds,
+                r.accepted,
+                r.rejected,
+                r.seconds,
+            )
 
     # ---- outputs
-    settings_used = {"seed": cfg["seed"], "device": cfg["device"], "sgd": asdict(sgd_s), "gdt": asdict(gdt_s),
-                     "transform": asdict(tr_s), "weights": dict(cfg["weights"]), "hidden": hidden}
-    base = dict(model=args.model, arch=arch, replicate=rep, feature=args.feature, module=module,
-                submodule=submodule, n_images=n, n_inputs=int(x_np.shape[1]), n_labels=c,
-                label_lo=shard.label_lo, hidden=hidden, n_params=fnn.n_params(sizes),
-                accuracy_sgd=s_res.accuracy, seed=seed, settings=settings_used)
+    for i, feature in enumerate(features):
+        write_outputs(
+            args,
+            cfg,
+            shard,
+            feature,
+            seeds[i],
+            fps[i],
+            x[i],
+            y_np,
+            sizes,
+            hidden,
+            arch,
+            rep,
+            sgd_res[i][0],
+            sgd_res[i][1],
+            t_res[i],
+            args.weights[i],
+            args.metrics[i],
+        )
+    if ckpt_path is not None and ckpt_path.exists():
+        os.unlink(ckpt_path)  # the job is complete: a rerun must start fresh
+    return 0
+
+
+def write_outputs(
+    args,
+    cfg,
+    shard,
+    feature,
+    seed,
+    fp,
+    x,
+    y_np,
+    sizes,
+    hidden,
+    arch,
+    rep,
+    s_res,
+    sp_res,
+    t_res,
+    weights_path,
+    metrics_path,
+) -> None:
+    """``weights.npz`` and ``metrics.json`` of one FNN (docs/ARCHITECTURE.md)."""
+    sgd_s = SGDSettings.from_dict(cfg["sgd"])
+    gdt_s = GDTSettings.from_dict(cfg["gdt"])
+    tr_s = TransformSettings.from_dict(cfg["transform"])
+    decimals = int(cfg["weights"]["decimals"])
+    check_decimals = int(cfg["weights"]["check_decimals"])
+    module, submodule = shard.name.split("_")
+    n, c = y_np.shape[0], sizes[-1]
+    y = torch.as_tensor(y_np, dtype=torch.int64, device=x.device)
+    settings_used = {
+        "seed": cfg["seed"],
+        "device": cfg["device"],
+        "sgd": asdict(sgd_s),
+        "gdt": asdict(gdt_s),
+        "transform": asdict(tr_s),
+        "weights": dict(cfg["weights"]),
+        "hidden": hidden,
+    }
+    base = dict(
+        model=args.model,
+        arch=arch,
+        replicate=rep,
+        feature=feature,
+        module=module,
+        submodule=submodule,
+        n_images=n,
+        n_inputs=int(x.shape[1]),
+        n_labels=c,
+        label_lo=shard.label_lo,
+        hidden=hidden,
+        n_params=fnn.n_params(sizes),
+        accuracy_sgd=s_res.accuracy,
+        seed=seed,
+        settings=settings_used,
+    )
     produced: list[tuple[str, fnn.Params, dict[str, Any]]] = [
         ("S", s_res.params, dict(epochs=s_res.epochs, seconds_sgd=s_res.seconds)),
     ]
     if sp_res is not None:
-        produced.append(("Sp", sp_res.params, dict(epochs=sp_res.epochs, seconds_sgd=sp_res.seconds)))
+        produced.append(
+            ("Sp", sp_res.params, dict(epochs=sp_res.epochs, seconds_sgd=sp_res.seconds))
+        )
     if t_res is not None:
-        produced.append(("T", t_res.params, dict(
-            epochs=s_res.epochs, seconds_sgd=s_res.seconds, seconds_gdt=t_res.seconds,
-            gdt_rounds=t_res.rounds, accepted=t_res.accepted, rejected=t_res.rejected,
-            lambda_path=t_res.lambda_path, delta_path=t_res.delta_path, accepted_path=t_res.accepted_path,
-            steps_path=t_res.steps_path, gdt_steps=t_res.steps_taken,
-            consolidation_steps=t_res.consolidation_steps, round_ends=t_res.round_ends,
-            gdt_stop_reason=t_res.stop_reason,
-        )))
+        produced.append(
+            (
+                "T",
+                t_res.params,
+                dict(
+                    epochs=s_res.epochs,
+                    seconds_sgd=s_res.seconds,
+                    seconds_gdt=t_res.seconds,
+                    gdt_rounds=t_res.rounds,
+                    accepted=t_res.accepted,
+                    rejected=t_res.rejected,
+                    lambda_path=t_res.lambda_path,
+                    delta_path=t_res.delta_path,
+                    accepted_path=t_res.accepted_path,
+                    steps_path=t_res.steps_path,
+                    gdt_steps=t_res.steps_taken,
+                    consolidation_steps=t_res.consolidation_steps,
+                    round_ends=t_res.round_ends,
+                    gdt_stop_reason=t_res.stop_reason,
+                ),
+            )
+        )
     ids = shard.ids.astype(str)
     arrays: dict[str, np.ndarray] = {}
     records, truncated = [], {}
@@ -253,37 +496,79 @@ def train_main(args: argparse.Namespace) -> int:
         pred = fnn.predict(rounded, x).cpu().numpy()
         wrong = pred != y_np
         rec = dict(proto=f"{method}_{args.model}", method=method, **base)
-        rec.update(accuracy=float(1.0 - wrong.mean()), epochs=extra["epochs"], gdt_rounds=0, accepted=0,
-                   rejected=0, lambda_path=[], delta_path=[], accepted_path=[], steps_path=[], gdt_steps=0,
-                   consolidation_steps=0, round_ends=[], gdt_stop_reason="", conflicts=[],
-                   no_anchor_labels=[], status="sgd_only", seconds_sgd=extra["seconds_sgd"], seconds_gdt=0.0)
+        rec.update(
+            accuracy=float(1.0 - wrong.mean()),
+            epochs=extra["epochs"],
+            gdt_rounds=0,
+            accepted=0,
+            rejected=0,
+            lambda_path=[],
+            delta_path=[],
+            accepted_path=[],
+            steps_path=[],
+            gdt_steps=0,
+            consolidation_steps=0,
+            round_ends=[],
+            gdt_stop_reason="",
+            conflicts=[],
+            no_anchor_labels=[],
+            status="sgd_only",
+            seconds_sgd=extra["seconds_sgd"],
+            seconds_gdt=0.0,
+        )
         rec.update({k: v for k, v in extra.items() if k != "epochs"})
-        rec.update(residual_ids=ids[wrong].tolist(), residual_labels=(y_np[wrong] + shard.label_lo).tolist(),
-                   residual_predicted=(pred[wrong] + shard.label_lo).tolist())
+        rec.update(
+            residual_ids=ids[wrong].tolist(),
+            residual_labels=(y_np[wrong] + shard.label_lo).tolist(),
+            residual_predicted=(pred[wrong] + shard.label_lo).tolist(),
+        )
         if method == "T":
             in_conflict = np.zeros(n, dtype=bool)
             for grp in t_res.conflicts:
                 in_conflict[grp] = True
-            rec["conflicts"] = [{"ids": ids[g].tolist(), "labels": (y_np[g] + shard.label_lo).tolist()}
-                                for g in t_res.conflicts]
+            rec["conflicts"] = [
+                {"ids": ids[g].tolist(), "labels": (y_np[g] + shard.label_lo).tolist()}
+                for g in t_res.conflicts
+            ]
             rec["no_anchor_labels"] = [int(v) + shard.label_lo for v in t_res.no_anchor]
-            rec["status"] = classify_status(wrong, in_conflict, y_np, set(t_res.no_anchor), t_res.stop_reason)
+            rec["status"] = classify_status(
+                wrong, in_conflict, y_np, set(t_res.no_anchor), t_res.stop_reason
+            )
         records.append(rec)
-        truncated[method] = fnn.accuracy(fnn.truncate_params(rounded, check_decimals), x, y)  # saved, cut
-    job = {"shard": str(args.shard), "feature": args.feature, "model": args.model, "module": module,
-           "submodule": submodule, "seed": seed, "device": cfg["device"], "threads": torch.get_num_threads(),
-           "fingerprint": fp, "weights_sha256": arrays_digest(arrays), f"accuracy_truncated_{check_decimals}": truncated,
-           "gdt_stop_reason": t_res.stop_reason if t_res else None,
-           "gdt_round_starts": t_res.round_starts if t_res else [],
-           "gdt_resumed": bool(t_res.resumed) if t_res else False,
-           "gdt_choices": {"streak_resets_after_growth": True, "rounded_check_at_lambda_1": True,
-                           "lambda_step_goes_on_to_max_steps": gdt_s.max_steps > gdt_s.steps,
-                           "consolidation_at_lambda_0": gdt_s.consolidate_steps > 0}}
-    write_npz(args.weights, **arrays)
-    write_json(args.metrics, {"job": job, "records": records})
+        truncated[method] = fnn.accuracy(
+            fnn.truncate_params(rounded, check_decimals), x, y
+        )  # saved, cut
+    job = {
+        "shard": str(args.shard),
+        "feature": feature,
+        "model": args.model,
+        "module": module,
+        "submodule": submodule,
+        "seed": seed,
+        "device": cfg["device"],
+        "threads": torch.get_num_threads(),
+        "fingerprint": fp,
+        "weights_sha256": arrays_digest(arrays),
+        f"accuracy_truncated_{check_decimals}": truncated,
+        "gdt_stop_reason": t_res.stop_reason if t_res else None,
+        "gdt_round_starts": t_res.round_starts if t_res else [],
+        "gdt_resumed": bool(t_res.resumed) if t_res else False,
+        "gdt_choices": {
+            "streak_resets_after_growth": True,
+            "rounded_check_at_lambda_1": True,
+            "lambda_step_goes_on_to_max_steps": gdt_s.max_steps > gdt_s.steps,
+            "consolidation_at_lambda_0": gdt_s.consolidate_steps > 0,
+        },
+    }
+    write_npz(weights_path, **arrays)
+    write_json(metrics_path, {"job": job, "records": records})
     for r in records:
-        log.info("%s: accuracy %.5f (rounded to %d decimals), status %s, %d residual errors",
-                 r["proto"], r["accuracy"], decimals, r["status"], len(r["residual_ids"]))
-    if ckpt_path is not None and ckpt_path.exists():
-        os.unlink(ckpt_path)  # the job is complete: a rerun must start fresh
-    return 0
+        log.info(
+            "%s %s: accuracy %.5f (rounded to %d decimals), status %s, %d residual errors",
+            r["proto"],
+            feature,
+            r["accuracy"],
+            decimals,
+            r["status"],
+            len(r["residual_ids"]),
+        )

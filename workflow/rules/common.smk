@@ -229,6 +229,20 @@ def train_mem_mb(wildcards, attempt):
     return int(attempt * math.ceil(mb / 100) * 100)
 
 
+def shard_group_mem_mb(wildcards, attempt):
+    """A shard group (train.group: shard): one FNN job's estimate plus, per further feature,
+    its inputs, activations and stacked GDT batch."""
+    n = shard_images(wildcards)
+    hidden = sum(config["models"]["architectures"][wildcards.model.split("_")[0]])
+    extra = (len(FEATURES) - 1) * n * (4 * 900 * 3 + 4 * hidden * 4) / 1e6
+    return train_mem_mb(wildcards, attempt) + int(attempt * math.ceil(extra / 100) * 100)
+
+
+def shard_group_runtime(wildcards, attempt):
+    """Minutes of a shard group: its FNNs one after another (a CPU bound; a GPU is faster)."""
+    return len(FEATURES) * train_runtime(wildcards, attempt)
+
+
 def n_params():
     """Parameters of all FNNs of one proto-model (largest architecture)."""
     side = 30  # 900 inputs for 64- and 32-px images

@@ -10,13 +10,7 @@ REPORT_BENCHMARKS = [
     f"{RESULTS}/benchmarks/gather.tsv",
     f"{RESULTS}/benchmarks/evaluate_training.tsv",
     *expand(f"{RESULTS}/benchmarks/evaluate/{{batch}}.tsv", batch=EVAL_BATCHES),
-    *expand(
-        f"{RESULTS}/benchmarks/train/{{model}}/{{feature}}/{{mod}}_{{sub}}.tsv",
-        model=MODELS,
-        feature=FEATURES,
-        mod=MODULES,
-        sub=SUBMODULES,
-    ),
+    *TRAIN_BENCHMARKS,  # train.smk: one per training job (per FNN or per shard group)
 ]
 
 

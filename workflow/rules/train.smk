@@ -1,28 +1,77 @@
-# One job per (model, feature, module, submodule): SGD to the threshold, then GDT.
+# Training jobs: SGD to the threshold, then GDT. `train.group` cuts them:
+#   fnn   -- one job per (model, feature, module, submodule)            (rule train)
+#   shard -- one job per (model, module, submodule): every feature's FNN of that shard
+#            trained side by side, batched (rule train_shard; README "Batched training")
+# Both write the same per-FNN files, so gather and everything downstream are unchanged.
 
+TRAIN_JOB = "{feature}" if config["train"]["group"] == "fnn" else "_shard"
+TRAIN_BENCHMARKS = expand(
+    f"{RESULTS}/benchmarks/train/{{model}}/{TRAIN_JOB}/{{mod}}_{{sub}}.tsv",
+    model=MODELS,
+    feature=FEATURES,
+    mod=MODULES,
+    sub=SUBMODULES,
+)
 
-rule train:
-    input:
-        shard=shard_of,
-    output:
-        weights=f"{RESULTS}/fnn/{{model}}/{{feature}}/{{mod}}_{{sub}}.weights.npz",
-        metrics=f"{RESULTS}/fnn/{{model}}/{{feature}}/{{mod}}_{{sub}}.metrics.json",
-    log:
-        f"{RESULTS}/logs/train/{{model}}/{{feature}}/{{mod}}_{{sub}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train/{{model}}/{{feature}}/{{mod}}_{{sub}}.tsv"
-    conda:
-        "../../envs/errorless.yaml"
-    threads: 1
-    resources:
-        mem_mb=train_mem_mb,
-        runtime=train_runtime,
-    params:
-        settings=train_settings,
-        checkpoint=f"{RESULTS}/checkpoints/{{model}}/{{feature}}/{{mod}}_{{sub}}.pt",
-    shell:
-        "python -m errorless train --shard {input.shard} --feature {wildcards.feature} "
-        "--model {wildcards.model} --settings {params.settings:q} --threads {threads} "
-        '--device "$ERRORLESS_DEVICE" '
-        "--weights {output.weights} --metrics {output.metrics} "
-        "--checkpoint {params.checkpoint} > {log} 2>&1"
+if config["train"]["group"] == "fnn":
+
+    rule train:
+        input:
+            shard=shard_of,
+        output:
+            weights=f"{RESULTS}/fnn/{{model}}/{{feature}}/{{mod}}_{{sub}}.weights.npz",
+            metrics=f"{RESULTS}/fnn/{{model}}/{{feature}}/{{mod}}_{{sub}}.metrics.json",
+        log:
+            f"{RESULTS}/logs/train/{{model}}/{{feature}}/{{mod}}_{{sub}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train/{{model}}/{{feature}}/{{mod}}_{{sub}}.tsv"
+        conda:
+            "../../envs/errorless.yaml"
+        threads: 1
+        resources:
+            mem_mb=train_mem_mb,
+            runtime=train_runtime,
+        params:
+            settings=train_settings,
+            checkpoint=f"{RESULTS}/checkpoints/{{model}}/{{feature}}/{{mod}}_{{sub}}.pt",
+        shell:
+            "python -m errorless train --shard {input.shard} --feature {wildcards.feature} "
+            "--model {wildcards.model} --settings {params.settings:q} --threads {threads} "
+            '--device "$ERRORLESS_DEVICE" '
+            "--weights {output.weights} --metrics {output.metrics} "
+            "--checkpoint {params.checkpoint} > {log} 2>&1"
+
+else:
+
+    rule train_shard:
+        input:
+            shard=shard_of,
+        output:
+            weights=expand(
+                f"{RESULTS}/fnn/{{{{model}}}}/{{feature}}/{{{{mod}}}}_{{{{sub}}}}.weights.npz",
+                feature=FEATURES,
+            ),
+            metrics=expand(
+                f"{RESULTS}/fnn/{{{{model}}}}/{{feature}}/{{{{mod}}}}_{{{{sub}}}}.metrics.json",
+                feature=FEATURES,
+            ),
+        log:
+            f"{RESULTS}/logs/train/{{model}}/_shard/{{mod}}_{{sub}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train/{{model}}/_shard/{{mod}}_{{sub}}.tsv"
+        conda:
+            "../../envs/errorless.yaml"
+        threads: 1
+        resources:
+            mem_mb=shard_group_mem_mb,
+            runtime=shard_group_runtime,
+        params:
+            settings=train_settings,
+            features=" ".join(FEATURES),
+            checkpoint=f"{RESULTS}/checkpoints/{{model}}/_shard/{{mod}}_{{sub}}.pt",
+        shell:
+            "python -m errorless train --shard {input.shard} --feature {params.features} "
+            "--model {wildcards.model} --settings {params.settings:q} --threads {threads} "
+            '--device "$ERRORLESS_DEVICE" '
+            "--weights {output.weights} --metrics {output.metrics} "
+            "--checkpoint {params.checkpoint} > {log} 2>&1"
