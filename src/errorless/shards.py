@@ -110,6 +110,10 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]
     names = datasets.train_batches(cfg)
     spill = out_dir / ".spill"
+    created = out_dir  # the topmost folder this run creates: a failed run leaves none behind
+    while not created.parent.exists():
+        created = created.parent
+    created = None if out_dir.exists() else created
     shutil.rmtree(spill, ignore_errors=True)
     spill.mkdir(parents=True)
     try:
@@ -157,6 +161,8 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
             del images
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+        if created is not None and not any(p.is_file() for p in created.rglob("*")):
+            shutil.rmtree(created, ignore_errors=True)
     n_changed = sum(r_["changed"] for r_ in rows)
     log.info(
         "%d images -> %d shards (%d written, %d unchanged) in %.1f s",
