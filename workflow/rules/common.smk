@@ -235,7 +235,9 @@ def shard_group_mem_mb(wildcards, attempt):
     n = shard_images(wildcards)
     hidden = sum(config["models"]["architectures"][wildcards.model.split("_")[0]])
     extra = (len(FEATURES) - 1) * n * (4 * 900 * 3 + 4 * hidden * 4) / 1e6
-    return train_mem_mb(wildcards, attempt) + int(attempt * math.ceil(extra / 100) * 100)
+    return train_mem_mb(wildcards, attempt) + int(
+        attempt * math.ceil(extra / 100) * 100
+    )
 
 
 def shard_group_runtime(wildcards, attempt):
