@@ -105,7 +105,7 @@ def photo_run():
     all_images = np.concatenate([images, copies])
     all_labels = np.concatenate([labels, 100 + np.arange(len(src))])
     keys, t = describe(all_images)
-    res = find_duplicates(keys, t, all_labels)
+    res = find_duplicates(keys, t, all_labels, images=all_images)
     truth = {(int(s), n + i): kinds[i // 3] for i, s in enumerate(src)}
     return res, truth, n
 
@@ -142,11 +142,81 @@ def test_colour_wheel_and_constant_channel_are_not_duplicates() -> None:
     keys, t = describe(x)
     res = find_duplicates(keys, t, np.arange(4))
     assert res.pairs.empty
-    sims = nc.similarity(t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False]))
+    sims, _, _ = nc.similarity(t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False]))
     # the same grey shape, but only at 5x the contrast (0.587 / 0.114), and other colours
     assert sims[0, 0] == -1.0 and sims[0, 2] < 0.5
     _, _, par = nc.align(t.grey[[0]].astype(np.float32), t.grey[[1]].astype(np.float32))
     assert par[0, 4] == pytest.approx(0.587 / 0.114, rel=0.05) and not nc.plausible(par)[0]
+
+
+def _crop(label: int, box: tuple[int, int, int, int], mirror: bool = False) -> np.ndarray:
+    """A 64×64 crop of a label's photo, made as photos.crops makes them."""
+    from PIL import Image
+
+    y0, x0, y1, x1 = box
+    photo = photos.source_photos()[photos.parts()[label].photo][1]
+    im = np.asarray(Image.fromarray(photo).crop((x0, y0, x1, y1)).resize((64, 64), Image.Resampling.BILINEAR))
+    return np.ascontiguousarray(im[:, ::-1] if mirror else im)
+
+
+def test_full_resolution_check_rejects_look_alikes_keeps_copies() -> None:
+    """Two look-alikes of the real-photo bench (seed 0) that match on the thumbnails: the logo's
+    top-left and top-right quarters (mirror-symmetric arcs; the line drawing is in one of
+    them only) and brick-wall crops about one brick period apart (the specks differ). At full
+    resolution they are not copies, while JPEG (quality 30), mirrored and 4-px-shifted copies
+    of the same crops still are."""
+    logo_l, logo_r = _crop(24, (13, 12, 122, 121)), _crop(25, (26, 378, 132, 484))
+    brick_a, brick_b = _crop(42, (98, 388, 156, 446)), _crop(44, (421, 385, 493, 457))
+    astro = _crop(0, (60, 100, 200, 240))
+    jpeg = transform_copy(logo_l, "jpeg", np.random.default_rng(0))
+    buf = __import__("io").BytesIO()
+    from PIL import Image
+
+    Image.fromarray(astro).save(buf, format="JPEG", quality=30)
+    astro_jpeg = np.asarray(Image.open(buf))
+    shifted = np.ascontiguousarray(brick_a[np.clip(np.arange(64) - 4, 0, 63)][:, np.clip(np.arange(64) + 4, 0, 63)])
+    x = np.stack([logo_l, logo_r, brick_a, brick_b, astro, astro_jpeg, jpeg, brick_a[:, ::-1], shifted])
+    labels = np.arange(len(x))
+    keys, t = describe(x)
+    thumbs_only = _pairs(find_duplicates(keys, t, labels))
+    assert (0, 1) in thumbs_only and (2, 3) in thumbs_only  # the thumbnails cannot tell them apart
+    res = find_duplicates(keys, t, labels, images=x)
+    found = _pairs(res)
+    assert (0, 1) not in found and (2, 3) not in found
+    assert found[(4, 5)] == "near" and found[(0, 6)] == "near"
+    assert found[(2, 7)] == "mirrored" and found[(2, 8)] == "near"
+    assert res.stats["full_resolution_check"] and res.stats["n_thumbnail_matches"] > res.stats["n_verified_pairs"]
+
+
+def test_local_residual_equals_a_plain_loop() -> None:
+    rng = np.random.default_rng(9)
+    side = 12
+    a = rng.normal(size=(3, side * side)).astype(np.float32)
+    b = (2 * a + 1 + rng.normal(scale=0.3, size=a.shape)).astype(np.float32)
+    b[1, :20] += 5  # one block far off
+    m = np.ones_like(a)
+    m[2, : side * 7] = 0  # pair 2: the top blocks are (mostly) outside the overlap
+    glob, local = nc._local_residual(a, b, m, side)
+    k = side // nc.BLOCKS
+    for p in range(3):
+        w = m[p] > 0
+        g, h = np.polyfit(a[p][w], b[p][w], 1)
+        e = (b[p] - g * a[p] - h).reshape(side, side)
+        sd = b[p][w].std()
+        pa = (g * a[p]).reshape(side, side)
+        bb, mm = b[p].reshape(side, side), m[p].reshape(side, side)
+        worst_g = worst_l = 0.0
+        for i in range(nc.BLOCKS):
+            for j in range(nc.BLOCKS):
+                sl = (slice(i * k, (i + 1) * k), slice(j * k, (j + 1) * k))
+                inside = mm[sl] > 0
+                if inside.sum() < 0.5 * k * k:
+                    continue
+                rms = np.sqrt((e[sl][inside] ** 2).mean())
+                contrast = max(bb[sl][inside].std(), pa[sl][inside].std(), nc.LOCAL_FLOOR * sd)
+                worst_g, worst_l = max(worst_g, rms / sd), max(worst_l, rms / contrast)
+        assert glob[p] == pytest.approx(worst_g, rel=1e-3) and local[p] == pytest.approx(worst_l, rel=1e-3)
+    assert glob[1] > 2 * glob[0]
 
 
 def test_mirror_query_equals_mirrored_descriptor() -> None:

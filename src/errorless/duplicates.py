@@ -20,6 +20,7 @@ import logging
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ OUTPUT_COLUMNS = [
 MATCH_KINDS = ("exact", "near", "mirrored")
 MAX_GROUP_PAIRS = 64  # groups larger than this emit star pairs, not all pairs
 BLOCK = 4096
+ImageRows = Callable[[np.ndarray], np.ndarray]  # sorted row indices -> their images (R, H, W, C) uint8
 
 
 @dataclass
@@ -150,7 +152,8 @@ def _empty_pairs() -> pd.DataFrame:
 
 
 def near_pairs(
-    t: Thumbs, labels: np.ndarray, group: np.ndarray, first: np.ndarray, s: NearSettings
+    t: Thumbs, labels: np.ndarray, group: np.ndarray, first: np.ndarray, s: NearSettings,
+    images: ImageRows | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Near and mirrored pairs with different labels; the search runs on one representative per
     exact group and its result is expanded to the group members."""
@@ -165,7 +168,9 @@ def near_pairs(
         np.maximum.at(lab_max, group, labels)
         several = lab_min != lab_max
         rep_labels[several] = -1 - np.flatnonzero(several)
-    res = near_copies(t.take(first) if len(first) < len(group) else t, rep_labels, s)
+    reps = first if len(first) < len(group) else None
+    fetch = None if images is None else (lambda rows: images(rows if reps is None else reps[rows]))
+    res = near_copies(t if reps is None else t.take(first), rep_labels, s, fetch)
     ca, cb = first[res.a], first[res.b]
     simple = (size[group[ca]] == 1) & (size[group[cb]] == 1)
     out = [pd.DataFrame({"a": ca[simple], "b": cb[simple], "kind": res.kind[simple],
@@ -191,10 +196,13 @@ def near_pairs(
 
 def find_duplicates(
     keys: np.ndarray, t: Thumbs, labels: np.ndarray, settings: NearSettings | None = None,
-    near: bool = True,
+    near: bool = True, images: np.ndarray | ImageRows | None = None,
 ) -> DuplicateResult:
     """Exact, near and mirrored copies with different labels, from the images' keys
-    (``image_keys``) and thumbnails (``nearcopy.thumbs``)."""
+    (``image_keys``) and thumbnails (``nearcopy.thumbs``). ``images``: the images (an array,
+    or a function of sorted row indices that returns those rows' images), with which pairs
+    that match on the thumbnails are confirmed at full resolution (``nearcopy.full_residual``);
+    without it, the thumbnails decide alone (less precise)."""
     s = settings or NearSettings()
     labels = np.asarray(labels)
     if len(keys) != len(labels) or len(t.grey) != len(labels):
@@ -203,7 +211,8 @@ def find_duplicates(
     group, first = key_groups(keys)
     exact = exact_pairs(group, labels)
     t1 = time.perf_counter()
-    near_df, near_stats = near_pairs(t, labels, group, first, s) if near else (_empty_pairs(), {})
+    fetch = (lambda rows: images[rows]) if isinstance(images, np.ndarray) else images
+    near_df, near_stats = near_pairs(t, labels, group, first, s, fetch) if near else (_empty_pairs(), {})
     t2 = time.perf_counter()
     pairs = pd.concat([exact, near_df], ignore_index=True) if len(near_df) else exact
     pairs = pairs.sort_values(["kind", "a", "b"], kind="stable").reset_index(drop=True)
@@ -250,6 +259,22 @@ class Inputs:
     ids: np.ndarray
     module: np.ndarray  # str "m01"
     submodule: np.ndarray  # str "s1"
+    paths: list[Path] = field(default_factory=list)  # shards, in row order
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # first row of each shard, then N
+
+    def images(self, rows: np.ndarray) -> np.ndarray:
+        """The images of sorted rows, read back from their shards (only the shards they are in)."""
+        from .shards import load_shard
+
+        rows = np.asarray(rows, np.int64)
+        shard = np.searchsorted(self.starts, rows, side="right") - 1
+        out = None
+        for k in np.unique(shard).tolist():
+            sel = np.flatnonzero(shard == k)
+            img = load_shard(self.paths[k]).images
+            out = np.empty((len(rows), *img.shape[1:]), np.uint8) if out is None else out
+            out[sel] = img[rows[sel] - self.starts[k]]
+        return out if out is not None else np.zeros((0, 1, 1, 1), np.uint8)
 
 
 def load_inputs(shards: Path, seed: int = 0) -> Inputs:
@@ -280,7 +305,8 @@ def load_inputs(shards: Path, seed: int = 0) -> Inputs:
         module[lo:hi], sub[lo:hi] = sh.name.split("_")
         lo = hi
         del sh
-    return Inputs(keys, thumbs_all, labels, ids, module, sub)
+    return Inputs(keys, thumbs_all, labels, ids, module, sub, paths,
+                  np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
 
 
 def pairs_table(pairs: pd.DataFrame, inp: Inputs) -> pd.DataFrame:
@@ -342,7 +368,7 @@ def duplicates_main(args: argparse.Namespace) -> int:
     inp = load_inputs(shards, cfg["seed"])
     t_load = time.perf_counter() - t0
     log.info("%d images: keys and thumbnails in %.1f s", len(inp.labels), t_load)
-    res = find_duplicates(inp.keys, inp.thumbs, inp.labels, s, near=not args.no_near)
+    res = find_duplicates(inp.keys, inp.thumbs, inp.labels, s, near=not args.no_near, images=inp.images)
     table = pairs_table(res.pairs, inp)
     import pyarrow as pa
 
