@@ -29,26 +29,40 @@ from errorless.duplicates import describe, find_duplicates, peak_rss_mb
 from errorless.nearcopy import NearSettings, Thumbs
 
 
-def plant(images: np.ndarray, labels: np.ndarray, per_kind: int, rng: np.random.Generator, offset: int = 0):
+def plant(
+    images: np.ndarray, labels: np.ndarray, per_kind: int, rng: np.random.Generator, offset: int = 0
+):
     """Copies of random images of ``images``, one kind each, appended with new labels.
     Returns (images + copies, labels + copy labels, [(source row, copy row, kind)])."""
     kinds = list(NEAR_KINDS)
     src = rng.choice(len(images), size=per_kind * len(kinds), replace=False)
-    copies = np.stack([transform_copy(images[s], kinds[i // per_kind], rng) for i, s in enumerate(src)])
+    copies = np.stack(
+        [transform_copy(images[s], kinds[i // per_kind], rng) for i, s in enumerate(src)]
+    )
     new_labels = labels.max() + 1 + np.arange(len(src))  # every copy carries a label of its own
-    truth = [(offset + int(s), offset + len(images) + i, kinds[i // per_kind]) for i, s in enumerate(src)]
+    truth = [
+        (offset + int(s), offset + len(images) + i, kinds[i // per_kind]) for i, s in enumerate(src)
+    ]
     return np.concatenate([images, copies]), np.concatenate([labels, new_labels]), truth
 
 
 def score(pairs, truth, n_unplanted_rows) -> dict:
-    found = {(int(a), int(b)): k for a, b, k in zip(pairs["a"], pairs["b"], pairs["kind"], strict=True)}
+    found = {
+        (int(a), int(b)): k for a, b, k in zip(pairs["a"], pairs["b"], pairs["kind"], strict=True)
+    }
     out = {}
     for kind in NEAR_KINDS:
         mine = [(min(s, c), max(s, c)) for s, c, k in truth if k == kind]
         out[f"recall_{kind}"] = round(sum(p in found for p in mine) / max(1, len(mine)), 4)
-    out["mirrored_kind_of_flips"] = sum(found.get((min(s, c), max(s, c))) == "mirrored" for s, c, k in truth if k == "flip")
+    out["mirrored_kind_of_flips"] = sum(
+        found.get((min(s, c), max(s, c))) == "mirrored" for s, c, k in truth if k == "flip"
+    )
     planted = {(min(s, c), max(s, c)) for s, c, _ in truth}
-    false = [p for p in found if p not in planted and p[0] in n_unplanted_rows and p[1] in n_unplanted_rows]
+    false = [
+        p
+        for p in found
+        if p not in planted and p[0] in n_unplanted_rows and p[1] in n_unplanted_rows
+    ]
     out["false_pairs"] = len(false)
     out["extra_pairs_touching_copies"] = sum(1 for p in found if p not in planted) - len(false)
     return out, false
@@ -66,15 +80,28 @@ def photos_bench(a) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     keys, thumbs = describe(images)
     t_desc = time.perf_counter() - t0
-    res = find_duplicates(keys, thumbs, y, NearSettings(neighbours=a.neighbours, similarity=a.similarity),
-                          images=None if a.thumbnails_only else images)
+    res = find_duplicates(
+        keys,
+        thumbs,
+        y,
+        NearSettings(neighbours=a.neighbours, similarity=a.similarity),
+        images=None if a.thumbnails_only else images,
+    )
     t_all, c_all = time.perf_counter() - t0, time.process_time() - c0
     sc, false = score(res.pairs, truth, set(range(n)))
-    out = {"data": f"errorless.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}",
-           "unplanted_crops": n, "planted_copies": len(truth), "seconds_data": round(t_data, 1),
-           "seconds_describe": round(t_desc, 1), "seconds_search_total": round(t_all, 1),
-           "cpu_seconds": round(c_all, 1), "peak_rss_mb": round(peak_rss_mb()), **sc,
-           "false_pairs_per_10k": round(sc["false_pairs"] * 10_000 / n, 2), **res.stats}
+    out = {
+        "data": f"errorless.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}",
+        "unplanted_crops": n,
+        "planted_copies": len(truth),
+        "seconds_data": round(t_data, 1),
+        "seconds_describe": round(t_desc, 1),
+        "seconds_search_total": round(t_all, 1),
+        "cpu_seconds": round(c_all, 1),
+        "peak_rss_mb": round(peak_rss_mb()),
+        **sc,
+        "false_pairs_per_10k": round(sc["false_pairs"] * 10_000 / n, 2),
+        **res.stats,
+    }
     if a.show_false and false:
         _show(images, false[: a.show_false], a.show_false_path)
     return out
@@ -84,7 +111,10 @@ def _show(images, pairs, path) -> None:
     from PIL import Image
 
     gap = np.full((64, 4, 3), 255, np.uint8)
-    rows = [np.concatenate([images[i], gap, images[j], np.full((64, 16, 3), 255, np.uint8)], 1) for i, j in pairs]
+    rows = [
+        np.concatenate([images[i], gap, images[j], np.full((64, 16, 3), 255, np.uint8)], 1)
+        for i, j in pairs
+    ]
     while len(rows) % 4:
         rows.append(np.full_like(rows[0], 255))
     grid = np.concatenate([np.concatenate(rows[i : i + 4], 1) for i in range(0, len(rows), 4)], 0)
@@ -120,7 +150,12 @@ def random_block(a, lo: int):
 
 
 def random_bench(a) -> dict:
-    keys, thumbs, labels, truth = np.empty((a.n, 2), np.uint64), Thumbs.empty(a.n), np.empty(a.n, np.int64), []
+    keys, thumbs, labels, truth = (
+        np.empty((a.n, 2), np.uint64),
+        Thumbs.empty(a.n),
+        np.empty(a.n, np.int64),
+        [],
+    )
     t_gen = t_desc = 0.0
     c_desc = 0.0
     for lo in range(0, a.n, a.block):
@@ -146,33 +181,58 @@ def random_bench(a) -> dict:
 
     rss_described = peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
-    res = find_duplicates(keys, thumbs, labels, NearSettings(neighbours=a.neighbours, similarity=a.similarity,
-                                                             nprobe=a.nprobe),
-                          images=None if a.thumbnails_only else images)
+    res = find_duplicates(
+        keys,
+        thumbs,
+        labels,
+        NearSettings(neighbours=a.neighbours, similarity=a.similarity, nprobe=a.nprobe),
+        images=None if a.thumbnails_only else images,
+    )
     t_search, c_search = time.perf_counter() - t0, time.process_time() - c0
     sc, _ = score(res.pairs, truth, set())
-    return {"data": f"random smooth 64x64 images, block {a.block}", "n": a.n, "planted_copies": len(truth),
-            "seconds_generate": round(t_gen, 1), "seconds_describe": round(t_desc, 1),
-            "cpu_seconds_describe": round(c_desc, 1),
-            "seconds_search": round(t_search, 1), "cpu_seconds_search": round(c_search, 1),
-            "seconds_describe_plus_search": round(t_desc + t_search, 1),
-            "thumbnail_mb": round((thumbs.grey.nbytes + thumbs.colour.nbytes) / 2**20),
-            "peak_rss_mb_before_search": round(rss_described), "peak_rss_mb": round(peak_rss_mb()),
-            **sc, **res.stats}
+    return {
+        "data": f"random smooth 64x64 images, block {a.block}",
+        "n": a.n,
+        "planted_copies": len(truth),
+        "seconds_generate": round(t_gen, 1),
+        "seconds_describe": round(t_desc, 1),
+        "cpu_seconds_describe": round(c_desc, 1),
+        "seconds_search": round(t_search, 1),
+        "cpu_seconds_search": round(c_search, 1),
+        "seconds_describe_plus_search": round(t_desc + t_search, 1),
+        "thumbnail_mb": round((thumbs.grey.nbytes + thumbs.colour.nbytes) / 2**20),
+        "peak_rss_mb_before_search": round(rss_described),
+        "peak_rss_mb": round(peak_rss_mb()),
+        **sc,
+        **res.stats,
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", choices=["photos", "random"], default="photos")
-    p.add_argument("--n", type=int, default=10_000, help="unplanted images (photos: rounded up to whole labels)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=10_000,
+        help="unplanted images (photos: rounded up to whole labels)",
+    )
     p.add_argument("--per-kind", type=int, default=100, help="planted copies per near-copy kind")
     p.add_argument("--neighbours", type=int, default=NearSettings.neighbours)
     p.add_argument("--similarity", type=float, default=NearSettings.similarity)
     p.add_argument("--nprobe", type=int, default=NearSettings.nprobe)
-    p.add_argument("--block", type=int, default=16384, help="random: images made and described at once")
+    p.add_argument(
+        "--block", type=int, default=16384, help="random: images made and described at once"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--thumbnails-only", action="store_true", help="no full-resolution check of thumbnail matches")
-    p.add_argument("--show-false", type=int, default=0, help="photos: save this many false pairs side by side")
+    p.add_argument(
+        "--thumbnails-only",
+        action="store_true",
+        help="no full-resolution check of thumbnail matches",
+    )
+    p.add_argument(
+        "--show-false", type=int, default=0, help="photos: save this many false pairs side by side"
+    )
     p.add_argument("--show-false-path", default="false_pairs.png")
     p.add_argument("--json", help="also write the figures to this JSON file")
     a = p.parse_args()

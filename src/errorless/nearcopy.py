@@ -1,7 +1,7 @@
 """Near copies of images (SPEC §8): find pairs of images that are the same picture after JPEG
 re-encoding, rescaling, small crops and shifts, mirroring or brightness/contrast changes.
 
-Three steps, all vectorised over whole arrays (no Python loop per image or per pair):
+Four steps, all vectorised over whole arrays (no Python loop per image or per pair):
 
 1. **Thumbnails** (``Thumbs``): each image becomes a 32×32 grey thumbnail (area-averaged, BW
    weights), its mean colour and its grey contrast. Computed in chunks, so 1.28 M images
@@ -9,19 +9,29 @@ Three steps, all vectorised over whole arrays (no Python loop per image or per p
 2. **Candidates** (faiss): an 8×8 descriptor of the thumbnail, centred and scaled to unit
    norm (inner product = Pearson correlation: blind to brightness and contrast, blurred enough
    for JPEG, rescaling and few-pixel shifts). The index holds one descriptor per image; every
-   image asks for its ``neighbours`` nearest with four queries: itself, its mirror image, and
-   both zoomed in by ``zoom`` (a crop of the query is close to the zoomed query). Exact inner
-   product search up to ``flat_limit`` images, an IVF index above.
+   image asks for its ``neighbours`` nearest with views of itself: as it is, its mirror image,
+   both zoomed in by ``zoom`` (a crop of the query is close to the zoomed query), and windows
+   moved by 4 px (at 64 px; fewer neighbours). Exact inner product search up to
+   ``flat_limit`` images, an IVF index above (``nprobe`` cells, ``shift_nprobe`` for the
+   moved windows, of which two suffice there: a pair is asked for from both sides).
 3. **Verification** on the thumbnails: per candidate pair, Gauss-Newton (Lucas-Kanade)
    fits a scale and shift per axis plus gain and offset that map one thumbnail onto the
    other, coarse to fine (blur σ = 2, 1, 0.5 px), from three starting scales; the pair's
-   **similarity** is the correlation of the aligned thumbnails over their overlap. A pair is a
-   near copy when the similarity reaches ``similarity``, the aligned band-pass details reach
+   **similarity** is the correlation of the aligned thumbnails over their overlap. A pair
+   matches when the similarity reaches ``similarity``, the aligned band-pass details reach
    ``detail`` and the aligned colour thumbnails reach ``colour`` — or the similarity alone
    reaches ``sure_similarity`` with colours at ``sure_colour`` (JPEG at quality 30 blurs the
-   details away); **mirrored** when it only matches through the mirror image. Images with almost no grey contrast (std below
-   ``min_contrast``, e.g. a black or a constant-colour crop) have no shape to compare and
-   take part only in the exact search.
+   details away); **mirrored** when it only matches through the mirror image. Images with
+   almost no grey contrast (std below ``min_contrast``, e.g. a black or a constant-colour
+   crop) have no shape to compare and take part only in the exact search.
+4. **Full resolution** (when the caller can give the images back, ``near_copies(images=)``):
+   the thumbnail matches are compared once more on the images, aligned by the thumbnail fit,
+   block by block (``full_residual``): a copy is close in every block, while two different
+   pictures that share one large shape — a logo's mirror-symmetric quarters, brick-wall
+   crops one period apart — differ somewhere (the drawing in one quarter, the specks on the
+   bricks). Thresholds ``max_residual`` and ``max_local_residual`` are the 99.5th
+   percentile of the planted copies of every kind on real photos (bench/duplicates_bench.py,
+   seed 0; checked on seed 1).
 """
 
 from __future__ import annotations
@@ -49,8 +59,12 @@ class NearSettings:
     colour: float = 0.8  # ... and its colour thumbnails this much
     sure_similarity: float = 0.99  # or: aligned correlation this high (JPEG blurs the details) ...
     sure_colour: float = 0.97  # ... with colours this close
-    max_residual: float = 0.32  # and, at full resolution, no block further off than this share of the
-    max_local_residual: float = 0.66  # image's contrast, nor than this share of the block's own (full_residual)
+    max_residual: float = (
+        0.32  # and, at full resolution, no block further off than this share of the
+    )
+    max_local_residual: float = (
+        0.66  # image's contrast, nor than this share of the block's own (full_residual)
+    )
     min_contrast: float = 4.0  # grey std (0..255) below which an image has no near search
     neighbours: int = 10
     prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
@@ -71,17 +85,29 @@ class Thumbs:
 
     @staticmethod
     def concat(parts: list[Thumbs]) -> Thumbs:
-        return Thumbs(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("grey", "colour", "contrast")))
+        return Thumbs(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("grey", "colour", "contrast")
+            )
+        )
 
     @staticmethod
     def empty(n: int) -> Thumbs:
         """Room for n images, filled block by block with ``put`` (no second copy, unlike concat)."""
-        return Thumbs(np.empty((n, SIDE, SIDE), np.float16), np.empty((n, SIDE // 2, SIDE // 2, 3), np.uint8),
-                      np.empty(n, np.float32))
+        return Thumbs(
+            np.empty((n, SIDE, SIDE), np.float16),
+            np.empty((n, SIDE // 2, SIDE // 2, 3), np.uint8),
+            np.empty(n, np.float32),
+        )
 
     def put(self, lo: int, part: Thumbs) -> None:
         hi = lo + len(part.grey)
-        self.grey[lo:hi], self.colour[lo:hi], self.contrast[lo:hi] = part.grey, part.colour, part.contrast
+        self.grey[lo:hi], self.colour[lo:hi], self.contrast[lo:hi] = (
+            part.grey,
+            part.colour,
+            part.contrast,
+        )
 
     def take(self, rows: np.ndarray) -> Thumbs:
         return Thumbs(self.grey[rows], self.colour[rows], self.contrast[rows])
@@ -122,10 +148,14 @@ def thumbs(images: np.ndarray, block: int = 4096) -> Thumbs:
         if x.shape[-1] == 1:
             x = np.repeat(x, 3, axis=3)
         col = _area32(x)  # (B, 32, 32, 3)
-        g = GREY[0] * col[..., 0] + GREY[1] * col[..., 1] + GREY[2] * col[..., 2]  # (B, 32, 32): grey of the average
+        g = (
+            GREY[0] * col[..., 0] + GREY[1] * col[..., 1] + GREY[2] * col[..., 2]
+        )  # (B, 32, 32): grey of the average
         grey[lo : lo + block] = g
         contrast[lo : lo + block] = g.reshape(len(g), -1).std(axis=1)
-        small = (col[:, ::2, ::2] + col[:, 1::2, ::2] + col[:, ::2, 1::2] + col[:, 1::2, 1::2]) * 0.25
+        small = (
+            col[:, ::2, ::2] + col[:, 1::2, ::2] + col[:, ::2, 1::2] + col[:, 1::2, 1::2]
+        ) * 0.25
         colour[lo : lo + block] = np.clip(np.rint(small), 0, 255)
     return Thumbs(grey, colour, contrast)
 
@@ -133,8 +163,13 @@ def thumbs(images: np.ndarray, block: int = 4096) -> Thumbs:
 DESC_BLUR = 1.5  # thumbnail blur before the descriptor: shifts of a few pixels stay inside one cell
 
 
-def descriptors(grey: np.ndarray, flip: bool = False, zoom: float = 1.0,
-                shift: tuple[float, float] = (0.0, 0.0), blurred: bool = False) -> np.ndarray:
+def descriptors(
+    grey: np.ndarray,
+    flip: bool = False,
+    zoom: float = 1.0,
+    shift: tuple[float, float] = (0.0, 0.0),
+    blurred: bool = False,
+) -> np.ndarray:
     """(N, 64) float32 unit-norm centred 8×8 area averages of the thumbnails (optionally
     mirrored, of the central 1/zoom part, or of a window shifted by (rows, cols) pixels).
     ``blurred``: the thumbnails are already blurred by DESC_BLUR (one blur for several views)."""
@@ -152,7 +187,9 @@ def descriptors(grey: np.ndarray, flip: bool = False, zoom: float = 1.0,
 # ---------------------------------------------------------------- candidates
 
 
-def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def candidates(
+    t: Thumbs, labels: np.ndarray, s: NearSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Candidate pairs (a, b, flipped) with different labels among the images with contrast;
     each pair once per orientation, a < b."""
     import faiss
@@ -196,7 +233,11 @@ def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarr
     # diagonal moves cover all four (a moved by (2, 2) against b is b moved by (-2, -2) against a)
     # and are probed less deeply.
     queries = [(flip, zoom, (0.0, 0.0), k) for flip in (False, True) for zoom in (1.0, s.zoom)]
-    moves = ((-2.0, -2.0), (-2.0, 2.0), (2.0, -2.0), (2.0, 2.0)) if method == "flat" else ((2.0, 2.0), (2.0, -2.0))
+    moves = (
+        ((-2.0, -2.0), (-2.0, 2.0), (2.0, -2.0), (2.0, 2.0))
+        if method == "flat"
+        else ((2.0, 2.0), (2.0, -2.0))
+    )
     queries += [(False, 1.0, move, min(k, 4)) for move in moves]
     ca, cb, cf = [], [], []
     for lo in range(0, n, s.block):
@@ -217,7 +258,11 @@ def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarr
     b = active[np.concatenate(cb)]
     f = np.concatenate(cf)
     lo_, hi_ = np.minimum(a, b), np.maximum(a, b)
-    key = np.unique(np.stack([lo_, hi_, f.astype(np.int64)], axis=1), axis=0) if len(a) else np.zeros((0, 3), np.int64)
+    key = (
+        np.unique(np.stack([lo_, hi_, f.astype(np.int64)], axis=1), axis=0)
+        if len(a)
+        else np.zeros((0, 3), np.int64)
+    )
     return key[:, 0], key[:, 1], key[:, 2].astype(bool), method
 
 
@@ -253,7 +298,11 @@ def _sample(img: np.ndarray, r: np.ndarray, c: np.ndarray, grad: bool = False):
     return top + fr * (bot - top), inside
 
 
-LEVELS = ((2.0, 8, 3), (1.0, 5, 2), (0.5, 3, 1))  # (blur σ in thumbnail px, Gauss-Newton steps, grid step)
+LEVELS = (
+    (2.0, 8, 3),
+    (1.0, 5, 2),
+    (0.5, 3, 1),
+)  # (blur σ in thumbnail px, Gauss-Newton steps, grid step)
 SCALES = (1.0, 1 / 1.12, 1.12)  # starting scales tried (crops zoom in by up to 1.25)
 
 
@@ -284,7 +333,11 @@ def _ncc(av: np.ndarray, bv: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 COARSE_KEEP = 0.8  # pairs below this correlation after the coarse level are not refined
-def _fit(al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np.ndarray, steps: int) -> None:
+
+
+def _fit(
+    al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np.ndarray, steps: int
+) -> None:
     """Gauss-Newton steps on par (P, 6) in place for b(x) ≈ g·a(s∘x + t) + h."""
     for _ in range(steps):
         r, c = _warp(al, par, xb, yb)
@@ -292,7 +345,9 @@ def _fit(al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np
         m = inside.astype(np.float32)
         g = par[:, 4:5]
         res = g * av + par[:, 5:6] - bv
-        jac = np.stack([g * dx * xb, g * dx, g * dy * yb, g * dy, av, np.ones_like(av)], axis=2)  # (P, K, 6)
+        jac = np.stack(
+            [g * dx * xb, g * dx, g * dy * yb, g * dy, av, np.ones_like(av)], axis=2
+        )  # (P, K, 6)
         jm = jac * m[..., None]
         hess = np.matmul(jm.transpose(0, 2, 1), jac) + 1e-3 * np.eye(6, dtype=np.float32)
         grad = np.matmul(jm.transpose(0, 2, 1), res[..., None])
@@ -358,9 +413,17 @@ def plausible(par: np.ndarray) -> np.ndarray:
     """(P,) whether fitted parameters (P, 6) = sx, tx, sy, ty, gain, offset are within what a
     copy needs."""
     sx, tx, sy, ty, g, h = par.T
-    return ((sx >= 1 / MAX_SCALE) & (sx <= MAX_SCALE) & (sy >= 1 / MAX_SCALE) & (sy <= MAX_SCALE)
-            & (np.abs(tx) <= MAX_SHIFT) & (np.abs(ty) <= MAX_SHIFT)
-            & (g >= 1 / MAX_GAIN) & (g <= MAX_GAIN) & (np.abs(h) <= MAX_OFFSET))
+    return (
+        (sx >= 1 / MAX_SCALE)
+        & (sx <= MAX_SCALE)
+        & (sy >= 1 / MAX_SCALE)
+        & (sy <= MAX_SCALE)
+        & (np.abs(tx) <= MAX_SHIFT)
+        & (np.abs(ty) <= MAX_SHIFT)
+        & (g >= 1 / MAX_GAIN)
+        & (g <= MAX_GAIN)
+        & (np.abs(h) <= MAX_OFFSET)
+    )
 
 
 def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.ndarray:
@@ -377,7 +440,9 @@ def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.nda
     return _ncc(av, bv, m)
 
 
-def _one_way(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+def _one_way(
+    ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray
+) -> np.ndarray:
     a = ga.astype(np.float32)
     a[flipped] = a[flipped][:, :, ::-1]
     cola = ca.astype(np.float32)
@@ -391,8 +456,14 @@ def _one_way(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, fli
 REVERSE_FROM = 0.8  # pairs at least this similar one way are also fitted the other way
 
 
-def similarity(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray,
-               block: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def similarity(
+    ga: np.ndarray,
+    gb: np.ndarray,
+    ca: np.ndarray,
+    cb: np.ndarray,
+    flipped: np.ndarray,
+    block: int = 2048,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
     where flipped). The fit is not symmetric (which image covers the other after a crop, where
     Gauss-Newton starts), so promising pairs are also fitted b onto a; the direction with the
@@ -407,7 +478,9 @@ def similarity(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, f
         fwd, par = _one_way(ga[lo:hi], gb[lo:hi], ca[lo:hi], cb[lo:hi], f)
         redo = np.flatnonzero(fwd[:, 0] >= REVERSE_FROM)
         if len(redo):  # mirrored: flip(a) ~ b  <=>  flip(b) ~ a
-            rev, rpar = _one_way(gb[lo:hi][redo], ga[lo:hi][redo], cb[lo:hi][redo], ca[lo:hi][redo], f[redo])
+            rev, rpar = _one_way(
+                gb[lo:hi][redo], ga[lo:hi][redo], cb[lo:hi][redo], ca[lo:hi][redo], f[redo]
+            )
             better = rev[:, 0] > fwd[redo, 0]
             fwd[redo[better]] = rev[better]
             par[redo[better]] = rpar[better]
@@ -420,7 +493,9 @@ BLOCKS = 4  # the aligned overlap is cut into BLOCKS × BLOCKS blocks for the lo
 LOCAL_FLOOR = 0.2  # a block's contrast counts as at least this share of the image's
 
 
-def _local_residual(av: np.ndarray, bv: np.ndarray, m: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+def _local_residual(
+    av: np.ndarray, bv: np.ndarray, m: np.ndarray, side: int
+) -> tuple[np.ndarray, np.ndarray]:
     """How far aligned grey values bv (P, side²) on a side × side grid are from g·av + h (gain
     and offset fitted by least squares over the overlap m), block by block (BLOCKS × BLOCKS
     blocks, those at least half inside). Returns (P,) pairs of the largest block RMS residual
@@ -468,8 +543,14 @@ FULL_TRIM = 3  # border pixels (at 64 px) left out: a 4-px shift repeats edge pi
 BLUR_MATCH = ((0.0, 0.0), (0.8, 0.0), (1.5, 0.0), (0.0, 0.8), (0.0, 1.5))
 
 
-def full_residual(img_a: np.ndarray, img_b: np.ndarray, flipped: np.ndarray, par: np.ndarray,
-                  reverse: np.ndarray, block: int = 256) -> np.ndarray:
+def full_residual(
+    img_a: np.ndarray,
+    img_b: np.ndarray,
+    flipped: np.ndarray,
+    par: np.ndarray,
+    reverse: np.ndarray,
+    block: int = 256,
+) -> np.ndarray:
     """(P, 2) the largest block residuals (``_local_residual``: relative to the image's and to
     the block's contrast) of image pairs (P, H, W, C) uint8 after the thumbnail alignment
     ``par`` (from ``similarity``: a mirrored where ``flipped``, b fitted onto a where
@@ -496,8 +577,12 @@ def full_residual(img_a: np.ndarray, img_b: np.ndarray, flipped: np.ndarray, par
         best = np.full((hi - lo, 2), np.inf, np.float32)
         for extra_src, extra_dst in BLUR_MATCH:
             sv, inside = _sample(_blur(src, float(np.hypot(sigma, extra_src * unit / 2))), r, c)
-            dv = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2))).reshape(hi - lo, -1)[:, flat]
-            best = np.minimum(best, np.stack(_local_residual(sv, dv, inside.astype(np.float32), h - 2 * trim), 1))
+            dv = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2))).reshape(hi - lo, -1)[
+                :, flat
+            ]
+            best = np.minimum(
+                best, np.stack(_local_residual(sv, dv, inside.astype(np.float32), h - 2 * trim), 1)
+            )
         out[lo:hi] = best
     return out
 
@@ -516,8 +601,12 @@ class NearResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def near_copies(t: Thumbs, labels: np.ndarray, s: NearSettings | None = None,
-                images: Callable[[np.ndarray], np.ndarray] | None = None) -> NearResult:
+def near_copies(
+    t: Thumbs,
+    labels: np.ndarray,
+    s: NearSettings | None = None,
+    images: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> NearResult:
     """Pairs of images with different labels that are near copies (module docstring).
     ``images(rows)`` returns the images (len(rows), H, W, C) uint8 of sorted row indices; with
     it, the pairs that match on the thumbnails are also checked at full resolution
@@ -532,7 +621,8 @@ def near_copies(t: Thumbs, labels: np.ndarray, s: NearSettings | None = None,
     t2 = time.perf_counter()
     n_candidates = len(a)
     good = ((sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour)) | (
-        (sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour))
+        (sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour)
+    )
     a, b, f, sim, par, rev = a[good], b[good], f[good], sim[good], par[good], rev[good]
     n_thumb = len(a)
     if images is not None and len(a):
@@ -540,7 +630,9 @@ def near_copies(t: Thumbs, labels: np.ndarray, s: NearSettings | None = None,
         img = images(rows)
         if len(img) != len(rows):
             raise ValueError(f"images(rows) gave {len(img)} images for {len(rows)} rows")
-        resid = full_residual(img[np.searchsorted(rows, a)], img[np.searchsorted(rows, b)], f, par, rev)
+        resid = full_residual(
+            img[np.searchsorted(rows, a)], img[np.searchsorted(rows, b)], f, par, rev
+        )
         ok = (resid[:, 0] <= s.max_residual) & (resid[:, 1] <= s.max_local_residual)
         a, b, f, sim = a[ok], b[ok], f[ok], sim[ok]
     t3 = time.perf_counter()
@@ -551,9 +643,15 @@ def near_copies(t: Thumbs, labels: np.ndarray, s: NearSettings | None = None,
     first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
     a, b, f, sim = a[first], b[first], f[first], sim[first]
     kind = np.where(f, "mirrored", "near").astype(object)
-    stats = {"near_index": method, "n_candidates": int(n_candidates), "n_thumbnail_matches": int(n_thumb),
-             "full_resolution_check": images is not None, "n_verified_pairs": int(len(a)),
-             "n_without_contrast": int((t.contrast < s.min_contrast).sum()),
-             "seconds_candidates": round(t1 - t0, 3), "seconds_verify": round(t2 - t1, 3),
-             "seconds_full_check": round(t3 - t2, 3)}
+    stats = {
+        "near_index": method,
+        "n_candidates": int(n_candidates),
+        "n_thumbnail_matches": int(n_thumb),
+        "full_resolution_check": images is not None,
+        "n_verified_pairs": int(len(a)),
+        "n_without_contrast": int((t.contrast < s.min_contrast).sum()),
+        "seconds_candidates": round(t1 - t0, 3),
+        "seconds_verify": round(t2 - t1, 3),
+        "seconds_full_check": round(t3 - t2, 3),
+    }
     return NearResult(a.astype(np.int64), b.astype(np.int64), kind, sim.astype(np.float64), stats)
