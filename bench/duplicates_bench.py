@@ -100,11 +100,19 @@ def photos_bench(a) -> dict:
         "peak_rss_mb": round(peak_rss_mb()),
         **sc,
         "false_pairs_per_10k": round(sc["false_pairs"] * 10_000 / n, 2),
+        "false_pairs_by_photo": _by_photo(false, y),
         **res.stats,
     }
     if a.show_false and false:
         _show(images, false[: a.show_false], a.show_false_path)
     return out
+
+
+def _by_photo(pairs, y) -> dict[str, int]:
+    """False pairs counted by the photos their two crops come from ("logo+logo": 12, ...)."""
+    photo = [p.name.split("/")[0] for p in photos.parts()]
+    keys = ["+".join(sorted((photo[y[i]], photo[y[j]]))) for i, j in pairs]
+    return dict(sorted(((k, keys.count(k)) for k in set(keys)), key=lambda kv: -kv[1]))
 
 
 def _show(images, pairs, path) -> None:
