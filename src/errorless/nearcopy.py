@@ -188,13 +188,15 @@ def descriptors(
 
 
 def candidates(
-    t: Thumbs, labels: np.ndarray, s: NearSettings
+    t: Thumbs, labels: np.ndarray, s: NearSettings, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Candidate pairs (a, b, flipped) with different labels among the images with contrast;
-    each pair once per orientation, a < b."""
+    """Candidate pairs (a, b, flipped) with different labels among the images with contrast
+    (of ``rows`` only, when given: no copy of the thumbnails); each pair once per orientation,
+    a < b."""
     import faiss
 
-    active = np.flatnonzero(t.contrast >= s.min_contrast)
+    rows = np.arange(len(t.contrast)) if rows is None else np.asarray(rows, np.int64)
+    active = rows[t.contrast[rows] >= s.min_contrast]
     n = len(active)
     k = min(s.neighbours + 1, n)
     if n < 2:
@@ -205,7 +207,12 @@ def candidates(
     # shared background) says nothing about which two are copies
     rng = np.random.default_rng(s.seed)
     sample = np.sort(rng.choice(n, size=min(n, 100_000), replace=False))
-    centre = descriptors(t.grey[active[sample]]).mean(axis=0)
+    centre = np.concatenate(
+        [
+            descriptors(t.grey[active[sample[i : i + s.block]]])
+            for i in range(0, len(sample), s.block)
+        ]
+    ).mean(axis=0)
 
     def unit(d: np.ndarray) -> np.ndarray:
         d = d - centre
@@ -223,7 +230,14 @@ def candidates(
         sample = np.sort(rng.choice(n, size=int(min(n, max(40 * nlist, 50_000))), replace=False))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = s.seed
-        index.train(unit(descriptors(blurred(sample), blurred=True)))
+        index.train(
+            np.concatenate(  # block by block: 180,000 float32 thumbnails would be 0.7 GB
+                [
+                    unit(descriptors(blurred(sample[i : i + s.block]), blurred=True))
+                    for i in range(0, len(sample), s.block)
+                ]
+            )
+        )
         method = f"ivf(nlist={nlist},nprobe={min(s.nprobe, nlist)},shift nprobe={min(s.shift_nprobe, nlist)})"
     for lo in range(0, n, s.block):
         index.add(unit(descriptors(blurred(np.arange(lo, min(n, lo + s.block))), blurred=True)))
@@ -606,15 +620,17 @@ def near_copies(
     labels: np.ndarray,
     s: NearSettings | None = None,
     images: Callable[[np.ndarray], np.ndarray] | None = None,
+    rows: np.ndarray | None = None,
 ) -> NearResult:
     """Pairs of images with different labels that are near copies (module docstring).
     ``images(rows)`` returns the images (len(rows), H, W, C) uint8 of sorted row indices; with
     it, the pairs that match on the thumbnails are also checked at full resolution
-    (``full_residual`` at most ``s.max_residual``)."""
+    (``full_residual`` at most ``s.max_residual``). ``rows``: search these rows only (sorted;
+    e.g. one image per exact group), without copying their thumbnails."""
     s = s or NearSettings()
     labels = np.asarray(labels)
     t0 = time.perf_counter()
-    a, b, f, method = candidates(t, labels, s)
+    a, b, f, method = candidates(t, labels, s, rows)
     t1 = time.perf_counter()
     sims, par, rev = similarity(t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, s.block // 4)
     sim = sims[:, 0].astype(np.float64)
@@ -649,7 +665,9 @@ def near_copies(
         "n_thumbnail_matches": int(n_thumb),
         "full_resolution_check": images is not None,
         "n_verified_pairs": int(len(a)),
-        "n_without_contrast": int((t.contrast < s.min_contrast).sum()),
+        "n_without_contrast": int(
+            (t.contrast[rows if rows is not None else slice(None)] < s.min_contrast).sum()
+        ),
         "seconds_candidates": round(t1 - t0, 3),
         "seconds_verify": round(t2 - t1, 3),
         "seconds_full_check": round(t3 - t2, 3),
