@@ -70,7 +70,7 @@ class NearSettings:
     prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
     zoom: float = 1.15
     flat_limit: int = 20_000
-    nprobe: int = 6  # IVF cells probed by the image, mirror and zoom views ...
+    nprobe: int = 10  # IVF cells probed by the image, mirror and zoom views ...
     shift_nprobe: int = 3  # ... and by the moved windows
     nlist: int = 0  # IVF cells; 0 = 4·sqrt(N)
     seed: int = 0
