@@ -29,26 +29,40 @@ from errorless.duplicates import describe, find_duplicates, peak_rss_mb
 from errorless.nearcopy import NearSettings, Thumbs
 
 
-def plant(images: np.ndarray, labels: np.ndarray, per_kind: int, rng: np.random.Generator, offset: int = 0):
+def plant(
+    images: np.ndarray, labels: np.ndarray, per_kind: int, rng: np.random.Generator, offset: int = 0
+):
     """Copies of random images of ``images``, one kind each, appended with new labels.
     Returns (images + copies, labels + copy labels, [(source row, copy row, kind)])."""
     kinds = list(NEAR_KINDS)
     src = rng.choice(len(images), size=per_kind * len(kinds), replace=False)
-    copies = np.stack([transform_copy(images[s], kinds[i // per_kind], rng) for i, s in enumerate(src)])
+    copies = np.stack(
+        [transform_copy(images[s], kinds[i // per_kind], rng) for i, s in enumerate(src)]
+    )
     new_labels = labels.max() + 1 + np.arange(len(src))  # every copy carries a label of its own
-    truth = [(offset + int(s), offset + len(images) + i, kinds[i // per_kind]) for i, s in enumerate(src)]
+    truth = [
+        (offset + int(s), offset + len(images) + i, kinds[i // per_kind]) for i, s in enumerate(src)
+    ]
     return np.concatenate([images, copies]), np.concatenate([labels, new_labels]), truth
 
 
 def score(pairs, truth, n_unplanted_rows) -> dict:
-    found = {(int(a), int(b)): k for a, b, k in zip(pairs["a"], pairs["b"], pairs["kind"], strict=True)}
+    found = {
+        (int(a), int(b)): k for a, b, k in zip(pairs["a"], pairs["b"], pairs["kind"], strict=True)
+    }
     out = {}
     for kind in NEAR_KINDS:
         mine = [(min(s, c), max(s, c)) for s, c, k in truth if k == kind]
         out[f"recall_{kind}"] = round(sum(p in found for p in mine) / max(1, len(mine)), 4)
-    out["mirrored_kind_of_flips"] = sum(found.get((min(s, c), max(s, c))) == "mirrored" for s, c, k in truth if k == "flip")
+    out["mirrored_kind_of_flips"] = sum(
+        found.get((min(s, c), max(s, c))) == "mirrored" for s, c, k in truth if k == "flip"
+    )
     planted = {(min(s, c), max(s, c)) for s, c, _ in truth}
-    false = [p for p in found if p not in planted and p[0] in n_unplanted_rows and p[1] in n_unplanted_rows]
+    false = [
+        p
+        for p in found
+        if p not in planted and p[0] in n_unplanted_rows and p[1] in n_unplanted_rows
+    ]
     out["false_pairs"] = len(false)
     out["extra_pairs_touching_copies"] = sum(1 for p in found if p not in planted) - len(false)
     return out, false
@@ -66,24 +80,49 @@ def photos_bench(a) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     keys, thumbs = describe(images)
     t_desc = time.perf_counter() - t0
-    res = find_duplicates(keys, thumbs, y, NearSettings(neighbours=a.neighbours, similarity=a.similarity))
+    res = find_duplicates(
+        keys,
+        thumbs,
+        y,
+        NearSettings(neighbours=a.neighbours, similarity=a.similarity),
+        images=None if a.thumbnails_only else images,
+    )
     t_all, c_all = time.perf_counter() - t0, time.process_time() - c0
     sc, false = score(res.pairs, truth, set(range(n)))
-    out = {"data": f"errorless.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}",
-           "unplanted_crops": n, "planted_copies": len(truth), "seconds_data": round(t_data, 1),
-           "seconds_describe": round(t_desc, 1), "seconds_search_total": round(t_all, 1),
-           "cpu_seconds": round(c_all, 1), "peak_rss_mb": round(peak_rss_mb()), **sc,
-           "false_pairs_per_10k": round(sc["false_pairs"] * 10_000 / n, 2), **res.stats}
+    out = {
+        "data": f"errorless.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}",
+        "unplanted_crops": n,
+        "planted_copies": len(truth),
+        "seconds_data": round(t_data, 1),
+        "seconds_describe": round(t_desc, 1),
+        "seconds_search_total": round(t_all, 1),
+        "cpu_seconds": round(c_all, 1),
+        "peak_rss_mb": round(peak_rss_mb()),
+        **sc,
+        "false_pairs_per_10k": round(sc["false_pairs"] * 10_000 / n, 2),
+        "false_pairs_by_photo": _by_photo(false, y),
+        **res.stats,
+    }
     if a.show_false and false:
         _show(images, false[: a.show_false], a.show_false_path)
     return out
+
+
+def _by_photo(pairs, y) -> dict[str, int]:
+    """False pairs counted by the photos their two crops come from ("logo+logo": 12, ...)."""
+    photo = [p.name.split("/")[0] for p in photos.parts()]
+    keys = ["+".join(sorted((photo[y[i]], photo[y[j]]))) for i, j in pairs]
+    return dict(sorted(((k, keys.count(k)) for k in set(keys)), key=lambda kv: -kv[1]))
 
 
 def _show(images, pairs, path) -> None:
     from PIL import Image
 
     gap = np.full((64, 4, 3), 255, np.uint8)
-    rows = [np.concatenate([images[i], gap, images[j], np.full((64, 16, 3), 255, np.uint8)], 1) for i, j in pairs]
+    rows = [
+        np.concatenate([images[i], gap, images[j], np.full((64, 16, 3), 255, np.uint8)], 1)
+        for i, j in pairs
+    ]
     while len(rows) % 4:
         rows.append(np.full_like(rows[0], 255))
     grid = np.concatenate([np.concatenate(rows[i : i + 4], 1) for i in range(0, len(rows), 4)], 0)
@@ -94,57 +133,114 @@ def random_images(rng: np.random.Generator, n: int, side: int = 64) -> np.ndarra
     """Distinct smooth random colour images (coarse 8×8 noise, bilinear-upsampled, plus fine noise)."""
     from errorless.nearcopy import area_matrix
 
-    coarse = rng.uniform(0, 255, size=(n, 8, 8, 3)).astype(np.float32)
     up = area_matrix(8, side)  # (side, 8): each pixel takes its coarse cell
-    x = np.einsum("hi,nijc,wj->nhwc", up, coarse, up, optimize=True)
-    x += rng.normal(0, 12, size=x.shape).astype(np.float32)
-    return np.clip(x, 0, 255).astype(np.uint8)
+    out = np.empty((n, side, side, 3), np.uint8)
+    for lo in range(0, n, 2048):  # float32 throughout, in chunks: little memory besides the output
+        coarse = rng.uniform(0, 255, size=(min(n, lo + 2048) - lo, 8, 8, 3)).astype(np.float32)
+        x = np.einsum("hi,nijc,wj->nhwc", up, coarse, up, optimize=True)
+        x += rng.standard_normal(size=x.shape, dtype=np.float32) * np.float32(12)
+        out[lo : lo + len(x)] = np.clip(x, 0, 255)
+    return out
+
+
+def random_block(a, lo: int):
+    """Images, labels and planted truth of the block of rows starting at ``lo`` (its own
+    generator, so a block can be made again when the search asks for its images)."""
+    rng = np.random.default_rng([a.seed, lo // a.block])
+    m = min(a.block, a.n - lo)
+    per = a.per_kind if lo == 0 else 0
+    imgs = random_images(rng, m - per * len(NEAR_KINDS))
+    y = rng.integers(0, 1000, len(imgs))
+    truth = []
+    if per:
+        imgs, y, truth = plant(imgs, y, per, rng, offset=lo)
+    return imgs, y, truth
 
 
 def random_bench(a) -> dict:
-    rng = np.random.default_rng(a.seed)
-    keys, thumbs, labels, truth = np.empty((a.n, 2), np.uint64), Thumbs.empty(a.n), np.empty(a.n, np.int64), []
+    keys, thumbs, labels, truth = (
+        np.empty((a.n, 2), np.uint64),
+        Thumbs.empty(a.n),
+        np.empty(a.n, np.int64),
+        [],
+    )
     t_gen = t_desc = 0.0
+    c_desc = 0.0
     for lo in range(0, a.n, a.block):
         t0 = time.perf_counter()
-        m = min(a.block, a.n - lo)
-        per = a.per_kind if lo == 0 else 0
-        imgs = random_images(rng, m - per * len(NEAR_KINDS))
-        y = rng.integers(0, 1000, len(imgs))
-        if per:
-            imgs, y, tr = plant(imgs, y, per, rng, offset=lo)
-            truth += tr
-        t1 = time.perf_counter()
+        imgs, y, tr = random_block(a, lo)
+        truth += tr
+        t1, c1 = time.perf_counter(), time.process_time()
         k, t = describe(imgs)
-        keys[lo : lo + m], labels[lo : lo + m] = k, y
+        keys[lo : lo + len(y)], labels[lo : lo + len(y)] = k, y
         thumbs.put(lo, t)
         t_gen += t1 - t0
         t_desc += time.perf_counter() - t1
+        c_desc += time.process_time() - c1
         del imgs
+
+    def images(rows: np.ndarray) -> np.ndarray:  # made again, block by block
+        out = np.empty((len(rows), 64, 64, 3), np.uint8)
+        blocks = rows // a.block
+        for blk in np.unique(blocks).tolist():
+            sel = np.flatnonzero(blocks == blk)
+            out[sel] = random_block(a, blk * a.block)[0][rows[sel] - blk * a.block]
+        return out
+
+    rss_described = peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
-    res = find_duplicates(keys, thumbs, labels, NearSettings(neighbours=a.neighbours, similarity=a.similarity,
-                                                             nprobe=a.nprobe))
+    res = find_duplicates(
+        keys,
+        thumbs,
+        labels,
+        NearSettings(neighbours=a.neighbours, similarity=a.similarity, nprobe=a.nprobe),
+        images=None if a.thumbnails_only else images,
+    )
     t_search, c_search = time.perf_counter() - t0, time.process_time() - c0
     sc, _ = score(res.pairs, truth, set())
-    return {"data": f"random smooth 64x64 images, block {a.block}", "n": a.n, "planted_copies": len(truth),
-            "seconds_generate": round(t_gen, 1), "seconds_describe": round(t_desc, 1),
-            "seconds_search": round(t_search, 1), "cpu_seconds_search": round(c_search, 1),
-            "seconds_describe_plus_search": round(t_desc + t_search, 1),
-            "thumbnail_mb": round((thumbs.grey.nbytes + thumbs.colour.nbytes) / 2**20),
-            "peak_rss_mb": round(peak_rss_mb()), **sc, **res.stats}
+    return {
+        "data": f"random smooth 64x64 images, block {a.block}",
+        "n": a.n,
+        "planted_copies": len(truth),
+        "seconds_generate": round(t_gen, 1),
+        "seconds_describe": round(t_desc, 1),
+        "cpu_seconds_describe": round(c_desc, 1),
+        "seconds_search": round(t_search, 1),
+        "cpu_seconds_search": round(c_search, 1),
+        "seconds_describe_plus_search": round(t_desc + t_search, 1),
+        "thumbnail_mb": round((thumbs.grey.nbytes + thumbs.colour.nbytes) / 2**20),
+        "peak_rss_mb_before_search": round(rss_described),
+        "peak_rss_mb": round(peak_rss_mb()),
+        **sc,
+        **res.stats,
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", choices=["photos", "random"], default="photos")
-    p.add_argument("--n", type=int, default=10_000, help="unplanted images (photos: rounded up to whole labels)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=10_000,
+        help="unplanted images (photos: rounded up to whole labels)",
+    )
     p.add_argument("--per-kind", type=int, default=100, help="planted copies per near-copy kind")
     p.add_argument("--neighbours", type=int, default=NearSettings.neighbours)
     p.add_argument("--similarity", type=float, default=NearSettings.similarity)
     p.add_argument("--nprobe", type=int, default=NearSettings.nprobe)
-    p.add_argument("--block", type=int, default=16384, help="random: images made and described at once")
+    p.add_argument(
+        "--block", type=int, default=16384, help="random: images made and described at once"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--show-false", type=int, default=0, help="photos: save this many false pairs side by side")
+    p.add_argument(
+        "--thumbnails-only",
+        action="store_true",
+        help="no full-resolution check of thumbnail matches",
+    )
+    p.add_argument(
+        "--show-false", type=int, default=0, help="photos: save this many false pairs side by side"
+    )
     p.add_argument("--show-false-path", default="false_pairs.png")
     p.add_argument("--json", help="also write the figures to this JSON file")
     a = p.parse_args()

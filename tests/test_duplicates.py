@@ -19,7 +19,10 @@ from errorless.duplicates import describe, find_duplicates
 
 
 def _pairs(res) -> dict[tuple[int, int], str]:
-    return {(int(a), int(b)): k for a, b, k in zip(res.pairs["a"], res.pairs["b"], res.pairs["kind"], strict=True)}
+    return {
+        (int(a), int(b)): k
+        for a, b, k in zip(res.pairs["a"], res.pairs["b"], res.pairs["kind"], strict=True)
+    }
 
 
 # ---------------------------------------------------------------- exact
@@ -34,7 +37,9 @@ def test_exact_groups_cross_label_only() -> None:
     keys, t = describe(x)
     res = find_duplicates(keys, t, labels, near=False)
     assert _pairs(res) == {(0, 2): "exact"}
-    assert res.group[0] == res.group[2] and res.group[1] == res.group[3] and res.stats["n_unique"] == 4
+    assert (
+        res.group[0] == res.group[2] and res.group[1] == res.group[3] and res.stats["n_unique"] == 4
+    )
     assert (res.pairs["similarity"] == 1.0).all()
 
 
@@ -42,10 +47,15 @@ def test_image_keys_equal_a_plain_loop() -> None:
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, size=(9, 5, 7, 3), dtype=np.uint8)  # 105 bytes: padded to 14 words
     keys = dup.image_keys(x, block=4)
-    mult = np.random.default_rng(0).integers(0, 2**63, size=(14, 2), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    mult = np.random.default_rng(0).integers(0, 2**63, size=(14, 2), dtype=np.uint64) * np.uint64(
+        2
+    ) + np.uint64(1)
     for i in range(len(x)):
         words = np.frombuffer(x[i].tobytes() + b"\0" * 7, dtype=np.uint64)
-        expect = [sum(int(w) * int(m) for w, m in zip(words, mult[:, j], strict=True)) % 2**64 for j in range(2)]
+        expect = [
+            sum(int(w) * int(m) for w, m in zip(words, mult[:, j], strict=True)) % 2**64
+            for j in range(2)
+        ]
         assert keys[i].tolist() == expect
 
 
@@ -69,14 +79,24 @@ def test_thumbnails_equal_a_plain_loop() -> None:
     odd = nc.thumbs(x[:, :63, :62])  # not a multiple of 32: the interpolation-matrix path
     for i in range(len(x)):
         img = x[i].astype(np.float64)
-        col = np.array([[img[2 * r : 2 * r + 2, 2 * c : 2 * c + 2].mean(axis=(0, 1)) for c in range(32)]
-                        for r in range(32)])
+        col = np.array(
+            [
+                [img[2 * r : 2 * r + 2, 2 * c : 2 * c + 2].mean(axis=(0, 1)) for c in range(32)]
+                for r in range(32)
+            ]
+        )
         grey = col @ [0.299, 0.587, 0.114]
         np.testing.assert_allclose(t.grey[i], grey, atol=0.07)  # float16
         np.testing.assert_allclose(t.contrast[i], grey.std(), rtol=1e-4)
         small = col.reshape(16, 2, 16, 2, 3).mean(axis=(1, 3))
         assert np.abs(t.colour[i].astype(float) - small).max() <= 0.5 + 1e-6
-        assert abs(float(odd.grey[i].mean()) - float((x[i, :63, :62].astype(float) @ [0.299, 0.587, 0.114]).mean())) < 0.1
+        assert (
+            abs(
+                float(odd.grey[i].mean())
+                - float((x[i, :63, :62].astype(float) @ [0.299, 0.587, 0.114]).mean())
+            )
+            < 0.1
+        )
 
 
 def test_area_matrix_rows_average() -> None:
@@ -105,7 +125,7 @@ def photo_run():
     all_images = np.concatenate([images, copies])
     all_labels = np.concatenate([labels, 100 + np.arange(len(src))])
     keys, t = describe(all_images)
-    res = find_duplicates(keys, t, all_labels)
+    res = find_duplicates(keys, t, all_labels, images=all_images)
     truth = {(int(s), n + i): kinds[i // 3] for i, s in enumerate(src)}
     return res, truth, n
 
@@ -117,7 +137,9 @@ def test_every_copy_kind_is_found_on_photos(photo_run) -> None:
     assert not missed, f"copy kinds not found: {missed}"
     flips = [found[p] for p, k in truth.items() if k == "flip"]
     assert flips == ["mirrored"] * 3
-    assert all(found[p] == "near" for p, k in truth.items() if k in ("jpeg", "crop", "shift", "rescale"))
+    assert all(
+        found[p] == "near" for p, k in truth.items() if k in ("jpeg", "crop", "shift", "rescale")
+    )
 
 
 def test_distinct_photo_crops_are_not_paired(photo_run) -> None:
@@ -142,29 +164,122 @@ def test_colour_wheel_and_constant_channel_are_not_duplicates() -> None:
     keys, t = describe(x)
     res = find_duplicates(keys, t, np.arange(4))
     assert res.pairs.empty
-    sims = nc.similarity(t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False]))
+    sims, _, _ = nc.similarity(
+        t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False])
+    )
     # the same grey shape, but only at 5x the contrast (0.587 / 0.114), and other colours
     assert sims[0, 0] == -1.0 and sims[0, 2] < 0.5
     _, _, par = nc.align(t.grey[[0]].astype(np.float32), t.grey[[1]].astype(np.float32))
     assert par[0, 4] == pytest.approx(0.587 / 0.114, rel=0.05) and not nc.plausible(par)[0]
 
 
+def _crop(label: int, box: tuple[int, int, int, int], mirror: bool = False) -> np.ndarray:
+    """A 64×64 crop of a label's photo, made as photos.crops makes them."""
+    from PIL import Image
+
+    y0, x0, y1, x1 = box
+    photo = photos.source_photos()[photos.parts()[label].photo][1]
+    im = np.asarray(
+        Image.fromarray(photo).crop((x0, y0, x1, y1)).resize((64, 64), Image.Resampling.BILINEAR)
+    )
+    return np.ascontiguousarray(im[:, ::-1] if mirror else im)
+
+
+def test_full_resolution_check_rejects_look_alikes_keeps_copies() -> None:
+    """Two look-alikes of the real-photo bench (seed 0) that match on the thumbnails: the logo's
+    top-left and top-right quarters (mirror-symmetric arcs; the line drawing is in one of
+    them only) and brick-wall crops about one brick period apart (the specks differ). At full
+    resolution they are not copies, while JPEG (quality 30), mirrored and 4-px-shifted copies
+    of the same crops still are."""
+    logo_l, logo_r = _crop(24, (13, 12, 122, 121)), _crop(25, (26, 378, 132, 484))
+    brick_a, brick_b = _crop(42, (98, 388, 156, 446)), _crop(44, (421, 385, 493, 457))
+    astro = _crop(0, (60, 100, 200, 240))
+    jpeg = transform_copy(logo_l, "jpeg", np.random.default_rng(0))
+    buf = __import__("io").BytesIO()
+    from PIL import Image
+
+    Image.fromarray(astro).save(buf, format="JPEG", quality=30)
+    astro_jpeg = np.asarray(Image.open(buf))
+    shifted = np.ascontiguousarray(
+        brick_a[np.clip(np.arange(64) - 4, 0, 63)][:, np.clip(np.arange(64) + 4, 0, 63)]
+    )
+    x = np.stack(
+        [logo_l, logo_r, brick_a, brick_b, astro, astro_jpeg, jpeg, brick_a[:, ::-1], shifted]
+    )
+    labels = np.arange(len(x))
+    keys, t = describe(x)
+    thumbs_only = _pairs(find_duplicates(keys, t, labels))
+    assert (0, 1) in thumbs_only and (2, 3) in thumbs_only  # the thumbnails cannot tell them apart
+    res = find_duplicates(keys, t, labels, images=x)
+    found = _pairs(res)
+    assert (0, 1) not in found and (2, 3) not in found
+    assert found[(4, 5)] == "near" and found[(0, 6)] == "near"
+    assert found[(2, 7)] == "mirrored" and found[(2, 8)] == "near"
+    assert (
+        res.stats["full_resolution_check"]
+        and res.stats["n_thumbnail_matches"] > res.stats["n_verified_pairs"]
+    )
+
+
+def test_local_residual_equals_a_plain_loop() -> None:
+    rng = np.random.default_rng(9)
+    side = 12
+    a = rng.normal(size=(3, side * side)).astype(np.float32)
+    b = (2 * a + 1 + rng.normal(scale=0.3, size=a.shape)).astype(np.float32)
+    b[1, :20] += 5  # one block far off
+    m = np.ones_like(a)
+    m[2, : side * 7] = 0  # pair 2: the top blocks are (mostly) outside the overlap
+    glob, local = nc._local_residual(a, b, m, side)
+    k = side // nc.BLOCKS
+    for p in range(3):
+        w = m[p] > 0
+        g, h = np.polyfit(a[p][w], b[p][w], 1)
+        e = (b[p] - g * a[p] - h).reshape(side, side)
+        sd = b[p][w].std()
+        pa = (g * a[p]).reshape(side, side)
+        bb, mm = b[p].reshape(side, side), m[p].reshape(side, side)
+        worst_g = worst_l = 0.0
+        for i in range(nc.BLOCKS):
+            for j in range(nc.BLOCKS):
+                sl = (slice(i * k, (i + 1) * k), slice(j * k, (j + 1) * k))
+                inside = mm[sl] > 0
+                if inside.sum() < 0.5 * k * k:
+                    continue
+                rms = np.sqrt((e[sl][inside] ** 2).mean())
+                contrast = max(bb[sl][inside].std(), pa[sl][inside].std(), nc.LOCAL_FLOOR * sd)
+                worst_g, worst_l = max(worst_g, rms / sd), max(worst_l, rms / contrast)
+        assert glob[p] == pytest.approx(worst_g, rel=1e-3) and local[p] == pytest.approx(
+            worst_l, rel=1e-3
+        )
+    assert glob[1] > 2 * glob[0]
+
+
 def test_mirror_query_equals_mirrored_descriptor() -> None:
     rng = np.random.default_rng(6)
     g = rng.uniform(0, 255, size=(3, 32, 32)).astype(np.float32)
-    np.testing.assert_allclose(nc.descriptors(g, flip=True), nc.descriptors(g[:, :, ::-1].copy()), atol=1e-5)
+    np.testing.assert_allclose(
+        nc.descriptors(g, flip=True), nc.descriptors(g[:, :, ::-1].copy()), atol=1e-5
+    )
 
 
 # ---------------------------------------------------------------- CLI on shards
 
 
-def write_shard(folder: Path, module: int, sub: int, images: np.ndarray, labels, batch: str, rows) -> None:
+def write_shard(
+    folder: Path, module: int, sub: int, images: np.ndarray, labels, batch: str, rows
+) -> None:
     rows = np.asarray(rows, np.int64)
     np.savez(
         folder / f"m{module:02d}_s{sub}.npz",
-        images=images, labels=np.asarray(labels, np.int64), batch=np.array([batch] * len(rows)),
-        row=rows, ids=np.array([f"{batch}:{r}" for r in rows]), module=np.int64(module),
-        submodule=np.int64(sub), label_lo=np.int64((module - 1) * 2), label_hi=np.int64(module * 2),
+        images=images,
+        labels=np.asarray(labels, np.int64),
+        batch=np.array([batch] * len(rows)),
+        row=rows,
+        ids=np.array([f"{batch}:{r}" for r in rows]),
+        module=np.int64(module),
+        submodule=np.int64(sub),
+        label_lo=np.int64((module - 1) * 2),
+        label_hi=np.int64(module * 2),
         num_labels=np.int64(4),
     )
 
@@ -180,13 +295,25 @@ def test_cli_cross_module_pairs(tmp_path: Path) -> None:
     write_shard(shards, 2, 1, b, [2, 2, 3, 3, 2, 3], "train_data_batch_2", range(6))
     out = tmp_path / "q" / "duplicates.parquet"
     settings = {"features": ["R", "G", "B"], "featured_models": [3]}
-    rc = main(["duplicates", "--settings", json.dumps(settings), "--shards", str(shards), "--out", str(out)])
+    rc = main(
+        [
+            "duplicates",
+            "--settings",
+            json.dumps(settings),
+            "--shards",
+            str(shards),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     df = pd.read_parquet(out)
     assert list(df.columns) == dup.OUTPUT_COLUMNS
     got = {frozenset((i, j)): k for i, j, k in zip(df["id_a"], df["id_b"], df["kind"], strict=True)}
-    assert got == {frozenset(("train_data_batch_1:0", "train_data_batch_2:3")): "exact",
-                   frozenset(("train_data_batch_1:1", "train_data_batch_2:4")): "mirrored"}
+    assert got == {
+        frozenset(("train_data_batch_1:0", "train_data_batch_2:3")): "exact",
+        frozenset(("train_data_batch_1:1", "train_data_batch_2:4")): "mirrored",
+    }
     assert set(df["module_a"]) | set(df["module_b"]) == {"m01", "m02"}
     stats = json.loads(out.with_suffix(".json").read_text())
     assert stats["n_images"] == 12 and stats["peak_rss_mb"] > 0

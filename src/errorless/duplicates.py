@@ -20,6 +20,7 @@ import logging
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,24 @@ log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["a", "b", "kind", "similarity", "group"]
 OUTPUT_COLUMNS = [
-    "id_a", "id_b", "label_a", "label_b", "module_a", "submodule_a", "module_b", "submodule_b",
-    "kind", "similarity", "group",
+    "id_a",
+    "id_b",
+    "label_a",
+    "label_b",
+    "module_a",
+    "submodule_a",
+    "module_b",
+    "submodule_b",
+    "kind",
+    "similarity",
+    "group",
 ]
 MATCH_KINDS = ("exact", "near", "mirrored")
 MAX_GROUP_PAIRS = 64  # groups larger than this emit star pairs, not all pairs
 BLOCK = 4096
+ImageRows = Callable[
+    [np.ndarray], np.ndarray
+]  # sorted row indices -> their images (R, H, W, C) uint8
 
 
 @dataclass
@@ -66,7 +79,9 @@ def image_keys(images: np.ndarray, seed: int = 0, block: int = BLOCK) -> np.ndar
     d = flat.shape[1]
     width = -(-d // 8) * 8
     rng = np.random.default_rng(seed)
-    mult = rng.integers(0, 2**63, size=(width // 8, 2), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    mult = rng.integers(0, 2**63, size=(width // 8, 2), dtype=np.uint64) * np.uint64(2) + np.uint64(
+        1
+    )
     keys = np.empty((n, 2), dtype=np.uint64)
     buf = np.zeros((min(block, max(n, 1)), width), dtype=np.uint8)
     for lo in range(0, n, block):
@@ -139,18 +154,27 @@ def exact_pairs(group: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
 
 
 def _empty_pairs() -> pd.DataFrame:
-    return pd.DataFrame({
-        "a": pd.Series([], dtype=np.int64), "b": pd.Series([], dtype=np.int64),
-        "kind": pd.Series([], dtype=object), "similarity": pd.Series([], dtype=np.float64),
-        "group": pd.Series([], dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "a": pd.Series([], dtype=np.int64),
+            "b": pd.Series([], dtype=np.int64),
+            "kind": pd.Series([], dtype=object),
+            "similarity": pd.Series([], dtype=np.float64),
+            "group": pd.Series([], dtype=np.int64),
+        }
+    )
 
 
 # ---------------------------------------------------------------- near
 
 
 def near_pairs(
-    t: Thumbs, labels: np.ndarray, group: np.ndarray, first: np.ndarray, s: NearSettings
+    t: Thumbs,
+    labels: np.ndarray,
+    group: np.ndarray,
+    first: np.ndarray,
+    s: NearSettings,
+    images: ImageRows | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Near and mirrored pairs with different labels; the search runs on one representative per
     exact group and its result is expanded to the group members."""
@@ -165,21 +189,35 @@ def near_pairs(
         np.maximum.at(lab_max, group, labels)
         several = lab_min != lab_max
         rep_labels[several] = -1 - np.flatnonzero(several)
-    res = near_copies(t.take(first) if len(first) < len(group) else t, rep_labels, s)
-    ca, cb = first[res.a], first[res.b]
+    # the search runs on the representatives in place (a copy of 1.28 M thumbnails is 3.6 GB)
+    reps = first if len(first) < len(group) else None
+    res = near_copies(t, rep_labels[group], s, images, rows=reps)
+    ca, cb = res.a, res.b
     simple = (size[group[ca]] == 1) & (size[group[cb]] == 1)
-    out = [pd.DataFrame({"a": ca[simple], "b": cb[simple], "kind": res.kind[simple],
-                         "similarity": res.similarity[simple]})]
+    out = [
+        pd.DataFrame(
+            {
+                "a": ca[simple],
+                "b": cb[simple],
+                "kind": res.kind[simple],
+                "similarity": res.similarity[simple],
+            }
+        )
+    ]
     if (~simple).any():
         order = np.argsort(group, kind="stable")
         starts = np.concatenate([[0], np.cumsum(size)[:-1]])
-        for ra, rb, k, sim in zip(ca[~simple], cb[~simple], res.kind[~simple], res.similarity[~simple],
-                                  strict=True):
+        for ra, rb, k, sim in zip(
+            ca[~simple], cb[~simple], res.kind[~simple], res.similarity[~simple], strict=True
+        ):
             ma = order[starts[group[ra]] : starts[group[ra]] + size[group[ra]]][:MAX_GROUP_PAIRS]
             mb = order[starts[group[rb]] : starts[group[rb]] + size[group[rb]]][:MAX_GROUP_PAIRS]
             ii, jj = (v.ravel() for v in np.meshgrid(ma, mb, indexing="ij"))
-            out.append(pd.DataFrame({"a": np.minimum(ii, jj), "b": np.maximum(ii, jj), "kind": k,
-                                     "similarity": sim}))
+            out.append(
+                pd.DataFrame(
+                    {"a": np.minimum(ii, jj), "b": np.maximum(ii, jj), "kind": k, "similarity": sim}
+                )
+            )
     df = pd.concat(out, ignore_index=True)
     df = df[labels[df["a"].to_numpy()] != labels[df["b"].to_numpy()]]
     df["group"] = np.int64(-1)
@@ -190,20 +228,32 @@ def near_pairs(
 
 
 def find_duplicates(
-    keys: np.ndarray, t: Thumbs, labels: np.ndarray, settings: NearSettings | None = None,
+    keys: np.ndarray,
+    t: Thumbs,
+    labels: np.ndarray,
+    settings: NearSettings | None = None,
     near: bool = True,
+    images: np.ndarray | ImageRows | None = None,
 ) -> DuplicateResult:
     """Exact, near and mirrored copies with different labels, from the images' keys
-    (``image_keys``) and thumbnails (``nearcopy.thumbs``)."""
+    (``image_keys``) and thumbnails (``nearcopy.thumbs``). ``images``: the images (an array,
+    or a function of sorted row indices that returns those rows' images), with which pairs
+    that match on the thumbnails are confirmed at full resolution (``nearcopy.full_residual``);
+    without it, the thumbnails decide alone (less precise)."""
     s = settings or NearSettings()
     labels = np.asarray(labels)
     if len(keys) != len(labels) or len(t.grey) != len(labels):
-        raise DataError(f"keys {keys.shape}, thumbnails {t.grey.shape} and labels {labels.shape} do not match")
+        raise DataError(
+            f"keys {keys.shape}, thumbnails {t.grey.shape} and labels {labels.shape} do not match"
+        )
     t0 = time.perf_counter()
     group, first = key_groups(keys)
     exact = exact_pairs(group, labels)
     t1 = time.perf_counter()
-    near_df, near_stats = near_pairs(t, labels, group, first, s) if near else (_empty_pairs(), {})
+    fetch = (lambda rows: images[rows]) if isinstance(images, np.ndarray) else images
+    near_df, near_stats = (
+        near_pairs(t, labels, group, first, s, fetch) if near else (_empty_pairs(), {})
+    )
     t2 = time.perf_counter()
     pairs = pd.concat([exact, near_df], ignore_index=True) if len(near_df) else exact
     pairs = pairs.sort_values(["kind", "a", "b"], kind="stable").reset_index(drop=True)
@@ -250,6 +300,24 @@ class Inputs:
     ids: np.ndarray
     module: np.ndarray  # str "m01"
     submodule: np.ndarray  # str "s1"
+    paths: list[Path] = field(default_factory=list)  # shards, in row order
+    starts: np.ndarray = field(
+        default_factory=lambda: np.zeros(1, np.int64)
+    )  # first row of each shard, then N
+
+    def images(self, rows: np.ndarray) -> np.ndarray:
+        """The images of sorted rows, read back from their shards (only the shards they are in)."""
+        from .shards import load_shard
+
+        rows = np.asarray(rows, np.int64)
+        shard = np.searchsorted(self.starts, rows, side="right") - 1
+        out = None
+        for k in np.unique(shard).tolist():
+            sel = np.flatnonzero(shard == k)
+            img = load_shard(self.paths[k]).images
+            out = np.empty((len(rows), *img.shape[1:]), np.uint8) if out is None else out
+            out[sel] = img[rows[sel] - self.starts[k]]
+        return out if out is not None else np.zeros((0, 1, 1, 1), np.uint8)
 
 
 def load_inputs(shards: Path, seed: int = 0) -> Inputs:
@@ -280,7 +348,16 @@ def load_inputs(shards: Path, seed: int = 0) -> Inputs:
         module[lo:hi], sub[lo:hi] = sh.name.split("_")
         lo = hi
         del sh
-    return Inputs(keys, thumbs_all, labels, ids, module, sub)
+    return Inputs(
+        keys,
+        thumbs_all,
+        labels,
+        ids,
+        module,
+        sub,
+        paths,
+        np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+    )
 
 
 def pairs_table(pairs: pd.DataFrame, inp: Inputs) -> pd.DataFrame:
@@ -307,10 +384,19 @@ def output_schema():
     import pyarrow as pa
 
     return pa.schema(
-        [("id_a", pa.string()), ("id_b", pa.string()), ("label_a", pa.int64()),
-         ("label_b", pa.int64()), ("module_a", pa.string()), ("submodule_a", pa.string()),
-         ("module_b", pa.string()), ("submodule_b", pa.string()), ("kind", pa.string()),
-         ("similarity", pa.float64()), ("group", pa.int64())]
+        [
+            ("id_a", pa.string()),
+            ("id_b", pa.string()),
+            ("label_a", pa.int64()),
+            ("label_b", pa.int64()),
+            ("module_a", pa.string()),
+            ("submodule_a", pa.string()),
+            ("module_b", pa.string()),
+            ("submodule_b", pa.string()),
+            ("kind", pa.string()),
+            ("similarity", pa.float64()),
+            ("group", pa.int64()),
+        ]
     )
 
 
@@ -320,15 +406,25 @@ def duplicates_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shards", help="shard folder (default: {results}/shards)")
     p.add_argument("--out", help="pairs Parquet (default: {results}/quality/duplicates.parquet)")
     p.add_argument("--stats", help="time/memory JSON (default: the --out path with .json)")
-    p.add_argument("--no-near", action="store_true", help="exact copies only (skip the near-copy search)")
-    p.add_argument("--flat-limit", type=int, default=NearSettings.flat_limit,
-                   help="images up to which the candidate search is exact (faiss flat); IVF above")
-    p.add_argument("--nprobe", type=int, default=NearSettings.nprobe, help="IVF cells probed per query")
+    p.add_argument(
+        "--no-near", action="store_true", help="exact copies only (skip the near-copy search)"
+    )
+    p.add_argument(
+        "--flat-limit",
+        type=int,
+        default=NearSettings.flat_limit,
+        help="images up to which the candidate search is exact (faiss flat); IVF above",
+    )
+    p.add_argument(
+        "--nprobe", type=int, default=NearSettings.nprobe, help="IVF cells probed per query"
+    )
 
 
 def near_settings(cfg: dict[str, Any], **extra: Any) -> NearSettings:
     dl = cfg["double_labeling"]
-    return NearSettings(similarity=dl["near_similarity"], neighbours=dl["neighbours"], seed=cfg["seed"], **extra)
+    return NearSettings(
+        similarity=dl["near_similarity"], neighbours=dl["neighbours"], seed=cfg["seed"], **extra
+    )
 
 
 def duplicates_main(args: argparse.Namespace) -> int:
@@ -342,7 +438,9 @@ def duplicates_main(args: argparse.Namespace) -> int:
     inp = load_inputs(shards, cfg["seed"])
     t_load = time.perf_counter() - t0
     log.info("%d images: keys and thumbnails in %.1f s", len(inp.labels), t_load)
-    res = find_duplicates(inp.keys, inp.thumbs, inp.labels, s, near=not args.no_near)
+    res = find_duplicates(
+        inp.keys, inp.thumbs, inp.labels, s, near=not args.no_near, images=inp.images
+    )
     table = pairs_table(res.pairs, inp)
     import pyarrow as pa
 
@@ -358,7 +456,12 @@ def duplicates_main(args: argparse.Namespace) -> int:
     write_json(stats_path, stats)
     log.info(
         "%d exact pair(s) in %d group(s), %d near, %d mirrored (similarity >= %g); %.1f s, peak RSS %.0f MB",
-        stats["n_exact_pairs"], stats["n_exact_groups_mixed"], stats["n_near_pairs"],
-        stats["n_mirrored_pairs"], s.similarity, stats["seconds_total"], stats["peak_rss_mb"],
+        stats["n_exact_pairs"],
+        stats["n_exact_groups_mixed"],
+        stats["n_near_pairs"],
+        stats["n_mirrored_pairs"],
+        s.similarity,
+        stats["seconds_total"],
+        stats["peak_rss_mb"],
     )
     return 0

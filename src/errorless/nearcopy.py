@@ -1,7 +1,7 @@
 """Near copies of images (SPEC §8): find pairs of images that are the same picture after JPEG
 re-encoding, rescaling, small crops and shifts, mirroring or brightness/contrast changes.
 
-Three steps, all vectorised over whole arrays (no Python loop per image or per pair):
+Four steps, all vectorised over whole arrays (no Python loop per image or per pair):
 
 1. **Thumbnails** (``Thumbs``): each image becomes a 32×32 grey thumbnail (area-averaged, BW
    weights), its mean colour and its grey contrast. Computed in chunks, so 1.28 M images
@@ -9,25 +9,36 @@ Three steps, all vectorised over whole arrays (no Python loop per image or per p
 2. **Candidates** (faiss): an 8×8 descriptor of the thumbnail, centred and scaled to unit
    norm (inner product = Pearson correlation: blind to brightness and contrast, blurred enough
    for JPEG, rescaling and few-pixel shifts). The index holds one descriptor per image; every
-   image asks for its ``neighbours`` nearest with four queries: itself, its mirror image, and
-   both zoomed in by ``zoom`` (a crop of the query is close to the zoomed query). Exact inner
-   product search up to ``flat_limit`` images, an IVF index above.
+   image asks for its ``neighbours`` nearest with views of itself: as it is, its mirror image,
+   both zoomed in by ``zoom`` (a crop of the query is close to the zoomed query), and windows
+   moved by 4 px (at 64 px; fewer neighbours). Exact inner product search up to
+   ``flat_limit`` images, an IVF index above (``nprobe`` cells, ``shift_nprobe`` for the
+   moved windows, of which two suffice there: a pair is asked for from both sides).
 3. **Verification** on the thumbnails: per candidate pair, Gauss-Newton (Lucas-Kanade)
    fits a scale and shift per axis plus gain and offset that map one thumbnail onto the
    other, coarse to fine (blur σ = 2, 1, 0.5 px), from three starting scales; the pair's
-   **similarity** is the correlation of the aligned thumbnails over their overlap. A pair is a
-   near copy when the similarity reaches ``similarity``, the aligned band-pass details reach
+   **similarity** is the correlation of the aligned thumbnails over their overlap. A pair
+   matches when the similarity reaches ``similarity``, the aligned band-pass details reach
    ``detail`` and the aligned colour thumbnails reach ``colour`` — or the similarity alone
    reaches ``sure_similarity`` with colours at ``sure_colour`` (JPEG at quality 30 blurs the
-   details away); **mirrored** when it only matches through the mirror image. Images with almost no grey contrast (std below
-   ``min_contrast``, e.g. a black or a constant-colour crop) have no shape to compare and
-   take part only in the exact search.
+   details away); **mirrored** when it only matches through the mirror image. Images with
+   almost no grey contrast (std below ``min_contrast``, e.g. a black or a constant-colour
+   crop) have no shape to compare and take part only in the exact search.
+4. **Full resolution** (when the caller can give the images back, ``near_copies(images=)``):
+   the thumbnail matches are compared once more on the images, aligned by the thumbnail fit,
+   block by block (``full_residual``): a copy is close in every block, while two different
+   pictures that share one large shape — a logo's mirror-symmetric quarters, brick-wall
+   crops one period apart — differ somewhere (the drawing in one quarter, the specks on the
+   bricks). Thresholds ``max_residual`` and ``max_local_residual`` are the 99.5th
+   percentile of the planted copies of every kind on real photos (bench/duplicates_bench.py,
+   seed 0; checked on seed 1).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,12 +59,19 @@ class NearSettings:
     colour: float = 0.8  # ... and its colour thumbnails this much
     sure_similarity: float = 0.99  # or: aligned correlation this high (JPEG blurs the details) ...
     sure_colour: float = 0.97  # ... with colours this close
+    max_residual: float = (
+        0.32  # and, at full resolution, no block further off than this share of the
+    )
+    max_local_residual: float = (
+        0.66  # image's contrast, nor than this share of the block's own (full_residual)
+    )
     min_contrast: float = 4.0  # grey std (0..255) below which an image has no near search
     neighbours: int = 10
     prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
     zoom: float = 1.15
     flat_limit: int = 20_000
-    nprobe: int = 12
+    nprobe: int = 10  # IVF cells probed by the image, mirror and zoom views ...
+    shift_nprobe: int = 3  # ... and by the moved windows
     nlist: int = 0  # IVF cells; 0 = 4·sqrt(N)
     seed: int = 0
     block: int = 8192
@@ -67,17 +85,29 @@ class Thumbs:
 
     @staticmethod
     def concat(parts: list[Thumbs]) -> Thumbs:
-        return Thumbs(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("grey", "colour", "contrast")))
+        return Thumbs(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("grey", "colour", "contrast")
+            )
+        )
 
     @staticmethod
     def empty(n: int) -> Thumbs:
         """Room for n images, filled block by block with ``put`` (no second copy, unlike concat)."""
-        return Thumbs(np.empty((n, SIDE, SIDE), np.float16), np.empty((n, SIDE // 2, SIDE // 2, 3), np.uint8),
-                      np.empty(n, np.float32))
+        return Thumbs(
+            np.empty((n, SIDE, SIDE), np.float16),
+            np.empty((n, SIDE // 2, SIDE // 2, 3), np.uint8),
+            np.empty(n, np.float32),
+        )
 
     def put(self, lo: int, part: Thumbs) -> None:
         hi = lo + len(part.grey)
-        self.grey[lo:hi], self.colour[lo:hi], self.contrast[lo:hi] = part.grey, part.colour, part.contrast
+        self.grey[lo:hi], self.colour[lo:hi], self.contrast[lo:hi] = (
+            part.grey,
+            part.colour,
+            part.contrast,
+        )
 
     def take(self, rows: np.ndarray) -> Thumbs:
         return Thumbs(self.grey[rows], self.colour[rows], self.contrast[rows])
@@ -118,23 +148,36 @@ def thumbs(images: np.ndarray, block: int = 4096) -> Thumbs:
         if x.shape[-1] == 1:
             x = np.repeat(x, 3, axis=3)
         col = _area32(x)  # (B, 32, 32, 3)
-        g = GREY[0] * col[..., 0] + GREY[1] * col[..., 1] + GREY[2] * col[..., 2]  # (B, 32, 32): grey of the average
+        g = (
+            GREY[0] * col[..., 0] + GREY[1] * col[..., 1] + GREY[2] * col[..., 2]
+        )  # (B, 32, 32): grey of the average
         grey[lo : lo + block] = g
         contrast[lo : lo + block] = g.reshape(len(g), -1).std(axis=1)
-        small = (col[:, ::2, ::2] + col[:, 1::2, ::2] + col[:, ::2, 1::2] + col[:, 1::2, 1::2]) * 0.25
+        small = (
+            col[:, ::2, ::2] + col[:, 1::2, ::2] + col[:, ::2, 1::2] + col[:, 1::2, 1::2]
+        ) * 0.25
         colour[lo : lo + block] = np.clip(np.rint(small), 0, 255)
     return Thumbs(grey, colour, contrast)
 
 
-def descriptors(grey: np.ndarray, flip: bool = False, zoom: float = 1.0,
-                shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+DESC_BLUR = 1.5  # thumbnail blur before the descriptor: shifts of a few pixels stay inside one cell
+
+
+def descriptors(
+    grey: np.ndarray,
+    flip: bool = False,
+    zoom: float = 1.0,
+    shift: tuple[float, float] = (0.0, 0.0),
+    blurred: bool = False,
+) -> np.ndarray:
     """(N, 64) float32 unit-norm centred 8×8 area averages of the thumbnails (optionally
-    mirrored, of the central 1/zoom part, or of a window shifted by (rows, cols) pixels)."""
+    mirrored, of the central 1/zoom part, or of a window shifted by (rows, cols) pixels).
+    ``blurred``: the thumbnails are already blurred by DESC_BLUR (one blur for several views)."""
     half = SIDE / zoom / 2
     r = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[0], SIDE / 2 + half + shift[0])
     rc = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[1], SIDE / 2 + half + shift[1])
     rc = rc[:, ::-1] if flip else rc
-    g = _blur(grey.astype(np.float32), 1.5)  # shifts of a few pixels stay inside one cell
+    g = grey if blurred else _blur(grey.astype(np.float32), DESC_BLUR)
     d = (r @ g @ rc.T).reshape(len(grey), -1)  # (N, 64)
     d -= d.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(d, axis=1, keepdims=True)
@@ -144,12 +187,16 @@ def descriptors(grey: np.ndarray, flip: bool = False, zoom: float = 1.0,
 # ---------------------------------------------------------------- candidates
 
 
-def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Candidate pairs (a, b, flipped) with different labels among the images with contrast;
-    each pair once per orientation, a < b."""
+def candidates(
+    t: Thumbs, labels: np.ndarray, s: NearSettings, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Candidate pairs (a, b, flipped) with different labels among the images with contrast
+    (of ``rows`` only, when given: no copy of the thumbnails); each pair once per orientation,
+    a < b."""
     import faiss
 
-    active = np.flatnonzero(t.contrast >= s.min_contrast)
+    rows = np.arange(len(t.contrast)) if rows is None else np.asarray(rows, np.int64)
+    active = rows[t.contrast[rows] >= s.min_contrast]
     n = len(active)
     k = min(s.neighbours + 1, n)
     if n < 2:
@@ -160,13 +207,20 @@ def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarr
     # shared background) says nothing about which two are copies
     rng = np.random.default_rng(s.seed)
     sample = np.sort(rng.choice(n, size=min(n, 100_000), replace=False))
-    centre = descriptors(t.grey[active[sample]]).mean(axis=0)
+    centre = np.concatenate(
+        [
+            descriptors(t.grey[active[sample[i : i + s.block]]])
+            for i in range(0, len(sample), s.block)
+        ]
+    ).mean(axis=0)
 
-    def desc(lo: int, hi: int, flip: bool = False, zoom: float = 1.0, shift=(0.0, 0.0),
-             rows: np.ndarray | None = None) -> np.ndarray:
-        d = descriptors(t.grey[active[lo:hi] if rows is None else active[rows]], flip, zoom, shift) - centre
+    def unit(d: np.ndarray) -> np.ndarray:
+        d = d - centre
         norm = np.linalg.norm(d, axis=1, keepdims=True)
         return np.ascontiguousarray(np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6))
+
+    def blurred(rows: np.ndarray) -> np.ndarray:
+        return _blur(t.grey[active[rows]].astype(np.float32), DESC_BLUR)
 
     if n <= s.flat_limit:
         index = faiss.IndexFlatIP(dim)
@@ -174,34 +228,55 @@ def candidates(t: Thumbs, labels: np.ndarray, s: NearSettings) -> tuple[np.ndarr
     else:
         nlist = s.nlist or int(max(1, min(4 * np.sqrt(n), n // 40)))
         sample = np.sort(rng.choice(n, size=int(min(n, max(40 * nlist, 50_000))), replace=False))
-        train = desc(0, 0, rows=sample)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = s.seed
-        index.train(train)
-        index.nprobe = min(s.nprobe, nlist)
-        method = f"ivf(nlist={nlist},nprobe={index.nprobe})"
+        index.train(
+            np.concatenate(  # block by block: 180,000 float32 thumbnails would be 0.7 GB
+                [
+                    unit(descriptors(blurred(sample[i : i + s.block]), blurred=True))
+                    for i in range(0, len(sample), s.block)
+                ]
+            )
+        )
+        method = f"ivf(nlist={nlist},nprobe={min(s.nprobe, nlist)},shift nprobe={min(s.shift_nprobe, nlist)})"
     for lo in range(0, n, s.block):
-        index.add(desc(lo, min(n, lo + s.block)))
+        index.add(unit(descriptors(blurred(np.arange(lo, min(n, lo + s.block))), blurred=True)))
+    # views asked for: the image, its mirror image, both zoomed in (a crop of the image is close
+    # to the zoomed view), each with k neighbours; and windows moved by 2 thumbnail px (4 px at
+    # 64) with fewer neighbours. A pair is asked for from both sides, so on the IVF index two
+    # diagonal moves cover all four (a moved by (2, 2) against b is b moved by (-2, -2) against a)
+    # and are probed less deeply.
+    queries = [(flip, zoom, (0.0, 0.0), k) for flip in (False, True) for zoom in (1.0, s.zoom)]
+    moves = (
+        ((-2.0, -2.0), (-2.0, 2.0), (2.0, -2.0), (2.0, 2.0))
+        if method == "flat"
+        else ((2.0, 2.0), (2.0, -2.0))
+    )
+    queries += [(False, 1.0, move, min(k, 4)) for move in moves]
     ca, cb, cf = [], [], []
     for lo in range(0, n, s.block):
         hi = min(n, lo + s.block)
+        g = blurred(np.arange(lo, hi))
         q = np.repeat(np.arange(lo, hi), k).reshape(hi - lo, k)
-        queries = [(flip, zoom, (0.0, 0.0), k) for flip in (False, True) for zoom in (1.0, s.zoom)]
-        if method == "flat":  # small data sets: also windows moved by 2 px (4 px at 64), fewer neighbours
-            queries += [(False, 1.0, (dy, dx), min(k, 4)) for dy in (-2.0, 2.0) for dx in (-2.0, 2.0)]
         for flip, zoom, shift, kq in queries:
-            sim, nbr = index.search(desc(lo, hi, flip, zoom, shift), kq)
+            if method != "flat":
+                index.nprobe = min(s.nprobe if shift == (0.0, 0.0) else s.shift_nprobe, index.nlist)
+            sim, nbr = index.search(unit(descriptors(g, flip, zoom, shift, blurred=True)), kq)
             keep = (nbr >= 0) & (nbr != q[:, :kq]) & (sim >= s.prefilter)
-            ca.append(q[:, :kq][keep])
-            cb.append(nbr[keep])
-            cf.append(np.full(int(keep.sum()), flip))
+            qa, qb = q[:, :kq][keep], nbr[keep].astype(np.int64)
+            other = labels[active[qa]] != labels[active[qb]]
+            ca.append(qa[other])
+            cb.append(qb[other])
+            cf.append(np.full(int(other.sum()), flip))
     a = active[np.concatenate(ca)]
-    b = active[np.concatenate(cb).astype(np.int64)]
+    b = active[np.concatenate(cb)]
     f = np.concatenate(cf)
-    keep = labels[a] != labels[b]
-    a, b, f = a[keep], b[keep], f[keep]
     lo_, hi_ = np.minimum(a, b), np.maximum(a, b)
-    key = np.unique(np.stack([lo_, hi_, f.astype(np.int64)], axis=1), axis=0) if len(a) else np.zeros((0, 3), np.int64)
+    key = (
+        np.unique(np.stack([lo_, hi_, f.astype(np.int64)], axis=1), axis=0)
+        if len(a)
+        else np.zeros((0, 3), np.int64)
+    )
     return key[:, 0], key[:, 1], key[:, 2].astype(bool), method
 
 
@@ -237,7 +312,11 @@ def _sample(img: np.ndarray, r: np.ndarray, c: np.ndarray, grad: bool = False):
     return top + fr * (bot - top), inside
 
 
-LEVELS = ((2.0, 8, 3), (1.0, 5, 2), (0.5, 3, 1))  # (blur σ in thumbnail px, Gauss-Newton steps, grid step)
+LEVELS = (
+    (2.0, 8, 3),
+    (1.0, 5, 2),
+    (0.5, 3, 1),
+)  # (blur σ in thumbnail px, Gauss-Newton steps, grid step)
 SCALES = (1.0, 1 / 1.12, 1.12)  # starting scales tried (crops zoom in by up to 1.25)
 
 
@@ -270,7 +349,9 @@ def _ncc(av: np.ndarray, bv: np.ndarray, m: np.ndarray) -> np.ndarray:
 COARSE_KEEP = 0.8  # pairs below this correlation after the coarse level are not refined
 
 
-def _fit(al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np.ndarray, steps: int) -> None:
+def _fit(
+    al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np.ndarray, steps: int
+) -> None:
     """Gauss-Newton steps on par (P, 6) in place for b(x) ≈ g·a(s∘x + t) + h."""
     for _ in range(steps):
         r, c = _warp(al, par, xb, yb)
@@ -278,7 +359,9 @@ def _fit(al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np
         m = inside.astype(np.float32)
         g = par[:, 4:5]
         res = g * av + par[:, 5:6] - bv
-        jac = np.stack([g * dx * xb, g * dx, g * dy * yb, g * dy, av, np.ones_like(av)], axis=2)  # (P, K, 6)
+        jac = np.stack(
+            [g * dx * xb, g * dx, g * dy * yb, g * dy, av, np.ones_like(av)], axis=2
+        )  # (P, K, 6)
         jm = jac * m[..., None]
         hess = np.matmul(jm.transpose(0, 2, 1), jac) + 1e-3 * np.eye(6, dtype=np.float32)
         grad = np.matmul(jm.transpose(0, 2, 1), res[..., None])
@@ -344,9 +427,17 @@ def plausible(par: np.ndarray) -> np.ndarray:
     """(P,) whether fitted parameters (P, 6) = sx, tx, sy, ty, gain, offset are within what a
     copy needs."""
     sx, tx, sy, ty, g, h = par.T
-    return ((sx >= 1 / MAX_SCALE) & (sx <= MAX_SCALE) & (sy >= 1 / MAX_SCALE) & (sy <= MAX_SCALE)
-            & (np.abs(tx) <= MAX_SHIFT) & (np.abs(ty) <= MAX_SHIFT)
-            & (g >= 1 / MAX_GAIN) & (g <= MAX_GAIN) & (np.abs(h) <= MAX_OFFSET))
+    return (
+        (sx >= 1 / MAX_SCALE)
+        & (sx <= MAX_SCALE)
+        & (sy >= 1 / MAX_SCALE)
+        & (sy <= MAX_SCALE)
+        & (np.abs(tx) <= MAX_SHIFT)
+        & (np.abs(ty) <= MAX_SHIFT)
+        & (g >= 1 / MAX_GAIN)
+        & (g <= MAX_GAIN)
+        & (np.abs(h) <= MAX_OFFSET)
+    )
 
 
 def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.ndarray:
@@ -363,7 +454,9 @@ def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.nda
     return _ncc(av, bv, m)
 
 
-def _one_way(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+def _one_way(
+    ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray
+) -> np.ndarray:
     a = ga.astype(np.float32)
     a[flipped] = a[flipped][:, :, ::-1]
     cola = ca.astype(np.float32)
@@ -371,30 +464,146 @@ def _one_way(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, fli
     sim, detail, par = align(a, gb.astype(np.float32))
     col = colour_similarity(cola, cb.astype(np.float32), par)
     sim[~plausible(par)] = -1.0  # a fit no copy of the documented kinds needs
-    return np.stack([sim, detail, col], axis=1)
+    return np.stack([sim, detail, col], axis=1), par
 
 
 REVERSE_FROM = 0.8  # pairs at least this similar one way are also fitted the other way
 
 
-def similarity(ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray,
-               block: int = 2048) -> np.ndarray:
+def similarity(
+    ga: np.ndarray,
+    gb: np.ndarray,
+    ca: np.ndarray,
+    cb: np.ndarray,
+    flipped: np.ndarray,
+    block: int = 2048,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
     where flipped). The fit is not symmetric (which image covers the other after a crop, where
     Gauss-Newton starts), so promising pairs are also fitted b onto a; the direction with the
-    higher similarity counts."""
+    higher similarity counts. Also returns the fitted parameters (P, 6) and whether they map
+    b onto a (``reverse``) rather than a onto b."""
     out = np.empty((len(ga), 3), np.float32)
+    pars = np.empty((len(ga), 6), np.float32)
+    reverse = np.zeros(len(ga), bool)
     for lo in range(0, len(ga), block):
         hi = min(len(ga), lo + block)
         f = flipped[lo:hi]
-        fwd = _one_way(ga[lo:hi], gb[lo:hi], ca[lo:hi], cb[lo:hi], f)
+        fwd, par = _one_way(ga[lo:hi], gb[lo:hi], ca[lo:hi], cb[lo:hi], f)
         redo = np.flatnonzero(fwd[:, 0] >= REVERSE_FROM)
         if len(redo):  # mirrored: flip(a) ~ b  <=>  flip(b) ~ a
-            rev = _one_way(gb[lo:hi][redo], ga[lo:hi][redo], cb[lo:hi][redo], ca[lo:hi][redo], f[redo])
+            rev, rpar = _one_way(
+                gb[lo:hi][redo], ga[lo:hi][redo], cb[lo:hi][redo], ca[lo:hi][redo], f[redo]
+            )
             better = rev[:, 0] > fwd[redo, 0]
             fwd[redo[better]] = rev[better]
-        out[lo:hi] = fwd
+            par[redo[better]] = rpar[better]
+            reverse[lo + redo[better]] = True
+        out[lo:hi], pars[lo:hi] = fwd, par
+    return out, pars, reverse
+
+
+BLOCKS = 4  # the aligned overlap is cut into BLOCKS × BLOCKS blocks for the local residual
+LOCAL_FLOOR = 0.2  # a block's contrast counts as at least this share of the image's
+
+
+def _local_residual(
+    av: np.ndarray, bv: np.ndarray, m: np.ndarray, side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far aligned grey values bv (P, side²) on a side × side grid are from g·av + h (gain
+    and offset fitted by least squares over the overlap m), block by block (BLOCKS × BLOCKS
+    blocks, those at least half inside). Returns (P,) pairs of the largest block RMS residual
+    divided by (1) b's global standard deviation and (2) the block's own contrast: the larger
+    of both images' standard deviation in the block, at least LOCAL_FLOOR of the global one.
+    A copy is close everywhere; two different pictures that share a large shape (a logo's
+    mirror-symmetric quarters, brick walls one period apart) differ in some block (a drawing
+    in one quarter only, the specks on the bricks)."""
+    p = len(av)
+    cnt = np.maximum(m.sum(1), 1)
+    ma, mb = (av * m).sum(1) / cnt, (bv * m).sum(1) / cnt
+    da, db = (av - ma[:, None]) * m, (bv - mb[:, None]) * m
+    g = (da * db).sum(1) / np.maximum((da * da).sum(1), 1e-6)
+    pa = g[:, None] * da
+    k = side // BLOCKS
+
+    def blocks(x: np.ndarray) -> np.ndarray:  # (P, side²) -> (P, BLOCKS², k²)
+        x = x.reshape(p, side, side)[:, : k * BLOCKS, : k * BLOCKS].reshape(p, BLOCKS, k, BLOCKS, k)
+        return x.transpose(0, 1, 3, 2, 4).reshape(p, BLOCKS * BLOCKS, k * k)
+
+    mm = blocks(m).sum(2)
+    inside, mm = mm >= 0.5 * k * k, np.maximum(mm, 1)
+    mk = blocks(m)
+
+    def block_std(x: np.ndarray) -> np.ndarray:
+        xb = blocks(x)
+        mean = (xb * mk).sum(2) / mm
+        return np.sqrt(np.maximum((xb * xb * mk).sum(2) / mm - mean**2, 0))
+
+    rms = np.sqrt((blocks((db - pa) * m) ** 2).sum(2) / mm)
+    sd = np.sqrt((db * db).sum(1) / cnt)[:, None]
+    contrast = np.maximum(np.maximum(block_std(db), block_std(pa)), LOCAL_FLOOR * sd)
+    flat = sd[:, 0] <= 1e-6
+    glob = np.where(inside, rms / np.maximum(sd, 1e-6), 0).max(1)
+    local = np.where(inside, rms / np.maximum(contrast, 1e-6), 0).max(1)
+    return np.where(flat, np.inf, glob), np.where(flat, np.inf, local)
+
+
+# Full resolution: a pair that matches on the thumbnails is compared once more on the images
+# themselves, aligned by the thumbnail fit. Both images blurred by FULL_SIGMA (at 64 px; in
+# proportion otherwise); either one may be blurred further (BLUR_MATCH), since rescaling and
+# JPEG blur a copy, and the best of those comparisons counts.
+FULL_SIGMA = 1.0
+FULL_TRIM = 3  # border pixels (at 64 px) left out: a 4-px shift repeats edge pixels
+BLUR_MATCH = ((0.0, 0.0), (0.8, 0.0), (1.5, 0.0), (0.0, 0.8), (0.0, 1.5))
+
+
+def full_residual(
+    img_a: np.ndarray,
+    img_b: np.ndarray,
+    flipped: np.ndarray,
+    par: np.ndarray,
+    reverse: np.ndarray,
+    block: int = 256,
+) -> np.ndarray:
+    """(P, 2) the largest block residuals (``_local_residual``: relative to the image's and to
+    the block's contrast) of image pairs (P, H, W, C) uint8 after the thumbnail alignment
+    ``par`` (from ``similarity``: a mirrored where ``flipped``, b fitted onto a where
+    ``reverse``), each the smallest over the BLUR_MATCH comparisons."""
+    p, h, w = img_a.shape[:3]
+    if h != w:
+        raise ValueError(f"near-copy check at full resolution needs square images, not {h}×{w}")
+    out = np.empty((p, 2), np.float32)
+    unit = h / SIDE
+    trim = max(1, round(FULL_TRIM * h / 64))
+    sigma = FULL_SIGMA * h / 64
+    xb, yb, flat = _grid(h, trim, 1)
+    for lo in range(0, p, block):
+        hi = min(p, lo + block)
+        ga = _grey(img_a[lo:hi])
+        gb = _grey(img_b[lo:hi])
+        rev = reverse[lo:hi, None, None]
+        src, dst = np.where(rev, gb, ga), np.where(rev, ga, gb)
+        f = flipped[lo:hi]
+        src[f] = src[f][:, :, ::-1]
+        pf = par[lo:hi].copy()
+        pf[:, [1, 3]] *= unit
+        r, c = _warp(src, pf, xb, yb)
+        best = np.full((hi - lo, 2), np.inf, np.float32)
+        for extra_src, extra_dst in BLUR_MATCH:
+            sv, inside = _sample(_blur(src, float(np.hypot(sigma, extra_src * unit / 2))), r, c)
+            dv = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2))).reshape(hi - lo, -1)[
+                :, flat
+            ]
+            best = np.minimum(
+                best, np.stack(_local_residual(sv, dv, inside.astype(np.float32), h - 2 * trim), 1)
+            )
+        out[lo:hi] = best
     return out
+
+
+def _grey(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32)
+    return x[..., 0] if x.shape[-1] == 1 else x @ GREY
 
 
 @dataclass
@@ -406,27 +615,61 @@ class NearResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def near_copies(t: Thumbs, labels: np.ndarray, s: NearSettings | None = None) -> NearResult:
-    """Pairs of images with different labels that are near copies (module docstring)."""
+def near_copies(
+    t: Thumbs,
+    labels: np.ndarray,
+    s: NearSettings | None = None,
+    images: Callable[[np.ndarray], np.ndarray] | None = None,
+    rows: np.ndarray | None = None,
+) -> NearResult:
+    """Pairs of images with different labels that are near copies (module docstring).
+    ``images(rows)`` returns the images (len(rows), H, W, C) uint8 of sorted row indices; with
+    it, the pairs that match on the thumbnails are also checked at full resolution
+    (``full_residual`` at most ``s.max_residual``). ``rows``: search these rows only (sorted;
+    e.g. one image per exact group), without copying their thumbnails."""
     s = s or NearSettings()
     labels = np.asarray(labels)
     t0 = time.perf_counter()
-    a, b, f, method = candidates(t, labels, s)
+    a, b, f, method = candidates(t, labels, s, rows)
     t1 = time.perf_counter()
-    sims = similarity(t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, s.block // 4)
+    sims, par, rev = similarity(t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, s.block // 4)
     sim = sims[:, 0].astype(np.float64)
     t2 = time.perf_counter()
+    n_candidates = len(a)
+    good = ((sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour)) | (
+        (sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour)
+    )
+    a, b, f, sim, par, rev = a[good], b[good], f[good], sim[good], par[good], rev[good]
+    n_thumb = len(a)
+    if images is not None and len(a):
+        rows = np.unique(np.concatenate([a, b]))
+        img = images(rows)
+        if len(img) != len(rows):
+            raise ValueError(f"images(rows) gave {len(img)} images for {len(rows)} rows")
+        resid = full_residual(
+            img[np.searchsorted(rows, a)], img[np.searchsorted(rows, b)], f, par, rev
+        )
+        ok = (resid[:, 0] <= s.max_residual) & (resid[:, 1] <= s.max_local_residual)
+        a, b, f, sim = a[ok], b[ok], f[ok], sim[ok]
+    t3 = time.perf_counter()
     # best orientation per pair; "near" wins when the plain orientation also matches
     order = np.lexsort((-sim, f, b, a))
-    a, b, f, sim, sims = a[order], b[order], f[order], sim[order], sims[order]
-    good = ((sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour)) | (
-        (sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour))
-    a, b, f, sim = a[good], b[good], f[good], sim[good]
+    a, b, f, sim = a[order], b[order], f[order], sim[order]
     first = np.ones(len(a), bool)
     first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
     a, b, f, sim = a[first], b[first], f[first], sim[first]
     kind = np.where(f, "mirrored", "near").astype(object)
-    stats = {"near_index": method, "n_candidates": int(len(order)), "n_verified_pairs": int(len(a)),
-             "n_without_contrast": int((t.contrast < s.min_contrast).sum()),
-             "seconds_candidates": round(t1 - t0, 3), "seconds_verify": round(t2 - t1, 3)}
+    stats = {
+        "near_index": method,
+        "n_candidates": int(n_candidates),
+        "n_thumbnail_matches": int(n_thumb),
+        "full_resolution_check": images is not None,
+        "n_verified_pairs": int(len(a)),
+        "n_without_contrast": int(
+            (t.contrast[rows if rows is not None else slice(None)] < s.min_contrast).sum()
+        ),
+        "seconds_candidates": round(t1 - t0, 3),
+        "seconds_verify": round(t2 - t1, 3),
+        "seconds_full_check": round(t3 - t2, 3),
+    }
     return NearResult(a.astype(np.int64), b.astype(np.int64), kind, sim.astype(np.float64), stats)
