@@ -16,7 +16,11 @@ from errorless.cli import main
 from errorless.duplicates import output_schema
 from errorless.errors import DataError
 
-SETTINGS = {"features": ["R", "G", "B"], "featured_models": [3], "dataset": {"format": "npz", "path": "x"}}
+SETTINGS = {
+    "features": ["R", "G", "B"],
+    "featured_models": [3],
+    "dataset": {"format": "npz", "path": "x"},
+}
 B1, B2 = "train_data_batch_1", "train_data_batch_2"
 
 
@@ -24,22 +28,46 @@ def write_shard(folder: Path, module: int, images: np.ndarray, labels, batch: st
     rows = np.arange(len(images), dtype=np.int64)
     np.savez(
         folder / f"m{module:02d}_s1.npz",
-        images=images, labels=np.asarray(labels, np.int64), batch=np.array([batch] * len(rows)),
-        row=rows, ids=np.array([f"{batch}:{r}" for r in rows]), module=np.int64(module),
-        submodule=np.int64(1), label_lo=np.int64((module - 1) * 2), label_hi=np.int64(module * 2),
+        images=images,
+        labels=np.asarray(labels, np.int64),
+        batch=np.array([batch] * len(rows)),
+        row=rows,
+        ids=np.array([f"{batch}:{r}" for r in rows]),
+        module=np.int64(module),
+        submodule=np.int64(1),
+        label_lo=np.int64((module - 1) * 2),
+        label_hi=np.int64(module * 2),
         num_labels=np.int64(4),
     )
 
 
 def t_record(feature: str, module: str, residual_ids=(), residual_labels=(), conflicts=()) -> dict:
-    return {"proto": "T_h1_m1", "method": "T", "model": "h1_m1", "feature": feature, "module": module,
-            "submodule": "s1", "residual_ids": list(residual_ids), "residual_labels": list(residual_labels),
-            "conflicts": json.dumps(list(conflicts)), "status": "residual_errors" if residual_ids else "error_free"}
+    return {
+        "proto": "T_h1_m1",
+        "method": "T",
+        "model": "h1_m1",
+        "feature": feature,
+        "module": module,
+        "submodule": "s1",
+        "residual_ids": list(residual_ids),
+        "residual_labels": list(residual_labels),
+        "conflicts": json.dumps(list(conflicts)),
+        "status": "residual_errors" if residual_ids else "error_free",
+    }
 
 
 def write_training(path: Path, records: list[dict]) -> None:
-    s_rows = [{**r, "proto": "S_h1_m1", "method": "S", "residual_ids": [f"{B1}:9"],
-               "residual_labels": [1], "conflicts": "[]"} for r in records[:1]]
+    s_rows = [
+        {
+            **r,
+            "proto": "S_h1_m1",
+            "method": "S",
+            "residual_ids": [f"{B1}:9"],
+            "residual_labels": [1],
+            "conflicts": "[]",
+        }
+        for r in records[:1]
+    ]
     pd.DataFrame(records + s_rows).to_parquet(path)
 
 
@@ -51,7 +79,9 @@ def planted_run(tmp_path: Path) -> Path:
     b = rng.integers(10, 246, size=(6, 8, 8, 3), dtype=np.uint8)
     a[2] = a[0]  # same shard: label 0 and label 1
     b[3] = a[1]  # cross module: label 0 and label 3
-    b[5] = (a[4].astype(int) + rng.integers(-2, 3, size=a[4].shape)).astype(np.uint8)  # near: 0 vs 3
+    b[5] = (a[4].astype(int) + rng.integers(-2, 3, size=a[4].shape)).astype(
+        np.uint8
+    )  # near: 0 vs 3
     results = tmp_path / "results"
     (results / "shards").mkdir(parents=True)
     write_shard(results / "shards", 1, a, [0, 0, 1, 1, 0, 1], B1)
@@ -62,14 +92,43 @@ def planted_run(tmp_path: Path) -> Path:
     recs[0]["residual_labels"] += [1]
     recs += [t_record(f, "m02") for f in "RGB"]
     write_training(results / "training.parquet", recs)
-    pd.DataFrame([
-        {"kind": "same_shard", "id_a": f"{B1}:0", "label_a": 0, "id_b": f"{B1}:2", "label_b": 1,
-         "module_a": "m01", "submodule_a": "s1", "module_b": "m01", "submodule_b": "s1"},
-        {"kind": "cross_module", "id_a": f"{B1}:1", "label_a": 0, "id_b": f"{B2}:3", "label_b": 3,
-         "module_a": "m01", "submodule_a": "s1", "module_b": "m02", "submodule_b": "s1"},
-        {"kind": "near", "id_a": f"{B1}:4", "label_a": 0, "id_b": f"{B2}:5", "label_b": 3,
-         "module_a": "m01", "submodule_a": "s1", "module_b": "m02", "submodule_b": "s1"},
-    ]).to_csv(tmp_path / "planted.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "kind": "same_shard",
+                "id_a": f"{B1}:0",
+                "label_a": 0,
+                "id_b": f"{B1}:2",
+                "label_b": 1,
+                "module_a": "m01",
+                "submodule_a": "s1",
+                "module_b": "m01",
+                "submodule_b": "s1",
+            },
+            {
+                "kind": "cross_module",
+                "id_a": f"{B1}:1",
+                "label_a": 0,
+                "id_b": f"{B2}:3",
+                "label_b": 3,
+                "module_a": "m01",
+                "submodule_a": "s1",
+                "module_b": "m02",
+                "submodule_b": "s1",
+            },
+            {
+                "kind": "near",
+                "id_a": f"{B1}:4",
+                "label_a": 0,
+                "id_b": f"{B2}:5",
+                "label_b": 3,
+                "module_a": "m01",
+                "submodule_a": "s1",
+                "module_b": "m02",
+                "submodule_b": "s1",
+            },
+        ]
+    ).to_csv(tmp_path / "planted.csv", index=False)
     return results
 
 
@@ -84,7 +143,9 @@ def test_report_on_planted_data(planted_run: Path) -> None:
     results = planted_run
     assert run(results, "--planted", str(results.parent / "planted.csv")) == 0
     rep = pd.read_parquet(results / "double_labeling.parquet")
-    assert pq.read_schema(results / "double_labeling.parquet").remove_metadata() == dl.report_schema()
+    assert (
+        pq.read_schema(results / "double_labeling.parquet").remove_metadata() == dl.report_schema()
+    )
     by_ev = dict(zip(rep["evidence"], rep["ids"], strict=True))
     assert by_ev == {
         "exact_duplicate+conflict+residual": f"{B1}:0;{B1}:2",
@@ -94,7 +155,11 @@ def test_report_on_planted_data(planted_run: Path) -> None:
     }
     assert list(rep["rank"]) == [1, 2, 3, 4]
     kinds = dict(zip(rep["evidence"], rep["kind"], strict=True))
-    assert kinds["exact_duplicate"] == "exact" and kinds["near_duplicate"] == "near" and pd.isna(kinds["residual"])
+    assert (
+        kinds["exact_duplicate"] == "exact"
+        and kinds["near_duplicate"] == "near"
+        and pd.isna(kinds["residual"])
+    )
     near_sim = rep.loc[rep["evidence"] == "near_duplicate", "similarity"].item()
     assert 0.9 <= near_sim < 1.0
     assert rep["evidence"].iloc[0] == "exact_duplicate+conflict+residual"
@@ -103,13 +168,20 @@ def test_report_on_planted_data(planted_run: Path) -> None:
     assert (top["n_features_failed"], top["n_features"]) == (3, 3)
     assert (top["batch_a"], top["row_a"], top["label_a"], top["label_b"]) == (B1, 0, 0, 1)
     single = rep[rep["evidence"] == "residual"].iloc[0]
-    assert single["n_features_failed"] == 1 and pd.isna(single["id_b"]) and pd.isna(single["label_b"])
+    assert (
+        single["n_features_failed"] == 1 and pd.isna(single["id_b"]) and pd.isna(single["label_b"])
+    )
     assert single["fnn_failed"] == "T_h1_m1/R/m01_s1"
     assert rep.loc[rep["evidence"] == "exact_duplicate", "n_features"].item() == 3
     csv = pd.read_csv(results / "double_labeling.csv")
     assert list(csv.columns) == dl.REPORT_COLUMNS and len(csv) == 4
     check = pd.read_csv(results / "quality" / "planted_check.csv").set_index("kind")
-    assert check.loc["overall", ["planted", "found", "reported", "correct"]].tolist() == [3, 3, 3, 3]
+    assert check.loc["overall", ["planted", "found", "reported", "correct"]].tolist() == [
+        3,
+        3,
+        3,
+        3,
+    ]
     assert check.loc["overall", "precision"] == 1.0 and check.loc["overall", "recall"] == 1.0
     assert check.loc["same_shard", "flagged_by_training"] == 1
     assert check.loc["cross_module", "flagged_by_training"] == 0
@@ -121,30 +193,85 @@ def test_precision_recall_known_case() -> None:
     ev = dl.TrainingEvidence()
     ev.residual_ids = {"b:1"}
     ev.failed = {"b:1": {"T/R/m01_s1"}}
-    report = dl.finish(pd.DataFrame([
-        # correct pair (a planted same_shard pair)
-        {"score": 5.0, "evidence": "exact_duplicate+residual", "group_size": 2, "ids": "b:1;b:2",
-         "labels": "0;1", "module_a": "m01", "submodule_a": "s1", "module_b": "m01", "submodule_b": "s1"},
-        # group of three containing the cross_module plant plus an unplanted image: found, not correct
-        {"score": 3.0, "evidence": "exact_duplicate", "group_size": 3, "ids": "b:3;b:4;b:5",
-         "labels": "0;3;3", "module_a": "m01", "submodule_a": "s1", "module_b": "m02", "submodule_b": "s1"},
-        # near pair not planted: a false positive
-        {"score": 1.5, "evidence": "near_duplicate", "group_size": 2, "ids": "b:6;b:7",
-         "labels": "0;1", "module_a": "m01", "submodule_a": "s1", "module_b": "m01", "submodule_b": "s1"},
-        {"score": 1.1, "evidence": "residual", "group_size": 1, "ids": "b:8", "labels": "1",
-         "module_a": "m01", "submodule_a": "s1"},
-    ], columns=[c for c in dl.REPORT_COLUMNS if c != "rank"]))
-    planted = pd.DataFrame({"kind": ["same_shard", "cross_module", "near", "near"],
-                            "id_a": ["b:2", "b:3", "b:10", "b:12"], "id_b": ["b:1", "b:4", "b:11", "b:13"]})
+    report = dl.finish(
+        pd.DataFrame(
+            [
+                # correct pair (a planted same_shard pair)
+                {
+                    "score": 5.0,
+                    "evidence": "exact_duplicate+residual",
+                    "group_size": 2,
+                    "ids": "b:1;b:2",
+                    "labels": "0;1",
+                    "module_a": "m01",
+                    "submodule_a": "s1",
+                    "module_b": "m01",
+                    "submodule_b": "s1",
+                },
+                # group of three containing the cross_module plant plus an unplanted image: found, not correct
+                {
+                    "score": 3.0,
+                    "evidence": "exact_duplicate",
+                    "group_size": 3,
+                    "ids": "b:3;b:4;b:5",
+                    "labels": "0;3;3",
+                    "module_a": "m01",
+                    "submodule_a": "s1",
+                    "module_b": "m02",
+                    "submodule_b": "s1",
+                },
+                # near pair not planted: a false positive
+                {
+                    "score": 1.5,
+                    "evidence": "near_duplicate",
+                    "group_size": 2,
+                    "ids": "b:6;b:7",
+                    "labels": "0;1",
+                    "module_a": "m01",
+                    "submodule_a": "s1",
+                    "module_b": "m01",
+                    "submodule_b": "s1",
+                },
+                {
+                    "score": 1.1,
+                    "evidence": "residual",
+                    "group_size": 1,
+                    "ids": "b:8",
+                    "labels": "1",
+                    "module_a": "m01",
+                    "submodule_a": "s1",
+                },
+            ],
+            columns=[c for c in dl.REPORT_COLUMNS if c != "rank"],
+        )
+    )
+    planted = pd.DataFrame(
+        {
+            "kind": ["same_shard", "cross_module", "near", "near"],
+            "id_a": ["b:2", "b:3", "b:10", "b:12"],
+            "id_b": ["b:1", "b:4", "b:11", "b:13"],
+        }
+    )
     summary, detail = dl.planted_check(report, planted, ev)
     s = summary.set_index("kind")
     assert s.loc["overall", ["planted", "found", "reported", "correct"]].tolist() == [4, 2, 3, 1]
     assert s.loc["overall", "precision"] == pytest.approx(1 / 3)
     assert s.loc["overall", "recall"] == pytest.approx(0.5)
-    assert s.loc["same_shard", ["precision", "recall", "flagged_by_training"]].tolist() == [1.0, 1.0, 1]
-    assert s.loc["cross_module", ["found", "reported", "correct", "precision"]].tolist() == [1, 1, 0, 0.0]
+    assert s.loc["same_shard", ["precision", "recall", "flagged_by_training"]].tolist() == [
+        1.0,
+        1.0,
+        1,
+    ]
+    assert s.loc["cross_module", ["found", "reported", "correct", "precision"]].tolist() == [
+        1,
+        1,
+        0,
+        0.0,
+    ]
     assert s.loc["near", ["found", "reported", "correct", "recall"]].tolist() == [0, 0, 0, 0.0]
-    assert s.loc["not_planted", "reported"] == 1  # the unplanted near pair: counted against precision
+    assert (
+        s.loc["not_planted", "reported"] == 1
+    )  # the unplanted near pair: counted against precision
     assert s.loc["residual_only", "reported"] == 1
     assert detail["found"].tolist() == [True, True, False, False]
     assert detail["rank"].tolist()[:2] == [1, 2]
@@ -153,7 +280,9 @@ def test_precision_recall_known_case() -> None:
 def test_empty_report_is_typed(tmp_path: Path) -> None:
     results = tmp_path / "r"
     (results / "quality").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist([], schema=output_schema()), results / "quality" / "duplicates.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([], schema=output_schema()), results / "quality" / "duplicates.parquet"
+    )
     recs = [t_record(f, m) for f in "RGB" for m in ("m01", "m02")]
     write_training(results / "training.parquet", recs)
     rc = main(["double-labeling", "--settings", json.dumps(SETTINGS), "--results", str(results)])
@@ -188,9 +317,20 @@ def test_missing_records_are_named(planted_run: Path) -> None:
 
 
 def test_conflicts_as_list_column_and_int_modules() -> None:
-    df = pd.DataFrame([{"proto": "T_h1_m1", "method": "T", "feature": "R", "module": 3, "submodule": 2,
-                        "residual_ids": ["x:1"], "residual_labels": [4],
-                        "conflicts": [{"ids": ["x:1", "x:2"], "labels": [4, 5]}]}])
+    df = pd.DataFrame(
+        [
+            {
+                "proto": "T_h1_m1",
+                "method": "T",
+                "feature": "R",
+                "module": 3,
+                "submodule": 2,
+                "residual_ids": ["x:1"],
+                "residual_labels": [4],
+                "conflicts": [{"ids": ["x:1", "x:2"], "labels": [4, 5]}],
+            }
+        ]
+    )
     ev = dl.training_evidence(df)
     assert ev.shard["x:2"] == ("m03", "s2") and ev.label["x:2"] == 5
     assert frozenset(("x:1", "x:2")) in ev.conflicts and ev.n_failed["x:2"] == 1
@@ -208,9 +348,19 @@ def test_feature_identity_is_not_a_double_label(tmp_path: Path) -> None:
     a[1] = 0
     a[1][..., 0] = a[1][..., 2] = 200  # magenta: G constant as in black
     write_shard(results / "shards", 1, a, [0, 1, 0, 1], B1)
-    write_shard(results / "shards", 2, rng.integers(10, 246, size=(4, 16, 16, 3), dtype=np.uint8), [2, 3, 2, 3], B2)
+    write_shard(
+        results / "shards",
+        2,
+        rng.integers(10, 246, size=(4, 16, 16, 3), dtype=np.uint8),
+        [2, 3, 2, 3],
+        B2,
+    )
     conflict = {"ids": [f"{B1}:0", f"{B1}:1"], "labels": [0, 1]}
-    recs = [t_record("G", "m01", [f"{B1}:0"], [0], [conflict]), t_record("R", "m01"), t_record("B", "m01")]
+    recs = [
+        t_record("G", "m01", [f"{B1}:0"], [0], [conflict]),
+        t_record("R", "m01"),
+        t_record("B", "m01"),
+    ]
     recs += [t_record(f, "m02") for f in "RGB"]
     write_training(results / "training.parquet", recs)
     planted = tmp_path / "planted.csv"
@@ -218,7 +368,10 @@ def test_feature_identity_is_not_a_double_label(tmp_path: Path) -> None:
     assert run(results, "--planted", str(planted)) == 0
     rep = pd.read_parquet(results / "double_labeling.parquet")
     row = rep[rep["ids"] == f"{B1}:0;{B1}:1"].iloc[0]
-    assert row["evidence"] == "indistinguishable+residual" and row["kind"] == "indistinguishable in feature G"
+    assert (
+        row["evidence"] == "indistinguishable+residual"
+        and row["kind"] == "indistinguishable in feature G"
+    )
     assert row["score"] < 3 and pd.isna(row["similarity"])
     assert not rep["evidence"].str.contains("duplicate").any()
     check = pd.read_csv(results / "quality" / "planted_check.csv").set_index("kind")
@@ -237,8 +390,12 @@ def test_budget_leftovers_are_kept_apart_and_ranked_last(planted_run: Path) -> N
     assert run(results, "--planted", str(results.parent / "planted.csv")) == 0
     rep = pd.read_parquet(results / "double_labeling.parquet")
     budget = rep[rep["ids"] == f"{B2}:1"].iloc[0]
-    assert budget["evidence"] == "gdt_budget" and budget["fnn_failed"] == "T_h1_m1/G/m02_s1 (budget)"
-    assert budget["score"] == 0.5 and budget["rank"] == len(rep)  # below the exhausted-search residual
+    assert (
+        budget["evidence"] == "gdt_budget" and budget["fnn_failed"] == "T_h1_m1/G/m02_s1 (budget)"
+    )
+    assert budget["score"] == 0.5 and budget["rank"] == len(
+        rep
+    )  # below the exhausted-search residual
     assert rep.loc[rep["evidence"] == "residual", "score"].item() > budget["score"]
     # an image of a duplicate row keeps its match evidence, plus the weak budget mark
     cross = rep[rep["ids"] == f"{B1}:1;{B2}:3"].iloc[0]

@@ -68,27 +68,84 @@ from .io import atomic_path, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_ORDER = ("exact_duplicate", "near_duplicate", "conflict", "indistinguishable", "residual", "gdt_budget")
-BUDGET_STATUS = "budget"  # gdt.BUDGET: a T-FNN that stopped on a budget with consistent images wrong
+EVIDENCE_ORDER = (
+    "exact_duplicate",
+    "near_duplicate",
+    "conflict",
+    "indistinguishable",
+    "residual",
+    "gdt_budget",
+)
+BUDGET_STATUS = (
+    "budget"  # gdt.BUDGET: a T-FNN that stopped on a budget with consistent images wrong
+)
 EXACT_PLANTS = ("same_shard", "cross_module")
-PLANT_COLUMNS = ["kind", "id_a", "label_a", "id_b", "label_b", "module_a", "submodule_a",
-                 "module_b", "submodule_b"]
-CHECK_COLUMNS = ["kind", "planted", "found", "reported", "correct", "precision", "recall",
-                 "flagged_by_training", "note"]
-DETAIL_COLUMNS = ["kind", "id_a", "id_b", "found", "rank", "evidence", "match", "similarity",
-                  "flagged_by_training"]
+PLANT_COLUMNS = [
+    "kind",
+    "id_a",
+    "label_a",
+    "id_b",
+    "label_b",
+    "module_a",
+    "submodule_a",
+    "module_b",
+    "submodule_b",
+]
+CHECK_COLUMNS = [
+    "kind",
+    "planted",
+    "found",
+    "reported",
+    "correct",
+    "precision",
+    "recall",
+    "flagged_by_training",
+    "note",
+]
+DETAIL_COLUMNS = [
+    "kind",
+    "id_a",
+    "id_b",
+    "found",
+    "rank",
+    "evidence",
+    "match",
+    "similarity",
+    "flagged_by_training",
+]
 
 
 def report_schema():
     import pyarrow as pa
 
     s, i, f = pa.string(), pa.int64(), pa.float64()
-    return pa.schema([
-        ("rank", i), ("score", f), ("evidence", s), ("group_size", i), ("ids", s), ("labels", s),
-        ("id_a", s), ("batch_a", s), ("row_a", i), ("label_a", i), ("module_a", s), ("submodule_a", s),
-        ("id_b", s), ("batch_b", s), ("row_b", i), ("label_b", i), ("module_b", s), ("submodule_b", s),
-        ("kind", s), ("similarity", f), ("n_features_failed", i), ("n_features", i), ("fnn_failed", s),
-    ])
+    return pa.schema(
+        [
+            ("rank", i),
+            ("score", f),
+            ("evidence", s),
+            ("group_size", i),
+            ("ids", s),
+            ("labels", s),
+            ("id_a", s),
+            ("batch_a", s),
+            ("row_a", i),
+            ("label_a", i),
+            ("module_a", s),
+            ("submodule_a", s),
+            ("id_b", s),
+            ("batch_b", s),
+            ("row_b", i),
+            ("label_b", i),
+            ("module_b", s),
+            ("submodule_b", s),
+            ("kind", s),
+            ("similarity", f),
+            ("n_features_failed", i),
+            ("n_features", i),
+            ("fnn_failed", s),
+        ]
+    )
 
 
 REPORT_COLUMNS = [name for name in report_schema().names]
@@ -137,9 +194,13 @@ class TrainingEvidence:
     n_features: dict[str, int] = field(default_factory=dict)  # id -> features trained there
     shard_features: dict[tuple[str, str], int] = field(default_factory=dict)  # (m, s) -> features
     residual_ids: set[str] = field(default_factory=set)  # residual_ids only (no conflicts)
-    budget: dict[str, set[str]] = field(default_factory=dict)  # id -> T-FNNs that stopped on a budget
+    budget: dict[str, set[str]] = field(
+        default_factory=dict
+    )  # id -> T-FNNs that stopped on a budget
     conflicts: dict[frozenset, tuple[list[str], list[int]]] = field(default_factory=dict)
-    conflict_features: dict[frozenset, set[str]] = field(default_factory=dict)  # features that could not tell them apart
+    conflict_features: dict[frozenset, set[str]] = field(
+        default_factory=dict
+    )  # features that could not tell them apart
     label: dict[str, int] = field(default_factory=dict)
     shard: dict[str, tuple[str, str]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
@@ -179,7 +240,9 @@ def training_evidence(
     t = df[df["method"] == "T"]
     have = set()
     per_shard: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (proto, m, s) -> features
-    per_image: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)  # (proto, m, s, id) -> features
+    per_image: dict[tuple[str, str, str, str], set[str]] = defaultdict(
+        set
+    )  # (proto, m, s, id) -> features
     width = _module_width(t["module"])
     for rec in t.to_dict("records"):
         m, s = _as_name(rec["module"], "m", width), _as_name(rec["submodule"], "s")
@@ -215,7 +278,9 @@ def training_evidence(
         ev.shard_features[(m, s)] = max(ev.shard_features.get((m, s), 0), len(feats))
     for (proto, m, s, i), feats in per_image.items():
         n, tot = len(feats), len(per_shard[(proto, m, s)])
-        if n > ev.n_failed.get(i, 0) or (n == ev.n_failed.get(i, 0) and tot > ev.n_features.get(i, 0)):
+        if n > ev.n_failed.get(i, 0) or (
+            n == ev.n_failed.get(i, 0) and tot > ev.n_features.get(i, 0)
+        ):
             ev.n_failed[i], ev.n_features[i] = n, tot
     if expected:
         ev.missing = sorted("/".join(k[:2]) + f"/{k[2]}_{k[3]}" for k in expected - have)
@@ -243,14 +308,22 @@ def read_duplicates(path: Path) -> pd.DataFrame:
 
 
 def combine(
-    dups: pd.DataFrame, ev: TrainingEvidence, near_similarity: float, features: list[str] | None = None
+    dups: pd.DataFrame,
+    ev: TrainingEvidence,
+    near_similarity: float,
+    features: list[str] | None = None,
 ) -> pd.DataFrame:
     """All evidence -> the report table (REPORT_COLUMNS), sorted by score."""
     label: dict[str, int] = dict(ev.label)
     shard: dict[str, tuple[str, str]] = dict(ev.shard)
     for side in ("a", "b"):
-        for i, lab, m, s in zip(dups[f"id_{side}"], dups[f"label_{side}"], dups[f"module_{side}"],
-                                dups[f"submodule_{side}"], strict=True):
+        for i, lab, m, s in zip(
+            dups[f"id_{side}"],
+            dups[f"label_{side}"],
+            dups[f"module_{side}"],
+            dups[f"submodule_{side}"],
+            strict=True,
+        ):
             label[str(i)] = int(lab)
             shard[str(i)] = (str(m), str(s))
     suspects: list[Suspect] = []
@@ -258,8 +331,12 @@ def combine(
         ids = list(dict.fromkeys(list(g["id_a"]) + list(g["id_b"])))
         suspects.append(Suspect(sorted(ids, key=_id_key), {"exact_duplicate"}, "exact", 1.0))
     near = dups[dups["kind"] != "exact"]
-    for a, b, k, sim in zip(near["id_a"], near["id_b"], near["kind"], near["similarity"], strict=True):
-        suspects.append(Suspect(sorted([str(a), str(b)], key=_id_key), {"near_duplicate"}, str(k), float(sim)))
+    for a, b, k, sim in zip(
+        near["id_a"], near["id_b"], near["kind"], near["similarity"], strict=True
+    ):
+        suspects.append(
+            Suspect(sorted([str(a), str(b)], key=_id_key), {"near_duplicate"}, str(k), float(sim))
+        )
     order = {f: i for i, f in enumerate(features or [])}
     for key in sorted(ev.conflicts, key=sorted):
         homes = [s for s in suspects if "conflict" not in s.evidence and key <= set(s.ids)]
@@ -267,7 +344,9 @@ def combine(
         if homes:  # the images themselves match: the strongest evidence
             homes[0].evidence.add("conflict")
         else:
-            feats = sorted(ev.conflict_features.get(key, set()), key=lambda f: (order.get(f, len(order)), f))
+            feats = sorted(
+                ev.conflict_features.get(key, set()), key=lambda f: (order.get(f, len(order)), f)
+            )
             what = f"indistinguishable in feature{'s' if len(feats) > 1 else ''} {', '.join(feats)}"
             suspects.append(Suspect(sorted(key, key=_id_key), {"indistinguishable"}, what))
     covered = {i for s in suspects for i in s.ids}
@@ -305,7 +384,9 @@ def _row(s: Suspect, ev: TrainingEvidence, label: dict, shard: dict, thr: float)
         n_feat = max((ev.shard_features.get(shard.get(i), 0) for i in s.ids), default=0)
     # the two images shown: the first image and the first one with another label
     a = s.ids[0]
-    b = next((i for i in s.ids[1:] if label.get(i) != label.get(a)), s.ids[1] if len(s.ids) > 1 else None)
+    b = next(
+        (i for i in s.ids[1:] if label.get(i) != label.get(a)), s.ids[1] if len(s.ids) > 1 else None
+    )
     score = _score(s.evidence, s.similarity, n_failed, n_feat, thr)
     row: dict[str, Any] = {
         "score": score,
@@ -317,27 +398,43 @@ def _row(s: Suspect, ev: TrainingEvidence, label: dict, shard: dict, thr: float)
         "similarity": s.similarity,
         "n_features_failed": n_failed,
         "n_features": n_feat,
-        "fnn_failed": ";".join(sorted(set().union(*(ev.failed.get(i, set()) for i in s.ids)))
-                               + sorted({f"{f} (budget)" for i in s.ids for f in ev.budget.get(i, ())})),
+        "fnn_failed": ";".join(
+            sorted(set().union(*(ev.failed.get(i, set()) for i in s.ids)))
+            + sorted({f"{f} (budget)" for i in s.ids for f in ev.budget.get(i, ())})
+        ),
     }
     for side, i in (("a", a), ("b", b)):
         batch, r = _split_id(i)
         m, sub = shard.get(i, (None, None)) if i is not None else (None, None)
-        row.update({f"id_{side}": i, f"batch_{side}": batch, f"row_{side}": r,
-                    f"label_{side}": label.get(i) if i is not None else None,
-                    f"module_{side}": m, f"submodule_{side}": sub})
+        row.update(
+            {
+                f"id_{side}": i,
+                f"batch_{side}": batch,
+                f"row_{side}": r,
+                f"label_{side}": label.get(i) if i is not None else None,
+                f"module_{side}": m,
+                f"submodule_{side}": sub,
+            }
+        )
     return row
 
 
-def _score(evidence: set[str], similarity: float, n_failed: int, n_features: int, thr: float) -> float:
+def _score(
+    evidence: set[str], similarity: float, n_failed: int, n_features: int, thr: float
+) -> float:
     if "exact_duplicate" in evidence or ("near_duplicate" in evidence and "conflict" in evidence):
         dup = 3.0
     elif "near_duplicate" in evidence:
         dup = 1.0 + (min(max((similarity - thr) / (1.0 - thr), 0.0), 1.0) if thr < 1 else 1.0)
     else:
         dup = 0.0
-    res = (1.0 + (n_failed / n_features if n_features else 0.0) if "residual" in evidence
-           else 0.5 if "gdt_budget" in evidence else 0.0)
+    res = (
+        1.0 + (n_failed / n_features if n_features else 0.0)
+        if "residual" in evidence
+        else 0.5
+        if "gdt_budget" in evidence
+        else 0.0
+    )
     return round(dup + res, 6)
 
 
@@ -346,8 +443,11 @@ def finish(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     if len(df):
         df["_s"] = df["similarity"].fillna(-np.inf)
-        df = df.sort_values(["score", "n_features_failed", "_s", "ids"],
-                            ascending=[False, False, False, True], kind="stable").drop(columns="_s")
+        df = df.sort_values(
+            ["score", "n_features_failed", "_s", "ids"],
+            ascending=[False, False, False, True],
+            kind="stable",
+        ).drop(columns="_s")
     df.insert(0, "rank", np.arange(1, len(df) + 1, dtype=np.int64))
     for name, typ in zip(report_schema().names, report_schema().types, strict=True):
         if str(typ) == "int64":
@@ -391,23 +491,36 @@ def planted_check(
     report: pd.DataFrame, planted: pd.DataFrame, ev: TrainingEvidence
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary per kind + overall, one line per plant). See the module docstring."""
-    planted = planted[planted["kind"] != "label_flip"]  # single-image label flips: errorless.labelissues checks them
-    plants = [(str(k), frozenset((str(a), str(b))))
-              for k, a, b in zip(planted["kind"], planted["id_a"], planted["id_b"], strict=True)]
+    planted = planted[
+        planted["kind"] != "label_flip"
+    ]  # single-image label flips: errorless.labelissues checks them
+    plants = [
+        (str(k), frozenset((str(a), str(b))))
+        for k, a, b in zip(planted["kind"], planted["id_a"], planted["id_b"], strict=True)
+    ]
     rows = [(r["ids"].split(";"), r) for r in report.to_dict("records")]
     pair_rows = [(set(ids), r) for ids, r in rows if len(ids) >= 2 and _is_match(r["evidence"])]
     detail = []
     for (kind, ids), (_, pl) in zip(plants, planted.iterrows(), strict=True):
         hit = next((r for s, r in pair_rows if ids <= s), None)
-        flagged = any(ids <= set(c) for c in ev.conflicts) or bool(ids & ev.residual_ids) \
+        flagged = (
+            any(ids <= set(c) for c in ev.conflicts)
+            or bool(ids & ev.residual_ids)
             or bool(ids & set(ev.failed))
-        detail.append({"kind": kind, "id_a": pl["id_a"], "id_b": pl["id_b"],
-                       "found": hit is not None,
-                       "rank": None if hit is None else int(hit["rank"]),
-                       "evidence": None if hit is None else hit["evidence"],
-                       "match": None if hit is None else hit["kind"],
-                       "similarity": np.nan if hit is None else hit["similarity"],
-                       "flagged_by_training": flagged})
+        )
+        detail.append(
+            {
+                "kind": kind,
+                "id_a": pl["id_a"],
+                "id_b": pl["id_b"],
+                "found": hit is not None,
+                "rank": None if hit is None else int(hit["rank"]),
+                "evidence": None if hit is None else hit["evidence"],
+                "match": None if hit is None else hit["kind"],
+                "similarity": np.nan if hit is None else hit["similarity"],
+                "flagged_by_training": flagged,
+            }
+        )
     detail_df = pd.DataFrame(detail, columns=DETAIL_COLUMNS)
     detail_df["rank"] = detail_df["rank"].astype("Int64")
     judged = []  # (plant kinds inside the row, correct)
@@ -420,43 +533,110 @@ def planted_check(
     for kind in (*kinds, "overall"):
         sel = detail_df if kind == "overall" else detail_df[detail_df["kind"] == kind]
         rep = [c for k, c in judged if kind == "overall" or kind in k]
-        planted_n, found_n, reported, correct = len(sel), int(sel["found"].sum()), len(rep), int(sum(rep))
+        planted_n, found_n, reported, correct = (
+            len(sel),
+            int(sel["found"].sum()),
+            len(rep),
+            int(sum(rep)),
+        )
         note = ""
         if kind not in (*EXACT_PLANTS, "overall") and len(sel):
             matches = sel["match"].dropna().value_counts().to_dict()
-            note = "matched as " + ", ".join(f"{m} {n}" for m, n in matches.items()) if matches else ""
-        out.append({
-            "kind": kind, "planted": planted_n, "found": found_n, "reported": reported,
-            "correct": correct,
-            "precision": correct / reported if reported else np.nan,
-            "recall": found_n / planted_n if planted_n else np.nan,
-            "flagged_by_training": int(sel["flagged_by_training"].sum()),
-            "note": note,
-        })
+            note = (
+                "matched as " + ", ".join(f"{m} {n}" for m, n in matches.items()) if matches else ""
+            )
+        out.append(
+            {
+                "kind": kind,
+                "planted": planted_n,
+                "found": found_n,
+                "reported": reported,
+                "correct": correct,
+                "precision": correct / reported if reported else np.nan,
+                "recall": found_n / planted_n if planted_n else np.nan,
+                "flagged_by_training": int(sel["flagged_by_training"].sum()),
+                "note": note,
+            }
+        )
     unplanted = sum(1 for k, _ in judged if not k)
-    out[-1]["note"] = f"precision counts every reported pair; {unplanted} reported row(s) hold no plant"
-    out.append({"kind": "not_planted", "planted": 0, "found": 0, "reported": unplanted, "correct": 0,
-                "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
-                "note": "image matches that are not planted (false pairs, or copies in the data themselves)"})
+    out[-1]["note"] = (
+        f"precision counts every reported pair; {unplanted} reported row(s) hold no plant"
+    )
+    out.append(
+        {
+            "kind": "not_planted",
+            "planted": 0,
+            "found": 0,
+            "reported": unplanted,
+            "correct": 0,
+            "precision": np.nan,
+            "recall": np.nan,
+            "flagged_by_training": 0,
+            "note": "image matches that are not planted (false pairs, or copies in the data themselves)",
+        }
+    )
     n_indist = sum(1 for ids, r in rows if "indistinguishable" in r["evidence"])
-    out.append({"kind": "indistinguishable", "planted": 0, "found": 0, "reported": n_indist, "correct": 0,
-                "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
-                "note": "different images with identical inputs in one feature; not double labels, in no precision"})
+    out.append(
+        {
+            "kind": "indistinguishable",
+            "planted": 0,
+            "found": 0,
+            "reported": n_indist,
+            "correct": 0,
+            "precision": np.nan,
+            "recall": np.nan,
+            "flagged_by_training": 0,
+            "note": "different images with identical inputs in one feature; not double labels, in no precision",
+        }
+    )
     n_budget = sum(1 for ids, r in rows if len(ids) < 2 and r["evidence"] == "gdt_budget")
     n_single = sum(1 for ids, _ in rows if len(ids) < 2) - n_budget
-    out.append({"kind": "budget_only", "planted": 0, "found": 0, "reported": n_budget, "correct": 0,
-                "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
-                "note": "single images left by a GDT that stopped on its budget; weak evidence, in no precision"})
-    out.append({"kind": "residual_only", "planted": 0, "found": 0, "reported": n_single, "correct": 0,
-                "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
-                "note": "single images a T-FNN could not fit; not pairs, in no precision"})
+    out.append(
+        {
+            "kind": "budget_only",
+            "planted": 0,
+            "found": 0,
+            "reported": n_budget,
+            "correct": 0,
+            "precision": np.nan,
+            "recall": np.nan,
+            "flagged_by_training": 0,
+            "note": "single images left by a GDT that stopped on its budget; weak evidence, in no precision",
+        }
+    )
+    out.append(
+        {
+            "kind": "residual_only",
+            "planted": 0,
+            "found": 0,
+            "reported": n_single,
+            "correct": 0,
+            "precision": np.nan,
+            "recall": np.nan,
+            "flagged_by_training": 0,
+            "note": "single images a T-FNN could not fit; not pairs, in no precision",
+        }
+    )
     return pd.DataFrame(out, columns=CHECK_COLUMNS), detail_df
 
 
 def no_ground_truth(reason: str) -> pd.DataFrame:
-    return pd.DataFrame([{"kind": "overall", "planted": 0, "found": 0, "reported": 0, "correct": 0,
-                          "precision": np.nan, "recall": np.nan, "flagged_by_training": 0,
-                          "note": f"no ground truth: {reason}"}], columns=CHECK_COLUMNS)
+    return pd.DataFrame(
+        [
+            {
+                "kind": "overall",
+                "planted": 0,
+                "found": 0,
+                "reported": 0,
+                "correct": 0,
+                "precision": np.nan,
+                "recall": np.nan,
+                "flagged_by_training": 0,
+                "note": f"no ground truth: {reason}",
+            }
+        ],
+        columns=CHECK_COLUMNS,
+    )
 
 
 # ---------------------------------------------------------------- figure
@@ -502,7 +682,9 @@ def _match_text(r: dict) -> str:
     return kind.replace("indistinguishable in ", "indistinguishable\nin ")
 
 
-def suspects_figure(report: pd.DataFrame, shards: Path, path: Path, top: int, per_row: int = 4) -> None:
+def suspects_figure(
+    report: pd.DataFrame, shards: Path, path: Path, top: int, per_row: int = 4
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -512,15 +694,24 @@ def suspects_figure(report: pd.DataFrame, shards: Path, path: Path, top: int, pe
     if len(show) == 0:
         fig, ax = plt.subplots(figsize=(5, 1.5))
         ax.axis("off")
-        ax.text(0.5, 0.5, "no double-labelling suspects found" if top else "thumbnails: 0 (figure disabled)",
-                ha="center", va="center", fontsize=12)
+        ax.text(
+            0.5,
+            0.5,
+            "no double-labelling suspects found" if top else "thumbnails: 0 (figure disabled)",
+            ha="center",
+            va="center",
+            fontsize=12,
+        )
     else:
-        groups = [(r, r["ids"].split(";")[:per_row], r["labels"].split(";")[:per_row])
-                  for r in show.to_dict("records")]
+        groups = [
+            (r, r["ids"].split(";")[:per_row], r["labels"].split(";")[:per_row])
+            for r in show.to_dict("records")
+        ]
         images = fetch_images(shards, {i for _, ids, _ in groups for i in ids})
         cols = max(len(ids) for _, ids, _ in groups)
-        fig, axes = plt.subplots(len(groups), cols, figsize=(2.1 * cols + 1.6, 2.3 * len(groups)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            len(groups), cols, figsize=(2.1 * cols + 1.6, 2.3 * len(groups)), squeeze=False
+        )
         for k, (r, ids, labels) in enumerate(groups):
             for c in range(cols):
                 ax = axes[k][c]
@@ -533,14 +724,24 @@ def suspects_figure(report: pd.DataFrame, shards: Path, path: Path, top: int, pe
                 if img is None:
                     ax.text(0.5, 0.5, "image\nnot found", ha="center", va="center", fontsize=8)
                 else:
-                    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img,
-                              cmap="gray" if img.shape[-1] == 1 else None, interpolation="nearest")
+                    ax.imshow(
+                        img[..., 0] if img.shape[-1] == 1 else img,
+                        cmap="gray" if img.shape[-1] == 1 else None,
+                        interpolation="nearest",
+                    )
                 ax.set_title(f"label {labels[c]}\n{ids[c]}", fontsize=7)
             more = r["group_size"] - len(ids)
             axes[k][0].set_ylabel(
-                f"#{r['rank']}  score {r['score']:.2f}\n" + _match_text(r) + "\n"
-                + r["evidence"].replace("+", "\n") + (f"\n(+{more} more)" if more > 0 else ""), fontsize=7)
-        fig.suptitle("double-labelling suspects by score\n(kind of match and similarity at left)", fontsize=9)
+                f"#{r['rank']}  score {r['score']:.2f}\n"
+                + _match_text(r)
+                + "\n"
+                + r["evidence"].replace("+", "\n")
+                + (f"\n(+{more} more)" if more > 0 else ""),
+                fontsize=7,
+            )
+        fig.suptitle(
+            "double-labelling suspects by score\n(kind of match and similarity at left)", fontsize=9
+        )
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -555,16 +756,31 @@ def doublelabel_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="results folder (default: config key results)")
     p.add_argument("--training", help="default {results}/training.parquet")
     p.add_argument("--duplicates", help="default {results}/quality/duplicates.parquet")
-    p.add_argument("--shards", help="shard folder, for the thumbnails and the FNN grid (default {results}/shards)")
-    p.add_argument("--planted", help="planted truth CSV (default: {dataset.path}/planted.csv for synthetic data)")
+    p.add_argument(
+        "--shards",
+        help="shard folder, for the thumbnails and the FNN grid (default {results}/shards)",
+    )
+    p.add_argument(
+        "--planted",
+        help="planted truth CSV (default: {dataset.path}/planted.csv for synthetic data)",
+    )
     p.add_argument("--out", help="report Parquet (default {results}/double_labeling.parquet)")
     p.add_argument("--csv", help="report CSV (default: --out with .csv)")
     p.add_argument("--figure", help="thumbnails PNG (default {results}/quality/suspects.png)")
-    p.add_argument("--no-figure", action="store_true", help="draw no thumbnails (the report draws them)")
-    p.add_argument("--check", help="planted check CSV (default {results}/quality/planted_check.csv)")
-    p.add_argument("--check-detail", help="per-plant CSV (default {results}/quality/planted_pairs.csv)")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="warn (not fail) when training records of expected T-FNNs are missing")
+    p.add_argument(
+        "--no-figure", action="store_true", help="draw no thumbnails (the report draws them)"
+    )
+    p.add_argument(
+        "--check", help="planted check CSV (default {results}/quality/planted_check.csv)"
+    )
+    p.add_argument(
+        "--check-detail", help="per-plant CSV (default {results}/quality/planted_pairs.csv)"
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="warn (not fail) when training records of expected T-FNNs are missing",
+    )
 
 
 def _planted_path(args: argparse.Namespace, cfg: dict[str, Any]) -> Path | None:
@@ -579,7 +795,9 @@ def doublelabel_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
     results = Path(args.results or cfg["results"])
     training = Path(args.training) if args.training else results / "training.parquet"
-    dup_path = Path(args.duplicates) if args.duplicates else results / "quality" / "duplicates.parquet"
+    dup_path = (
+        Path(args.duplicates) if args.duplicates else results / "quality" / "duplicates.parquet"
+    )
     shards = Path(args.shards) if args.shards else results / "shards"
     out = Path(args.out) if args.out else results / "double_labeling.parquet"
     csv = Path(args.csv) if args.csv else out.with_suffix(".csv")
@@ -590,12 +808,18 @@ def doublelabel_main(args: argparse.Namespace) -> int:
     df = read_training(training)
     width = _module_width(df["module"])
     shard_names = _shard_names(shards) or sorted(
-        {f"{_as_name(m, 'm', width)}_{_as_name(s, 's')}" for m, s in zip(df["module"], df["submodule"], strict=True)})
+        {
+            f"{_as_name(m, 'm', width)}_{_as_name(s, 's')}"
+            for m, s in zip(df["module"], df["submodule"], strict=True)
+        }
+    )
     ev = training_evidence(df, expected_fnns(cfg, shard_names))
     if ev.missing:
-        msg = (f"{training}: no training record for {len(ev.missing)} expected T-FNN(s) "
-               f"(proto/feature/shard): {', '.join(ev.missing[:10])}"
-               + (" ..." if len(ev.missing) > 10 else ""))
+        msg = (
+            f"{training}: no training record for {len(ev.missing)} expected T-FNN(s) "
+            f"(proto/feature/shard): {', '.join(ev.missing[:10])}"
+            + (" ..." if len(ev.missing) > 10 else "")
+        )
         if not args.allow_missing:
             raise DataError(msg)
         log.warning("%s", msg)
@@ -632,4 +856,3 @@ def doublelabel_main(args: argparse.Namespace) -> int:
 
 def _blank(v: Any) -> bool:
     return v == "" or (isinstance(v, float) and np.isnan(v))
-
