@@ -80,17 +80,6 @@ BUDGET_STATUS = (
     "budget"  # gdt.BUDGET: a T-FNN that stopped on a budget with consistent images wrong
 )
 EXACT_PLANTS = ("same_shard", "cross_module")
-PLANT_COLUMNS = [
-    "kind",
-    "id_a",
-    "label_a",
-    "id_b",
-    "label_b",
-    "module_a",
-    "submodule_a",
-    "module_b",
-    "submodule_b",
-]
 CHECK_COLUMNS = [
     "kind",
     "planted",

@@ -46,6 +46,10 @@ class _Member:
         self.sres: SGDResult | None = None
         self.spres: SGDResult | None = None
 
+    def result(self, params: fnn.Params, acc: float, reached: bool) -> SGDResult:
+        """This member's weights (a copy) and progress now, as an S or Sp result."""
+        return SGDResult(fnn.clone(params), self.epoch, acc, list(self.hist), self.seconds, reached)
+
     @property
     def done(self) -> bool:
         return self.sres is not None and (self.s.released_epochs <= 0 or self.spres is not None)
@@ -274,14 +278,7 @@ def train_sgd_group(
                             acc,
                             s.threshold,
                         )
-                    mb.sres = SGDResult(
-                        fnn.clone(fnn.member(tr.params, i)),
-                        mb.epoch,
-                        acc,
-                        list(mb.hist),
-                        mb.seconds,
-                        acc >= s.threshold,
-                    )
+                    mb.sres = mb.result(fnn.member(tr.params, i), acc, acc >= s.threshold)
             else:  # released threshold: keep going from S (same momentum and shuffle stream)
                 end = mb.epoch == mb.sres.epochs + s.released_epochs
                 if end or show:
@@ -293,14 +290,7 @@ def train_sgd_group(
                         acc,
                     )
                 if end:
-                    mb.spres = SGDResult(
-                        fnn.clone(fnn.member(tr.params, i)),
-                        mb.epoch,
-                        acc,
-                        list(mb.hist),
-                        mb.seconds,
-                        mb.sres.reached,
-                    )
+                    mb.spres = mb.result(fnn.member(tr.params, i), acc, mb.sres.reached)
             if not mb.done:
                 keep.append(i)
         if show:

@@ -204,11 +204,11 @@ def _spill_batches(cfg: dict[str, Any], names: list[str], spill: Path, c: int):
         given.append(s.names)
         log.info("%s: %d images read and spilled in %.1f s", name, len(s), time.time() - t)
         del s
-    row_parts = row
+    sizes = np.cumsum([len(r_) for r_ in row])  # images per batch, cumulated
     labels, batch_index, row, batch = (np.concatenate(a) for a in (labels, batch_index, row, batch))
     # ids as ImageSet.ids / datasets.concat make them (the same strings and dtype as before)
     if any(g is not None for g in given):
-        parts = np.split(np.arange(len(labels)), np.cumsum([len(b_) for b_ in row_parts])[:-1])
+        parts = np.split(np.arange(len(labels)), sizes[:-1])
         ids = np.concatenate(
             [
                 g if g is not None else datasets.default_ids(batch[p], row[p])
