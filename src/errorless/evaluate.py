@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import fnn
 from .config import settings_arguments, settings_from_args
 from .errors import ConfigError, DataError
 from .io import write_json, write_parquet, write_text
@@ -146,64 +147,15 @@ def top1_rate(correct: np.ndarray, super_majority: np.ndarray) -> float:
     return float(np.asarray(super_majority, dtype=bool)[correct].sum() / n) if n else float("nan")
 
 
-# ---------------------------------------------------------------- the FNN kernel (batched)
+# ---------------------------------------------------------------- the FNNs of a proto-model
 
 
-class StackedFNNs:
-    """The G FNNs of one feature, ready for batched evaluation on ``device``.
-
-    Layer 1 of all G FNNs is one (D, G·H) matrix, so the widest product is a single GEMM;
-    later layers are batched (bmm) over G.
-    """
-
-    def __init__(
-        self, layers: Sequence[tuple[np.ndarray, np.ndarray]], label_lo: np.ndarray, device="cpu"
-    ):
-        W1, b1 = layers[0]  # (G, D, H), (G, H)
-        G, D, H = W1.shape
-        self.G, self.D, self.H = G, D, H
-        self.w1 = torch.as_tensor(
-            np.ascontiguousarray(W1.transpose(1, 0, 2).reshape(D, G * H)), device=device
-        )
-        self.b1 = torch.as_tensor(np.ascontiguousarray(b1.reshape(G * H)), device=device)
-        self.rest = [
-            (torch.as_tensor(W, device=device), torch.as_tensor(b, device=device)[:, None, :])
-            for W, b in layers[1:]
-        ]  # (G, in, out), (G, 1, out)
-        self.label_lo = torch.as_tensor(label_lo, dtype=torch.int64, device=device)
-
-    @torch.no_grad()
-    def top(self, x: torch.Tensor, t: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each FNN's t best global labels and their distances for inputs x (N, D): (G, N, t) each."""
-        return self.top_of(self.softmax(x), t)
-
-    def top_of(self, s: torch.Tensor, t: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`top` from softmax outputs ``s`` (G, N, c) already computed."""
-        p, idx = s.topk(min(t, s.shape[2]), dim=2)  # (G, N, t)
-        sq = (s * s).sum(dim=2, keepdim=True)  # ||s||^2
-        dist = (sq - 2 * p + 1).clamp_(min=0).sqrt_()  # ||s - e_l|| for each chosen l
-        return idx + self.label_lo[:, None, None], dist
-
-    @torch.no_grad()
-    def softmax(self, x: torch.Tensor) -> torch.Tensor:
-        """Each FNN's softmax over its module's c local labels for inputs x (N, D): (G, N, c)."""
-        N = x.shape[0]
-        h = torch.addmm(self.b1, x, self.w1).clamp_(min=0)  # (N, G*H)
-        h = h.view(N, self.G, self.H).transpose(0, 1)  # (G, N, H)
-        for i, (W, b) in enumerate(self.rest):
-            h = torch.baddbmm(b, h, W)  # (G, N, out)
-            if i < len(self.rest) - 1:
-                h.clamp_(min=0)
-        return torch.softmax(h, dim=2)  # (G, N, c)
-
-
-def proto_kernels(pw, device="cpu") -> list[StackedFNNs]:
-    """One :class:`StackedFNNs` per feature of a :class:`gather.ProtoWeights`."""
-    out = []
-    for f in range(len(pw.features)):
-        layers = [(W[f], b[f]) for W, b in pw.layers]
-        out.append(StackedFNNs(layers, pw.label_lo, device))
-    return out
+def proto_kernels(pw, device="cpu") -> list[fnn.SharedGroup]:
+    """One :class:`fnn.SharedGroup` per feature of a :class:`gather.ProtoWeights`."""
+    return [
+        fnn.SharedGroup([(W[f], b[f]) for W, b in pw.layers], pw.label_lo, device)
+        for f in range(len(pw.features))
+    ]
 
 
 def model_votes(
@@ -431,34 +383,6 @@ def read_predictions(paths: Sequence[str | Path]) -> pd.DataFrame:
 # ---------------------------------------------------------------- training evaluation
 
 
-def truncate(w: np.ndarray, decimals: int, saved_decimals: int | None = None) -> np.ndarray:
-    """Cut weights toward zero to ``decimals`` places (float32 out).
-
-    Weights saved rounded to ``saved_decimals`` are first turned back into exact integers
-    (w·10^saved) so that a float32 0.1230 (= 0.12299999…) is cut to 0.123, not 0.122.
-    """
-    w64 = np.asarray(w, dtype=np.float64)
-    if saved_decimals is not None and saved_decimals <= decimals:
-        return np.asarray(w, dtype=np.float32)
-    if saved_decimals is not None:
-        k = np.rint(w64 * 10.0**saved_decimals)  # exact integers
-        cut = np.trunc(k / 10.0 ** (saved_decimals - decimals))
-    else:
-        cut = np.trunc(w64 * 10.0**decimals)
-    return (cut / 10.0**decimals).astype(np.float32)
-
-
-def fnn_predict(layers: Sequence[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """Local argmax labels (N,) of one FNN on inputs x (N, D)."""
-    h = torch.as_tensor(x)
-    with torch.no_grad():
-        for i, (W, b) in enumerate(layers):
-            h = torch.addmm(torch.as_tensor(b), h, torch.as_tensor(W))
-            if i < len(layers) - 1:
-                h.clamp_(min=0)
-        return h.argmax(dim=1).numpy()
-
-
 def training_evaluation(
     training: pd.DataFrame, weights: str | Path, shards: str | Path | None, cfg: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -498,10 +422,10 @@ def training_evaluation(
             for f, feature in enumerate(pw.features):
                 x = transform(shard.images, feature, **cfg["transform"])
                 layers = [(W[f, g], b[f, g]) for W, b in pw.layers]
-                pred = fnn_predict(layers, x)
-                pred_cut = fnn_predict(
-                    [(truncate(W, check, saved), truncate(b, check, saved)) for W, b in layers], x
-                )
+                params = fnn.as_params(layers)
+                pred = fnn.predict(params, torch.as_tensor(x)).numpy()
+                cut = fnn.truncate_params(params, check, saved)
+                pred_cut = fnn.predict(cut, torch.as_tensor(x)).numpy()
                 rows.append(
                     dict(
                         proto=proto,
@@ -523,14 +447,14 @@ def training_evaluation(
                 len(local),
                 len(pw.features),
             )
-    fnn = pd.DataFrame(rows)
-    return training_table(fnn, check), fnn
+    per_fnn = pd.DataFrame(rows)
+    return training_table(per_fnn, check), per_fnn
 
 
-def training_table(fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
+def training_table(per_fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
     """Paper Table 2 from the per-FNN accuracies (fractions in, percent out)."""
     out = []
-    for proto, d in fnn.groupby("proto", sort=True):
+    for proto, d in per_fnn.groupby("proto", sort=True):
         free = d["accuracy"] >= 1.0
         parts = d.assign(free=free).groupby(["module", "submodule"])["free"].all()
         row = dict(proto=proto, fnns=len(d), partitions=len(parts))
@@ -619,12 +543,12 @@ def training_main(args: argparse.Namespace) -> int:
     training = pd.read_parquet(
         path, columns=["proto", "feature", "module", "submodule", "accuracy"]
     )
-    table, fnn = training_evaluation(training, args.weights, args.shards, cfg)
+    table, per_fnn = training_evaluation(training, args.weights, args.shards, cfg)
     table = with_status_counts(table, pd.read_parquet(path, columns=["proto", "method", "status"]))
     out = Path(args.out)
     fnn_out = Path(args.fnn_out) if args.fnn_out else out.with_name(out.stem + "_fnn.csv")
     write_text(out, table.to_csv(index=False))
-    write_text(fnn_out, fnn.to_csv(index=False))
+    write_text(fnn_out, per_fnn.to_csv(index=False))
     for r in table.itertuples():
         log.info(
             "%s: min %.3f mean %.3f median %.3f max %.3f | error-free %s FNNs, %s partitions | "

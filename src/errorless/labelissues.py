@@ -122,8 +122,9 @@ def shard_out_of_sample(
     Returns probs (N, c), label_votes (N, c), vote label (global), votes, super_majority;
     None when the module has no other submodule.
     """
-    from .evaluate import StackedFNNs, vote
+    from .evaluate import vote
     from .features import transform_many
+    from .fnn import SharedGroup
 
     others = [
         g
@@ -134,7 +135,7 @@ def shard_out_of_sample(
         return None
     F, c, n = len(pw.features), pw.n_labels, len(shard.labels)
     kernels = [
-        StackedFNNs(
+        SharedGroup(
             [(W[f][others], b[f][others]) for W, b in pw.layers], pw.label_lo[others], device
         )
         for f in range(F)

@@ -535,9 +535,8 @@ def write_outputs(
                 wrong, in_conflict, y_np, set(t_res.no_anchor), t_res.stop_reason
             )
         records.append(rec)
-        truncated[method] = fnn.accuracy(
-            fnn.truncate_params(rounded, check_decimals), x, y
-        )  # saved, cut
+        cut = fnn.truncate_params(rounded, check_decimals, saved_decimals=decimals)
+        truncated[method] = fnn.accuracy(cut, x, y)  # the saved weights, cut
     job = {
         "shard": str(args.shard),
         "feature": feature,
