@@ -17,6 +17,7 @@ import pytest
 
 from errorless import report as rp
 from errorless.errors import DataError
+from errorless.evaluate import choose_wheel_fnn
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -118,17 +119,17 @@ def test_gdt_path_choice_and_figure(tmp_path):
 def test_wheel_choice_prefers_an_sgd_error_that_gdt_fixed():
     t = training_records()
     # partition order first, then feature order: m01_s1 R has S 0.98 and T 1.0
-    assert rp.choose_wheel_fnn(t, ["R", "G"]) == {
+    assert choose_wheel_fnn(t, ["R", "G"]) == {
         "model": "h1_m1",
         "feature": "R",
         "module": "m01",
         "submodule": "s1",
     }
-    assert rp.choose_wheel_fnn(t, ["G", "R"])["feature"] == "G"
+    assert choose_wheel_fnn(t, ["G", "R"])["feature"] == "G"
     # T never error-free: fall back to the first S-FNN below 100 %
     t2 = t.copy()
     t2.loc[t2["method"] == "T", "accuracy"] = 0.99
-    assert rp.choose_wheel_fnn(t2, ["R", "G"])["feature"] == "R"
+    assert choose_wheel_fnn(t2, ["R", "G"])["feature"] == "R"
 
 
 def test_wheel_geometry():
@@ -139,13 +140,6 @@ def test_wheel_geometry():
     onehot = np.eye(c)
     assert np.allclose(rp.wheel_points(onehot), sp)  # a certain output sits on its spoke tip
     assert np.allclose(rp.wheel_points(np.full((1, c), 1 / c)), 0)  # no preference: the centre
-    rng = np.random.default_rng(0)
-    layers = [
-        (rng.normal(size=(4, 6)), rng.normal(size=6)),
-        (rng.normal(size=(6, c)), rng.normal(size=c)),
-    ]
-    p = rp.fnn_softmax(layers, rng.normal(size=(7, 4)))
-    assert p.shape == (7, c) and np.allclose(p.sum(axis=1), 1)
 
 
 def test_confusion_wheel_figure(tmp_path):
@@ -163,6 +157,38 @@ def test_confusion_wheel_figure(tmp_path):
         tmp_path / "wheel.png",
     )
     assert is_png(tmp_path / "wheel.png")
+
+
+def test_wheel_is_drawn_from_the_evaluation_file_alone(tmp_path):
+    """The report reads what evaluate-training wrote (evaluation/wheel.npz), no weights or
+    shards; a file without panels gives a figure that says why."""
+    from errorless.io import write_npz
+
+    labels = np.repeat(np.arange(4), 5)
+    probs = np.stack([np.eye(4)[labels] * 0.9 + 0.025] * 2).astype(np.float32)
+    names = dict(model="h1_m1", feature="R", module="m01", submodule="s1")
+    write_npz(
+        tmp_path / "wheel.npz",
+        protos=np.array(["S_h1_m1", "T_h1_m1"]),
+        probs=probs,
+        labels=labels,
+        label_lo=np.int64(4),
+        label_hi=np.int64(8),
+        note=np.array(""),
+        **{k: np.array(v) for k, v in names.items()},
+    )
+    assert rp.wheel_figure(tmp_path / "wheel.npz", tmp_path / "w.png") == names
+    assert is_png(tmp_path / "w.png")
+    write_npz(
+        tmp_path / "none.npz",
+        protos=np.array([], dtype=str),
+        probs=np.zeros((0, 0, 0), np.float32),
+        note=np.array("no shards"),
+    )
+    assert rp.wheel_figure(tmp_path / "none.npz", tmp_path / "n.png") is None
+    assert is_png(tmp_path / "n.png")
+    with pytest.raises(DataError, match="evaluate-training"):
+        rp.wheel_figure(tmp_path / "missing.npz", tmp_path / "m.png")
 
 
 # ---------------------------------------------------------------- evaluation section

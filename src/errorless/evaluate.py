@@ -62,7 +62,8 @@ import torch
 from . import fnn
 from .config import settings_arguments, settings_from_args
 from .errors import ConfigError, DataError
-from .io import write_json, write_parquet, write_text
+from .io import write_json, write_npz, write_parquet, write_text
+from .names import featured_model, number, proto_key
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ def summarize(pred: pd.DataFrame) -> dict[str, pd.DataFrame]:
         t["top1_rate_pct"] = (
             100 * t["super_majority_correct"] / t["correct"].where(t["correct"] > 0)
         )
-        t.insert(1, "featured_model", "Model-" + t["p"].astype(str))
+        t.insert(1, "featured_model", t["p"].map(featured_model))
         return t
 
     per_label = pred.groupby([*KEYS, "batch", "label"], sort=True)["correct"].all().reset_index()
@@ -349,7 +350,7 @@ def summarize(pred: pd.DataFrame) -> dict[str, pd.DataFrame]:
     pa_["perfect_all_batches"] = pa_["perfect_all_batches"].fillna(0).astype(int)
     pa_["perfect_all_batches_labels"] = pa_["perfect_all_batches_labels"].fillna("")
     for t in (pb, pa_):
-        t.insert(1, "featured_model", "Model-" + t["p"].astype(str))
+        t.insert(1, "featured_model", t["p"].map(featured_model))
     return {
         "accuracy": acc_table(KEYS),
         "accuracy_per_batch": acc_table([*KEYS, "batch"]),
@@ -496,6 +497,71 @@ def training_table(per_fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+# ---------------------------------------------------------------- the confusion wheel's data
+
+
+def choose_wheel_fnn(training: pd.DataFrame, features: Sequence[str]) -> dict[str, str] | None:
+    """(model, feature, module, submodule) of the FNN shown on the confusion wheel: in
+    (module, submodule) order, then feature order, the first FNN whose S accuracy is below
+    100 % and whose T-FNN is error-free (SGD errors that GDT removes); else the first with S
+    below 100 %; else the first FNN. First model (h1_m1)."""
+    if training.empty:
+        return None
+    model = sorted(training["model"].unique())[0]
+    t = training[training["model"] == model]
+    fo = {f: i for i, f in enumerate(features)}
+    keys = sorted(
+        set(zip(t["feature"], t["module"], t["submodule"], strict=True)),
+        key=lambda k: (number(k[1]), number(k[2]), fo.get(k[0], len(fo)), k[0]),
+    )
+    acc = {(r.method, r.feature, r.module, r.submodule): float(r.accuracy) for r in t.itertuples()}
+    for want_t in (True, False):
+        for f, m, s in keys:
+            sa = acc.get(("S", f, m, s))
+            ta = acc.get(("T", f, m, s))
+            if sa is not None and sa < 1.0 and (not want_t or (ta is not None and ta >= 1.0)):
+                return {"model": model, "feature": f, "module": m, "submodule": s}
+    f, m, s = keys[0]
+    return {"model": model, "feature": f, "module": m, "submodule": s}
+
+
+def wheel_data(
+    training: pd.DataFrame, weights: str | Path, shards: str | Path | None, cfg: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """What the report's confusion wheel draws: the chosen FNN's softmax outputs on its shard,
+    one panel per proto-model of its model (``probs`` (P, N, c) float32, ``protos`` (P,)),
+    the images' local ``labels`` (N,), ``label_lo``/``label_hi`` and the FNN's names. No
+    panels (``protos`` empty) without a trained FNN or without the shards."""
+    from .features import transform
+    from .gather import load_fnn
+    from .shards import load_shard
+
+    pick = choose_wheel_fnn(training, cfg["features"])
+    empty = {"protos": np.array([], dtype=str), "probs": np.zeros((0, 0, 0), np.float32)}
+    if pick is None or shards is None:
+        return {**empty, "note": np.array("no trained FNN" if pick is None else "no shards")}
+    model, f, m, s = pick["model"], pick["feature"], pick["module"], pick["submodule"]
+    shard_path = Path(shards) / f"{m}_{s}.npz"
+    if not shard_path.exists():
+        raise DataError(f"{shard_path}: shard of the confusion-wheel FNN missing")
+    sh = load_shard(shard_path)
+    x = torch.as_tensor(transform(sh.images, f, **cfg["transform"]))
+    protos = sorted(set(training.loc[training["model"] == model, "proto"]), key=proto_key)
+    probs = [
+        fnn.softmax(fnn.logits_of(fnn.as_params(load_fnn(weights, p, f, m, s)), x)).numpy()
+        for p in protos
+    ]
+    return {
+        "protos": np.array(protos, dtype=str),
+        "probs": np.stack(probs).astype(np.float32),  # (P, N, c)
+        "labels": np.asarray(sh.labels - sh.label_lo, dtype=np.int64),
+        "label_lo": np.int64(sh.label_lo),
+        "label_hi": np.int64(sh.label_hi),
+        **{k: np.array(v) for k, v in pick.items()},
+        "note": np.array(""),
+    }
+
+
 # T statuses counted in Table 2 (gdt.classify_status); S/Sp rows get no counts
 STATUS_COLUMNS = {
     "conflicts": "conflict_fnns",
@@ -533,6 +599,7 @@ def training_arguments(p: argparse.ArgumentParser) -> None:
         "--out", required=True, help="Table 2 CSV (e.g. results/evaluation/training.csv)"
     )
     p.add_argument("--fnn-out", help="per-FNN CSV (default: <out stem>_fnn.csv)")
+    p.add_argument("--wheel", help="the confusion wheel's data (.npz) for the report")
 
 
 def training_main(args: argparse.Namespace) -> int:
@@ -541,9 +608,11 @@ def training_main(args: argparse.Namespace) -> int:
     if not path.exists():
         raise DataError(f"{path}: training table missing (run the gather step)")
     training = pd.read_parquet(
-        path, columns=["proto", "feature", "module", "submodule", "accuracy"]
+        path, columns=["proto", "method", "model", "feature", "module", "submodule", "accuracy"]
     )
     table, per_fnn = training_evaluation(training, args.weights, args.shards, cfg)
+    if args.wheel:
+        write_npz(args.wheel, **wheel_data(training, args.weights, args.shards, cfg))
     table = with_status_counts(table, pd.read_parquet(path, columns=["proto", "method", "status"]))
     out = Path(args.out)
     fnn_out = Path(args.fnn_out) if args.fnn_out else out.with_name(out.stem + "_fnn.csv")

@@ -3,7 +3,8 @@
 * module ``m01 … mK`` (zero-padded to the width of K, at least two digits), submodule ``s1 … sR``;
 * shard ``<module>_<submodule>``, e.g. ``m03_s2``;
 * trained model ``<arch>_m<replicate>``, e.g. ``h1_m1``;
-* proto-model ``<method>_<model>``, e.g. ``T_h1_m1`` (method S, Sp or T).
+* proto-model ``<method>_<model>``, e.g. ``T_h1_m1`` (method S, Sp or T);
+* featured model ``Model-<p>`` (the first p features' FNNs voting), e.g. ``Model-3``.
 """
 
 from __future__ import annotations
@@ -55,3 +56,25 @@ def split_proto(proto: str) -> tuple[str, str]:
     """``T_h1_m1`` -> (``T``, ``h1_m1``)."""
     method, _, model = proto.partition("_")
     return method, model
+
+
+METHOD_ORDER = {"S": 0, "Sp": 1, "T": 2}
+
+
+def proto_key(proto: str) -> tuple:
+    """Sort key of proto-models: by model (h1_m1, ...), then method S, Sp, T."""
+    method, model = split_proto(proto)
+    return (model, METHOD_ORDER.get(method, 9), proto)
+
+
+def featured_model(p: int) -> str:
+    """3 -> ``Model-3``."""
+    return f"Model-{int(p)}"
+
+
+def featured_number(name: str) -> int:
+    """``Model-3`` -> 3."""
+    prefix, _, p = str(name).partition("-")
+    if prefix != "Model" or not p.isdigit():
+        raise DataError(f"{name!r} is not a featured-model name (Model-<p>, e.g. Model-3)")
+    return int(p)

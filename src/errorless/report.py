@@ -48,7 +48,7 @@ import pandas as pd
 from .datasets import GENERATED
 from .errors import DataError
 from .io import atomic_path, write_text
-from .names import split_proto
+from .names import featured_number, number, proto_key, split_proto
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,6 @@ OUTPUTS = {
     "quality": ["suspects.html", "planted_check.html"],
     "run": ["run_facts.html", "compute_time.png"],
 }
-METHOD_ORDER = {"S": 0, "Sp": 1, "T": 2}
 METHOD_TITLE = {"S": "S (SGD to threshold)", "Sp": "S′ (released threshold)", "T": "T (GDT)"}
 DPI = 110
 
@@ -93,18 +92,6 @@ def _save(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
-
-
-def _num(name: str) -> int:
-    """'m03' -> 3, 's2' -> 2 (sort key of module/submodule names)."""
-    digits = "".join(ch for ch in str(name) if ch.isdigit())
-    return int(digits) if digits else 0
-
-
-def proto_key(proto: str) -> tuple:
-    """Sort proto-models by model (h1_m1, ...) then method S, Sp, T."""
-    method, model = split_proto(proto)
-    return (model, METHOD_ORDER.get(method, 9), proto)
 
 
 def proto_title(proto: str) -> str:
@@ -254,7 +241,7 @@ def error_free_grid_figure(training: pd.DataFrame, features: Sequence[str], path
     )
     groups = sorted(
         set(zip(training["module"], training["submodule"], strict=True)),
-        key=lambda g: (_num(g[0]), _num(g[1])),
+        key=lambda g: (number(g[0]), number(g[1])),
     )
     gi = {g: i for i, g in enumerate(groups)}
     fi = {f: i for i, f in enumerate(feats)}
@@ -349,7 +336,7 @@ def choose_gdt_fnn(training: pd.DataFrame) -> pd.Series | None:
     t = t[t["_steps"] > 0]
     if t.empty:
         return None
-    t["_m"], t["_s"] = t["module"].map(_num), t["submodule"].map(_num)
+    t["_m"], t["_s"] = t["module"].map(number), t["submodule"].map(number)
     t = t.sort_values(
         ["rejected", "_steps", "proto", "_m", "_s", "feature"],
         ascending=[False, False, True, True, True, True],
@@ -405,40 +392,6 @@ def gdt_path_figure(rec: pd.Series | None, path: Path) -> None:
     )
     fig.tight_layout()
     _save(fig, path)
-
-
-def choose_wheel_fnn(training: pd.DataFrame, features: Sequence[str]) -> dict[str, str] | None:
-    """(model, feature, module, submodule) of the FNN shown on the confusion wheel."""
-    if training.empty:
-        return None
-    model = sorted(training["model"].unique())[0]
-    t = training[training["model"] == model]
-    fo = {f: i for i, f in enumerate(features)}
-    keys = sorted(
-        set(zip(t["feature"], t["module"], t["submodule"], strict=True)),
-        key=lambda k: (_num(k[1]), _num(k[2]), fo.get(k[0], len(fo)), k[0]),
-    )
-    acc = {(r.method, r.feature, r.module, r.submodule): float(r.accuracy) for r in t.itertuples()}
-    for want_t in (True, False):
-        for f, m, s in keys:
-            sa = acc.get(("S", f, m, s))
-            ta = acc.get(("T", f, m, s))
-            if sa is not None and sa < 1.0 and (not want_t or (ta is not None and ta >= 1.0)):
-                return {"model": model, "feature": f, "module": m, "submodule": s}
-    f, m, s = keys[0]
-    return {"model": model, "feature": f, "module": m, "submodule": s}
-
-
-def fnn_softmax(layers: Sequence[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """Softmax outputs (N, c) of the saved layers (ReLU hidden layers)."""
-    h = np.asarray(x, dtype=np.float64)
-    for i, (W, b) in enumerate(layers):
-        h = h @ W + b
-        if i < len(layers) - 1:
-            h = np.maximum(h, 0)
-    h = h - h.max(axis=1, keepdims=True)
-    e = np.exp(h)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def spokes(c: int) -> np.ndarray:
@@ -548,38 +501,24 @@ def confusion_wheel_figure(
     _save(fig, path)
 
 
-def wheel_for(
-    training: pd.DataFrame,
-    weights: Path,
-    shards: Path,
-    features: Sequence[str],
-    transform: dict[str, Any],
-    path: Path,
-) -> dict[str, str] | None:
-    from .features import transform as feature_transform
-    from .gather import load_fnn
-    from .shards import load_shard
-
-    pick = choose_wheel_fnn(training, features)
-    if pick is None:
-        _empty_figure(path, "Confusion wheel", "no trained FNN")
+def wheel_figure(wheel: Path, path: Path) -> dict[str, str] | None:
+    """The confusion wheel from the data the training evaluation wrote (evaluation/wheel.npz)."""
+    if not wheel.exists():
+        raise DataError(f"{wheel}: confusion-wheel data missing (run evaluate-training first)")
+    with np.load(wheel) as z:
+        d = {k: z[k] for k in z.files}
+    if len(d["protos"]) == 0:
+        _empty_figure(path, "Confusion wheel", str(d["note"]))
         return None
-    model, f, m, s = pick["model"], pick["feature"], pick["module"], pick["submodule"]
-    shard_path = shards / f"{m}_{s}.npz"
-    if not shard_path.exists():
-        raise DataError(f"{shard_path}: shard of the confusion-wheel FNN missing")
-    sh = load_shard(shard_path)
-    x = feature_transform(
-        sh.images, f, pool=transform["pool"], trim=transform["trim"], decimals=transform["decimals"]
-    )
-    protos = sorted({p for p in training.loc[training["model"] == model, "proto"]}, key=proto_key)
-    panels = [(p, fnn_softmax(load_fnn(weights, p, f, m, s), x)) for p in protos]
-    local = np.asarray(sh.labels) - sh.label_lo
+    pick = {k: str(d[k]) for k in ("model", "feature", "module", "submodule")}
+    lo, hi, local = int(d["label_lo"]), int(d["label_hi"]), d["labels"]
     title = (
-        f"Confusion wheel of FNN {f} {m}_{s} ({len(local)} training images, labels "
-        f"{sh.label_lo}–{sh.label_hi - 1}): each output vector mapped onto one spoke per label"
+        f"Confusion wheel of FNN {pick['feature']} {pick['module']}_{pick['submodule']} "
+        f"({len(local)} training images, labels {lo}–{hi - 1}): each output vector mapped onto "
+        "one spoke per label"
     )
-    confusion_wheel_figure(panels, local, sh.label_lo, title, path)
+    panels = [(str(p), probs) for p, probs in zip(d["protos"], d["probs"], strict=True)]
+    confusion_wheel_figure(panels, local, lo, title, path)
     return pick
 
 
@@ -600,14 +539,7 @@ def training_section(args: argparse.Namespace, out: Path) -> None:
     error_free_grid_figure(training, features, out / "error_free_grid.png")
     rec = choose_gdt_fnn(training)
     gdt_path_figure(rec, out / "gdt_path.png")
-    pick = wheel_for(
-        training,
-        Path(args.weights),
-        Path(args.shards),
-        features,
-        cfg.get("transform", {"pool": 2, "trim": 1, "decimals": 4}),
-        out / "confusion_wheel.png",
-    )
+    pick = wheel_figure(Path(args.wheel), out / "confusion_wheel.png")
     log.info(
         "training section: wheel FNN %s, GDT path FNN %s",
         pick,
@@ -735,7 +667,7 @@ def perfect_figure(per_batch: pd.DataFrame, path: Path) -> None:
     )
     series = sorted(
         {(p, m) for p, m in zip(d["proto"], d["featured_model"], strict=True)},
-        key=lambda pm: (proto_key(pm[0]), _num(pm[1])),
+        key=lambda pm: (proto_key(pm[0]), featured_number(pm[1])),
     )
     if not series:
         _empty_figure(path, "Perfect labels", "no predictions")
@@ -1111,7 +1043,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 NEEDS = {
-    "training": ["training", "training_table", "weights", "shards"],
+    "training": ["training", "training_table", "wheel"],
     "evaluation": ["accuracy", "perfect", "perfect_per_batch"],
     "quality": ["suspects", "planted_check"],
     "run": ["training", "benchmarks"],
@@ -1131,7 +1063,7 @@ def figures_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--training", help="training.parquet")
     p.add_argument("--training-table", help="evaluation/training.csv")
-    p.add_argument("--weights", help="weights.parquet")
+    p.add_argument("--wheel", help="evaluation/wheel.npz (the confusion wheel's data)")
     p.add_argument("--shards", help="shard folder")
     p.add_argument("--manifest", help="shards/manifest.tsv (run facts)")
     p.add_argument("--accuracy", help="evaluation/accuracy.csv")
