@@ -64,7 +64,9 @@ import pandas as pd
 from .config import proto_names, settings_arguments, settings_from_args
 from .datasets import GENERATED
 from .errors import DataError
+from .grid import fnn_jobs
 from .io import atomic_path, write_parquet, write_text
+from .names import module_name, proto_name, shard_name, split_shard, submodule_name
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def _as_name(v: Any, prefix: str, width: int = 2) -> str:
     """'m01'/'s1' whether stored as the name or as a 1-based int (modules zero-padded)."""
     if isinstance(v, str):
         return v
-    return f"{prefix}{int(v):0{width}d}" if prefix == "m" else f"{prefix}{int(v)}"
+    return module_name(int(v), width) if prefix == "m" else submodule_name(int(v))
 
 
 def _module_width(values: pd.Series) -> int:
@@ -213,13 +215,11 @@ def expected_fnns(cfg: dict[str, Any], shard_names: list[str]) -> set[tuple[str,
     """(proto, feature, module, submodule) of every T-FNN the config asks for."""
     if not cfg["gdt"]["enabled"]:
         return set()
-    out = set()
-    for p in proto_names(cfg):
-        for f in cfg["features"]:
-            for name in shard_names:
-                m, s = name.split("_")
-                out.add((f"T_{p}", f, m, s))
-    return out
+    shards = [split_shard(name) for name in shard_names]
+    return {
+        (proto_name("T", model), f, m, s)
+        for model, f, m, s in fnn_jobs(proto_names(cfg), cfg["features"], shards)
+    }
 
 
 def training_evidence(
@@ -248,7 +248,7 @@ def training_evidence(
             in_conflict = {i for cids, _ in conflict_groups for i in cids}
             for i in ids:
                 if i not in in_conflict:
-                    ev.budget.setdefault(i, set()).add(f"{proto}/{feat}/{m}_{s}")
+                    ev.budget.setdefault(i, set()).add(f"{proto}/{feat}/{shard_name(m, s)}")
                     ev.shard[i] = (m, s)
             ids = [i for i in ids if i in in_conflict]
         ev.residual_ids.update(ids)
@@ -262,7 +262,7 @@ def training_evidence(
         for i in failing:
             per_image[(proto, m, s, i)].add(feat)
             ev.shard[i] = (m, s)
-            ev.failed.setdefault(i, set()).add(f"{proto}/{feat}/{m}_{s}")
+            ev.failed.setdefault(i, set()).add(f"{proto}/{feat}/{shard_name(m, s)}")
     for (_, m, s), feats in per_shard.items():
         ev.shard_features[(m, s)] = max(ev.shard_features.get((m, s), 0), len(feats))
     for (proto, m, s, i), feats in per_image.items():
@@ -272,7 +272,7 @@ def training_evidence(
         ):
             ev.n_failed[i], ev.n_features[i] = n, tot
     if expected:
-        ev.missing = sorted("/".join(k[:2]) + f"/{k[2]}_{k[3]}" for k in expected - have)
+        ev.missing = sorted(f"{k[0]}/{k[1]}/{shard_name(k[2], k[3])}" for k in expected - have)
     return ev
 
 
@@ -798,7 +798,7 @@ def doublelabel_main(args: argparse.Namespace) -> int:
     width = _module_width(df["module"])
     shard_names = _shard_names(shards) or sorted(
         {
-            f"{_as_name(m, 'm', width)}_{_as_name(s, 's')}"
+            shard_name(_as_name(m, "m", width), _as_name(s, "s"))
             for m, s in zip(df["module"], df["submodule"], strict=True)
         }
     )

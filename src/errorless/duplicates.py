@@ -31,6 +31,7 @@ import pandas as pd
 from .config import settings_arguments, settings_from_args
 from .errors import DataError
 from .io import write_json, write_parquet
+from .names import split_shard
 from .nearcopy import NearSettings, Thumbs, near_copies, thumbs
 
 log = logging.getLogger(__name__)
@@ -345,7 +346,7 @@ def load_inputs(shards: Path, seed: int = 0) -> Inputs:
         thumbs_all.put(lo, t)
         labels[lo:hi] = sh.labels
         ids[lo:hi] = sh.ids.astype(str)
-        module[lo:hi], sub[lo:hi] = sh.name.split("_")
+        module[lo:hi], sub[lo:hi] = split_shard(sh.name)
         lo = hi
         del sh
     return Inputs(

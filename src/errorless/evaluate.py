@@ -63,7 +63,7 @@ from . import fnn
 from .config import settings_arguments, settings_from_args
 from .errors import ConfigError, DataError
 from .io import write_json, write_npz, write_parquet, write_text
-from .names import featured_model, number, proto_key
+from .names import featured_model, number, proto_key, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -418,7 +418,7 @@ def training_evaluation(
 
         pw = load_proto(weights, proto, feats)
         for g, (m, s) in enumerate(pw.groups):
-            shard = load_shard(Path(shards) / f"{m}_{s}.npz")
+            shard = load_shard(Path(shards) / f"{shard_name(m, s)}.npz")
             local = shard.labels - shard.label_lo
             for f, feature in enumerate(pw.features):
                 x = transform(shard.images, feature, **cfg["transform"])
@@ -541,7 +541,7 @@ def wheel_data(
     if pick is None or shards is None:
         return {**empty, "note": np.array("no trained FNN" if pick is None else "no shards")}
     model, f, m, s = pick["model"], pick["feature"], pick["module"], pick["submodule"]
-    shard_path = Path(shards) / f"{m}_{s}.npz"
+    shard_path = Path(shards) / f"{shard_name(m, s)}.npz"
     if not shard_path.exists():
         raise DataError(f"{shard_path}: shard of the confusion-wheel FNN missing")
     sh = load_shard(shard_path)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import time
 import zipfile
 from collections import defaultdict
@@ -33,8 +32,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import DataError
+from .grid import fnn_jobs
 from .io import arrays_digest, atomic_path, write_parquet
-from .names import number, proto_name, split_model
+from .names import is_number_name, number, proto_name, shard_name, split_model, split_shard
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,6 @@ TRAINING_FIELDS: dict[str, pa.DataType] = {
     "seed": pa.int64(),
 }
 JSON_FIELDS = ("conflicts", "settings")  # nested objects kept as JSON strings
-JOB_RE = re.compile(r"(?P<module>m\d+)_(?P<submodule>s\d+)$")
 
 
 # ---------------------------------------------------------------- job identity
@@ -125,7 +124,7 @@ class Job:
 
 
 def job_at(results: str | Path, model: str, feature: str, module: str, submodule: str) -> Job:
-    prefix = Path(results) / "fnn" / model / feature / f"{module}_{submodule}"
+    prefix = Path(results) / "fnn" / model / feature / shard_name(module, submodule)
     return Job(model, feature, module, submodule, prefix)
 
 
@@ -136,11 +135,14 @@ def job_from_path(path: str | Path) -> Job:
     for suffix in (".weights.npz", ".metrics.json"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
-    m = JOB_RE.match(name)
-    if m is None or len(p.parts) < 3:
+    try:
+        module, submodule = split_shard(name)
+    except DataError:
+        module = None
+    if module is None or len(p.parts) < 3:
         raise DataError(f"{path}: not a job path .../fnn/<model>/<feature>/<module>_<submodule>")
     prefix = p.with_name(name)
-    return Job(p.parent.parent.name, p.parent.name, m["module"], m["submodule"], prefix)
+    return Job(p.parent.parent.name, p.parent.name, module, submodule, prefix)
 
 
 def jobs_from_file(path: str | Path, results: str | Path) -> list[Job]:
@@ -168,12 +170,8 @@ def jobs_from_manifest(manifest: str | Path, cfg: dict[str, Any], results: str |
     if not manifest.exists():
         raise DataError(f"{manifest}: shard manifest missing (run the modularize step)")
     df = pd.read_csv(manifest, sep="\t", dtype=str)
-    return [
-        job_at(results, model, feature, r.module, r.submodule)
-        for model in proto_names(cfg)
-        for feature in cfg["features"]
-        for r in df.itertuples()
-    ]
+    shards = zip(df["module"], df["submodule"], strict=True)
+    return [job_at(results, *job) for job in fnn_jobs(proto_names(cfg), cfg["features"], shards)]
 
 
 # ---------------------------------------------------------------- reading one job
@@ -218,7 +216,7 @@ def read_metrics(job: Job) -> list[dict[str, Any]]:
 def _same_name(value: Any, name: str) -> bool:
     """``m01`` == ``m01`` == 1; ``s2`` == 2 (metrics may carry 1-based ints)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return name[1:].isdigit() and number(name) == int(value)
+        return is_number_name(name) and number(name) == int(value)
     return str(value) == name
 
 
@@ -303,13 +301,7 @@ def check_grid(jobs: Sequence[Job]) -> None:
             except (OSError, ValueError, KeyError, pd.errors.ParserError):
                 pass  # an unreadable manifest adds nothing; the spanned grid still applies
     have = {(j.model, j.feature, j.module, j.submodule) for j in jobs}
-    missing = [
-        (m, f, mod, sub)
-        for m in models
-        for f in features
-        for mod, sub in sorted(shards)
-        if (m, f, mod, sub) not in have
-    ]
+    missing = [job for job in fnn_jobs(models, features, sorted(shards)) if job not in have]
     if missing:
         head = "; ".join(f"model={m} feature={f} {mod}_{sub}" for m, f, mod, sub in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""

@@ -45,7 +45,7 @@ import torch
 from .config import settings_arguments, settings_from_args
 from .errors import DataError
 from .io import atomic_path, write_parquet, write_text
-from .names import number
+from .names import number, submodule_name
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def oos_table(
                     "batch": sh.batch,
                     "row": sh.row,
                     "module": mname,
-                    "submodule": f"s{sh.submodule}",
+                    "submodule": submodule_name(sh.submodule),
                     "label": sh.labels,
                     "label_local": local,
                     "proto": pw.proto,

@@ -34,6 +34,7 @@ import pandas as pd
 from .config import FEATURES, GREY_FEATURE
 from .datasets import GENERATED, IMAGENET
 from .errors import ConfigError, DataError
+from .names import shard_name
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def predict(
         device=torch_device(device),
         batch_size=batch_size,
     )[(p, protocol)]
-    groups = np.array([f"{m}_{s}" for m, s in pw.groups])
+    groups = np.array([shard_name(m, s) for m, s in pw.groups])
     base = label_base(fmt, cfg)
     df = pd.DataFrame({"image_id": ids})
     if labels is not None:  # loaded 0-based (datasets shifts ImageNet's 1..1000)

@@ -48,7 +48,7 @@ import pandas as pd
 from .datasets import GENERATED
 from .errors import DataError
 from .io import atomic_path, write_text
-from .names import featured_number, number, proto_key, split_proto
+from .names import featured_number, number, proto_key, shard_name, split_proto
 
 log = logging.getLogger(__name__)
 
@@ -751,7 +751,9 @@ def suspects_display(report: pd.DataFrame) -> pd.DataFrame:
         )
 
     shard = [
-        " / ".join(dict.fromkeys(f"{m}_{s}" for m, s in ((ma, sa), (mb, sb)) if isinstance(m, str)))
+        " / ".join(
+            dict.fromkeys(shard_name(m, s) for m, s in ((ma, sa), (mb, sb)) if isinstance(m, str))
+        )
         for ma, sa, mb, sb in zip(
             col("module_a"), col("submodule_a"), col("module_b"), col("submodule_b"), strict=True
         )

@@ -32,6 +32,7 @@ from .config import GDTSettings, SGDSettings, TransformSettings, parse_settings
 from .errors import ConfigError, DataError
 from .gdt import GDT, classify_status, run_group
 from .io import arrays_digest, atomic_path, remove_stale_temporaries, write_json, write_npz
+from .names import proto_name, split_shard
 from .sgd import pack_result, train_sgd_group, unpack_result
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ def train_main(args: argparse.Namespace) -> int:
     decimals = int(cfg["weights"]["decimals"])
 
     shard = load_shard(args.shard)
-    module, submodule = shard.name.split("_")
+    module, submodule = split_shard(shard.name)
     n = shard.labels.shape[0]
     c = shard.label_hi - shard.label_lo
     if n == 0:
@@ -428,7 +429,7 @@ def write_outputs(
     tr_s = TransformSettings.from_dict(cfg["transform"])
     decimals = int(cfg["weights"]["decimals"])
     check_decimals = int(cfg["weights"]["check_decimals"])
-    module, submodule = shard.name.split("_")
+    module, submodule = split_shard(shard.name)
     n, c = y_np.shape[0], sizes[-1]
     y = torch.as_tensor(y_np, dtype=torch.int64, device=x.device)
     settings_used = {
@@ -495,7 +496,7 @@ def write_outputs(
         arrays.update(fnn.to_numpy(rounded, method))
         pred = fnn.predict(rounded, x).cpu().numpy()
         wrong = pred != y_np
-        rec = dict(proto=f"{method}_{args.model}", method=method, **base)
+        rec = dict(proto=proto_name(method, args.model), method=method, **base)
         rec.update(
             accuracy=float(1.0 - wrong.mean()),
             epochs=extra["epochs"],

@@ -73,13 +73,10 @@ wildcard_constraints:
 
 def fnn_outputs(kind):
     """Every training job's output of one kind (weights.npz or metrics.json)."""
-    return expand(
-        f"{RESULTS}/fnn/{{model}}/{{feature}}/{{mod}}_{{sub}}.{kind}",
-        model=MODELS,
-        feature=FEATURES,
-        mod=MODULES,
-        sub=SUBMODULES,
-    )
+    return [
+        f"{RESULTS}/fnn/{model}/{feature}/{mod}_{sub}.{kind}"
+        for model, feature, mod, sub in GRID.jobs()
+    ]
 
 
 # Machine settings: how and where a job runs, never what it computes. No rule's params carry
@@ -233,7 +230,7 @@ def shard_group_mem_mb(wildcards, attempt):
     """A shard group (train.group: shard): one FNN job's estimate plus, per further feature,
     its inputs, activations and stacked GDT batch."""
     n = shard_images(wildcards)
-    hidden = sum(config["models"]["architectures"][wildcards.model.split("_")[0]])
+    hidden = sum(config["models"]["architectures"][split_model(wildcards.model)[0]])
     extra = (len(FEATURES) - 1) * n * (4 * 900 * 3 + 4 * hidden * 4) / 1e6
     return train_mem_mb(wildcards, attempt) + int(
         attempt * math.ceil(extra / 100) * 100
