@@ -67,7 +67,7 @@ def test_forward_softmax_distance_equal_a_loop_per_sample(arch, loss):
             z_own = numpy_net(layers, xs[k, i].numpy())
             np.testing.assert_allclose(group_own[k, i].numpy(), z_own, rtol=1e-5, atol=1e-5)
         # the loss the group trains on: per member, as a loop over its samples
-        value, _ = fnn.loss_and_grads(stacked, xs, y, loss=loss, temperature=3.0)
+        value, _ = fnn.loss_and_grads(stacked, xs, y, fnn.Loss(loss, 3.0))
         per = []
         for i in range(n):
             z = numpy_net(layers, xs[k, i].numpy())

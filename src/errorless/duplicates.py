@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import settings_arguments, settings_from_args
+from .config import results_arguments, results_folders, settings_arguments, settings_from_args
 from .errors import DataError
 from .io import write_json, write_parquet
 from .names import split_shard
@@ -403,8 +403,7 @@ def output_schema():
 
 def duplicates_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
-    p.add_argument("--results", help="results folder (default: config key results)")
-    p.add_argument("--shards", help="shard folder (default: {results}/shards)")
+    results_arguments(p)
     p.add_argument("--out", help="pairs Parquet (default: {results}/quality/duplicates.parquet)")
     p.add_argument("--stats", help="time/memory JSON (default: the --out path with .json)")
     p.add_argument(
@@ -430,8 +429,7 @@ def near_settings(cfg: dict[str, Any], **extra: Any) -> NearSettings:
 
 def duplicates_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    results = Path(args.results or cfg["results"])
-    shards = Path(args.shards) if args.shards else results / "shards"
+    results, shards = results_folders(args, cfg)
     out = Path(args.out) if args.out else results / "quality" / "duplicates.parquet"
     stats_path = Path(args.stats) if args.stats else out.with_suffix(".json")
     s = near_settings(cfg, flat_limit=args.flat_limit, nprobe=args.nprobe)

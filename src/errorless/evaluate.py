@@ -60,7 +60,7 @@ import pandas as pd
 import torch
 
 from . import fnn
-from .config import settings_arguments, settings_from_args
+from .config import device_argument, settings_arguments, settings_from_args
 from .errors import ConfigError, DataError
 from .io import write_json, write_npz, write_parquet, write_text
 from .names import featured_model, number, proto_key, shard_name
@@ -400,18 +400,9 @@ def training_evaluation(
         recorded = {(r.feature, r.module, r.submodule): r.accuracy for r in sub.itertuples()}
         if shards is None:
             for (f, m, s), acc in recorded.items():
-                rows.append(
-                    dict(
-                        proto=proto,
-                        feature=f,
-                        module=m,
-                        submodule=s,
-                        accuracy_recorded=acc,
-                        accuracy=acc,
-                        accuracy_cut=np.nan,
-                        changed_predictions=np.nan,
-                    )
-                )
+                fnn_key = {"proto": proto, "feature": f, "module": m, "submodule": s}
+                rows.append({**fnn_key, "accuracy_recorded": acc, "accuracy": acc})
+                rows[-1].update(accuracy_cut=np.nan, changed_predictions=np.nan)
             continue
         from .features import transform
         from .shards import load_shard
@@ -427,18 +418,16 @@ def training_evaluation(
                 pred = fnn.predict(params, torch.as_tensor(x)).numpy()
                 cut = fnn.truncate_params(params, check, saved)
                 pred_cut = fnn.predict(cut, torch.as_tensor(x)).numpy()
+                fnn_key = {"proto": proto, "feature": feature, "module": m, "submodule": s}
                 rows.append(
-                    dict(
-                        proto=proto,
-                        feature=feature,
-                        module=m,
-                        submodule=s,
-                        n_images=len(local),
-                        accuracy_recorded=recorded.get((feature, m, s), np.nan),
-                        accuracy=float(np.mean(pred == local)),
-                        accuracy_cut=float(np.mean(pred_cut == local)),
-                        changed_predictions=int(np.sum(pred != pred_cut)),
-                    )
+                    {
+                        **fnn_key,
+                        "n_images": len(local),
+                        "accuracy_recorded": recorded.get((feature, m, s), np.nan),
+                        "accuracy": float(np.mean(pred == local)),
+                        "accuracy_cut": float(np.mean(pred_cut == local)),
+                        "changed_predictions": int(np.sum(pred != pred_cut)),
+                    }
                 )
             log.info(
                 "%s %s_%s: %d images, %d features checked",
@@ -588,13 +577,16 @@ def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFram
 # ---------------------------------------------------------------- CLI
 
 
+def fnn_arguments(p: argparse.ArgumentParser, shards: str, shards_required: bool = False) -> None:
+    """``--weights`` (weights.parquet) and ``--shards``: the trained FNNs and their data."""
+    p.add_argument("--weights", required=True, help="weights.parquet")
+    p.add_argument("--shards", required=shards_required, help=shards)
+
+
 def training_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
+    fnn_arguments(p, shards="shards folder ({module}_{submodule}.npz); omit to skip recomputing")
     p.add_argument("--training", required=True, help="training.parquet")
-    p.add_argument("--weights", required=True, help="weights.parquet")
-    p.add_argument(
-        "--shards", help="shards folder ({module}_{submodule}.npz); omit to skip recomputing"
-    )
     p.add_argument(
         "--out", required=True, help="Table 2 CSV (e.g. results/evaluation/training.csv)"
     )
@@ -637,7 +629,7 @@ def training_main(args: argparse.Namespace) -> int:
 
 def evaluate_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: config key device)")
+    device_argument(p)
     p.add_argument(
         "--batch", required=True, help="source batch name (e.g. train_data_batch_1, val_data)"
     )
@@ -655,8 +647,6 @@ def evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def evaluate_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    if args.device:  # a machine setting: given apart so that changing it reruns nothing
-        cfg["device"] = args.device
     table, speed = evaluate_batch(cfg, args.batch, args.weights, args.protos)
     out = Path(args.out)
     write_parquet(out, table)

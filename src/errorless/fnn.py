@@ -21,6 +21,7 @@ wide (D, M·H) matrix, so that the widest product is a single GEMM.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,21 @@ from torch import Tensor
 
 Params = list[tuple[Tensor, Tensor]]
 LOSSES = ("cross_entropy", "mse_softmax")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """The training loss: ``cross_entropy``, or ``mse_softmax`` at ``temperature``."""
+
+    name: str = "cross_entropy"
+    temperature: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ValueError(f"unknown loss {self.name!r} (known: {LOSSES})")
+
+
+CROSS_ENTROPY = Loss()
 
 
 def layer_sizes(n_inputs: int, hidden: Sequence[int], n_labels: int) -> list[int]:
@@ -215,8 +231,7 @@ def loss_and_grads(
     params: Params,
     x: Tensor,
     y: Tensor,
-    loss: str = "cross_entropy",
-    temperature: float = 100.0,
+    loss: Loss = CROSS_ENTROPY,
     weights: Tensor | None = None,
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """Mean loss over the rows and its gradients (same structure as ``params``).
@@ -236,13 +251,14 @@ def loss_and_grads(
     w, b = params[-1]
     z = _affine(b, h, w)  # (N, c) or (M, N, c)
     yi = y.unsqueeze(-1)
-    if loss == "cross_entropy":
+    temperature = loss.temperature
+    if loss.name == "cross_entropy":
         logp = torch.log_softmax(z, dim=-1)
         per_row = -logp.gather(-1, yi).squeeze(-1)
         dz = logp.exp_()
         dz.scatter_(-1, yi, dz.gather(-1, yi) - 1.0)
         scale = 1.0
-    elif loss == "mse_softmax":
+    else:  # mse_softmax (Loss checks the name)
         p = torch.softmax(z / temperature, dim=-1)
         r = p.clone()
         r.scatter_(-1, yi, r.gather(-1, yi) - 1.0)  # p - onehot
@@ -250,8 +266,6 @@ def loss_and_grads(
         # softmax Jacobian: dz = p * (r - <r, p>) / T, mean over rows
         dz = p * (r - (r * p).sum(dim=-1, keepdim=True))
         scale = temperature
-    else:
-        raise ValueError(f"unknown loss {loss!r} (known: {LOSSES})")
     if weights is None:
         value = per_row.mean(dim=-1)
         dz.div_(n * scale)

@@ -58,45 +58,34 @@ WEIGHTS_SCHEMA = pa.schema(
     ]
 )
 
-# metrics fields with a fixed Arrow type; any other field is stored as a JSON string column
-TRAINING_FIELDS: dict[str, pa.DataType] = {
-    "proto": pa.string(),
-    "method": pa.string(),
-    "model": pa.string(),
-    "arch": pa.string(),
-    "replicate": pa.int64(),
-    "feature": pa.string(),
-    "module": pa.string(),
-    "submodule": pa.string(),
-    "n_images": pa.int64(),
-    "n_inputs": pa.int64(),
-    "n_labels": pa.int64(),
-    "label_lo": pa.int64(),
-    "hidden": pa.list_(pa.int64()),
-    "n_params": pa.int64(),
-    "accuracy": pa.float64(),
-    "accuracy_sgd": pa.float64(),
-    "epochs": pa.int64(),
-    "gdt_rounds": pa.int64(),
-    "accepted": pa.int64(),
-    "rejected": pa.int64(),
-    "lambda_path": pa.list_(pa.float64()),
-    "delta_path": pa.list_(pa.float64()),
-    "accepted_path": pa.list_(pa.bool_()),
-    "steps_path": pa.list_(pa.int64()),
-    "gdt_steps": pa.int64(),
-    "consolidation_steps": pa.int64(),
-    "round_ends": pa.list_(pa.string()),
-    "gdt_stop_reason": pa.string(),
-    "residual_ids": pa.list_(pa.string()),
-    "residual_labels": pa.list_(pa.int64()),
-    "residual_predicted": pa.list_(pa.int64()),
-    "no_anchor_labels": pa.list_(pa.int64()),
-    "status": pa.string(),
-    "seconds_sgd": pa.float64(),
-    "seconds_gdt": pa.float64(),
-    "seed": pa.int64(),
-}
+
+def _training_fields() -> dict[str, pa.DataType]:
+    """The metrics fields with a fixed Arrow type, in column order (docs/ARCHITECTURE.md);
+    any other field is stored as a JSON string column."""
+    by_type = {
+        pa.string(): "proto method model arch feature module submodule gdt_stop_reason status",
+        pa.int64(): "replicate n_images n_inputs n_labels label_lo n_params epochs gdt_rounds "
+        "accepted rejected gdt_steps consolidation_steps seed",
+        pa.float64(): "accuracy accuracy_sgd seconds_sgd seconds_gdt",
+        pa.list_(
+            pa.int64()
+        ): "hidden steps_path residual_labels residual_predicted no_anchor_labels",
+        pa.list_(pa.float64()): "lambda_path delta_path",
+        pa.list_(pa.bool_()): "accepted_path",
+        pa.list_(pa.string()): "round_ends residual_ids",
+    }
+    type_of = {name: t for t, names in by_type.items() for name in names.split()}
+    order = (
+        "proto method model arch replicate feature module submodule n_images n_inputs n_labels "
+        "label_lo hidden n_params accuracy accuracy_sgd epochs gdt_rounds accepted rejected "
+        "lambda_path delta_path accepted_path steps_path gdt_steps consolidation_steps round_ends "
+        "gdt_stop_reason residual_ids residual_labels residual_predicted no_anchor_labels status "
+        "seconds_sgd seconds_gdt seed"
+    )
+    return {name: type_of[name] for name in order.split()}
+
+
+TRAINING_FIELDS = _training_fields()
 JSON_FIELDS = ("conflicts", "settings")  # nested objects kept as JSON strings
 
 
