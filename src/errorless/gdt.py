@@ -32,6 +32,7 @@ from torch import Tensor
 
 from . import fnn
 from .config import GDTSettings
+from .identical import mixed_groups, row_groups
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 2.0
@@ -72,19 +73,8 @@ def step_length(gnorm: Tensor, a: float, b: float) -> Tensor:
 
 def find_conflicts(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     """Groups (sorted shard indices) of byte-identical input rows carrying more than one label."""
-    if x.shape[0] == 0:
-        return []
     xc = np.ascontiguousarray(x, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
-    rows = xc.view(np.dtype((np.void, xc.dtype.itemsize * xc.shape[1]))).ravel()
-    _, inv, counts = np.unique(rows, return_inverse=True, return_counts=True)
-    inv = inv.ravel()
-    dup = np.flatnonzero(counts > 1)
-    if dup.size == 0:
-        return []
-    members = np.flatnonzero(np.isin(inv, dup))
-    members = members[np.argsort(inv[members], kind="stable")]
-    groups = np.split(members, np.flatnonzero(np.diff(inv[members])) + 1)
-    return [np.sort(g) for g in groups if np.unique(y[g]).size > 1]
+    return mixed_groups(row_groups(xc), y)[1]
 
 
 @dataclass(frozen=True)
