@@ -2,7 +2,6 @@
 import json
 import math
 import os
-import sys
 
 from snakemake.exceptions import WorkflowError
 
@@ -26,20 +25,10 @@ FORMAT = config["dataset"]["format"]
 # the generator's settings section (synthetic, photos) is read with the dataset section
 DATA_SECTIONS = [FORMAT] if FORMAT in datasets.GENERATED else []
 
-# Rules run `python -m errorless` from this checkout (src/ on PYTHONPATH) with the interpreter
-# that runs Snakemake -- or, with --software-deployment-method conda, the environment's python.
-try:
-    _conda = "conda" in str(workflow.deployment_settings.deployment_method).lower()
-except AttributeError:
-    _conda = False
-_path = "" if _conda else f"export PATH={os.path.dirname(sys.executable)}:$PATH; "
+# Rules run `python -m errorless` from this checkout (the Snakefile puts src/ on PYTHONPATH).
 # The device is a machine setting: the commands get it as --device "$ERRORLESS_DEVICE" (not as
 # params), so that changing it reruns nothing.
-shell.prefix(
-    "set -euo pipefail; "
-    f"export PYTHONPATH={os.path.join(workflow.basedir, 'src')}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_path}"
-    f"export ERRORLESS_DEVICE={config['device']}; "
-)
+shell.prefix(f"set -euo pipefail; export ERRORLESS_DEVICE={config['device']}; ")
 
 # ---------------------------------------------------------------- the job grid
 # errorless.grid.job_grid is also what `errorless info` shows
