@@ -34,7 +34,7 @@ import pandas as pd
 from .config import FEATURES, GREY_FEATURE
 from .datasets import GENERATED, IMAGENET
 from .errors import ConfigError, DataError
-from .names import shard_name
+from .names import shard_name, split_proto
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def predict(
         raise DataError(f"{wpath}: weights table missing (train the model and run the gather step)")
     known = protos_in(wpath)
     if proto is None:
-        proto = next((x for x in known if x.startswith("T_")), known[0])
+        proto = next((x for x in known if split_proto(x)[0] == "T"), known[0])
     if proto not in known:
         raise ConfigError(f"--proto {proto!r} is not in {wpath} (has {known})")
     pw0 = load_proto(wpath, proto)
