@@ -6,7 +6,12 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("9.0")
-sys.path.insert(0, f"{workflow.basedir}/src")  # the package of this checkout
+# Deployment, in this one place: this checkout's src/, here and in every job (errorless.deploy;
+# why not the installed package: docs/ARCHITECTURE.md, "Deployment").
+sys.path.insert(0, f"{workflow.basedir}/src")
+from errorless.deploy import use_checkout
+
+use_checkout(f"{workflow.basedir}/src")
 from errorless.config import check_yaml_file
 from errorless.errors import ConfigError
 

@@ -56,8 +56,7 @@ def one_run(
         seed,
         decimals=4,
         n_classes=10,
-        loss=sgd_s.loss,
-        temperature=sgd_s.temperature,
+        loss=fnn.Loss(sgd_s.loss, sgd_s.temperature),
     )
     return r.accuracy == 1.0, time.perf_counter() - t, r.accepted, r.rejected
 

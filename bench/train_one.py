@@ -130,7 +130,7 @@ def main() -> None:
 
     # Step rate of the full-batch GDT steps alone (same code path as GDT's λ-steps).
     theta = fnn.clone(s_res.params)
-    t_step = timed(lambda: gdt.descend(theta, x, y, 5, g_set.eta_min, g_set.eta_gain), sync, 2) / 5
+    t_step = timed(lambda: gdt.descend(theta, x, y, 5, g_set, fnn.CROSS_ENTROPY), sync, 2) / 5
     step_flops = gdt.flops_per_step(args.images, sizes)
     step_rate = step_flops / t_step
     print(

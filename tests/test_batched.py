@@ -32,11 +32,11 @@ def member_data(m: int, n: int = 240, d: int = 48, c: int = 4, noise: float | li
 def test_group_forward_and_gradients_equal_each_member(loss):
     x, y = member_data(3, n=50, d=12)
     nets = [fnn.init_params([12, 9, 7, 4], i) for i in range(3)]
-    value, grads = fnn.loss_and_grads(fnn.stack(nets), x, y, loss, 0.7)
+    value, grads = fnn.loss_and_grads(fnn.stack(nets), x, y, fnn.Loss(loss, 0.7))
     assert value.shape == (3,)
     norms = fnn.flat_norm(grads)
     for i, net in enumerate(nets):
-        v1, g1 = fnn.loss_and_grads(net, x[i], y[i], loss, 0.7)
+        v1, g1 = fnn.loss_and_grads(net, x[i], y[i], fnn.Loss(loss, 0.7))
         torch.testing.assert_close(value[i], v1)
         for (gw, gb), (w1, b1) in zip(grads, g1, strict=True):
             torch.testing.assert_close(gw[i], w1)
@@ -46,9 +46,9 @@ def test_group_forward_and_gradients_equal_each_member(loss):
     # padding rows of weight 0 leave a member's loss and gradients as on its real rows alone
     w = torch.zeros(3, 50)
     w[0, :30], w[1], w[2, :7] = 1 / 30, 1 / 50, 1 / 7
-    vp, gp = fnn.loss_and_grads(fnn.stack(nets), x, y, loss, 0.7, w)
+    vp, gp = fnn.loss_and_grads(fnn.stack(nets), x, y, fnn.Loss(loss, 0.7), w)
     for i, rows in enumerate((30, 50, 7)):
-        v1, g1 = fnn.loss_and_grads(nets[i], x[i, :rows], y[i, :rows], loss, 0.7)
+        v1, g1 = fnn.loss_and_grads(nets[i], x[i, :rows], y[i, :rows], fnn.Loss(loss, 0.7))
         torch.testing.assert_close(vp[i], v1)
         for (gw, gb), (w1, b1) in zip(gp, g1, strict=True):
             torch.testing.assert_close(gw[i], w1)

@@ -14,9 +14,9 @@ from errorless.evaluate import (
     top1_rate,
     training_evaluation,
     training_table,
-    truncate,
     vote,
 )
+from errorless.fnn import truncate
 from errorless.gather import ProtoWeights
 
 # ---------------------------------------------------------------- a model trained "by hand"

@@ -74,7 +74,7 @@ def test_hand_written_gradients_match_autograd(loss):
     y = torch.randint(0, 4, (40,), generator=g)
     params = fnn.init_params([12, 9, 7, 4], 3)
     temp = 0.7
-    value, grads = fnn.loss_and_grads(params, x, y, loss, temp)
+    value, grads = fnn.loss_and_grads(params, x, y, fnn.Loss(loss, temp))
     leaves = [(w.clone().requires_grad_(), b.clone().requires_grad_()) for w, b in params]
     z = fnn.forward(leaves, x)
     if loss == "cross_entropy":

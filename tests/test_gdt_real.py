@@ -83,8 +83,7 @@ def test_authors_configuration_reaches_98_then_100(seed):
         seed,
         decimals=4,
         n_classes=10,
-        loss="mse_softmax",
-        temperature=100.0,
+        loss=fnn.Loss("mse_softmax", 100.0),
     )
     assert r.accuracy == 1.0 and r.stop_reason == gdt.STOP_ERROR_FREE
 

@@ -15,8 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from errorless import figures as fg
+from errorless import htmltables as ht
 from errorless import report as rp
 from errorless.errors import DataError
+from errorless.evaluate import choose_wheel_fnn
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -89,12 +92,12 @@ def test_training_table_puts_protos_side_by_side():
     assert side.loc["error-free FNNs", "T (T_h1_m1)"] == "42/48"
     assert side.loc["fully error-free partitions", "S (S_h1_m1)"] == "0/8"
     assert side.loc["min accuracy %", "S′ (Sp_h1_m1)"] == "98.500"
-    assert "<table>" in rp.html_table(side, index=True)
+    assert "<table>" in ht.html_table(side, index=True)
 
 
 def test_error_free_grid_figure(tmp_path):
     out = tmp_path / "grid.png"
-    rp.error_free_grid_figure(training_records(), ["R", "G"], out)
+    fg.error_free_grid_figure(training_records(), ["R", "G"], out)
     assert is_png(out)
 
 
@@ -107,45 +110,38 @@ def test_gdt_path_choice_and_figure(tmp_path):
         "m02",
         2,
     )
-    rp.gdt_path_figure(rec, tmp_path / "gdt.png")
+    fg.gdt_path_figure(rec, tmp_path / "gdt.png")
     assert is_png(tmp_path / "gdt.png")
     # no GDT at all: a figure that says so, not a crash
     assert rp.choose_gdt_fnn(t[t["method"] == "S"]) is None
-    rp.gdt_path_figure(None, tmp_path / "none.png")
+    fg.gdt_path_figure(None, tmp_path / "none.png")
     assert is_png(tmp_path / "none.png")
 
 
 def test_wheel_choice_prefers_an_sgd_error_that_gdt_fixed():
     t = training_records()
     # partition order first, then feature order: m01_s1 R has S 0.98 and T 1.0
-    assert rp.choose_wheel_fnn(t, ["R", "G"]) == {
+    assert choose_wheel_fnn(t, ["R", "G"]) == {
         "model": "h1_m1",
         "feature": "R",
         "module": "m01",
         "submodule": "s1",
     }
-    assert rp.choose_wheel_fnn(t, ["G", "R"])["feature"] == "G"
+    assert choose_wheel_fnn(t, ["G", "R"])["feature"] == "G"
     # T never error-free: fall back to the first S-FNN below 100 %
     t2 = t.copy()
     t2.loc[t2["method"] == "T", "accuracy"] = 0.99
-    assert rp.choose_wheel_fnn(t2, ["R", "G"])["feature"] == "R"
+    assert choose_wheel_fnn(t2, ["R", "G"])["feature"] == "R"
 
 
 def test_wheel_geometry():
     c = 5
-    sp = rp.spokes(c)
+    sp = fg.spokes(c)
     assert np.allclose(np.linalg.norm(sp, axis=1), 1)
     assert np.allclose(sp[0], [0, 1])  # label 0 at the top
     onehot = np.eye(c)
-    assert np.allclose(rp.wheel_points(onehot), sp)  # a certain output sits on its spoke tip
-    assert np.allclose(rp.wheel_points(np.full((1, c), 1 / c)), 0)  # no preference: the centre
-    rng = np.random.default_rng(0)
-    layers = [
-        (rng.normal(size=(4, 6)), rng.normal(size=6)),
-        (rng.normal(size=(6, c)), rng.normal(size=c)),
-    ]
-    p = rp.fnn_softmax(layers, rng.normal(size=(7, 4)))
-    assert p.shape == (7, c) and np.allclose(p.sum(axis=1), 1)
+    assert np.allclose(fg.wheel_points(onehot), sp)  # a certain output sits on its spoke tip
+    assert np.allclose(fg.wheel_points(np.full((1, c), 1 / c)), 0)  # no preference: the centre
 
 
 def test_confusion_wheel_figure(tmp_path):
@@ -155,7 +151,7 @@ def test_confusion_wheel_figure(tmp_path):
     s[np.arange(30), labels] = 0.8
     s[:3] = np.roll(s[:3], 1, axis=1)  # three misclassified
     t = np.eye(5)[labels] * 0.96 + 0.01
-    rp.confusion_wheel_figure(
+    fg.confusion_wheel_figure(
         [("S_h1_m1", s), ("T_h1_m1", t + rng.uniform(0, 1e-3, t.shape))],
         labels,
         10,
@@ -163,6 +159,38 @@ def test_confusion_wheel_figure(tmp_path):
         tmp_path / "wheel.png",
     )
     assert is_png(tmp_path / "wheel.png")
+
+
+def test_wheel_is_drawn_from_the_evaluation_file_alone(tmp_path):
+    """The report reads what evaluate-training wrote (evaluation/wheel.npz), no weights or
+    shards; a file without panels gives a figure that says why."""
+    from errorless.io import write_npz
+
+    labels = np.repeat(np.arange(4), 5)
+    probs = np.stack([np.eye(4)[labels] * 0.9 + 0.025] * 2).astype(np.float32)
+    names = dict(model="h1_m1", feature="R", module="m01", submodule="s1")
+    write_npz(
+        tmp_path / "wheel.npz",
+        protos=np.array(["S_h1_m1", "T_h1_m1"]),
+        probs=probs,
+        labels=labels,
+        label_lo=np.int64(4),
+        label_hi=np.int64(8),
+        note=np.array(""),
+        **{k: np.array(v) for k, v in names.items()},
+    )
+    assert rp.wheel_figure(tmp_path / "wheel.npz", tmp_path / "w.png") == names
+    assert is_png(tmp_path / "w.png")
+    write_npz(
+        tmp_path / "none.npz",
+        protos=np.array([], dtype=str),
+        probs=np.zeros((0, 0, 0), np.float32),
+        note=np.array("no shards"),
+    )
+    assert rp.wheel_figure(tmp_path / "none.npz", tmp_path / "n.png") is None
+    assert is_png(tmp_path / "n.png")
+    with pytest.raises(DataError, match="evaluate-training"):
+        rp.wheel_figure(tmp_path / "missing.npz", tmp_path / "m.png")
 
 
 # ---------------------------------------------------------------- evaluation section
@@ -199,7 +227,7 @@ def test_accuracy_vs_features_table_and_plot(tmp_path):
     assert t.iloc[0]["split"] == "train" and t.iloc[0]["features p"] == 3
     row = t[(t["split"] == "train") & (t["protocol"] == "top1") & (t["features p"] == 6)].iloc[0]
     assert row["T_h1_m1 accuracy %"] == pytest.approx(100.0) and row["S_h1_m1 Top-1 %"] == 93.0
-    rp.accuracy_figure(acc, tmp_path / "acc.png")
+    fg.accuracy_figure(acc, tmp_path / "acc.png")
     assert is_png(tmp_path / "acc.png")
 
 
@@ -238,7 +266,7 @@ def test_perfect_labels_table_and_plot(tmp_path):
     r = t.iloc[0]
     assert (r["perfect in b1"], r["perfect in b2"]) == ("3", "2")
     assert r["labels perfect in every batch"] == "0 2" and r["mean per batch"] == 2.5
-    rp.perfect_figure(per_batch, tmp_path / "perfect.png")
+    fg.perfect_figure(per_batch, tmp_path / "perfect.png")
     assert is_png(tmp_path / "perfect.png")
 
 

@@ -20,26 +20,26 @@ from .names import model_name, module_names, submodule_names  # noqa: F401 (re-e
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "config.schema.yaml"
 
-# SPEC Table 1, in the paper's order. Weights of (R, G, B).
-FEATURES: dict[str, tuple[float, float, float]] = {
-    "R": (1.0, 0.0, 0.0),
-    "G": (0.0, 1.0, 0.0),
-    "B": (0.0, 0.0, 1.0),
-    "RGg1": (0.618, 0.382, 0.0),
-    "RBg1": (0.618, 0.0, 0.382),
-    "GBg1": (0.0, 0.618, 0.382),
-    "RGg2": (0.382, 0.618, 0.0),
-    "RBg2": (0.382, 0.0, 0.618),
-    "GBg2": (0.0, 0.382, 0.618),
-    "RG": (0.5, 0.5, 0.0),
-    "RB": (0.5, 0.0, 0.5),
-    "GB": (0.0, 0.5, 0.5),
-    "eRGB": (1 / 3, 1 / 3, 1 / 3),
-    "BW": (0.299, 0.587, 0.114),
-    "X": (0.4125, 0.3576, 0.1804),
-    "Y": (0.2126, 0.7152, 0.0722),
-    "Z": (0.0193, 0.1192, 0.9502),
-}
+
+def _table1() -> dict[str, tuple[float, float, float]]:
+    """SPEC Table 1, in the paper's order: weights of (R, G, B) per feature. The three
+    channels; every pair of channels mixed at the golden section (g1: 0.618 on the first,
+    g2: 0.382) and half and half; then equal weights, BW luma and the CIE X, Y, Z rows."""
+    table = {ch: tuple(float(i == k) for k in range(3)) for i, ch in enumerate("RGB")}
+    for suffix, (a, b) in (("g1", (0.618, 0.382)), ("g2", (0.382, 0.618)), ("", (0.5, 0.5))):
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            w = [0.0, 0.0, 0.0]
+            w[i], w[j] = a, b
+            table["RGB"[i] + "RGB"[j] + suffix] = tuple(w)
+    table["eRGB"] = (1 / 3, 1 / 3, 1 / 3)
+    table["BW"] = (0.299, 0.587, 0.114)
+    table["X"] = (0.4125, 0.3576, 0.1804)
+    table["Y"] = (0.2126, 0.7152, 0.0722)
+    table["Z"] = (0.0193, 0.1192, 0.9502)
+    return table
+
+
+FEATURES: dict[str, tuple[float, float, float]] = _table1()
 GREY_FEATURE = "gray"
 GREY_FORMATS = {"digits"}
 
@@ -331,12 +331,34 @@ def settings_arguments(p, config_help: str = "config YAML (default: schema defau
     )
 
 
+def device_argument(p) -> None:
+    """``--device``: a machine setting, given apart from the settings so that changing it
+    reruns nothing (:func:`settings_from_args` puts it into the config)."""
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: config key device)")
+
+
+def results_arguments(p) -> None:
+    """``--results`` and ``--shards`` (:func:`results_folders` resolves them)."""
+    p.add_argument("--results", help="results folder (default: config key results)")
+    p.add_argument("--shards", help="shard folder (default: {results}/shards)")
+
+
+def results_folders(args, cfg: dict[str, Any]) -> tuple[Path, Path]:
+    """(results, shards) folders of :func:`results_arguments`."""
+    results = Path(args.results or cfg["results"])
+    return results, Path(args.shards) if args.shards else results / "shards"
+
+
 def settings_from_args(args) -> dict[str, Any]:
     """The validated config of a command: ``--settings`` wins over ``--config`` (a YAML file);
-    neither gives the schema defaults."""
+    neither gives the schema defaults. A ``--device`` (:func:`device_argument`) is put in."""
     if getattr(args, "settings", None):
-        return parse_settings(args.settings)
-    return load_config(getattr(args, "config", None))
+        cfg = parse_settings(args.settings)
+    else:
+        cfg = load_config(getattr(args, "config", None))
+    if getattr(args, "device", None):
+        cfg["device"] = args.device
+    return cfg
 
 
 def _merge(base: dict, extra: dict) -> dict:

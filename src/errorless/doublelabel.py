@@ -61,10 +61,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import proto_names, settings_arguments, settings_from_args
+from .config import (
+    proto_names,
+    results_arguments,
+    results_folders,
+    settings_arguments,
+    settings_from_args,
+)
 from .datasets import GENERATED
 from .errors import DataError
+from .grid import fnn_jobs
 from .io import atomic_path, write_parquet, write_text
+from .names import module_name, proto_name, shard_name, split_shard, submodule_name
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +155,7 @@ def _as_name(v: Any, prefix: str, width: int = 2) -> str:
     """'m01'/'s1' whether stored as the name or as a 1-based int (modules zero-padded)."""
     if isinstance(v, str):
         return v
-    return f"{prefix}{int(v):0{width}d}" if prefix == "m" else f"{prefix}{int(v)}"
+    return module_name(int(v), width) if prefix == "m" else submodule_name(int(v))
 
 
 def _module_width(values: pd.Series) -> int:
@@ -213,13 +221,11 @@ def expected_fnns(cfg: dict[str, Any], shard_names: list[str]) -> set[tuple[str,
     """(proto, feature, module, submodule) of every T-FNN the config asks for."""
     if not cfg["gdt"]["enabled"]:
         return set()
-    out = set()
-    for p in proto_names(cfg):
-        for f in cfg["features"]:
-            for name in shard_names:
-                m, s = name.split("_")
-                out.add((f"T_{p}", f, m, s))
-    return out
+    shards = [split_shard(name) for name in shard_names]
+    return {
+        (proto_name("T", model), f, m, s)
+        for model, f, m, s in fnn_jobs(proto_names(cfg), cfg["features"], shards)
+    }
 
 
 def training_evidence(
@@ -248,7 +254,7 @@ def training_evidence(
             in_conflict = {i for cids, _ in conflict_groups for i in cids}
             for i in ids:
                 if i not in in_conflict:
-                    ev.budget.setdefault(i, set()).add(f"{proto}/{feat}/{m}_{s}")
+                    ev.budget.setdefault(i, set()).add(f"{proto}/{feat}/{shard_name(m, s)}")
                     ev.shard[i] = (m, s)
             ids = [i for i in ids if i in in_conflict]
         ev.residual_ids.update(ids)
@@ -262,7 +268,7 @@ def training_evidence(
         for i in failing:
             per_image[(proto, m, s, i)].add(feat)
             ev.shard[i] = (m, s)
-            ev.failed.setdefault(i, set()).add(f"{proto}/{feat}/{m}_{s}")
+            ev.failed.setdefault(i, set()).add(f"{proto}/{feat}/{shard_name(m, s)}")
     for (_, m, s), feats in per_shard.items():
         ev.shard_features[(m, s)] = max(ev.shard_features.get((m, s), 0), len(feats))
     for (proto, m, s, i), feats in per_image.items():
@@ -272,7 +278,7 @@ def training_evidence(
         ):
             ev.n_failed[i], ev.n_features[i] = n, tot
     if expected:
-        ev.missing = sorted("/".join(k[:2]) + f"/{k[2]}_{k[3]}" for k in expected - have)
+        ev.missing = sorted(f"{k[0]}/{k[1]}/{shard_name(k[2], k[3])}" for k in expected - have)
     return ev
 
 
@@ -534,98 +540,69 @@ def planted_check(
             note = (
                 "matched as " + ", ".join(f"{m} {n}" for m, n in matches.items()) if matches else ""
             )
-        out.append(
-            {
-                "kind": kind,
-                "planted": planted_n,
-                "found": found_n,
-                "reported": reported,
-                "correct": correct,
-                "precision": correct / reported if reported else np.nan,
-                "recall": found_n / planted_n if planted_n else np.nan,
-                "flagged_by_training": int(sel["flagged_by_training"].sum()),
-                "note": note,
-            }
-        )
+        flagged = int(sel["flagged_by_training"].sum())
+        out.append(check_row(kind, note, (planted_n, found_n, reported, correct), flagged))
     unplanted = sum(1 for k, _ in judged if not k)
     out[-1]["note"] = (
         f"precision counts every reported pair; {unplanted} reported row(s) hold no plant"
     )
     out.append(
-        {
-            "kind": "not_planted",
-            "planted": 0,
-            "found": 0,
-            "reported": unplanted,
-            "correct": 0,
-            "precision": np.nan,
-            "recall": np.nan,
-            "flagged_by_training": 0,
-            "note": "image matches that are not planted (false pairs, or copies in the data themselves)",
-        }
+        count_row(
+            "not_planted",
+            unplanted,
+            "image matches that are not planted (false pairs, or copies in the data themselves)",
+        )
     )
     n_indist = sum(1 for ids, r in rows if "indistinguishable" in r["evidence"])
     out.append(
-        {
-            "kind": "indistinguishable",
-            "planted": 0,
-            "found": 0,
-            "reported": n_indist,
-            "correct": 0,
-            "precision": np.nan,
-            "recall": np.nan,
-            "flagged_by_training": 0,
-            "note": "different images with identical inputs in one feature; not double labels, in no precision",
-        }
+        count_row(
+            "indistinguishable",
+            n_indist,
+            "different images with identical inputs in one feature; not double labels, in no precision",
+        )
     )
     n_budget = sum(1 for ids, r in rows if len(ids) < 2 and r["evidence"] == "gdt_budget")
     n_single = sum(1 for ids, _ in rows if len(ids) < 2) - n_budget
     out.append(
-        {
-            "kind": "budget_only",
-            "planted": 0,
-            "found": 0,
-            "reported": n_budget,
-            "correct": 0,
-            "precision": np.nan,
-            "recall": np.nan,
-            "flagged_by_training": 0,
-            "note": "single images left by a GDT that stopped on its budget; weak evidence, in no precision",
-        }
+        count_row(
+            "budget_only",
+            n_budget,
+            "single images left by a GDT that stopped on its budget; weak evidence, in no precision",
+        )
     )
     out.append(
-        {
-            "kind": "residual_only",
-            "planted": 0,
-            "found": 0,
-            "reported": n_single,
-            "correct": 0,
-            "precision": np.nan,
-            "recall": np.nan,
-            "flagged_by_training": 0,
-            "note": "single images a T-FNN could not fit; not pairs, in no precision",
-        }
+        count_row(
+            "residual_only",
+            n_single,
+            "single images a T-FNN could not fit; not pairs, in no precision",
+        )
     )
     return pd.DataFrame(out, columns=CHECK_COLUMNS), detail_df
 
 
+def check_row(
+    kind: str,
+    note: str,
+    counts: tuple[int, int, int, int] = (0, 0, 0, 0),
+    flagged: int = 0,
+) -> dict[str, Any]:
+    """One row of the planted check (CHECK_COLUMNS) from ``counts`` = (planted, found,
+    reported, correct): precision = correct / reported, recall = found / planted (NaN when
+    undefined)."""
+    planted, found, reported, correct = counts
+    precision = correct / reported if reported else np.nan
+    recall = found / planted if planted else np.nan
+    values = (kind, planted, found, reported, correct, precision, recall, flagged, note)
+    return dict(zip(CHECK_COLUMNS, values, strict=True))
+
+
+def count_row(kind: str, reported: int, note: str) -> dict[str, Any]:
+    """A row of the planted check that only counts reported rows (no precision or recall)."""
+    return {**check_row(kind, note), "reported": reported}
+
+
 def no_ground_truth(reason: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "kind": "overall",
-                "planted": 0,
-                "found": 0,
-                "reported": 0,
-                "correct": 0,
-                "precision": np.nan,
-                "recall": np.nan,
-                "flagged_by_training": 0,
-                "note": f"no ground truth: {reason}",
-            }
-        ],
-        columns=CHECK_COLUMNS,
-    )
+    return pd.DataFrame([check_row("overall", f"no ground truth: {reason}")], columns=CHECK_COLUMNS)
 
 
 # ---------------------------------------------------------------- figure
@@ -742,13 +719,9 @@ def suspects_figure(
 
 def doublelabel_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
-    p.add_argument("--results", help="results folder (default: config key results)")
+    results_arguments(p)  # the shards: for the thumbnails and the FNN grid
     p.add_argument("--training", help="default {results}/training.parquet")
     p.add_argument("--duplicates", help="default {results}/quality/duplicates.parquet")
-    p.add_argument(
-        "--shards",
-        help="shard folder, for the thumbnails and the FNN grid (default {results}/shards)",
-    )
     p.add_argument(
         "--planted",
         help="planted truth CSV (default: {dataset.path}/planted.csv for synthetic data)",
@@ -782,12 +755,11 @@ def _planted_path(args: argparse.Namespace, cfg: dict[str, Any]) -> Path | None:
 
 def doublelabel_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    results = Path(args.results or cfg["results"])
+    results, shards = results_folders(args, cfg)
     training = Path(args.training) if args.training else results / "training.parquet"
     dup_path = (
         Path(args.duplicates) if args.duplicates else results / "quality" / "duplicates.parquet"
     )
-    shards = Path(args.shards) if args.shards else results / "shards"
     out = Path(args.out) if args.out else results / "double_labeling.parquet"
     csv = Path(args.csv) if args.csv else out.with_suffix(".csv")
     figure = Path(args.figure) if args.figure else results / "quality" / "suspects.png"
@@ -798,7 +770,7 @@ def doublelabel_main(args: argparse.Namespace) -> int:
     width = _module_width(df["module"])
     shard_names = _shard_names(shards) or sorted(
         {
-            f"{_as_name(m, 'm', width)}_{_as_name(s, 's')}"
+            shard_name(_as_name(m, "m", width), _as_name(s, "s"))
             for m, s in zip(df["module"], df["submodule"], strict=True)
         }
     )

@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import settings_arguments, settings_from_args
+from .config import results_arguments, results_folders, settings_arguments, settings_from_args
 from .errors import DataError
+from .identical import mixed_groups, row_groups
 from .io import write_json, write_parquet
+from .names import split_shard
 from .nearcopy import NearSettings, Thumbs, near_copies, thumbs
 
 log = logging.getLogger(__name__)
@@ -96,15 +98,9 @@ def image_keys(images: np.ndarray, seed: int = 0, block: int = BLOCK) -> np.ndar
 def key_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Group equal keys. Returns (group (N,), first (G,)): the group of each image (numbered in
     order of first appearance) and the first image of each group."""
-    n = len(keys)
-    if n == 0:
+    if len(keys) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.lexsort((keys[:, 1], keys[:, 0]))
-    ks = keys[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = np.any(ks[1:] != ks[:-1], axis=1)
-    group = np.empty(n, np.int64)
-    group[order] = np.cumsum(new) - 1
+    group = row_groups(keys)
     uniq, first = np.unique(group, return_index=True)
     rank = np.empty(len(uniq), np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
@@ -133,18 +129,9 @@ def _cross_label_pairs(members: np.ndarray, labels: np.ndarray) -> list[tuple[in
 def exact_pairs(group: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     """Pairs (a < b) of identical images with different labels (PAIR_COLUMNS)."""
     labels = np.asarray(labels)
-    n_groups = int(group.max()) + 1 if len(group) else 0
-    order = np.lexsort((labels, group))
-    l_sorted = labels[order]
-    size = np.bincount(group, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
-    nonempty = size > 0
-    mixed = np.zeros(n_groups, dtype=bool)  # smallest and largest label differ
-    mixed[nonempty] = l_sorted[starts[nonempty]] != l_sorted[starts[nonempty] + size[nonempty] - 1]
     rows: list[tuple[int, int, int]] = []
-    for g in np.flatnonzero(mixed).tolist():
-        members = np.sort(order[starts[g] : starts[g] + size[g]])
-        rows += [(a, b, g) for a, b in _cross_label_pairs(members, labels)]
+    for g, members in zip(*mixed_groups(group, labels), strict=True):
+        rows += [(a, b, int(g)) for a, b in _cross_label_pairs(members, labels)]
     if not rows:
         return _empty_pairs()
     arr = np.asarray(rows, dtype=np.int64)
@@ -345,7 +332,7 @@ def load_inputs(shards: Path, seed: int = 0) -> Inputs:
         thumbs_all.put(lo, t)
         labels[lo:hi] = sh.labels
         ids[lo:hi] = sh.ids.astype(str)
-        module[lo:hi], sub[lo:hi] = sh.name.split("_")
+        module[lo:hi], sub[lo:hi] = split_shard(sh.name)
         lo = hi
         del sh
     return Inputs(
@@ -402,8 +389,7 @@ def output_schema():
 
 def duplicates_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
-    p.add_argument("--results", help="results folder (default: config key results)")
-    p.add_argument("--shards", help="shard folder (default: {results}/shards)")
+    results_arguments(p)
     p.add_argument("--out", help="pairs Parquet (default: {results}/quality/duplicates.parquet)")
     p.add_argument("--stats", help="time/memory JSON (default: the --out path with .json)")
     p.add_argument(
@@ -429,8 +415,7 @@ def near_settings(cfg: dict[str, Any], **extra: Any) -> NearSettings:
 
 def duplicates_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    results = Path(args.results or cfg["results"])
-    shards = Path(args.shards) if args.shards else results / "shards"
+    results, shards = results_folders(args, cfg)
     out = Path(args.out) if args.out else results / "quality" / "duplicates.parquet"
     stats_path = Path(args.stats) if args.stats else out.with_suffix(".json")
     s = near_settings(cfg, flat_limit=args.flat_limit, nprobe=args.nprobe)

@@ -59,9 +59,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import settings_arguments, settings_from_args
+from . import fnn
+from .config import device_argument, settings_arguments, settings_from_args
 from .errors import ConfigError, DataError
-from .io import write_json, write_parquet, write_text
+from .io import write_json, write_npz, write_parquet, write_text
+from .names import featured_model, number, proto_key, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -146,64 +148,15 @@ def top1_rate(correct: np.ndarray, super_majority: np.ndarray) -> float:
     return float(np.asarray(super_majority, dtype=bool)[correct].sum() / n) if n else float("nan")
 
 
-# ---------------------------------------------------------------- the FNN kernel (batched)
+# ---------------------------------------------------------------- the FNNs of a proto-model
 
 
-class StackedFNNs:
-    """The G FNNs of one feature, ready for batched evaluation on ``device``.
-
-    Layer 1 of all G FNNs is one (D, G·H) matrix, so the widest product is a single GEMM;
-    later layers are batched (bmm) over G.
-    """
-
-    def __init__(
-        self, layers: Sequence[tuple[np.ndarray, np.ndarray]], label_lo: np.ndarray, device="cpu"
-    ):
-        W1, b1 = layers[0]  # (G, D, H), (G, H)
-        G, D, H = W1.shape
-        self.G, self.D, self.H = G, D, H
-        self.w1 = torch.as_tensor(
-            np.ascontiguousarray(W1.transpose(1, 0, 2).reshape(D, G * H)), device=device
-        )
-        self.b1 = torch.as_tensor(np.ascontiguousarray(b1.reshape(G * H)), device=device)
-        self.rest = [
-            (torch.as_tensor(W, device=device), torch.as_tensor(b, device=device)[:, None, :])
-            for W, b in layers[1:]
-        ]  # (G, in, out), (G, 1, out)
-        self.label_lo = torch.as_tensor(label_lo, dtype=torch.int64, device=device)
-
-    @torch.no_grad()
-    def top(self, x: torch.Tensor, t: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each FNN's t best global labels and their distances for inputs x (N, D): (G, N, t) each."""
-        return self.top_of(self.softmax(x), t)
-
-    def top_of(self, s: torch.Tensor, t: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`top` from softmax outputs ``s`` (G, N, c) already computed."""
-        p, idx = s.topk(min(t, s.shape[2]), dim=2)  # (G, N, t)
-        sq = (s * s).sum(dim=2, keepdim=True)  # ||s||^2
-        dist = (sq - 2 * p + 1).clamp_(min=0).sqrt_()  # ||s - e_l|| for each chosen l
-        return idx + self.label_lo[:, None, None], dist
-
-    @torch.no_grad()
-    def softmax(self, x: torch.Tensor) -> torch.Tensor:
-        """Each FNN's softmax over its module's c local labels for inputs x (N, D): (G, N, c)."""
-        N = x.shape[0]
-        h = torch.addmm(self.b1, x, self.w1).clamp_(min=0)  # (N, G*H)
-        h = h.view(N, self.G, self.H).transpose(0, 1)  # (G, N, H)
-        for i, (W, b) in enumerate(self.rest):
-            h = torch.baddbmm(b, h, W)  # (G, N, out)
-            if i < len(self.rest) - 1:
-                h.clamp_(min=0)
-        return torch.softmax(h, dim=2)  # (G, N, c)
-
-
-def proto_kernels(pw, device="cpu") -> list[StackedFNNs]:
-    """One :class:`StackedFNNs` per feature of a :class:`gather.ProtoWeights`."""
-    out = []
-    for f in range(len(pw.features)):
-        layers = [(W[f], b[f]) for W, b in pw.layers]
-        out.append(StackedFNNs(layers, pw.label_lo, device))
-    return out
+def proto_kernels(pw, device="cpu") -> list[fnn.SharedGroup]:
+    """One :class:`fnn.SharedGroup` per feature of a :class:`gather.ProtoWeights`."""
+    return [
+        fnn.SharedGroup([(W[f], b[f]) for W, b in pw.layers], pw.label_lo, device)
+        for f in range(len(pw.features))
+    ]
 
 
 def model_votes(
@@ -373,7 +326,7 @@ def summarize(pred: pd.DataFrame) -> dict[str, pd.DataFrame]:
         t["top1_rate_pct"] = (
             100 * t["super_majority_correct"] / t["correct"].where(t["correct"] > 0)
         )
-        t.insert(1, "featured_model", "Model-" + t["p"].astype(str))
+        t.insert(1, "featured_model", t["p"].map(featured_model))
         return t
 
     per_label = pred.groupby([*KEYS, "batch", "label"], sort=True)["correct"].all().reset_index()
@@ -397,7 +350,7 @@ def summarize(pred: pd.DataFrame) -> dict[str, pd.DataFrame]:
     pa_["perfect_all_batches"] = pa_["perfect_all_batches"].fillna(0).astype(int)
     pa_["perfect_all_batches_labels"] = pa_["perfect_all_batches_labels"].fillna("")
     for t in (pb, pa_):
-        t.insert(1, "featured_model", "Model-" + t["p"].astype(str))
+        t.insert(1, "featured_model", t["p"].map(featured_model))
     return {
         "accuracy": acc_table(KEYS),
         "accuracy_per_batch": acc_table([*KEYS, "batch"]),
@@ -431,34 +384,6 @@ def read_predictions(paths: Sequence[str | Path]) -> pd.DataFrame:
 # ---------------------------------------------------------------- training evaluation
 
 
-def truncate(w: np.ndarray, decimals: int, saved_decimals: int | None = None) -> np.ndarray:
-    """Cut weights toward zero to ``decimals`` places (float32 out).
-
-    Weights saved rounded to ``saved_decimals`` are first turned back into exact integers
-    (w·10^saved) so that a float32 0.1230 (= 0.12299999…) is cut to 0.123, not 0.122.
-    """
-    w64 = np.asarray(w, dtype=np.float64)
-    if saved_decimals is not None and saved_decimals <= decimals:
-        return np.asarray(w, dtype=np.float32)
-    if saved_decimals is not None:
-        k = np.rint(w64 * 10.0**saved_decimals)  # exact integers
-        cut = np.trunc(k / 10.0 ** (saved_decimals - decimals))
-    else:
-        cut = np.trunc(w64 * 10.0**decimals)
-    return (cut / 10.0**decimals).astype(np.float32)
-
-
-def fnn_predict(layers: Sequence[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """Local argmax labels (N,) of one FNN on inputs x (N, D)."""
-    h = torch.as_tensor(x)
-    with torch.no_grad():
-        for i, (W, b) in enumerate(layers):
-            h = torch.addmm(torch.as_tensor(b), h, torch.as_tensor(W))
-            if i < len(layers) - 1:
-                h.clamp_(min=0)
-        return h.argmax(dim=1).numpy()
-
-
 def training_evaluation(
     training: pd.DataFrame, weights: str | Path, shards: str | Path | None, cfg: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -475,45 +400,34 @@ def training_evaluation(
         recorded = {(r.feature, r.module, r.submodule): r.accuracy for r in sub.itertuples()}
         if shards is None:
             for (f, m, s), acc in recorded.items():
-                rows.append(
-                    dict(
-                        proto=proto,
-                        feature=f,
-                        module=m,
-                        submodule=s,
-                        accuracy_recorded=acc,
-                        accuracy=acc,
-                        accuracy_cut=np.nan,
-                        changed_predictions=np.nan,
-                    )
-                )
+                fnn_key = {"proto": proto, "feature": f, "module": m, "submodule": s}
+                rows.append({**fnn_key, "accuracy_recorded": acc, "accuracy": acc})
+                rows[-1].update(accuracy_cut=np.nan, changed_predictions=np.nan)
             continue
         from .features import transform
         from .shards import load_shard
 
         pw = load_proto(weights, proto, feats)
         for g, (m, s) in enumerate(pw.groups):
-            shard = load_shard(Path(shards) / f"{m}_{s}.npz")
+            shard = load_shard(Path(shards) / f"{shard_name(m, s)}.npz")
             local = shard.labels - shard.label_lo
             for f, feature in enumerate(pw.features):
                 x = transform(shard.images, feature, **cfg["transform"])
                 layers = [(W[f, g], b[f, g]) for W, b in pw.layers]
-                pred = fnn_predict(layers, x)
-                pred_cut = fnn_predict(
-                    [(truncate(W, check, saved), truncate(b, check, saved)) for W, b in layers], x
-                )
+                params = fnn.as_params(layers)
+                pred = fnn.predict(params, torch.as_tensor(x)).numpy()
+                cut = fnn.truncate_params(params, check, saved)
+                pred_cut = fnn.predict(cut, torch.as_tensor(x)).numpy()
+                fnn_key = {"proto": proto, "feature": feature, "module": m, "submodule": s}
                 rows.append(
-                    dict(
-                        proto=proto,
-                        feature=feature,
-                        module=m,
-                        submodule=s,
-                        n_images=len(local),
-                        accuracy_recorded=recorded.get((feature, m, s), np.nan),
-                        accuracy=float(np.mean(pred == local)),
-                        accuracy_cut=float(np.mean(pred_cut == local)),
-                        changed_predictions=int(np.sum(pred != pred_cut)),
-                    )
+                    {
+                        **fnn_key,
+                        "n_images": len(local),
+                        "accuracy_recorded": recorded.get((feature, m, s), np.nan),
+                        "accuracy": float(np.mean(pred == local)),
+                        "accuracy_cut": float(np.mean(pred_cut == local)),
+                        "changed_predictions": int(np.sum(pred != pred_cut)),
+                    }
                 )
             log.info(
                 "%s %s_%s: %d images, %d features checked",
@@ -523,14 +437,14 @@ def training_evaluation(
                 len(local),
                 len(pw.features),
             )
-    fnn = pd.DataFrame(rows)
-    return training_table(fnn, check), fnn
+    per_fnn = pd.DataFrame(rows)
+    return training_table(per_fnn, check), per_fnn
 
 
-def training_table(fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
+def training_table(per_fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
     """Paper Table 2 from the per-FNN accuracies (fractions in, percent out)."""
     out = []
-    for proto, d in fnn.groupby("proto", sort=True):
+    for proto, d in per_fnn.groupby("proto", sort=True):
         free = d["accuracy"] >= 1.0
         parts = d.assign(free=free).groupby(["module", "submodule"])["free"].all()
         row = dict(proto=proto, fnns=len(d), partitions=len(parts))
@@ -572,6 +486,71 @@ def training_table(fnn: pd.DataFrame, check_decimals: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+# ---------------------------------------------------------------- the confusion wheel's data
+
+
+def choose_wheel_fnn(training: pd.DataFrame, features: Sequence[str]) -> dict[str, str] | None:
+    """(model, feature, module, submodule) of the FNN shown on the confusion wheel: in
+    (module, submodule) order, then feature order, the first FNN whose S accuracy is below
+    100 % and whose T-FNN is error-free (SGD errors that GDT removes); else the first with S
+    below 100 %; else the first FNN. First model (h1_m1)."""
+    if training.empty:
+        return None
+    model = sorted(training["model"].unique())[0]
+    t = training[training["model"] == model]
+    fo = {f: i for i, f in enumerate(features)}
+    keys = sorted(
+        set(zip(t["feature"], t["module"], t["submodule"], strict=True)),
+        key=lambda k: (number(k[1]), number(k[2]), fo.get(k[0], len(fo)), k[0]),
+    )
+    acc = {(r.method, r.feature, r.module, r.submodule): float(r.accuracy) for r in t.itertuples()}
+    for want_t in (True, False):
+        for f, m, s in keys:
+            sa = acc.get(("S", f, m, s))
+            ta = acc.get(("T", f, m, s))
+            if sa is not None and sa < 1.0 and (not want_t or (ta is not None and ta >= 1.0)):
+                return {"model": model, "feature": f, "module": m, "submodule": s}
+    f, m, s = keys[0]
+    return {"model": model, "feature": f, "module": m, "submodule": s}
+
+
+def wheel_data(
+    training: pd.DataFrame, weights: str | Path, shards: str | Path | None, cfg: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """What the report's confusion wheel draws: the chosen FNN's softmax outputs on its shard,
+    one panel per proto-model of its model (``probs`` (P, N, c) float32, ``protos`` (P,)),
+    the images' local ``labels`` (N,), ``label_lo``/``label_hi`` and the FNN's names. No
+    panels (``protos`` empty) without a trained FNN or without the shards."""
+    from .features import transform
+    from .gather import load_fnn
+    from .shards import load_shard
+
+    pick = choose_wheel_fnn(training, cfg["features"])
+    empty = {"protos": np.array([], dtype=str), "probs": np.zeros((0, 0, 0), np.float32)}
+    if pick is None or shards is None:
+        return {**empty, "note": np.array("no trained FNN" if pick is None else "no shards")}
+    model, f, m, s = pick["model"], pick["feature"], pick["module"], pick["submodule"]
+    shard_path = Path(shards) / f"{shard_name(m, s)}.npz"
+    if not shard_path.exists():
+        raise DataError(f"{shard_path}: shard of the confusion-wheel FNN missing")
+    sh = load_shard(shard_path)
+    x = torch.as_tensor(transform(sh.images, f, **cfg["transform"]))
+    protos = sorted(set(training.loc[training["model"] == model, "proto"]), key=proto_key)
+    probs = [
+        fnn.softmax(fnn.logits_of(fnn.as_params(load_fnn(weights, p, f, m, s)), x)).numpy()
+        for p in protos
+    ]
+    return {
+        "protos": np.array(protos, dtype=str),
+        "probs": np.stack(probs).astype(np.float32),  # (P, N, c)
+        "labels": np.asarray(sh.labels - sh.label_lo, dtype=np.int64),
+        "label_lo": np.int64(sh.label_lo),
+        "label_hi": np.int64(sh.label_hi),
+        **{k: np.array(v) for k, v in pick.items()},
+        "note": np.array(""),
+    }
+
+
 # T statuses counted in Table 2 (gdt.classify_status); S/Sp rows get no counts
 STATUS_COLUMNS = {
     "conflicts": "conflict_fnns",
@@ -598,17 +577,21 @@ def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFram
 # ---------------------------------------------------------------- CLI
 
 
+def fnn_arguments(p: argparse.ArgumentParser, shards: str, shards_required: bool = False) -> None:
+    """``--weights`` (weights.parquet) and ``--shards``: the trained FNNs and their data."""
+    p.add_argument("--weights", required=True, help="weights.parquet")
+    p.add_argument("--shards", required=shards_required, help=shards)
+
+
 def training_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
+    fnn_arguments(p, shards="shards folder ({module}_{submodule}.npz); omit to skip recomputing")
     p.add_argument("--training", required=True, help="training.parquet")
-    p.add_argument("--weights", required=True, help="weights.parquet")
-    p.add_argument(
-        "--shards", help="shards folder ({module}_{submodule}.npz); omit to skip recomputing"
-    )
     p.add_argument(
         "--out", required=True, help="Table 2 CSV (e.g. results/evaluation/training.csv)"
     )
     p.add_argument("--fnn-out", help="per-FNN CSV (default: <out stem>_fnn.csv)")
+    p.add_argument("--wheel", help="the confusion wheel's data (.npz) for the report")
 
 
 def training_main(args: argparse.Namespace) -> int:
@@ -617,14 +600,16 @@ def training_main(args: argparse.Namespace) -> int:
     if not path.exists():
         raise DataError(f"{path}: training table missing (run the gather step)")
     training = pd.read_parquet(
-        path, columns=["proto", "feature", "module", "submodule", "accuracy"]
+        path, columns=["proto", "method", "model", "feature", "module", "submodule", "accuracy"]
     )
-    table, fnn = training_evaluation(training, args.weights, args.shards, cfg)
+    table, per_fnn = training_evaluation(training, args.weights, args.shards, cfg)
+    if args.wheel:
+        write_npz(args.wheel, **wheel_data(training, args.weights, args.shards, cfg))
     table = with_status_counts(table, pd.read_parquet(path, columns=["proto", "method", "status"]))
     out = Path(args.out)
     fnn_out = Path(args.fnn_out) if args.fnn_out else out.with_name(out.stem + "_fnn.csv")
     write_text(out, table.to_csv(index=False))
-    write_text(fnn_out, fnn.to_csv(index=False))
+    write_text(fnn_out, per_fnn.to_csv(index=False))
     for r in table.itertuples():
         log.info(
             "%s: min %.3f mean %.3f median %.3f max %.3f | error-free %s FNNs, %s partitions | "
@@ -644,7 +629,7 @@ def training_main(args: argparse.Namespace) -> int:
 
 def evaluate_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: config key device)")
+    device_argument(p)
     p.add_argument(
         "--batch", required=True, help="source batch name (e.g. train_data_batch_1, val_data)"
     )
@@ -662,8 +647,6 @@ def evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def evaluate_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    if args.device:  # a machine setting: given apart so that changing it reruns nothing
-        cfg["device"] = args.device
     table, speed = evaluate_batch(cfg, args.batch, args.weights, args.protos)
     out = Path(args.out)
     write_parquet(out, table)

@@ -9,11 +9,20 @@ buffers; the first layer never computes the gradient of its input.
 weights ``(W (M, in, out), b (M, out))`` with inputs ``(M, N, D)`` and labels ``(M, N)``
 (``torch.baddbmm`` instead of ``torch.addmm``); losses, norms and accuracies then come per
 member, shape ``(M,)``. One implementation serves one FNN and a group.
+
+**The model module.** This is the one home of the forward pass (training, the evaluation's
+vote, the out-of-sample votes, ``predict`` and the confusion wheel all call :func:`forward`),
+of the softmax and the distance ‖softmax − e_ℓ‖ (:func:`top_labels`), and of the saved
+weights' rounding (:func:`round_params`) and truncation (:func:`truncate`). A group that
+evaluates one input for all its members (:class:`SharedGroup`) keeps its first layer as one
+wide (D, M·H) matrix, so that the widest product is a single GEMM.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +30,21 @@ from torch import Tensor
 
 Params = list[tuple[Tensor, Tensor]]
 LOSSES = ("cross_entropy", "mse_softmax")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """The training loss: ``cross_entropy``, or ``mse_softmax`` at ``temperature``."""
+
+    name: str = "cross_entropy"
+    temperature: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ValueError(f"unknown loss {self.name!r} (known: {LOSSES})")
+
+
+CROSS_ENTROPY = Loss()
 
 
 def layer_sizes(n_inputs: int, hidden: Sequence[int], n_labels: int) -> list[int]:
@@ -78,9 +102,18 @@ def select(params: Params, rows: Tensor) -> Params:
 
 
 def _affine(b: Tensor, h: Tensor, w: Tensor) -> Tensor:
-    """h @ w + b for one net (addmm) or a group (baddbmm, b broadcast over the rows)."""
+    """h @ w + b for one net (addmm) or a group (baddbmm, b broadcast over the rows).
+
+    Rows (N, K) entering a group's layer (M, in, out) are the members' blocks of a widened
+    layer (K = M·in, see :func:`widen`) or, K = in, one input shared by every member."""
     if w.dim() == 2:
         return torch.addmm(b, h, w)
+    if h.dim() == 2:
+        m, n = w.shape[0], h.shape[0]
+        if h.shape[1] == m * w.shape[1]:
+            h = h.view(n, m, w.shape[1]).transpose(0, 1)  # (M, N, in)
+        else:
+            h = h.expand(m, n, h.shape[1])
     return torch.baddbmm(b.unsqueeze(-2), h, w)
 
 
@@ -119,13 +152,68 @@ def predict(params: Params, x: Tensor) -> Tensor:
     return logits_of(params, x).argmax(dim=-1)
 
 
+def softmax(logits: Tensor) -> Tensor:
+    """Output vectors over the labels (last dimension)."""
+    return torch.softmax(logits, dim=-1)
+
+
+def top_labels(probs: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
+    """The t best (local) labels of each row of softmax outputs ``probs`` (..., c) and their
+    distances ||probs - e_label||_2: (..., t) each (SPEC §5: smaller = surer)."""
+    p, idx = probs.topk(min(t, probs.shape[-1]), dim=-1)
+    # ||p - e_k||^2 = sum p^2 - 2 p_k + 1
+    sq = (probs * probs).sum(dim=-1, keepdim=True)
+    return idx, (sq - 2 * p + 1).clamp_(min=0).sqrt_()
+
+
 def distance(logits: Tensor) -> Tensor:
     """||softmax(z) - e_pred||_2 per row: the confidence measure (smaller = surer)."""
-    p = torch.softmax(logits, dim=1)
-    pmax = p.max(dim=1).values
-    # ||p - e_k||^2 = sum p^2 - 2 p_k + 1, with k = argmax
-    sq = (p * p).sum(dim=1) - 2 * pmax + 1
-    return sq.clamp_min(0).sqrt()
+    return top_labels(softmax(logits), 1)[1][..., 0]
+
+
+def widen(params: Params) -> Params:
+    """A stacked group (W (M, in, out)) for one input shared by every member: the first layer
+    as one (D, M·H) matrix and (M·H,) bias (:func:`_affine` splits its rows into members)."""
+    if len(params) < 2:
+        return params
+    (w1, b1), rest = params[0], params[1:]
+    m, d, h = w1.shape
+    wide = w1.transpose(0, 1).reshape(d, m * h).contiguous()
+    return [(wide, b1.reshape(m * h).contiguous()), *rest]
+
+
+def as_params(
+    layers: Sequence[tuple[np.ndarray, Any]], device: str | torch.device = "cpu"
+) -> Params:
+    """Weights of saved layers ``[(W, b), ...]`` (numpy, one net or stacked) as tensors."""
+    return [
+        (torch.as_tensor(w, device=device), torch.as_tensor(b, device=device)) for w, b in layers
+    ]
+
+
+class SharedGroup:
+    """G FNNs of one architecture (stacked saved layers) on one input (N, D), on ``device``;
+    their outputs are over the module's local labels, ``label_lo`` (G,) makes them global."""
+
+    def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], label_lo, device="cpu"):
+        self.G, self.D = layers[0][0].shape[:2]
+        self.params = widen(as_params(layers, device))
+        self.label_lo = torch.as_tensor(label_lo, dtype=torch.int64, device=device)
+
+    @torch.no_grad()
+    def softmax(self, x: Tensor) -> Tensor:
+        """Each FNN's softmax (G, N, c) for inputs x (N, D)."""
+        return softmax(forward(self.params, x))
+
+    def top_of(self, s: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
+        """Each FNN's t best global labels and their distances, from its softmax outputs
+        ``s`` (G, N, c): (G, N, t) each."""
+        idx, dist = top_labels(s, t)
+        return idx + self.label_lo[:, None, None], dist
+
+    def top(self, x: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
+        """:meth:`top_of` for inputs x (N, D)."""
+        return self.top_of(self.softmax(x), t)
 
 
 def accuracy(params: Params, x: Tensor, y: Tensor) -> float:
@@ -143,8 +231,7 @@ def loss_and_grads(
     params: Params,
     x: Tensor,
     y: Tensor,
-    loss: str = "cross_entropy",
-    temperature: float = 100.0,
+    loss: Loss = CROSS_ENTROPY,
     weights: Tensor | None = None,
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """Mean loss over the rows and its gradients (same structure as ``params``).
@@ -164,13 +251,14 @@ def loss_and_grads(
     w, b = params[-1]
     z = _affine(b, h, w)  # (N, c) or (M, N, c)
     yi = y.unsqueeze(-1)
-    if loss == "cross_entropy":
+    temperature = loss.temperature
+    if loss.name == "cross_entropy":
         logp = torch.log_softmax(z, dim=-1)
         per_row = -logp.gather(-1, yi).squeeze(-1)
         dz = logp.exp_()
         dz.scatter_(-1, yi, dz.gather(-1, yi) - 1.0)
         scale = 1.0
-    elif loss == "mse_softmax":
+    else:  # mse_softmax (Loss checks the name)
         p = torch.softmax(z / temperature, dim=-1)
         r = p.clone()
         r.scatter_(-1, yi, r.gather(-1, yi) - 1.0)  # p - onehot
@@ -178,8 +266,6 @@ def loss_and_grads(
         # softmax Jacobian: dz = p * (r - <r, p>) / T, mean over rows
         dz = p * (r - (r * p).sum(dim=-1, keepdim=True))
         scale = temperature
-    else:
-        raise ValueError(f"unknown loss {loss!r} (known: {LOSSES})")
     if weights is None:
         value = per_row.mean(dim=-1)
         dz.div_(n * scale)
@@ -215,12 +301,30 @@ def round_params(params: Params, decimals: int) -> Params:
     ]
 
 
-def truncate_params(params: Params, decimals: int) -> Params:
-    """Weights cut (towards zero) to ``decimals`` places: the paper's robustness check."""
-    f = 10.0**decimals
+def truncate(w: np.ndarray, decimals: int, saved_decimals: int | None = None) -> np.ndarray:
+    """Weights cut toward zero to ``decimals`` places (float32): the paper's robustness check.
 
-    def cut(t: Tensor) -> Tensor:  # rounding first removes float noise (0.123 stored as 0.12299999)
-        return torch.trunc(torch.round(t.double() * f, decimals=3)).div_(f).to(t.dtype)
+    Weights saved rounded to ``saved_decimals`` are first turned back into exact integers
+    (w·10^saved) so that a float32 0.1230 (= 0.12299999…) is cut to 0.123, not 0.122; other
+    weights are rounded to 3 places below the cut first, which removes the same float noise.
+    """
+    w64 = np.asarray(w, dtype=np.float64)
+    if saved_decimals is not None and saved_decimals <= decimals:
+        return np.asarray(w, dtype=np.float32)
+    if saved_decimals is not None:
+        k = np.rint(w64 * 10.0**saved_decimals)  # exact integers
+        cut = np.trunc(k / 10.0 ** (saved_decimals - decimals))
+    else:
+        cut = np.trunc(np.round(w64 * 10.0**decimals, 3))
+    return (cut / 10.0**decimals).astype(np.float32)
+
+
+def truncate_params(params: Params, decimals: int, saved_decimals: int | None = None) -> Params:
+    """:func:`truncate` of every weight and bias (same devices)."""
+
+    def cut(t: Tensor) -> Tensor:
+        a = truncate(t.detach().cpu().numpy(), decimals, saved_decimals)
+        return torch.as_tensor(a, device=t.device)
 
     return [(cut(w), cut(b)) for w, b in params]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import time
 import zipfile
 from collections import defaultdict
@@ -33,8 +32,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import DataError
+from .grid import fnn_jobs
 from .io import arrays_digest, atomic_path, write_parquet
-from .names import number, proto_name, split_model
+from .names import is_number_name, number, proto_name, shard_name, split_model, split_shard
 
 log = logging.getLogger(__name__)
 
@@ -58,47 +58,35 @@ WEIGHTS_SCHEMA = pa.schema(
     ]
 )
 
-# metrics fields with a fixed Arrow type; any other field is stored as a JSON string column
-TRAINING_FIELDS: dict[str, pa.DataType] = {
-    "proto": pa.string(),
-    "method": pa.string(),
-    "model": pa.string(),
-    "arch": pa.string(),
-    "replicate": pa.int64(),
-    "feature": pa.string(),
-    "module": pa.string(),
-    "submodule": pa.string(),
-    "n_images": pa.int64(),
-    "n_inputs": pa.int64(),
-    "n_labels": pa.int64(),
-    "label_lo": pa.int64(),
-    "hidden": pa.list_(pa.int64()),
-    "n_params": pa.int64(),
-    "accuracy": pa.float64(),
-    "accuracy_sgd": pa.float64(),
-    "epochs": pa.int64(),
-    "gdt_rounds": pa.int64(),
-    "accepted": pa.int64(),
-    "rejected": pa.int64(),
-    "lambda_path": pa.list_(pa.float64()),
-    "delta_path": pa.list_(pa.float64()),
-    "accepted_path": pa.list_(pa.bool_()),
-    "steps_path": pa.list_(pa.int64()),
-    "gdt_steps": pa.int64(),
-    "consolidation_steps": pa.int64(),
-    "round_ends": pa.list_(pa.string()),
-    "gdt_stop_reason": pa.string(),
-    "residual_ids": pa.list_(pa.string()),
-    "residual_labels": pa.list_(pa.int64()),
-    "residual_predicted": pa.list_(pa.int64()),
-    "no_anchor_labels": pa.list_(pa.int64()),
-    "status": pa.string(),
-    "seconds_sgd": pa.float64(),
-    "seconds_gdt": pa.float64(),
-    "seed": pa.int64(),
-}
+
+def _training_fields() -> dict[str, pa.DataType]:
+    """The metrics fields with a fixed Arrow type, in column order (docs/ARCHITECTURE.md);
+    any other field is stored as a JSON string column."""
+    by_type = {
+        pa.string(): "proto method model arch feature module submodule gdt_stop_reason status",
+        pa.int64(): "replicate n_images n_inputs n_labels label_lo n_params epochs gdt_rounds "
+        "accepted rejected gdt_steps consolidation_steps seed",
+        pa.float64(): "accuracy accuracy_sgd seconds_sgd seconds_gdt",
+        pa.list_(
+            pa.int64()
+        ): "hidden steps_path residual_labels residual_predicted no_anchor_labels",
+        pa.list_(pa.float64()): "lambda_path delta_path",
+        pa.list_(pa.bool_()): "accepted_path",
+        pa.list_(pa.string()): "round_ends residual_ids",
+    }
+    type_of = {name: t for t, names in by_type.items() for name in names.split()}
+    order = (
+        "proto method model arch replicate feature module submodule n_images n_inputs n_labels "
+        "label_lo hidden n_params accuracy accuracy_sgd epochs gdt_rounds accepted rejected "
+        "lambda_path delta_path accepted_path steps_path gdt_steps consolidation_steps round_ends "
+        "gdt_stop_reason residual_ids residual_labels residual_predicted no_anchor_labels status "
+        "seconds_sgd seconds_gdt seed"
+    )
+    return {name: type_of[name] for name in order.split()}
+
+
+TRAINING_FIELDS = _training_fields()
 JSON_FIELDS = ("conflicts", "settings")  # nested objects kept as JSON strings
-JOB_RE = re.compile(r"(?P<module>m\d+)_(?P<submodule>s\d+)$")
 
 
 # ---------------------------------------------------------------- job identity
@@ -125,7 +113,7 @@ class Job:
 
 
 def job_at(results: str | Path, model: str, feature: str, module: str, submodule: str) -> Job:
-    prefix = Path(results) / "fnn" / model / feature / f"{module}_{submodule}"
+    prefix = Path(results) / "fnn" / model / feature / shard_name(module, submodule)
     return Job(model, feature, module, submodule, prefix)
 
 
@@ -136,11 +124,14 @@ def job_from_path(path: str | Path) -> Job:
     for suffix in (".weights.npz", ".metrics.json"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
-    m = JOB_RE.match(name)
-    if m is None or len(p.parts) < 3:
+    try:
+        module, submodule = split_shard(name)
+    except DataError:
+        module = None
+    if module is None or len(p.parts) < 3:
         raise DataError(f"{path}: not a job path .../fnn/<model>/<feature>/<module>_<submodule>")
     prefix = p.with_name(name)
-    return Job(p.parent.parent.name, p.parent.name, m["module"], m["submodule"], prefix)
+    return Job(p.parent.parent.name, p.parent.name, module, submodule, prefix)
 
 
 def jobs_from_file(path: str | Path, results: str | Path) -> list[Job]:
@@ -168,12 +159,8 @@ def jobs_from_manifest(manifest: str | Path, cfg: dict[str, Any], results: str |
     if not manifest.exists():
         raise DataError(f"{manifest}: shard manifest missing (run the modularize step)")
     df = pd.read_csv(manifest, sep="\t", dtype=str)
-    return [
-        job_at(results, model, feature, r.module, r.submodule)
-        for model in proto_names(cfg)
-        for feature in cfg["features"]
-        for r in df.itertuples()
-    ]
+    shards = zip(df["module"], df["submodule"], strict=True)
+    return [job_at(results, *job) for job in fnn_jobs(proto_names(cfg), cfg["features"], shards)]
 
 
 # ---------------------------------------------------------------- reading one job
@@ -218,7 +205,7 @@ def read_metrics(job: Job) -> list[dict[str, Any]]:
 def _same_name(value: Any, name: str) -> bool:
     """``m01`` == ``m01`` == 1; ``s2`` == 2 (metrics may carry 1-based ints)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return name[1:].isdigit() and number(name) == int(value)
+        return is_number_name(name) and number(name) == int(value)
     return str(value) == name
 
 
@@ -303,13 +290,7 @@ def check_grid(jobs: Sequence[Job]) -> None:
             except (OSError, ValueError, KeyError, pd.errors.ParserError):
                 pass  # an unreadable manifest adds nothing; the spanned grid still applies
     have = {(j.model, j.feature, j.module, j.submodule) for j in jobs}
-    missing = [
-        (m, f, mod, sub)
-        for m in models
-        for f in features
-        for mod, sub in sorted(shards)
-        if (m, f, mod, sub) not in have
-    ]
+    missing = [job for job in fnn_jobs(models, features, sorted(shards)) if job not in have]
     if missing:
         head = "; ".join(f"model={m} feature={f} {mod}_{sub}" for m, f, mod, sub in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from . import fnn
 from .config import GDTSettings
+from .identical import mixed_groups, row_groups
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 2.0
@@ -72,19 +73,8 @@ def step_length(gnorm: Tensor, a: float, b: float) -> Tensor:
 
 def find_conflicts(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     """Groups (sorted shard indices) of byte-identical input rows carrying more than one label."""
-    if x.shape[0] == 0:
-        return []
     xc = np.ascontiguousarray(x, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
-    rows = xc.view(np.dtype((np.void, xc.dtype.itemsize * xc.shape[1]))).ravel()
-    _, inv, counts = np.unique(rows, return_inverse=True, return_counts=True)
-    inv = inv.ravel()
-    dup = np.flatnonzero(counts > 1)
-    if dup.size == 0:
-        return []
-    members = np.flatnonzero(np.isin(inv, dup))
-    members = members[np.argsort(inv[members], kind="stable")]
-    groups = np.split(members, np.flatnonzero(np.diff(inv[members])) + 1)
-    return [np.sort(g) for g in groups if np.unique(y[g]).size > 1]
+    return mixed_groups(row_groups(xc), y)[1]
 
 
 @dataclass(frozen=True)
@@ -133,21 +123,20 @@ def descend(
     x: Tensor,
     y: Tensor,
     steps: int,
-    a: float,
-    b: float,
-    loss: str = "cross_entropy",
-    temperature: float = 100.0,
+    s: GDTSettings,
+    loss: fnn.Loss,
     weights: Tensor | None = None,
 ) -> None:
-    """``steps`` full-batch normalised steps θ ← θ − η g in place (η from :func:`step_length`).
+    """``steps`` full-batch normalised steps θ ← θ − η g in place (η from :func:`step_length`
+    with ``s.eta_min``, ``s.eta_gain``).
 
     No host synchronisation inside: ||g|| and η stay 0-d tensors on the device. A stacked
     group (``fnn``'s module docstring) takes one η per member; ``weights`` as in
     :func:`fnn.loss_and_grads` (0 on a member's padding rows).
     """
     for _ in range(steps):
-        _, grads = fnn.loss_and_grads(params, x, y, loss, temperature, weights)
-        eta = step_length(fnn.flat_norm(grads), a, b)
+        _, grads = fnn.loss_and_grads(params, x, y, loss, weights)
+        eta = step_length(fnn.flat_norm(grads), s.eta_min, s.eta_gain)
         for (w, bb), (gw, gb) in zip(params, grads, strict=True):
             w.sub_(gw.mul_(eta.reshape(eta.shape + (1,) * (gw.dim() - eta.dim()))))
             bb.sub_(gb.mul_(eta.reshape(eta.shape + (1,) * (gb.dim() - eta.dim()))))
@@ -212,14 +201,13 @@ class GDT:
         s: GDTSettings,
         seed: int,
         *,
-        loss: str = "cross_entropy",
-        temperature: float = 100.0,
+        loss: fnn.Loss = fnn.CROSS_ENTROPY,
         decimals: int | None = None,
         n_classes: int | None = None,
         name: str = "",
     ):
         self.x, self.y, self.s = x, y, s  # x (N, D) float32, y (N,) local labels
-        self.loss, self.temperature, self.decimals = loss, temperature, decimals
+        self.loss, self.decimals = loss, decimals
         self.y_np = y.cpu().numpy()
         self.n_classes = int(n_classes if n_classes is not None else int(self.y_np.max()) + 1)
         self.gen = torch.Generator().manual_seed(int(seed))
@@ -463,10 +451,8 @@ class GDT:
                 self.xb,
                 self.yb,
                 k,
-                self.s.eta_min,
-                self.s.eta_gain,
+                self.s,
                 self.loss,
-                self.temperature,
             )
             done += k
             if self._batch_correct(lam):
@@ -704,9 +690,7 @@ def run_group(
     while live:
         tick = time.perf_counter()
         if stacked:
-            descend(
-                theta, xbuf, ybuf, k, s.eta_min, s.eta_gain, live[0].loss, live[0].temperature, wbuf
-            )
+            descend(theta, xbuf, ybuf, k, s, live[0].loss, wbuf)
             pred = fnn.predict(theta, xbuf)
             ok = ((pred == ybuf) | (wbuf == 0)).all(dim=1).cpu().tolist()  # the group's one sync
             share = (time.perf_counter() - tick) / len(live)
@@ -714,7 +698,7 @@ def run_group(
                 r._charged += share
         else:
             r = live[0]
-            descend(r.theta, r.xb, r.yb, k, s.eta_min, s.eta_gain, r.loss, r.temperature)
+            descend(r.theta, r.xb, r.yb, k, s, r.loss)
             ok = [bool((fnn.predict(r.theta, r.xb) == r.yb).all().item())]
         concluded, keep = False, []
         for i, r in enumerate(live):

@@ -6,12 +6,14 @@ info``, so that what the pipeline plans and what ``info`` shows cannot differ.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .config import methods, module_names, proto_names, submodule_names
 from .datasets import num_labels
 from .errors import ConfigError
+from .names import proto_name
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,27 @@ class JobGrid:
     def fnns(self) -> int:
         """Training jobs: one per (model, feature, module, submodule)."""
         return len(self.models) * len(self.features) * len(self.modules) * len(self.submodules)
+
+    def shards(self) -> list[tuple[str, str]]:
+        """(module, submodule) of every shard, in grid order."""
+        return [(m, s) for m in self.modules for s in self.submodules]
+
+    def jobs(self) -> list[Job]:
+        """Every training job of the grid (see :func:`fnn_jobs`)."""
+        return fnn_jobs(self.models, self.features, self.shards())
+
+
+Job = tuple[str, str, str, str]  # (model, feature, module, submodule)
+
+
+def fnn_jobs(
+    models: Sequence[str], features: Sequence[str], shards: Iterable[tuple[str, str]]
+) -> list[Job]:
+    """The training jobs (model, feature, module, submodule): models × features × shards, in
+    that order. The one definition of the grid's jobs: the workflow's training targets, the
+    gather's expected jobs and the double-labelling's expected T-FNNs all come from here."""
+    shards = list(shards)
+    return [(model, f, m, s) for model in models for f in features for m, s in shards]
 
 
 def job_grid(cfg: dict[str, Any]) -> JobGrid:
@@ -55,5 +78,5 @@ def job_grid(cfg: dict[str, Any]) -> JobGrid:
         features=list(cfg["features"]),
         models=models,
         methods=meths,
-        protos=[f"{m}_{model}" for model in models for m in meths],
+        protos=[proto_name(m, model) for model in models for m in meths],
     )

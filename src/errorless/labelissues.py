@@ -42,20 +42,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import settings_arguments, settings_from_args
+from .config import device_argument, settings_arguments, settings_from_args
 from .errors import DataError
 from .io import atomic_path, write_parquet, write_text
-from .names import number
+from .names import number, submodule_name
 
 log = logging.getLogger(__name__)
 
+IMAGE_COLUMNS = ["image_id", "batch", "row", "module", "submodule", "label"]  # where an image is
 OOS_COLUMNS = [
-    "image_id",
-    "batch",
-    "row",
-    "module",
-    "submodule",
-    "label",
+    *IMAGE_COLUMNS,
     "label_local",
     "proto",
     "n_fnns",
@@ -71,12 +67,7 @@ OOS_COLUMNS = [
 ]
 ISSUE_COLUMNS = [
     "rank",
-    "image_id",
-    "batch",
-    "row",
-    "module",
-    "submodule",
-    "label",
+    *IMAGE_COLUMNS,
     "predicted",
     "votes",
     "p",
@@ -122,8 +113,9 @@ def shard_out_of_sample(
     Returns probs (N, c), label_votes (N, c), vote label (global), votes, super_majority;
     None when the module has no other submodule.
     """
-    from .evaluate import StackedFNNs, vote
+    from .evaluate import vote
     from .features import transform_many
+    from .fnn import SharedGroup
 
     others = [
         g
@@ -134,7 +126,7 @@ def shard_out_of_sample(
         return None
     F, c, n = len(pw.features), pw.n_labels, len(shard.labels)
     kernels = [
-        StackedFNNs(
+        SharedGroup(
             [(W[f][others], b[f][others]) for W, b in pw.layers], pw.label_lo[others], device
         )
         for f in range(F)
@@ -216,7 +208,7 @@ def oos_table(
                     "batch": sh.batch,
                     "row": sh.row,
                     "module": mname,
-                    "submodule": f"s{sh.submodule}",
+                    "submodule": submodule_name(sh.submodule),
                     "label": sh.labels,
                     "label_local": local,
                     "proto": pw.proto,
@@ -359,56 +351,31 @@ def planted_check(issues: pd.DataFrame, planted: pd.DataFrame, flag: str) -> pd.
                 "image_id",
             ]
         )
-        s = score_flags(sel, [], flips)
-        out.append(
-            {
-                "evidence": rule,
-                "used": rule == flag,
-                "planted": len(flips),
-                "flagged": s["flagged"],
-                "correct": s["correct"],
-                "precision": s["precision"],
-                "recall": s["recall"],
-                "flagged_copies": len(sel & copies),
-                "note": "flagged images that carry a planted copy are not flips: they count against precision",
-            }
+        note = (
+            "flagged images that carry a planted copy are not flips: they count against precision"
         )
+        out.append(check_row(rule, rule == flag, flips, sel, copies, note))
     ranked = issues.sort_values(["label_quality", "image_id"], kind="stable")["image_id"].tolist()
     top = set(ranked[: len(flips)])
-    hit = len(top & flips)
     k = len(flips)
-    out.append(
-        {
-            "evidence": f"top_k (k = {k}, lowest label quality)",
-            "used": False,
-            "planted": k,
-            "flagged": k,
-            "correct": hit,
-            "precision": hit / k if k else np.nan,
-            "recall": hit / k if k else np.nan,
-            "flagged_copies": len(top & copies),
-            "note": "ranking by cleanlab's label quality alone",
-        }
-    )
+    note = "ranking by cleanlab's label quality alone"
+    out.append(check_row(f"top_k (k = {k}, lowest label quality)", False, flips, top, copies, note))
     return pd.DataFrame(out, columns=CHECK_COLUMNS)
+
+
+def check_row(
+    evidence: str, used: bool, flips: set[str], flagged: set[str], copies: set[str], note: str
+) -> dict[str, Any]:
+    """One row of the label-issue check (CHECK_COLUMNS): precision = correct / flagged,
+    recall = correct / planted flips (NaN when undefined)."""
+    s = score_flags(flagged, [], flips)
+    values = (evidence, used, len(flips), s["flagged"], s["correct"], s["precision"], s["recall"])
+    return dict(zip(CHECK_COLUMNS, (*values, len(flagged & copies), note), strict=True))
 
 
 def no_check(reason: str) -> pd.DataFrame:
     return pd.DataFrame(
-        [
-            {
-                "evidence": "none",
-                "used": False,
-                "planted": 0,
-                "flagged": 0,
-                "correct": 0,
-                "precision": np.nan,
-                "recall": np.nan,
-                "flagged_copies": 0,
-                "note": reason,
-            }
-        ],
-        columns=CHECK_COLUMNS,
+        [check_row("none", False, set(), set(), set(), reason)], columns=CHECK_COLUMNS
     )
 
 
@@ -466,13 +433,14 @@ def issues_figure(
 
 
 def oos_arguments(p: argparse.ArgumentParser) -> None:
+    from .evaluate import fnn_arguments
+
     settings_arguments(p)
-    p.add_argument("--weights", required=True, help="weights.parquet")
-    p.add_argument("--shards", required=True, help="shard folder ({module}_{submodule}.npz)")
+    fnn_arguments(p, "shard folder ({module}_{submodule}.npz)", shards_required=True)
     p.add_argument(
         "--proto", help="proto-model whose FNNs vote (default: config label_issues.proto)"
     )
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: config key device)")
+    device_argument(p)
     p.add_argument(
         "--out", required=True, help="out-of-sample Parquet (results/quality/out_of_sample.parquet)"
     )
@@ -480,8 +448,6 @@ def oos_arguments(p: argparse.ArgumentParser) -> None:
 
 def oos_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    if args.device:  # a machine setting: given apart so that changing it reruns nothing
-        cfg["device"] = args.device
     paths = sorted(Path(args.shards).glob("*.npz"))
     if not paths:
         raise DataError(f"{args.shards}: no shards (run the modularize step)")

@@ -3,7 +3,8 @@
 * module ``m01 … mK`` (zero-padded to the width of K, at least two digits), submodule ``s1 … sR``;
 * shard ``<module>_<submodule>``, e.g. ``m03_s2``;
 * trained model ``<arch>_m<replicate>``, e.g. ``h1_m1``;
-* proto-model ``<method>_<model>``, e.g. ``T_h1_m1`` (method S, Sp or T).
+* proto-model ``<method>_<model>``, e.g. ``T_h1_m1`` (method S, Sp or T);
+* featured model ``Model-<p>`` (the first p features' FNNs voting), e.g. ``Model-3``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,29 @@ from __future__ import annotations
 from .errors import DataError
 
 
+def module_name(j: int, width: int = 2) -> str:
+    """Module ``j`` (1-based) zero-padded to ``width`` digits: 3 -> ``m03``."""
+    return f"m{int(j):0{width}d}"
+
+
+def submodule_name(s: int) -> str:
+    """Submodule ``s`` (1-based): 2 -> ``s2``."""
+    return f"s{int(s)}"
+
+
 def module_names(k: int) -> list[str]:
-    """Module wildcard values m01..mK (zero-padded to at least two digits)."""
+    """Module wildcard values m01..mK (zero-padded to the width of K, at least two digits)."""
     width = max(2, len(str(k)))
-    return [f"m{j:0{width}d}" for j in range(1, k + 1)]
+    return [module_name(j, width) for j in range(1, k + 1)]
 
 
 def submodule_names(r: int) -> list[str]:
-    return [f"s{s}" for s in range(1, r + 1)]
+    return [submodule_name(s) for s in range(1, r + 1)]
+
+
+def shard_name(module: str, submodule: str) -> str:
+    """(``m03``, ``s2``) -> ``m03_s2``."""
+    return f"{module}_{submodule}"
 
 
 def model_name(arch: str, replicate: int) -> str:
@@ -31,16 +47,21 @@ def proto_name(method: str, model: str) -> str:
 
 def number(name: str) -> int:
     """The 1-based number of a module or submodule name: ``m03`` -> 3, ``s2`` -> 2."""
-    digits = name[1:]
-    if name[:1] not in ("m", "s") or not digits.isdigit():
+    if not is_number_name(name):
         raise DataError(f"{name!r} is not a module (m01) or submodule (s1) name")
-    return int(digits)
+    return int(name[1:])
+
+
+def is_number_name(name: str) -> bool:
+    """Whether ``name`` is a module (``m03``) or submodule (``s2``) name."""
+    return str(name)[:1] in ("m", "s") and str(name)[1:].isdigit()
 
 
 def split_shard(name: str) -> tuple[str, str]:
     """``m03_s2`` -> (``m03``, ``s2``)."""
     module, sep, submodule = name.partition("_")
-    if not sep or module[:1] != "m" or submodule[:1] != "s":
+    ok = sep and module[:1] == "m" and submodule[:1] == "s"
+    if not (ok and is_number_name(module) and is_number_name(submodule)):
         raise DataError(f"{name!r} is not a shard name (<module>_<submodule>, e.g. m03_s2)")
     return module, submodule
 
@@ -55,3 +76,25 @@ def split_proto(proto: str) -> tuple[str, str]:
     """``T_h1_m1`` -> (``T``, ``h1_m1``)."""
     method, _, model = proto.partition("_")
     return method, model
+
+
+METHOD_ORDER = {"S": 0, "Sp": 1, "T": 2}
+
+
+def proto_key(proto: str) -> tuple:
+    """Sort key of proto-models: by model (h1_m1, ...), then method S, Sp, T."""
+    method, model = split_proto(proto)
+    return (model, METHOD_ORDER.get(method, 9), proto)
+
+
+def featured_model(p: int) -> str:
+    """3 -> ``Model-3``."""
+    return f"Model-{int(p)}"
+
+
+def featured_number(name: str) -> int:
+    """``Model-3`` -> 3."""
+    prefix, _, p = str(name).partition("-")
+    if prefix != "Model" or not p.isdigit():
+        raise DataError(f"{name!r} is not a featured-model name (Model-<p>, e.g. Model-3)")
+    return int(p)

@@ -34,6 +34,7 @@ import pandas as pd
 from .config import FEATURES, GREY_FEATURE
 from .datasets import GENERATED, IMAGENET
 from .errors import ConfigError, DataError
+from .names import shard_name, split_proto
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def predict(
         raise DataError(f"{wpath}: weights table missing (train the model and run the gather step)")
     known = protos_in(wpath)
     if proto is None:
-        proto = next((x for x in known if x.startswith("T_")), known[0])
+        proto = next((x for x in known if split_proto(x)[0] == "T"), known[0])
     if proto not in known:
         raise ConfigError(f"--proto {proto!r} is not in {wpath} (has {known})")
     pw0 = load_proto(wpath, proto)
@@ -216,7 +217,7 @@ def predict(
         device=torch_device(device),
         batch_size=batch_size,
     )[(p, protocol)]
-    groups = np.array([f"{m}_{s}" for m, s in pw.groups])
+    groups = np.array([shard_name(m, s) for m, s in pw.groups])
     base = label_base(fmt, cfg)
     df = pd.DataFrame({"image_id": ids})
     if labels is not None:  # loaded 0-based (datasets shifts ImageNet's 1..1000)

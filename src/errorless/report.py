@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import html
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +46,19 @@ import pandas as pd
 
 from .datasets import GENERATED
 from .errors import DataError
+from .figures import (
+    accuracy_figure,
+    compute_figure,
+    confusion_wheel_figure,
+    empty_figure,
+    error_free_grid_figure,
+    gdt_path_figure,
+    perfect_figure,
+    proto_title,
+)
+from .htmltables import html_page, html_table, note
 from .io import atomic_path, write_text
-from .names import split_proto
+from .names import number, proto_key, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -71,46 +81,9 @@ OUTPUTS = {
     "quality": ["suspects.html", "planted_check.html"],
     "run": ["run_facts.html", "compute_time.png"],
 }
-METHOD_ORDER = {"S": 0, "Sp": 1, "T": 2}
-METHOD_TITLE = {"S": "S (SGD to threshold)", "Sp": "S′ (released threshold)", "T": "T (GDT)"}
-DPI = 110
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    plt = _plt()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _num(name: str) -> int:
-    """'m03' -> 3, 's2' -> 2 (sort key of module/submodule names)."""
-    digits = "".join(ch for ch in str(name) if ch.isdigit())
-    return int(digits) if digits else 0
-
-
-def proto_key(proto: str) -> tuple:
-    """Sort proto-models by model (h1_m1, ...) then method S, Sp, T."""
-    method, model = split_proto(proto)
-    return (model, METHOD_ORDER.get(method, 9), proto)
-
-
-def proto_title(proto: str) -> str:
-    method, _ = split_proto(proto)
-    prime = {"Sp": "S′"}.get(method, method)
-    return f"{prime} ({proto})"
 
 
 def read_table(path: str | Path, what: str) -> pd.DataFrame:
@@ -123,69 +96,6 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
     except Exception as e:  # pragma: no cover - corrupt input
         raise DataError(f"{path}: unreadable {what}: {e}") from None
-
-
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:12px;color:#222}
-h2{font-size:16px;margin:4px 0 8px} h3{font-size:14px;margin:14px 0 6px}
-p.note{font-size:12px;color:#555;max-width:70em}
-table{border-collapse:collapse;font-size:13px;margin-bottom:10px}
-th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top;white-space:nowrap}
-th{background:#eef2f7;white-space:normal} td.l,th.l{text-align:left}
-td.w{white-space:normal;min-width:14em;max-width:40em}
-tr:nth-child(even) td{background:#fafafa}
-"""
-
-
-def html_table(
-    df: pd.DataFrame, left: Sequence[str] = (), index: bool = False, wrap: Sequence[str] = ()
-) -> str:
-    """A plain HTML table; columns in ``left`` (and the index) are left-aligned, cells of
-    ``wrap`` columns may wrap (long lists), the others stay on one line."""
-    cols = list(df.columns)
-    cls = {
-        c: " ".join(k for k, on in (("l", c in left or c in wrap), ("w", c in wrap)) if on)
-        for c in cols
-    }
-    head = (
-        f'<th class="l">{html.escape(str(df.index.name or ""))}</th>' if index else ""
-    ) + "".join(f'<th class="{cls[c]}">{html.escape(str(c))}</th>' for c in cols)
-    rows = []
-    for idx, r in zip(df.index, df.itertuples(index=False), strict=True):
-        cells = (f'<td class="l"><b>{html.escape(str(idx))}</b></td>' if index else "") + "".join(
-            f'<td class="{cls[c]}">{html.escape(_fmt(v))}</td>'
-            for c, v in zip(cols, r, strict=True)
-        )
-        rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "–"
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.2f}"
-    return str(v)
-
-
-def html_page(title: str, body: str) -> str:
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{CSS}</style></head><body><h2>{html.escape(title)}</h2>{body}</body></html>\n"
-    )
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{html.escape(text)}</p>'
-
-
-def _empty_figure(path: Path, title: str, message: str) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 1.8))
-    ax.axis("off")
-    ax.set_title(title)
-    ax.text(0.5, 0.45, message, ha="center", va="center", fontsize=11)
-    _save(fig, path)
 
 
 # ---------------------------------------------------------------- training section
@@ -243,103 +153,6 @@ def training_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.Index(index, name="metric"))
 
 
-def error_free_grid_figure(training: pd.DataFrame, features: Sequence[str], path: Path) -> None:
-    """Features × (module, submodule) heat map of final training accuracy, one panel per proto."""
-    plt = _plt()
-    from matplotlib.lines import Line2D
-
-    protos = sorted(training["proto"].unique(), key=proto_key)
-    feats = [f for f in features if f in set(training["feature"])] or sorted(
-        training["feature"].unique()
-    )
-    groups = sorted(
-        set(zip(training["module"], training["submodule"], strict=True)),
-        key=lambda g: (_num(g[0]), _num(g[1])),
-    )
-    gi = {g: i for i, g in enumerate(groups)}
-    fi = {f: i for i, f in enumerate(feats)}
-    acc = training["accuracy"].astype(float) * 100
-    vmin = min(float(acc.min()), 99.0)
-    ncol = len(groups)
-    width = min(40.0, max(7.5, 0.55 * ncol + 3))
-    height = max(2.2, 0.34 * len(feats) + 1.0)
-    fig, axes = plt.subplots(
-        len(protos),
-        1,
-        figsize=(width, height * len(protos) + 1.6),
-        squeeze=False,
-        layout="constrained",
-    )
-    im = None
-    annotate = ncol <= 24 and len(feats) <= 20
-    for ax, proto in zip(axes[:, 0], protos, strict=True):
-        sub = training[training["proto"] == proto]
-        grid = np.full((len(feats), ncol), np.nan)
-        for f, m, s, a in zip(
-            sub["feature"], sub["module"], sub["submodule"], sub["accuracy"], strict=True
-        ):
-            if f in fi:
-                grid[fi[f], gi[(m, s)]] = float(a) * 100
-        im = ax.imshow(
-            grid, cmap="viridis", vmin=vmin, vmax=100, aspect="auto", interpolation="nearest"
-        )
-        free = grid >= 100.0 - 1e-9
-        ef = np.argwhere(free)
-        ax.scatter(
-            ef[:, 1],
-            ef[:, 0],
-            marker="o",
-            s=40 if ncol <= 40 else 8,
-            facecolors="white",
-            edgecolors="black",
-            linewidths=0.7,
-            zorder=3,
-        )
-        if annotate:
-            for i, j in np.argwhere(np.isfinite(grid) & ~free):
-                v = grid[i, j]
-                ax.text(
-                    j,
-                    i,
-                    f"{v:.1f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if v < vmin + 0.6 * (100 - vmin) else "black",
-                )
-        full = [i for i in range(ncol) if np.all(free[:, i])]
-        ax.set_title(
-            f"{proto_title(proto)}: {int(free.sum())}/{int(np.isfinite(grid).sum())} FNNs error-free, "
-            f"{len(full)}/{ncol} partitions fully error-free (★)",
-            fontsize=10,
-        )
-        ax.set_yticks(range(len(feats)), feats, fontsize=8)
-        ax.set_ylabel("feature")
-        step = max(1, ncol // 40)
-        ticks = list(range(0, ncol, step))
-        ax.set_xticks(
-            ticks,
-            [f"{groups[i][0]}/{groups[i][1]}" + (" ★" if i in full else "") for i in ticks],
-            rotation=90,
-            fontsize=7,
-        )
-    axes[-1, 0].set_xlabel("partition (module/submodule); ★ = every feature error-free")
-    cb = fig.colorbar(im, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01)
-    cb.set_label("final training accuracy (%)")
-    handle = Line2D(
-        [],
-        [],
-        marker="o",
-        linestyle="",
-        markerfacecolor="white",
-        markeredgecolor="black",
-        label="error-free FNN (100 %); numbers: accuracy % of the others",
-    )
-    fig.legend(handles=[handle], loc="outside lower center", fontsize=8, frameon=False)
-    fig.suptitle("Error-free grid: final training accuracy of every FNN", fontsize=12)
-    _save(fig, path)
-
-
 def choose_gdt_fnn(training: pd.DataFrame) -> pd.Series | None:
     """The T-FNN whose λ-path is shown (see the module docstring)."""
     t = training[(training["method"] == "T")].copy()
@@ -349,7 +162,7 @@ def choose_gdt_fnn(training: pd.DataFrame) -> pd.Series | None:
     t = t[t["_steps"] > 0]
     if t.empty:
         return None
-    t["_m"], t["_s"] = t["module"].map(_num), t["submodule"].map(_num)
+    t["_m"], t["_s"] = t["module"].map(number), t["submodule"].map(number)
     t = t.sort_values(
         ["rejected", "_steps", "proto", "_m", "_s", "feature"],
         ascending=[False, False, True, True, True, True],
@@ -358,228 +171,24 @@ def choose_gdt_fnn(training: pd.DataFrame) -> pd.Series | None:
     return t.iloc[0]
 
 
-def gdt_path_figure(rec: pd.Series | None, path: Path) -> None:
-    """λ and Δ against the continuation step; accepted and rejected steps marked differently."""
-    if rec is None:
-        _empty_figure(
-            path, "GDT λ-path", "no GDT λ-steps recorded (gdt.enabled false or no errors)"
-        )
-        return
-    plt = _plt()
-    lam = np.asarray(rec["lambda_path"], dtype=float)
-    delta = np.asarray(rec["delta_path"], dtype=float)
-    ok = np.asarray(rec["accepted_path"], dtype=bool)
-    step = np.arange(1, len(lam) + 1)
-    lam_ok = np.maximum.accumulate(np.where(ok, lam, 0.0)) if len(lam) else lam
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
-    a1.step(step, lam_ok, where="post", color="0.5", lw=1, label="accepted λ so far (λ_ok)")
-    a1.plot(step[ok], lam[ok], "o", color="tab:green", label=f"accepted step ({ok.sum()})")
-    a1.plot(
-        step[~ok],
-        lam[~ok],
-        "x",
-        color="tab:red",
-        ms=8,
-        mew=2,
-        label=f"rejected step ({(~ok).sum()})",
-    )
-    a1.set_ylabel("λ tried")
-    a1.set_ylim(-0.03, 1.05)
-    a1.legend(fontsize=8, loc="lower right")
-    a1.grid(alpha=0.3)
-    a2.plot(step, delta, "-", color="0.6", lw=1)
-    a2.plot(step[ok], delta[ok], "o", color="tab:green", label="accepted")
-    a2.plot(step[~ok], delta[~ok], "x", color="tab:red", ms=8, mew=2, label="rejected")
-    a2.set_ylabel("step Δ")
-    a2.set_xlabel("continuation step")
-    if len(delta) and delta.max() / max(delta.min(), 1e-12) > 20:
-        a2.set_yscale("log")
-    a2.legend(fontsize=8)
-    a2.grid(alpha=0.3)
-    name = f"{rec['proto']} {rec['feature']} {rec['module']}_{rec['submodule']}"
-    fig.suptitle(
-        f"GDT λ-path of FNN {name}\nstatus {rec['status']}, training accuracy "
-        f"{100 * float(rec['accuracy_sgd']):.2f} % after SGD → {100 * float(rec['accuracy']):.2f} % after GDT, "
-        f"{int(rec['gdt_rounds'])} round(s)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def choose_wheel_fnn(training: pd.DataFrame, features: Sequence[str]) -> dict[str, str] | None:
-    """(model, feature, module, submodule) of the FNN shown on the confusion wheel."""
-    if training.empty:
+def wheel_figure(wheel: Path, path: Path) -> dict[str, str] | None:
+    """The confusion wheel from the data the training evaluation wrote (evaluation/wheel.npz)."""
+    if not wheel.exists():
+        raise DataError(f"{wheel}: confusion-wheel data missing (run evaluate-training first)")
+    with np.load(wheel) as z:
+        d = {k: z[k] for k in z.files}
+    if len(d["protos"]) == 0:
+        empty_figure(path, "Confusion wheel", str(d["note"]))
         return None
-    model = sorted(training["model"].unique())[0]
-    t = training[training["model"] == model]
-    fo = {f: i for i, f in enumerate(features)}
-    keys = sorted(
-        set(zip(t["feature"], t["module"], t["submodule"], strict=True)),
-        key=lambda k: (_num(k[1]), _num(k[2]), fo.get(k[0], len(fo)), k[0]),
-    )
-    acc = {(r.method, r.feature, r.module, r.submodule): float(r.accuracy) for r in t.itertuples()}
-    for want_t in (True, False):
-        for f, m, s in keys:
-            sa = acc.get(("S", f, m, s))
-            ta = acc.get(("T", f, m, s))
-            if sa is not None and sa < 1.0 and (not want_t or (ta is not None and ta >= 1.0)):
-                return {"model": model, "feature": f, "module": m, "submodule": s}
-    f, m, s = keys[0]
-    return {"model": model, "feature": f, "module": m, "submodule": s}
-
-
-def fnn_softmax(layers: Sequence[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """Softmax outputs (N, c) of the saved layers (ReLU hidden layers)."""
-    h = np.asarray(x, dtype=np.float64)
-    for i, (W, b) in enumerate(layers):
-        h = h @ W + b
-        if i < len(layers) - 1:
-            h = np.maximum(h, 0)
-    h = h - h.max(axis=1, keepdims=True)
-    e = np.exp(h)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def spokes(c: int) -> np.ndarray:
-    """(c, 2) unit vectors, label 0 at the top, clockwise."""
-    theta = np.pi / 2 - 2 * np.pi * np.arange(c) / c
-    return np.stack([np.cos(theta), np.sin(theta)], axis=1)
-
-
-def wheel_points(probs: np.ndarray) -> np.ndarray:
-    """Output vectors (N, c) -> points (N, 2) in the unit disc: Σ_k y_k · spoke_k."""
-    return probs @ spokes(probs.shape[1])
-
-
-def confusion_wheel_figure(
-    panels: Sequence[tuple[str, np.ndarray]],
-    labels: np.ndarray,
-    label_lo: int,
-    title: str,
-    path: Path,
-) -> None:
-    """One wheel per (proto, softmax outputs (N, c)); ``labels`` are local (0..c-1)."""
-    plt = _plt()
-    from matplotlib.lines import Line2D
-
-    c = panels[0][1].shape[1]
-    sp = spokes(c)
-    cmap = plt.get_cmap("tab10" if c <= 10 else "tab20" if c <= 20 else "hsv")
-    colours = [cmap(k / c if c > 20 else k) for k in range(c)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 1.8, 6.0), squeeze=False)
-    for ax, (proto, probs) in zip(axes[0], panels, strict=True):
-        pts = wheel_points(probs)
-        pred = probs.argmax(axis=1)
-        wrong = pred != labels
-        circle = np.linspace(0, 2 * np.pi, 361)
-        ax.plot(np.cos(circle), np.sin(circle), color="0.6", lw=0.8)
-        for k in range(c):
-            half = np.pi / c  # sector boundaries halfway between spokes
-            th = np.arctan2(sp[k, 1], sp[k, 0]) + half
-            ax.plot([0, np.cos(th)], [0, np.sin(th)], color="0.88", lw=0.6, zorder=0)
-            ax.plot([0, sp[k, 0]], [0, sp[k, 1]], color=colours[k], lw=1.2, alpha=0.8, zorder=1)
-            ax.text(
-                1.1 * sp[k, 0],
-                1.1 * sp[k, 1],
-                str(label_lo + k),
-                ha="center",
-                va="center",
-                fontsize=8 if c <= 30 else 6,
-                color=colours[k],
-                fontweight="bold",
-            )
-        ax.scatter(
-            pts[~wrong, 0],
-            pts[~wrong, 1],
-            s=10,
-            c=[colours[y] for y in labels[~wrong]],
-            alpha=0.6,
-            linewidths=0,
-            zorder=2,
-        )
-        if wrong.any():
-            ax.scatter(
-                pts[wrong, 0],
-                pts[wrong, 1],
-                s=60,
-                c=[colours[y] for y in labels[wrong]],
-                marker="X",
-                edgecolors="black",
-                linewidths=0.8,
-                zorder=4,
-            )
-        ax.set_title(
-            f"{proto_title(proto)}\ntraining accuracy {100 * (1 - wrong.mean()):.2f} %, "
-            f"{int(wrong.sum())} misclassified of {len(labels)}",
-            fontsize=10,
-        )
-        ax.set_aspect("equal")
-        ax.set_xlim(-1.25, 1.25)
-        ax.set_ylim(-1.25, 1.25)
-        ax.set_xlabel("spoke coordinate x")
-        ax.set_ylabel("spoke coordinate y")
-    handles = [
-        Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"label {label_lo + k}")
-        for k in range(c)
-    ]
-    handles.append(
-        Line2D(
-            [],
-            [],
-            marker="X",
-            linestyle="",
-            markerfacecolor="0.7",
-            markeredgecolor="black",
-            markersize=8,
-            label="misclassified image",
-        )
-    )
-    fig.legend(
-        handles=handles,
-        loc="center right",
-        fontsize=8,
-        title="true label",
-        ncol=1 if c <= 26 else 2,
-        frameon=False,
-    )
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1 - 1.6 / (5.6 * len(panels) + 1.8), 0.95))
-    _save(fig, path)
-
-
-def wheel_for(
-    training: pd.DataFrame,
-    weights: Path,
-    shards: Path,
-    features: Sequence[str],
-    transform: dict[str, Any],
-    path: Path,
-) -> dict[str, str] | None:
-    from .features import transform as feature_transform
-    from .gather import load_fnn
-    from .shards import load_shard
-
-    pick = choose_wheel_fnn(training, features)
-    if pick is None:
-        _empty_figure(path, "Confusion wheel", "no trained FNN")
-        return None
-    model, f, m, s = pick["model"], pick["feature"], pick["module"], pick["submodule"]
-    shard_path = shards / f"{m}_{s}.npz"
-    if not shard_path.exists():
-        raise DataError(f"{shard_path}: shard of the confusion-wheel FNN missing")
-    sh = load_shard(shard_path)
-    x = feature_transform(
-        sh.images, f, pool=transform["pool"], trim=transform["trim"], decimals=transform["decimals"]
-    )
-    protos = sorted({p for p in training.loc[training["model"] == model, "proto"]}, key=proto_key)
-    panels = [(p, fnn_softmax(load_fnn(weights, p, f, m, s), x)) for p in protos]
-    local = np.asarray(sh.labels) - sh.label_lo
+    pick = {k: str(d[k]) for k in ("model", "feature", "module", "submodule")}
+    lo, hi, local = int(d["label_lo"]), int(d["label_hi"]), d["labels"]
     title = (
-        f"Confusion wheel of FNN {f} {m}_{s} ({len(local)} training images, labels "
-        f"{sh.label_lo}–{sh.label_hi - 1}): each output vector mapped onto one spoke per label"
+        f"Confusion wheel of FNN {pick['feature']} {pick['module']}_{pick['submodule']} "
+        f"({len(local)} training images, labels {lo}–{hi - 1}): each output vector mapped onto "
+        "one spoke per label"
     )
-    confusion_wheel_figure(panels, local, sh.label_lo, title, path)
+    panels = [(str(p), probs) for p, probs in zip(d["protos"], d["probs"], strict=True)]
+    confusion_wheel_figure(panels, local, lo, title, path)
     return pick
 
 
@@ -590,7 +199,7 @@ def training_section(args: argparse.Namespace, out: Path) -> None:
     side = training_side_by_side(table)
     with atomic_path(out / "training_table.csv") as tmp:
         side.to_csv(tmp)
-    body = html_table(side, index=True) + _note(
+    body = html_table(side, index=True) + note(
         "Accuracies are final training accuracies of the saved weights on each FNN's own shard, "
         "over all FNNs of a proto-model. An error-free FNN has 100 % training accuracy; a fully "
         "error-free partition is a (module, submodule) where the FNNs of every feature are error-free."
@@ -600,14 +209,7 @@ def training_section(args: argparse.Namespace, out: Path) -> None:
     error_free_grid_figure(training, features, out / "error_free_grid.png")
     rec = choose_gdt_fnn(training)
     gdt_path_figure(rec, out / "gdt_path.png")
-    pick = wheel_for(
-        training,
-        Path(args.weights),
-        Path(args.shards),
-        features,
-        cfg.get("transform", {"pool": 2, "trim": 1, "decimals": 4}),
-        out / "confusion_wheel.png",
-    )
+    pick = wheel_figure(Path(args.wheel), out / "confusion_wheel.png")
     log.info(
         "training section: wheel FNN %s, GDT path FNN %s",
         pick,
@@ -635,58 +237,6 @@ def accuracy_vs_features(acc: pd.DataFrame) -> pd.DataFrame:
     out["_s"] = out["split"].map(lambda s: split_order.get(s, 2))
     out = out.sort_values(["_s", "protocol", "p"], kind="stable").drop(columns="_s")
     return out.rename(columns={"featured_model": "model", "p": "features p"}).reset_index(drop=True)
-
-
-def accuracy_figure(acc: pd.DataFrame, path: Path) -> None:
-    """Accuracy and Top-1 rate against the number of features (one line per proto × protocol)."""
-    plt = _plt()
-    splits = [s for s in ("train", "heldout") if s in set(acc["split"])] or sorted(
-        acc["split"].unique()
-    )
-    protos = sorted(acc["proto"].unique(), key=proto_key)
-    colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(protos)}
-    styles = {"top1": ("-", "o"), "top3": ("--", "s")}
-    fig, axes = plt.subplots(len(splits), 2, figsize=(11, 3.8 * len(splits)), squeeze=False)
-    ps = sorted(acc["p"].unique())
-    names = acc.drop_duplicates("p").set_index("p")["featured_model"].to_dict()
-    for row, split in enumerate(splits):
-        for col, (metric, label) in enumerate(
-            (("accuracy_pct", "accuracy (%)"), ("top1_rate_pct", "Top-1 rate (%)"))
-        ):
-            ax = axes[row, col]
-            for proto in protos:
-                for protocol in sorted(acc["protocol"].unique()):
-                    d = acc[
-                        (acc["proto"] == proto)
-                        & (acc["protocol"] == protocol)
-                        & (acc["split"] == split)
-                    ]
-                    if d.empty:
-                        continue
-                    d = d.sort_values("p")
-                    ls, mk = styles.get(protocol, (":", "^"))
-                    ax.plot(
-                        d["p"],
-                        d[metric],
-                        linestyle=ls,
-                        marker=mk,
-                        color=colours[proto],
-                        label=f"{proto_title(proto)}, {protocol}",
-                    )
-            ax.set_xticks(ps, [f"{names[p]}\n(p={p})" for p in ps], fontsize=8)
-            ax.set_xlabel("featured model (number of features p)")
-            ax.set_ylabel(label)
-            ax.set_title(
-                f"{label.split(' (')[0]} vs features — {'training images' if split == 'train' else split + ' images'}",
-                fontsize=10,
-            )
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-    fig.suptitle(
-        "Majority-vote accuracy and Top-1 rate against the number of features", fontsize=12
-    )
-    fig.tight_layout()
-    _save(fig, path)
 
 
 def perfect_table(perfect: pd.DataFrame, per_batch: pd.DataFrame) -> pd.DataFrame:
@@ -722,51 +272,6 @@ def perfect_table(perfect: pd.DataFrame, per_batch: pd.DataFrame) -> pd.DataFram
     return out
 
 
-def perfect_figure(per_batch: pd.DataFrame, path: Path) -> None:
-    """Per-batch perfect-label counts (top-1 protocol), one bar group per batch."""
-    plt = _plt()
-    d = (
-        per_batch[per_batch["protocol"] == "top1"]
-        if "top1" in set(per_batch["protocol"])
-        else per_batch
-    )
-    batches = list(
-        dict.fromkeys(d.sort_values(["split", "batch"], ascending=[False, True])["batch"])
-    )
-    series = sorted(
-        {(p, m) for p, m in zip(d["proto"], d["featured_model"], strict=True)},
-        key=lambda pm: (proto_key(pm[0]), _num(pm[1])),
-    )
-    if not series:
-        _empty_figure(path, "Perfect labels", "no predictions")
-        return
-    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(batches) * max(1, len(series)) / 3 + 3), 4.2))
-    w = 0.8 / len(series)
-    cmap = plt.get_cmap("tab20")
-    for i, (proto, model) in enumerate(series):
-        s = d[(d["proto"] == proto) & (d["featured_model"] == model)].set_index("batch")
-        vals = [float(s["perfect_labels"].get(b, np.nan)) for b in batches]
-        ax.bar(
-            np.arange(len(batches)) + (i - (len(series) - 1) / 2) * w,
-            vals,
-            width=w,
-            color=cmap(i % 20),
-            label=f"{proto_title(proto)}, {model}",
-        )
-    present = d.groupby("batch")["labels_present"].max()
-    for j, b in enumerate(batches):
-        ax.hlines(present.get(b, np.nan), j - 0.45, j + 0.45, colors="black", linestyles=":", lw=1)
-    ax.plot([], [], "k:", label="labels present in the batch")
-    ax.set_xticks(range(len(batches)), batches, fontsize=8, rotation=15)
-    ax.set_xlabel("source batch")
-    ax.set_ylabel("perfect labels (all images correct)")
-    ax.set_title("Perfect labels per batch, top-1 protocol", fontsize=11)
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-
-
 def evaluation_section(args: argparse.Namespace, out: Path) -> None:
     acc = read_table(args.accuracy, "accuracy table (evaluation/accuracy.csv)")
     table = accuracy_vs_features(acc)
@@ -780,7 +285,7 @@ def evaluation_section(args: argparse.Namespace, out: Path) -> None:
                 continue
             body += f"<h3>{html.escape(split)} images, {html.escape(protocol)} protocol</h3>"
             body += html_table(part.drop(columns=["split", "protocol"]), left=["model"])
-    body += _note(
+    body += note(
         "Accuracy = correct predictions / images. Top-1 rate = share of the correct "
         "predictions won by a super-majority (all p features agree). Model-p votes with "
         "the first p configured features; top3 = every FNN votes for its three best labels."
@@ -797,7 +302,7 @@ def evaluation_section(args: argparse.Namespace, out: Path) -> None:
     body = html_table(
         pt, left=["proto", "model", "protocol", "split"], wrap=["labels perfect in every batch"]
     )
-    body += _note(
+    body += note(
         "A label is perfect in a batch when every image of it in that batch is predicted "
         "correctly. Labels are 0-based global label numbers."
     )
@@ -819,7 +324,9 @@ def suspects_display(report: pd.DataFrame) -> pd.DataFrame:
         )
 
     shard = [
-        " / ".join(dict.fromkeys(f"{m}_{s}" for m, s in ((ma, sa), (mb, sb)) if isinstance(m, str)))
+        " / ".join(
+            dict.fromkeys(shard_name(m, s) for m, s in ((ma, sa), (mb, sb)) if isinstance(m, str))
+        )
         for ma, sa, mb, sb in zip(
             col("module_a"), col("submodule_a"), col("module_b"), col("submodule_b"), strict=True
         )
@@ -856,8 +363,8 @@ def quality_section(args: argparse.Namespace, out: Path) -> None:
         suspects_display(report.head(top)), left=["evidence", "shards"], wrap=["images", "labels"]
     )
     if len(report) > top:
-        body += _note(f"Showing the top {top} of {len(report)} rows.")
-    body += _note(
+        body += note(f"Showing the top {top} of {len(report)} rows.")
+    body += note(
         "match = how the two images match: exact (same bytes), near (the same picture after JPEG, "
         "rescaling, crops, shifts, brightness/contrast; similarity = aligned correlation of the images, "
         "1 = identical), mirrored (the same via a left-right mirror), or 'indistinguishable in feature X' "
@@ -874,7 +381,7 @@ def quality_section(args: argparse.Namespace, out: Path) -> None:
         if col in c:
             c[col] = c[col].map(lambda v: "–" if pd.isna(v) else f"{100 * float(v):.1f} %")
     c = c.astype(object).where(c.notna(), "")
-    body = html_table(c, left=["kind"], wrap=["note"]) + _note(
+    body = html_table(c, left=["kind"], wrap=["note"]) + note(
         "Against the planted double-labelled pairs of the synthetic data: precision = correct suspect "
         "rows / reported rows, recall = planted pairs found / planted pairs. Real data sets have no "
         "ground truth (see note)."
@@ -1039,40 +546,6 @@ def run_facts(
     return pd.DataFrame(facts, columns=["fact", "value"]).astype({"value": str})
 
 
-def compute_figure(phases: pd.DataFrame, path: Path) -> None:
-    plt = _plt()
-    d = phases[phases["phase"] != "total"]
-    if d.empty:
-        _empty_figure(path, "Compute time per phase", "no benchmark files found")
-        return
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(d) + 1.6))
-    y = np.arange(len(d))
-    ax.barh(
-        y - 0.2,
-        d["wall s (sum)"],
-        height=0.4,
-        color="tab:blue",
-        label="wall-clock s (sum over jobs)",
-    )
-    ax.barh(
-        y + 0.2, d["CPU s (sum)"], height=0.4, color="tab:orange", label="CPU s (sum over jobs)"
-    )
-    ax.set_yticks(
-        y,
-        [
-            f"{p} ({j} job{'s' if j != 1 else ''})"
-            for p, j in zip(d["phase"], d["jobs"], strict=True)
-        ],
-    )
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds")
-    ax.set_title("Compute time per phase (Snakemake benchmark files)", fontsize=11)
-    ax.legend(fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-
-
 def run_section(args: argparse.Namespace, out: Path) -> None:
     cfg = _config(args)
     training = read_table(args.training, "training table")
@@ -1083,7 +556,7 @@ def run_section(args: argparse.Namespace, out: Path) -> None:
     phases = phase_table(read_benchmarks(Path(args.benchmarks)))
     body = "<h3>Data set and settings</h3>" + html_table(facts, left=["fact"], wrap=["value"])
     body += "<h3>Compute time per phase (benchmark files)</h3>" + html_table(phases, left=["phase"])
-    body += _note(
+    body += note(
         "Phases are the benchmarked rules (folders or files under benchmarks/); light rules "
         "without a benchmark are not counted. CPU seconds can exceed wall seconds for "
         "multi-threaded jobs. SGD/GDT seconds are measured inside the training jobs."
@@ -1111,7 +584,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 NEEDS = {
-    "training": ["training", "training_table", "weights", "shards"],
+    "training": ["training", "training_table", "wheel"],
     "evaluation": ["accuracy", "perfect", "perfect_per_batch"],
     "quality": ["suspects", "planted_check"],
     "run": ["training", "benchmarks"],
@@ -1131,7 +604,7 @@ def figures_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--training", help="training.parquet")
     p.add_argument("--training-table", help="evaluation/training.csv")
-    p.add_argument("--weights", help="weights.parquet")
+    p.add_argument("--wheel", help="evaluation/wheel.npz (the confusion wheel's data)")
     p.add_argument("--shards", help="shard folder")
     p.add_argument("--manifest", help="shards/manifest.tsv (run facts)")
     p.add_argument("--accuracy", help="evaluation/accuracy.csv")

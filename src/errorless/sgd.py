@@ -108,6 +108,7 @@ class _Trainer:
         self, params: fnn.Params, x: Tensor, y: Tensor, s: SGDSettings, members: list[_Member]
     ):
         self.params, self.x, self.y, self.s, self.members = params, x, y, s, members
+        self.loss = fnn.Loss(s.loss, s.temperature)
         self.vel = [(torch.zeros_like(w), torch.zeros_like(b)) for w, b in params]
 
     def keep_only(self, keep: list[int]) -> None:
@@ -132,7 +133,7 @@ class _Trainer:
         for lo in range(0, n, bs):
             idx = order[:, lo : lo + bs]
             value, grads = fnn.loss_and_grads(
-                self.params, self.x[sel, idx], self.y[sel, idx], self.s.loss, self.s.temperature
+                self.params, self.x[sel, idx], self.y[sel, idx], self.loss
             )
             total += value * idx.shape[1]
             for (w, b), (gw, gb), (vw, vb), lw, lb in zip(

@@ -23,6 +23,7 @@ from . import datasets
 from .config import module_names, settings_arguments, settings_from_args, submodule_names
 from .errors import ConfigError, DataError
 from .io import write_npz, write_text
+from .names import shard_name, submodule_name
 
 log = logging.getLogger(__name__)
 KEYS = (
@@ -58,7 +59,8 @@ class Shard:
 
     @property
     def name(self) -> str:
-        return f"{module_names(self.num_labels // (self.label_hi - self.label_lo))[self.module - 1]}_s{self.submodule}"
+        k = self.num_labels // (self.label_hi - self.label_lo)
+        return shard_name(module_names(k)[self.module - 1], submodule_name(self.submodule))
 
 
 def num_modules(num_labels: int, labels_per_module: int) -> int:

@@ -17,10 +17,9 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,14 @@ import torch
 from . import fnn
 from .config import GDTSettings, SGDSettings, TransformSettings, parse_settings
 from .errors import ConfigError, DataError
+from .features import transform
 from .gdt import GDT, classify_status, run_group
 from .io import arrays_digest, atomic_path, remove_stale_temporaries, write_json, write_npz
+from .names import proto_name, split_model, split_shard
 from .sgd import pack_result, train_sgd_group, unpack_result
+from .shards import Shard, load_shard
 
 log = logging.getLogger(__name__)
-MODEL_RE = re.compile(r"^(?P<arch>h\d+)_m(?P<rep>\d+)$")
 CHECKPOINT_VERSION = 2  # 2: one checkpoint per job holds every FNN of a group
 # settings that do not change the result: a checkpoint stays valid when only these change
 NOT_IN_FINGERPRINT = ("checkpoint_seconds", "max_seconds")
@@ -87,10 +88,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def parse_model(model: str, cfg: dict[str, Any]) -> tuple[str, int, list[int]]:
-    m = MODEL_RE.match(model)
-    if not m:
+    arch, rep = split_model(model)
+    if rep is None:
         raise ConfigError(f"--model {model!r}: expected '<arch>_m<replicate>', e.g. h1_m1")
-    arch, rep = m["arch"], int(m["rep"])
     archs = cfg["models"]["architectures"]
     if arch not in archs:
         raise ConfigError(
@@ -201,16 +201,54 @@ def load_checkpoint(
 # ---------------------------------------------------------------- the job
 
 
-def train_main(args: argparse.Namespace) -> int:
-    from .features import transform
-    from .shards import load_shard
+@dataclass
+class Job:
+    """One training job's inputs: its settings, the shard and each FNN's transformed inputs.
+    A job trains M FNNs of one shard side by side (M = 1 unless several ``--feature``)."""
 
-    cfg = parse_settings(args.settings)
-    if args.device:
-        cfg["device"] = args.device
-    torch.set_num_threads(max(1, int(args.threads)))
-    device = resolve_device(cfg["device"])
-    arch, rep, hidden = parse_model(args.model, cfg)
+    cfg: dict[str, Any]
+    sgd: SGDSettings
+    gdt: GDTSettings
+    model: str  # h1_m1
+    arch: str  # h1
+    replicate: int
+    hidden: list[int]
+    shard_path: str
+    shard: Shard
+    module: str  # m01
+    submodule: str  # s1
+    features: list[str]  # one per FNN
+    seeds: list[int]  # one per FNN
+    xs_np: list[np.ndarray]  # one (N, D) float32 per FNN
+    x: torch.Tensor  # (M, N, D) on the device
+    y_np: np.ndarray  # (N,) local labels
+    y: torch.Tensor  # (N,) on the device
+    device: torch.device
+
+    @property
+    def m(self) -> int:
+        return len(self.features)
+
+    @property
+    def n_labels(self) -> int:
+        return self.shard.label_hi - self.shard.label_lo
+
+    @property
+    def sizes(self) -> list[int]:
+        return fnn.layer_sizes(self.xs_np[0].shape[1], self.hidden, self.n_labels)
+
+    @property
+    def names(self) -> list[str]:
+        """Log tags of the FNNs: their features in a group, none for one FNN."""
+        return self.features if self.m > 1 else [""]
+
+    @property
+    def loss(self) -> fnn.Loss:
+        return fnn.Loss(self.sgd.loss, self.sgd.temperature)
+
+
+def check_outputs(args: argparse.Namespace) -> list[str]:
+    """The job's features, each named once and with one --weights and --metrics file."""
     features = list(args.feature)
     if len(args.weights) != len(features) or len(args.metrics) != len(features):
         raise ConfigError(
@@ -219,22 +257,35 @@ def train_main(args: argparse.Namespace) -> int:
         )
     if len(set(features)) != len(features):
         raise ConfigError(f"--feature: a feature is named twice in {features}")
-    sgd_s = SGDSettings.from_dict(cfg["sgd"])
-    gdt_s = GDTSettings.from_dict(cfg["gdt"])
-    tr_s = TransformSettings.from_dict(cfg["transform"])
-    decimals = int(cfg["weights"]["decimals"])
+    return features
 
-    shard = load_shard(args.shard)
-    module, submodule = shard.name.split("_")
-    n = shard.labels.shape[0]
-    c = shard.label_hi - shard.label_lo
-    if n == 0:
-        raise DataError(f"{args.shard}: shard has no images")
+
+def read_shard(path: str) -> tuple[Shard, np.ndarray]:
+    """The shard and its local labels (N,), checked against the module's label range."""
+    shard = load_shard(path)
+    if shard.labels.shape[0] == 0:
+        raise DataError(f"{path}: shard has no images")
     y_np = shard.labels - shard.label_lo
-    if y_np.min() < 0 or y_np.max() >= c:
+    if y_np.min() < 0 or y_np.max() >= shard.label_hi - shard.label_lo:
         raise DataError(
-            f"{args.shard}: labels outside the module's range [{shard.label_lo}, {shard.label_hi})"
+            f"{path}: labels outside the module's range [{shard.label_lo}, {shard.label_hi})"
         )
+    return shard, y_np
+
+
+def load_job(args: argparse.Namespace) -> Job:
+    """Settings, shard and every feature's inputs of the job the command line names."""
+    cfg = parse_settings(args.settings)
+    if args.device:
+        cfg["device"] = args.device
+    torch.set_num_threads(max(1, int(args.threads)))
+    device = resolve_device(cfg["device"])
+    arch, rep, hidden = parse_model(args.model, cfg)
+    features = check_outputs(args)
+    sgd_s, gdt_s = SGDSettings.from_dict(cfg["sgd"]), GDTSettings.from_dict(cfg["gdt"])
+    tr_s = TransformSettings.from_dict(cfg["transform"])
+    shard, y_np = read_shard(args.shard)
+    module, submodule = split_shard(shard.name)
     xs_np, seeds = [], []
     for feature in features:
         t = time.perf_counter()
@@ -248,9 +299,9 @@ def train_main(args: argparse.Namespace) -> int:
             feature,
             module,
             submodule,
-            n,
+            len(y_np),
             xs_np[-1].shape[1],
-            c,
+            shard.label_hi - shard.label_lo,
             time.perf_counter() - t,
         )
     if len({x.shape[1] for x in xs_np}) > 1:
@@ -258,203 +309,271 @@ def train_main(args: argparse.Namespace) -> int:
             f"--feature {' '.join(features)}: a group needs features of one input size "
             f"(got {[x.shape[1] for x in xs_np]})"
         )
-    m = len(features)
-    x = torch.as_tensor(np.stack(xs_np), device=device)  # (M, N, D)
-    y = torch.as_tensor(y_np, dtype=torch.int64, device=device)
-    sizes = fnn.layer_sizes(xs_np[0].shape[1], hidden, c)
-    names = features if m > 1 else [""]
+    return Job(
+        cfg=cfg,
+        sgd=sgd_s,
+        gdt=gdt_s,
+        model=args.model,
+        arch=arch,
+        replicate=rep,
+        hidden=hidden,
+        shard_path=str(args.shard),
+        shard=shard,
+        module=module,
+        submodule=submodule,
+        features=features,
+        seeds=seeds,
+        xs_np=xs_np,
+        x=torch.as_tensor(np.stack(xs_np), device=device),  # (M, N, D)
+        y_np=y_np,
+        y=torch.as_tensor(y_np, dtype=torch.int64, device=device),
+        device=device,
+    )
 
-    ckpt_path = Path(args.checkpoint) if args.checkpoint else None
-    for out in (*args.weights, *args.metrics, *([ckpt_path] if ckpt_path else [])):
+
+@dataclass
+class Checkpoint:
+    """The job's checkpoint file (None: no checkpoints) and what makes it valid."""
+
+    path: Path | None
+    fingerprints: list[str]  # one per FNN
+    env: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        fps = self.fingerprints
+        return fps[0] if len(fps) == 1 else hashlib.sha256("\n".join(fps).encode()).hexdigest()
+
+    def load(self) -> dict[str, Any] | None:
+        return load_checkpoint(self.path, self.fingerprint, self.env)
+
+    def save(self, **state: Any) -> None:
+        if self.path is not None:
+            save_checkpoint(self.path, {"fingerprint": self.fingerprint, "env": self.env, **state})
+
+    def remove(self) -> None:
+        if self.path is not None and self.path.exists():
+            os.unlink(self.path)  # the job is complete: a rerun must start fresh
+
+
+def open_checkpoint(job: Job, args: argparse.Namespace) -> Checkpoint:
+    """The job's checkpoint, after removing temporaries a killed job left beside its files."""
+    path = Path(args.checkpoint) if args.checkpoint else None
+    for out in (*args.weights, *args.metrics, *([path] if path else [])):
         for tmp in remove_stale_temporaries(out):  # left by a job killed while writing
             log.info("removed a stale temporary file %s", tmp)
-    env = numerics_env(device)
+    env = numerics_env(job.device)
     fps = [
-        fingerprint(cfg, hidden, f, args.model, sd, xn, y_np, shard.ids, cfg["device"], env)
-        for f, sd, xn in zip(features, seeds, xs_np, strict=True)
+        fingerprint(
+            job.cfg,
+            job.hidden,
+            f,
+            job.model,
+            sd,
+            xn,
+            job.y_np,
+            job.shard.ids,
+            job.cfg["device"],
+            env,
+        )
+        for f, sd, xn in zip(job.features, job.seeds, job.xs_np, strict=True)
     ]
-    fp = fps[0] if m == 1 else hashlib.sha256("\n".join(fps).encode()).hexdigest()
-    payload = load_checkpoint(ckpt_path, fp, env)
+    return Checkpoint(path, fps, env)
 
-    # ---- SGD
+
+SGDPair = tuple[Any, Any]  # (S result, Sp result or None) of one FNN
+
+
+def sgd_phase(job: Job, ckpt: Checkpoint, payload: dict[str, Any] | None) -> list[SGDPair]:
+    """SGD of every FNN (S, Sp), or its results from a checkpoint written after SGD."""
     if payload is not None and payload.get("sgd") is not None:
-        sgd_res = [
-            (unpack_result(d["S"], device), unpack_result(d["Sp"], device)) for d in payload["sgd"]
-        ]
         g = payload.get("gdt")
         where = (
             "; ".join(
                 f"{nm + ' ' if nm else ''}at round {st['round']}, λ={st['lam_ok']:.6f}"
-                for nm, st in zip(names, g, strict=True)
+                for nm, st in zip(job.names, g, strict=True)
             )
             if g
             else "after SGD"
         )
-        log.info("resuming from checkpoint %s %s", ckpt_path, where)
-    else:
-        gens = [torch.Generator().manual_seed(sd) for sd in seeds]
-        params = [
-            fnn.init_params(sizes, gen, device, kind=sgd_s.init, bound=sgd_s.init_bound)
-            for gen in gens
-        ]
-        progress = payload.get("sgd_progress") if payload is not None else None
-        if progress is not None:
-            log.info(
-                "resuming from checkpoint %s during SGD, after epoch %s",
-                ckpt_path,
-                ", ".join(str(st["epoch"]) for st in progress["members"]),
-            )
-
-        def on_sgd_progress(state: dict[str, Any]) -> None:
-            if ckpt_path is not None:
-                save_checkpoint(
-                    ckpt_path,
-                    {
-                        "fingerprint": fp,
-                        "env": env,
-                        "sgd": None,
-                        "sgd_progress": state,
-                        "gdt": None,
-                    },
-                )
-
-        sgd_res = train_sgd_group(
-            params,
-            x,
-            y.expand(m, n),
-            sgd_s,
-            gens,
-            names=names,
-            resume=progress,
-            on_progress=on_sgd_progress,
-            every=gdt_s.checkpoint_seconds,
+        log.info("resuming from checkpoint %s %s", ckpt.path, where)
+        dev = job.device
+        return [(unpack_result(d["S"], dev), unpack_result(d["Sp"], dev)) for d in payload["sgd"]]
+    gens = [torch.Generator().manual_seed(sd) for sd in job.seeds]
+    params = [
+        fnn.init_params(job.sizes, gen, job.device, kind=job.sgd.init, bound=job.sgd.init_bound)
+        for gen in gens
+    ]
+    progress = payload.get("sgd_progress") if payload is not None else None
+    if progress is not None:
+        log.info(
+            "resuming from checkpoint %s during SGD, after epoch %s",
+            ckpt.path,
+            ", ".join(str(st["epoch"]) for st in progress["members"]),
         )
-        payload = {
-            "fingerprint": fp,
-            "env": env,
-            "gdt": None,
-            "sgd": [{"S": pack_result(sr), "Sp": pack_result(spr)} for sr, spr in sgd_res],
-        }
-        if ckpt_path is not None and gdt_s.enabled:
-            save_checkpoint(ckpt_path, payload)  # phase boundary
 
-    # ---- GDT
-    t_res: list[Any] = [None] * m
-    if gdt_s.enabled:
-        runs = [
-            GDT(
-                sgd_res[i][0].params,
-                x[i],
-                y,
-                gdt_s,
-                seeds[i] ^ 0x5EED,
-                loss=sgd_s.loss,
-                temperature=sgd_s.temperature,
-                decimals=decimals,
-                n_classes=c,
-                name=names[i],
-            )
-            for i in range(m)
-        ]
-        if payload.get("gdt") is not None:
-            for r, st in zip(runs, payload["gdt"], strict=True):
-                r.load_state_dict(st)
+    def on_sgd_progress(state: dict[str, Any]) -> None:
+        ckpt.save(sgd=None, sgd_progress=state, gdt=None)
 
-        def on_checkpoint(states: list[dict[str, Any]]) -> None:
-            if ckpt_path is not None:
-                save_checkpoint(ckpt_path, {**payload, "gdt": states})
+    sgd_res = train_sgd_group(
+        params,
+        job.x,
+        job.y.expand(job.m, len(job.y_np)),
+        job.sgd,
+        gens,
+        names=job.names,
+        resume=progress,
+        on_progress=on_sgd_progress,
+        every=job.gdt.checkpoint_seconds,
+    )
+    if job.gdt.enabled:
+        ckpt.save(gdt=None, sgd=sgd_state(sgd_res))  # phase boundary
+    return sgd_res
 
-        t_res = run_group(runs, on_checkpoint)
-        for nm, r in zip(names, t_res, strict=True):
-            log.info(
-                "%sGDT done: %s, accuracy %.5f, %d rounds, %d accepted / %d rejected λ-steps, %.1f s",
-                f"[{nm}] " if nm else "",
-                r.stop_reason,
-                r.accuracy,
-                r.rounds,
-                r.accepted,
-                r.rejected,
-                r.seconds,
-            )
 
-    # ---- outputs
-    for i, feature in enumerate(features):
-        write_outputs(
-            args,
-            cfg,
-            shard,
-            feature,
-            seeds[i],
-            fps[i],
-            x[i],
-            y_np,
-            sizes,
-            hidden,
-            arch,
-            rep,
-            sgd_res[i][0],
-            sgd_res[i][1],
-            t_res[i],
-            args.weights[i],
-            args.metrics[i],
+def sgd_state(sgd_res: list[SGDPair]) -> list[dict[str, Any]]:
+    """The SGD results as the checkpoint holds them."""
+    return [{"S": pack_result(sr), "Sp": pack_result(spr)} for sr, spr in sgd_res]
+
+
+def gdt_phase(job: Job, sgd_res: list[SGDPair], ckpt: Checkpoint, payload) -> list[Any]:
+    """GDT of every FNN from its S weights (T), resumed from the checkpoint's GDT state."""
+    if not job.gdt.enabled:
+        return [None] * job.m
+    runs = [
+        GDT(
+            sgd_res[i][0].params,
+            job.x[i],
+            job.y,
+            job.gdt,
+            job.seeds[i] ^ 0x5EED,
+            loss=job.loss,
+            decimals=int(job.cfg["weights"]["decimals"]),
+            n_classes=job.n_labels,
+            name=job.names[i],
         )
-    if ckpt_path is not None and ckpt_path.exists():
-        os.unlink(ckpt_path)  # the job is complete: a rerun must start fresh
+        for i in range(job.m)
+    ]
+    if payload is not None and payload.get("gdt") is not None:
+        for r, st in zip(runs, payload["gdt"], strict=True):
+            r.load_state_dict(st)
+    sgd = payload["sgd"] if payload is not None and payload.get("sgd") is not None else None
+    sgd = sgd if sgd is not None else sgd_state(sgd_res)
+
+    def on_checkpoint(states: list[dict[str, Any]]) -> None:
+        ckpt.save(gdt=states, sgd=sgd)
+
+    t_res = run_group(runs, on_checkpoint)
+    for nm, r in zip(job.names, t_res, strict=True):
+        log.info(
+            "%sGDT done: %s, accuracy %.5f, %d rounds, %d accepted / %d rejected λ-steps, %.1f s",
+            f"[{nm}] " if nm else "",
+            r.stop_reason,
+            r.accuracy,
+            r.rounds,
+            r.accepted,
+            r.rejected,
+            r.seconds,
+        )
+    return t_res
+
+
+def train_main(args: argparse.Namespace) -> int:
+    job = load_job(args)
+    ckpt = open_checkpoint(job, args)
+    payload = ckpt.load()
+    sgd_res = sgd_phase(job, ckpt, payload)
+    t_res = gdt_phase(job, sgd_res, ckpt, payload)
+    for i in range(job.m):
+        s_res, sp_res = sgd_res[i]
+        outputs = (args.weights[i], args.metrics[i])
+        write_outputs(job, i, ckpt.fingerprints[i], s_res, sp_res, t_res[i], *outputs)
+    ckpt.remove()
     return 0
 
 
 def write_outputs(
-    args,
-    cfg,
-    shard,
-    feature,
-    seed,
-    fp,
-    x,
-    y_np,
-    sizes,
-    hidden,
-    arch,
-    rep,
+    job: Job,
+    i: int,
+    fp: str,
     s_res,
     sp_res,
     t_res,
-    weights_path,
-    metrics_path,
+    weights_path: str,
+    metrics_path: str,
 ) -> None:
-    """``weights.npz`` and ``metrics.json`` of one FNN (docs/ARCHITECTURE.md)."""
-    sgd_s = SGDSettings.from_dict(cfg["sgd"])
-    gdt_s = GDTSettings.from_dict(cfg["gdt"])
-    tr_s = TransformSettings.from_dict(cfg["transform"])
+    """``weights.npz`` and ``metrics.json`` of FNN ``i`` of the job (docs/ARCHITECTURE.md)."""
+    cfg, feature = job.cfg, job.features[i]
+    arrays, records, truncated = fnn_records(job, i, s_res, sp_res, t_res)
+    check_decimals = int(cfg["weights"]["check_decimals"])
+    section = {
+        "shard": job.shard_path,
+        "feature": feature,
+        "model": job.model,
+        "module": job.module,
+        "submodule": job.submodule,
+        "seed": job.seeds[i],
+        "device": cfg["device"],
+        "threads": torch.get_num_threads(),
+        "fingerprint": fp,
+        "weights_sha256": arrays_digest(arrays),
+        f"accuracy_truncated_{check_decimals}": truncated,
+        "gdt_stop_reason": t_res.stop_reason if t_res else None,
+        "gdt_round_starts": t_res.round_starts if t_res else [],
+        "gdt_resumed": bool(t_res.resumed) if t_res else False,
+        "gdt_choices": {
+            "streak_resets_after_growth": True,
+            "rounded_check_at_lambda_1": True,
+            "lambda_step_goes_on_to_max_steps": job.gdt.max_steps > job.gdt.steps,
+            "consolidation_at_lambda_0": job.gdt.consolidate_steps > 0,
+        },
+    }
+    write_npz(weights_path, **arrays)
+    write_json(metrics_path, {"job": section, "records": records})
+    decimals = int(cfg["weights"]["decimals"])
+    for r in records:
+        log.info(
+            "%s %s: accuracy %.5f (rounded to %d decimals), status %s, %d residual errors",
+            r["proto"],
+            feature,
+            r["accuracy"],
+            decimals,
+            r["status"],
+            len(r["residual_ids"]),
+        )
+
+
+def fnn_records(job: Job, i: int, s_res, sp_res, t_res):
+    """The saved arrays, one metrics record per method (S, Sp, T) and the accuracy of the
+    saved weights cut to ``weights.check_decimals`` of FNN ``i`` of the job."""
+    cfg, shard, x, y, y_np = job.cfg, job.shard, job.x[i], job.y, job.y_np
     decimals = int(cfg["weights"]["decimals"])
     check_decimals = int(cfg["weights"]["check_decimals"])
-    module, submodule = shard.name.split("_")
-    n, c = y_np.shape[0], sizes[-1]
-    y = torch.as_tensor(y_np, dtype=torch.int64, device=x.device)
+    n, c = y_np.shape[0], job.n_labels
     settings_used = {
         "seed": cfg["seed"],
         "device": cfg["device"],
-        "sgd": asdict(sgd_s),
-        "gdt": asdict(gdt_s),
-        "transform": asdict(tr_s),
+        "sgd": asdict(job.sgd),
+        "gdt": asdict(job.gdt),
+        "transform": asdict(TransformSettings.from_dict(cfg["transform"])),
         "weights": dict(cfg["weights"]),
-        "hidden": hidden,
+        "hidden": job.hidden,
     }
     base = dict(
-        model=args.model,
-        arch=arch,
-        replicate=rep,
-        feature=feature,
-        module=module,
-        submodule=submodule,
+        model=job.model,
+        arch=job.arch,
+        replicate=job.replicate,
+        feature=job.features[i],
+        module=job.module,
+        submodule=job.submodule,
         n_images=n,
         n_inputs=int(x.shape[1]),
         n_labels=c,
         label_lo=shard.label_lo,
-        hidden=hidden,
-        n_params=fnn.n_params(sizes),
+        hidden=job.hidden,
+        n_params=fnn.n_params(job.sizes),
         accuracy_sgd=s_res.accuracy,
-        seed=seed,
+        seed=job.seeds[i],
         settings=settings_used,
     )
     produced: list[tuple[str, fnn.Params, dict[str, Any]]] = [
@@ -495,7 +614,7 @@ def write_outputs(
         arrays.update(fnn.to_numpy(rounded, method))
         pred = fnn.predict(rounded, x).cpu().numpy()
         wrong = pred != y_np
-        rec = dict(proto=f"{method}_{args.model}", method=method, **base)
+        rec = dict(proto=proto_name(method, job.model), method=method, **base)
         rec.update(
             accuracy=float(1.0 - wrong.mean()),
             epochs=extra["epochs"],
@@ -535,40 +654,6 @@ def write_outputs(
                 wrong, in_conflict, y_np, set(t_res.no_anchor), t_res.stop_reason
             )
         records.append(rec)
-        truncated[method] = fnn.accuracy(
-            fnn.truncate_params(rounded, check_decimals), x, y
-        )  # saved, cut
-    job = {
-        "shard": str(args.shard),
-        "feature": feature,
-        "model": args.model,
-        "module": module,
-        "submodule": submodule,
-        "seed": seed,
-        "device": cfg["device"],
-        "threads": torch.get_num_threads(),
-        "fingerprint": fp,
-        "weights_sha256": arrays_digest(arrays),
-        f"accuracy_truncated_{check_decimals}": truncated,
-        "gdt_stop_reason": t_res.stop_reason if t_res else None,
-        "gdt_round_starts": t_res.round_starts if t_res else [],
-        "gdt_resumed": bool(t_res.resumed) if t_res else False,
-        "gdt_choices": {
-            "streak_resets_after_growth": True,
-            "rounded_check_at_lambda_1": True,
-            "lambda_step_goes_on_to_max_steps": gdt_s.max_steps > gdt_s.steps,
-            "consolidation_at_lambda_0": gdt_s.consolidate_steps > 0,
-        },
-    }
-    write_npz(weights_path, **arrays)
-    write_json(metrics_path, {"job": job, "records": records})
-    for r in records:
-        log.info(
-            "%s %s: accuracy %.5f (rounded to %d decimals), status %s, %d residual errors",
-            r["proto"],
-            feature,
-            r["accuracy"],
-            decimals,
-            r["status"],
-            len(r["residual_ids"]),
-        )
+        cut = fnn.truncate_params(rounded, check_decimals, saved_decimals=decimals)
+        truncated[method] = fnn.accuracy(cut, x, y)  # the saved weights, cut
+    return arrays, records, truncated

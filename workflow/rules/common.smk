@@ -2,7 +2,6 @@
 import json
 import math
 import os
-import sys
 
 from snakemake.exceptions import WorkflowError
 
@@ -26,20 +25,10 @@ FORMAT = config["dataset"]["format"]
 # the generator's settings section (synthetic, photos) is read with the dataset section
 DATA_SECTIONS = [FORMAT] if FORMAT in datasets.GENERATED else []
 
-# Rules run `python -m errorless` from this checkout (src/ on PYTHONPATH) with the interpreter
-# that runs Snakemake -- or, with --software-deployment-method conda, the environment's python.
-try:
-    _conda = "conda" in str(workflow.deployment_settings.deployment_method).lower()
-except AttributeError:
-    _conda = False
-_path = "" if _conda else f"export PATH={os.path.dirname(sys.executable)}:$PATH; "
+# Rules run `python -m errorless` from this checkout (the Snakefile puts src/ on PYTHONPATH).
 # The device is a machine setting: the commands get it as --device "$ERRORLESS_DEVICE" (not as
 # params), so that changing it reruns nothing.
-shell.prefix(
-    "set -euo pipefail; "
-    f"export PYTHONPATH={os.path.join(workflow.basedir, 'src')}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_path}"
-    f"export ERRORLESS_DEVICE={config['device']}; "
-)
+shell.prefix(f"set -euo pipefail; export ERRORLESS_DEVICE={config['device']}; ")
 
 # ---------------------------------------------------------------- the job grid
 # errorless.grid.job_grid is also what `errorless info` shows
@@ -73,13 +62,10 @@ wildcard_constraints:
 
 def fnn_outputs(kind):
     """Every training job's output of one kind (weights.npz or metrics.json)."""
-    return expand(
-        f"{RESULTS}/fnn/{{model}}/{{feature}}/{{mod}}_{{sub}}.{kind}",
-        model=MODELS,
-        feature=FEATURES,
-        mod=MODULES,
-        sub=SUBMODULES,
-    )
+    return [
+        f"{RESULTS}/fnn/{model}/{feature}/{mod}_{sub}.{kind}"
+        for model, feature, mod, sub in GRID.jobs()
+    ]
 
 
 # Machine settings: how and where a job runs, never what it computes. No rule's params carry
@@ -233,7 +219,7 @@ def shard_group_mem_mb(wildcards, attempt):
     """A shard group (train.group: shard): one FNN job's estimate plus, per further feature,
     its inputs, activations and stacked GDT batch."""
     n = shard_images(wildcards)
-    hidden = sum(config["models"]["architectures"][wildcards.model.split("_")[0]])
+    hidden = sum(config["models"]["architectures"][split_model(wildcards.model)[0]])
     extra = (len(FEATURES) - 1) * n * (4 * 900 * 3 + 4 * hidden * 4) / 1e6
     return train_mem_mb(wildcards, attempt) + int(
         attempt * math.ceil(extra / 100) * 100

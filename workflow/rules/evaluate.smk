@@ -15,6 +15,7 @@ rule evaluate_training:
             labels={"table": "training evaluation (Table 2)"},
         ),
         per_fnn=f"{RESULTS}/evaluation/training_fnn.csv",
+        wheel=f"{RESULTS}/evaluation/wheel.npz",
     log:
         f"{RESULTS}/logs/evaluate_training.log",
     benchmark:
@@ -31,7 +32,7 @@ rule evaluate_training:
     shell:
         "python -m errorless evaluate-training --settings {params.settings:q} "
         "--training {input.training} --weights {input.weights} --shards {params.shards} "
-        "--out {output.table} --fnn-out {output.per_fnn} > {log} 2>&1"
+        "--out {output.table} --fnn-out {output.per_fnn} --wheel {output.wheel} > {log} 2>&1"
 
 
 rule evaluate:

@@ -18,8 +18,7 @@ rule report_training:
     input:
         training=f"{RESULTS}/training.parquet",
         table=f"{RESULTS}/evaluation/training.csv",
-        weights=f"{RESULTS}/weights.parquet",
-        manifest=f"{RESULTS}/shards/manifest.tsv",
+        wheel=f"{RESULTS}/evaluation/wheel.npz",
     output:
         table=report(
             f"{REPORT}/training_table.html",
@@ -55,13 +54,12 @@ rule report_training:
         mem_mb=LIGHT_MEM,
         runtime=LIGHT_MIN,
     params:
-        settings=settings_json("features", "transform"),
-        shards=lambda wildcards, input: os.path.dirname(input.manifest),
+        settings=settings_json("features"),
         out=lambda wildcards, output: os.path.dirname(output.table),
     shell:
         "python -m errorless report-figures --section training --out-dir {params.out} "
         "--settings {params.settings:q} --training {input.training} --training-table {input.table} "
-        "--weights {input.weights} --shards {params.shards} > {log} 2>&1"
+        "--wheel {input.wheel} > {log} 2>&1"
 
 
 rule report_evaluation:

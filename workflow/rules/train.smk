@@ -4,16 +4,15 @@
 #            trained side by side, batched (rule train_shard; README "Batched training")
 # Both write the same per-FNN files, so gather and everything downstream are unchanged.
 
-TRAIN_JOB = "{feature}" if config["train"]["group"] == "fnn" else "_shard"
-TRAIN_BENCHMARKS = expand(
-    f"{RESULTS}/benchmarks/train/{{model}}/{TRAIN_JOB}/{{mod}}_{{sub}}.tsv",
-    model=MODELS,
-    feature=FEATURES,
-    mod=MODULES,
-    sub=SUBMODULES,
+PER_FNN = config["train"]["group"] == "fnn"
+TRAIN_BENCHMARKS = list(
+    dict.fromkeys(  # one per training job: per FNN, or per shard group
+        f"{RESULTS}/benchmarks/train/{model}/{feature if PER_FNN else '_shard'}/{mod}_{sub}.tsv"
+        for model, feature, mod, sub in GRID.jobs()
+    )
 )
 
-if config["train"]["group"] == "fnn":
+if PER_FNN:
 
     rule train:
         input:
