@@ -85,3 +85,184 @@ def test_generator_choice_is_a_setting(tmp_path, stream):
     cfg = _stream_cfg(tmp_path, stream=stream, images_per_label=8, batches=2)
     synthetic.write(cfg, tmp_path)
     assert len(datasets.load_batch(cfg, "train_data_batch_2")) == 80
+
+
+# ---------------------------------------------------------------- weights: streamed, per module
+
+
+def _gather_grid(tmp_path, modules=3, features=("R", "G", "B"), models=("h1_m1", "h2_m1")):
+    from test_gather import write_job
+
+    from errorless.gather import job_at
+
+    results = tmp_path / "results"
+    jobs = []
+    for model in models:
+        for f in features:
+            for m in range(1, modules + 1):
+                for s in ("s1", "s2"):
+                    write_job(results, model, f, f"m{m:02d}", s, methods=("S", "Sp", "T"))
+                    jobs.append(job_at(results, model, f, f"m{m:02d}", s))
+    return jobs
+
+
+def _all_in_memory(jobs):
+    """The old gather: every job's rows in one table (the oracle)."""
+    from errorless.gather import (
+        _weight_rows,
+        metrics_digest,
+        read_metrics,
+        read_weights,
+        weights_table,
+    )
+
+    rows = []
+    for job in jobs:
+        recs = read_metrics(job)
+        w = read_weights(job, [r["method"] for r in recs], metrics_digest(job, recs))
+        for rec in recs:
+            rows.extend(_weight_rows(job, rec, w[rec["method"]]))
+    return weights_table(rows)
+
+
+def test_streamed_weights_equal_the_all_in_memory_table_and_read_per_module(tmp_path):
+    import pyarrow.parquet as pq
+
+    from errorless.gather import gather, load_proto, module_sizes, modules_in, protos_in
+
+    jobs = _gather_grid(tmp_path)
+    out = tmp_path / "weights.parquet"
+    gather(jobs, out, tmp_path / "training.parquet")
+    old = _all_in_memory(jobs)
+    keys = [(k, "ascending") for k in ("proto", "feature", "module", "submodule", "layer", "kind")]
+    new = pq.read_table(out)
+    assert new.sort_by(keys).equals(old.sort_by(keys))
+    # one row group per (proto, module), so a module filter reads one row group
+    md = pq.ParquetFile(out).metadata
+    assert md.num_row_groups == 6 * 3
+    for i in range(md.num_row_groups):
+        rg = md.row_group(i)
+        for c in range(rg.num_columns):
+            if rg.column(c).path_in_schema in ("proto", "module"):
+                st = rg.column(c).statistics
+                assert st.min == st.max
+    for proto in protos_in(out):
+        full = load_proto(old, proto)
+        assert load_proto(out, proto).groups == full.groups
+        assert modules_in(out, proto) == ["m01", "m02", "m03"]
+        assert sum(module_sizes(out, proto).values()) == 4 * sum(
+            W.size + b.size for W, b in full.layers
+        )
+        for k, m in enumerate(["m01", "m02", "m03"]):
+            part = load_proto(out, proto, modules=[m])
+            assert part.groups == [(m, "s1"), (m, "s2")]
+            np.testing.assert_array_equal(part.label_lo, full.label_lo[2 * k : 2 * k + 2])
+            for (W, b), (Wf, bf) in zip(part.layers, full.layers, strict=True):
+                np.testing.assert_array_equal(W, Wf[:, 2 * k : 2 * k + 2])
+                np.testing.assert_array_equal(b, bf[:, 2 * k : 2 * k + 2])
+
+
+def test_gather_holds_about_one_module_not_all_weights(tmp_path):
+    """Peak Python/numpy allocations of gather: one (module, architecture)'s weights (3 of
+    the 24 (module, architecture) pairs here), not the whole grid's."""
+    import tracemalloc
+
+    import test_gather
+
+    from errorless.gather import gather
+
+    saved = test_gather.fake_weights
+    test_gather.fake_weights = lambda seed: saved(seed, hidden=(64,), n_in=300)  # 80 KB an FNN
+    try:
+        jobs = _gather_grid(tmp_path, modules=12, features=("R", "G", "B", "X"))
+    finally:
+        test_gather.fake_weights = saved
+    total = sum(j.weights.stat().st_size for j in jobs)  # ~2 x 12 x 8 x 3 x 80 KB = 46 MB
+    one_module_one_arch = total / 24
+    tracemalloc.start()
+    gather(jobs, tmp_path / "w.parquet", tmp_path / "t.parquet")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 * one_module_one_arch, (peak, one_module_one_arch, total)
+    assert peak < 0.2 * total
+
+
+def _random_proto_table(features, modules, c, D, seed=0, same_as_first=()):
+    """A weights table of one proto-model (T_h1_m1) with random FNNs; the modules named in
+    ``same_as_first`` get module 1's weights (exact ties between groups across passes)."""
+    from errorless.gather import weights_table
+
+    rng = np.random.default_rng(seed)
+    rows, first = [], {}
+    for f in features:
+        for mi, m in enumerate(modules):
+            for s in ("s1", "s2"):
+                if m in same_as_first:
+                    layers = first[(f, s)]
+                else:
+                    layers = [
+                        (
+                            rng.normal(size=(D, 16)).astype(np.float32),
+                            rng.normal(size=16).astype(np.float32),
+                        ),
+                        (
+                            rng.normal(size=(16, c)).astype(np.float32),
+                            rng.normal(size=c).astype(np.float32),
+                        ),
+                    ]
+                    if mi == 0:
+                        first[(f, s)] = layers
+                base = dict(
+                    proto="T_h1_m1", method="T", model="h1_m1", arch="h1", replicate=1,
+                    feature=f, module=m, submodule=s, label_lo=mi * c, n_labels=c, settings="{}",
+                )  # fmt: skip
+                for i, (W, b) in enumerate(layers, start=1):
+                    rows += [
+                        ({**base, "layer": i, "kind": "W"}, W),
+                        ({**base, "layer": i, "kind": "b"}, b),
+                    ]
+    return weights_table(rows)
+
+
+@pytest.mark.parametrize("max_mb", [None, 1e-9, 0.05])
+def test_evaluation_in_module_passes_equals_one_pass(tmp_path, max_mb):
+    import pyarrow.parquet as pq
+
+    from errorless.evaluate import model_votes, proto_votes
+    from errorless.features import transform_many
+    from errorless.gather import load_proto
+
+    transform = {"pool": 2, "trim": 1, "decimals": 4}
+    features = ["R", "G", "B"]
+    images = np.random.default_rng(1).integers(0, 256, (300, 16, 16, 3), dtype=np.uint8)
+    D = transform_many(images[:1], features, **transform)[0].shape[1]
+    modules = ["m01", "m02", "m03", "m04", "m05"]
+    table = _random_proto_table(features, modules, 4, D, same_as_first=("m04",))
+    path = tmp_path / "w.parquet"
+    pq.write_table(table, path)
+    want = model_votes(
+        images,
+        load_proto(table, "T_h1_m1", features),
+        [1, 3],
+        ["top1", "top3"],
+        transform=transform,
+    )
+    got, groups, fnns, _ = proto_votes(
+        images, path, "T_h1_m1", features, [1, 3], ["top1", "top3"],
+        transform=transform, batch_size=64, max_weights_mb=max_mb,
+    )  # fmt: skip
+    assert fnns == 3 * 10 and groups == load_proto(table, "T_h1_m1").groups
+    for key, v in want.items():
+        for f in ("label", "votes", "group", "super_majority"):
+            np.testing.assert_array_equal(getattr(got[key], f), getattr(v, f), err_msg=f"{key} {f}")
+    # m04 is m01 again: wherever m04's group would tie m01's, the earlier group wins
+    assert not np.isin(got[(3, "top1")].group, [6, 7]).any()
+
+
+def test_module_passes_fit_the_budget():
+    from errorless.evaluate import module_passes
+
+    sizes = {"m01": 400_000, "m02": 400_000, "m03": 400_000, "m04": 900_000}
+    assert module_passes(sizes, None) == [["m01", "m02", "m03", "m04"]]
+    assert module_passes(sizes, 0.85) == [["m01", "m02"], ["m03"], ["m04"]]
+    assert module_passes(sizes, 0.1) == [["m01"], ["m02"], ["m03"], ["m04"]]
