@@ -315,7 +315,45 @@ CHUNK = 1024  # images drawn at once (float64 temporaries: a few copies of CHUNK
 def _draw_chunk(s, patterns, b: int, c: int, labels: np.ndarray) -> np.ndarray:
     """Chunk ``c`` of batch ``b`` (``b`` = 0 for val_data, 1.. for train): its own seed."""
     rng = np.random.default_rng([s["seed"], b, c])
-    return make_images(rng, patterns, labels, s["noise"])
+    return make_images_fast(rng, patterns, labels, s["noise"])
+
+
+def make_images_fast(
+    rng: np.random.Generator, patterns: np.ndarray, labels: np.ndarray, noise: float
+) -> np.ndarray:
+    """The images of :func:`make_images` (same recipe: two class patterns blended, rescaled,
+    noised, shifted) in float32, with uniform pixel noise of the same standard deviation, and
+    the shift applied last to the uint8 image (it commutes with the per-image gain and bias;
+    i.i.d. noise stays i.i.d.): ~4x faster, other bytes. Used by the streaming writer."""
+    n = len(labels)
+    L, side = patterns.shape[0], patterns.shape[1]
+    p = patterns if patterns.dtype == np.float32 else patterns.astype(np.float32)
+    other = (labels + rng.integers(1, L, size=n)) % L
+    w = rng.uniform(0.0, 0.45, size=(n, 1, 1, 1)).astype(np.float32)
+    shift = rng.integers(-side // 16, side // 16 + 1, size=(n, 2))
+    x = p[labels]
+    x *= 1 - w
+    x += w * p[other]
+    gain = rng.uniform(0.6, 1.3, size=(n, 1, 1, 1)).astype(np.float32)
+    bias = rng.uniform(-40, 40, size=(n, 1, 1, 3)).astype(np.float32)
+    x -= 128
+    x *= gain
+    x += 128 + bias
+    u = rng.random(size=x.shape, dtype=np.float32)
+    u -= 0.5
+    u *= np.float32(noise * 12**0.5)  # uniform, standard deviation ``noise``
+    x += u
+    del u
+    np.rint(x, out=x)
+    np.clip(x, 0, 255, out=x)
+    y = x.astype(np.uint8)
+    del x
+    out = np.empty_like(y)
+    key = shift[:, 0] * (side + 1) + shift[:, 1]
+    for k in np.unique(key):
+        sel = np.flatnonzero(key == k)
+        out[sel] = np.roll(y[sel], tuple(int(v) for v in shift[sel[0]]), axis=(1, 2))
+    return out
 
 
 class _LazyImages:
@@ -351,6 +389,7 @@ def _plan(cfg: dict[str, Any], chunk: int):
     s = cfg["synthetic"]
     rng = np.random.default_rng(s["seed"])
     patterns = class_patterns(rng, s["labels"], s["image_size"], s["separation"])
+    patterns = patterns.astype(np.float32)
     L, per = s["labels"], s["images_per_label"]
     c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]
     k = num_modules(L, c)
