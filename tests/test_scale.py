@@ -266,3 +266,21 @@ def test_module_passes_fit_the_budget():
     assert module_passes(sizes, None) == [["m01", "m02", "m03", "m04"]]
     assert module_passes(sizes, 0.85) == [["m01", "m02"], ["m03"], ["m04"]]
     assert module_passes(sizes, 0.1) == [["m01"], ["m02"], ["m03"], ["m04"]]
+
+
+def test_rehearsal_config_is_the_papers_grid():
+    from pathlib import Path
+
+    from errorless.config import load_config
+    from errorless.grid import job_grid
+
+    root = Path(__file__).resolve().parents[1]
+    reh, paper = (load_config(root / f"config/{n}.yaml") for n in ("rehearsal", "imagenet64"))
+    for key in ("modules", "features", "featured_models", "models", "transform", "weights"):
+        assert reh[key] == paper[key], key
+    s = reh["synthetic"]
+    assert (s["labels"], s["image_size"], s["stream"]) == (1000, 64, True)
+    assert s["images_per_label"] * s["batches"] >= 1280
+    g = job_grid(reh)
+    assert len(g.models) * len(g.features) * len(g.modules) * len(g.submodules) == 2720
+    assert len(g.protos) == 6
