@@ -2,6 +2,7 @@
 reading and evaluation -- checked on small sizes against the in-memory versions."""
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -284,3 +285,56 @@ def test_rehearsal_config_is_the_papers_grid():
     g = job_grid(reh)
     assert len(g.models) * len(g.features) * len(g.modules) * len(g.submodules) == 2720
     assert len(g.protos) == 6
+
+
+@pytest.mark.slow
+def test_labels_changed_in_one_module_replan_only_that_modules_jobs(tmp_path):
+    """After the labels of one module change (and modularize has rerun: a checkpoint),
+    ``snakemake -n`` plans that module's training jobs and what depends on them, no other."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 12)  # 3 modules of 2 labels, 1 submodule each
+    images = rng.integers(0, 256, (len(labels), 8, 8, 3), dtype=np.uint8)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "train.npz", images=images, labels=labels)
+    cfg = {
+        "results": "results",
+        "dataset": {"format": "npz", "path": "data", "validation": False, "labels": 6},
+        "modules": {"labels_per_module": 2, "submodules": 1},
+        "features": ["R"],
+        "featured_models": [1],
+        "models": {"architectures": {"h1": [4]}, "use": ["h1"]},
+        "sgd": {"max_epochs": 1, "released_epochs": 0},
+        "gdt": {"enabled": False},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "--configfile"]
+    cmd += [str(tmp_path / "c.yaml"), "--cores", "2"]
+
+    def smk(*args):
+        r = subprocess.run([*cmd, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+        return r.stdout
+
+    target = "results/weights.parquet"
+    smk("--", target)
+    assert "Nothing to be done" in smk("-n", "--", target)
+    # m02 = labels 2 and 3: swap them in 3 images (the module's content changes, not its size)
+    labels[np.flatnonzero(labels == 2)[:3]] = 3
+    np.savez(tmp_path / "data" / "train.npz", images=images, labels=labels)
+    shards = tmp_path / "results" / "shards"
+    before = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.npz")}
+    smk("--", "results/shards/manifest.tsv")  # the checkpoint reruns
+    after = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.npz")}
+    assert [n for n in before if before[n] != after[n]] == ["m02_s1.npz"]
+    out = smk("-n", "--", target)
+    planned = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    output: (.*)$", out, re.M)
+    trains = [o for rule, o in planned if rule == "train"]
+    assert len(trains) == 1 and "m02_s1" in trains[0], planned
+    assert {rule for rule, _ in planned} == {"train", "gather"}, planned
