@@ -19,6 +19,9 @@ Steps (each prints its figures; run them in this order, each needs the ones befo
             the time); images/s = those images / their seconds; peak RSS of the whole job
   dryrun    ``snakemake -n`` on the full DAG: time and Snakemake's peak RSS, the jobs of
             train.group fnn and shard, and the submissions with profiles/slurm-packed
+  relabel   3 labels changed in module m02 (batch 1), the data stage rerun: which shards were
+            rewritten, and what ``snakemake -n --rerun-triggers mtime`` plans (mtime only:
+            the bench-made jobs carry no Snakemake records). Changes the data: run it last
 
     python bench/rehearsal_bench.py --dir /tmp/rehearsal data sample fake gather evaluate dryrun
 """
@@ -272,12 +275,42 @@ def step_dryrun(a):
         print(f"dryrun: {label}: {wall:.0f} s, group jobs {groups}, jobs {jobs}")
 
 
+def step_relabel(a):
+    import pickle
+
+    path = a.data / "train_data_batch_1"
+    d = pickle.loads(path.read_bytes())
+    rows = [i for i, v in enumerate(d["labels"]) if v == 27][:3]  # 1-based: label 26, m02
+    for i in rows:
+        d["labels"][i] = 28
+    with open(path.with_suffix(".tmp"), "wb") as fh:
+        pickle.dump(d, fh, protocol=5)
+    del d
+    path.with_suffix(".tmp").replace(path)
+    shards = a.results / "shards"
+    before = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.npz")}
+    mtime = ["--rerun-triggers", "mtime"]
+    wall, rss, _ = timed(smk(a, *mtime, "--", f"{shards}/manifest.tsv"))
+    changed = [
+        p.name for p in sorted(shards.glob("*.npz")) if p.stat().st_mtime_ns != before[p.name]
+    ]
+    print(
+        f"relabel: rows {rows} of batch 1; modularize {wall:.0f} s, {rss:.0f} MB; rewrote {changed}"
+    )
+    wall, rss, p = timed(smk(a, "-n", *mtime, "--", f"{a.results}/weights.parquet"))
+    print(
+        f"relabel: snakemake -n plans {count_jobs(p.stdout)} ({wall:.0f} s, {rss:.0f} MB), load {uptime()}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "steps", nargs="+", choices=["data", "sample", "fake", "gather", "evaluate", "dryrun"]
+        "steps",
+        nargs="+",
+        choices=["data", "sample", "fake", "gather", "evaluate", "dryrun", "relabel"],
     )
     ap.add_argument("--dir", default="/tmp/rehearsal", help="big scratch folder")
     ap.add_argument("--batch", default="train_data_batch_1")
