@@ -195,7 +195,7 @@ sys.path.insert(0, {str(ROOT / "src")!r})
 from errorless import evaluate
 from errorless.io import write_parquet
 cfg = json.loads(open({str(a.cfgfile)!r}).read())
-cfg["evaluation"]["weights_mb"] = {a.weights_mb}
+cfg["evaluation"]["weights_mb"] = {a.weights_mb or None}
 real = evaluate.proto_votes
 M = {a.eval_images}
 spent = []
@@ -315,7 +315,7 @@ def main() -> int:
     ap.add_argument("--dir", default="/tmp/rehearsal", help="big scratch folder")
     ap.add_argument("--batch", default="train_data_batch_1")
     ap.add_argument("--eval-images", type=int, default=1024)
-    ap.add_argument("--weights-mb", type=float, default=500)
+    ap.add_argument("--weights-mb", type=float, default=500, help="0: a whole proto-model at once")
     a = ap.parse_args()
     base = Path(a.dir)
     base.mkdir(parents=True, exist_ok=True)
