@@ -8,6 +8,7 @@ peak RSS (getrusage). Then `snakemake -n` on the paper's grid (config/imagenet64
 folder, timed, with the shards in place.
 
     python bench/modularize_bench.py --n 1280000 --size 64 --dir /tmp/in64
+    python bench/modularize_bench.py --n 1280000 --size 64 --data synthetic  # class patterns
 """
 
 from __future__ import annotations
@@ -51,6 +52,30 @@ def write_layout(out: Path, n: int, size: int, labels: int, batches: int, seed: 
             pickle.dump({"data": data, "labels": list(range(1, labels + 1))}, fh, protocol=4)
 
 
+def write_synthetic(out: Path, n: int, size: int, labels: int, batches: int, seed: int) -> None:
+    """The streaming synthetic generator instead (class patterns, planted pairs; n rounded
+    down to labels x batches x k images)."""
+    from errorless import synthetic
+    from errorless.config import load_config
+
+    per = max(2, n // (labels * batches))
+    cfg = load_config(
+        overrides={
+            "synthetic": {
+                "labels": labels,
+                "image_size": size,
+                "images_per_label": per,
+                "batches": batches,
+                "validation_per_label": 1,
+                "seed": seed,
+                "stream": True,
+            },
+            "modules": {"labels_per_module": 25, "submodules": 2},
+        }
+    )
+    synthetic.write_streaming(cfg, out)
+
+
 def child_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
@@ -88,6 +113,12 @@ def main() -> int:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-dry-run", action="store_true", help="skip the snakemake -n timing")
+    ap.add_argument(
+        "--data",
+        choices=("random", "synthetic"),
+        default="random",
+        help="random pixels, or the streaming synthetic generator (errorless.synthetic)",
+    )
     a = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -97,7 +128,10 @@ def main() -> int:
     data, results = base / f"imagenet{a.size}", base / f"results{a.size}"
     print(f"writing {a.n:,} {a.size}-px images in {a.batches} pickle batches to {data}", flush=True)
     t = time.time()
-    write_layout(data, a.n, a.size, a.labels, a.batches, a.seed)
+    if a.data == "synthetic" and not (data / "val_data").exists():
+        write_synthetic(data, a.n, a.size, a.labels, a.batches, a.seed)
+    else:
+        write_layout(data, a.n, a.size, a.labels, a.batches, a.seed)
     print(f"data written in {time.time() - t:.0f} s", flush=True)
 
     overrides = {

@@ -130,7 +130,9 @@ def test_conda_env_in_sync_with_pyproject():
     assert sorted(pip) == sorted(d for d in deps if d != torch)
 
 
-@pytest.mark.parametrize("cfg", ["config.yaml", "config/imagenet64.yaml", "config/photos.yaml"])
+@pytest.mark.parametrize(
+    "cfg", ["config.yaml", "config/imagenet64.yaml", "config/photos.yaml", "config/rehearsal.yaml"]
+)
 def test_shipped_configs_validate(cfg):
     from errorless.config import load_config
 

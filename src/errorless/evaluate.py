@@ -48,6 +48,7 @@ The vote (SPEC §7), choices where SPEC and paper are silent
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -81,6 +82,10 @@ class Vote:
     votes: np.ndarray  # int64 (N,) winning count
     group: np.ndarray  # int64 (N,) index of the winning (module, submodule) group
     super_majority: np.ndarray  # bool (N,) votes == p
+    # the winner's step-3 keys (after votes): variance of its p FNN distances, mean distance of
+    # its label's votes -- what merge_votes needs to join votes over disjoint sets of groups
+    variance: np.ndarray | None = None  # float64 (N,)
+    distance: np.ndarray | None = None  # float64 (N,)
 
 
 def vote(labels, distances, fnn_distances=None) -> Vote:
@@ -103,8 +108,8 @@ def vote(labels, distances, fnn_distances=None) -> Vote:
     F, G, N, T = lab.shape
     fd = dist[..., 0] if fnn_distances is None else torch.as_tensor(fnn_distances).to(torch.float64)
     if N == 0:
-        e = np.zeros(0, dtype=np.int64)
-        return Vote(e, e, e, np.zeros(0, dtype=bool))
+        e, f = np.zeros(0, dtype=np.int64), np.zeros(0)
+        return Vote(e, e, e, np.zeros(0, dtype=bool), f, f)
     lab = lab.to(torch.int64)
     # step 2: count votes per label inside each group, on labels shifted to 0..width-1;
     # the label axis goes first so that the scatter needs no copy for T = 1
@@ -132,6 +137,25 @@ def vote(labels, distances, fnn_distances=None) -> Vote:
         votes=votes.cpu().numpy(),
         group=win.cpu().numpy(),
         super_majority=(votes == F).cpu().numpy(),
+        variance=var.gather(0, idx)[0].cpu().numpy(),
+        distance=gmean.gather(0, idx)[0].cpu().numpy(),
+    )
+
+
+def merge_votes(a: Vote | None, b: Vote, offset: int) -> Vote:
+    """Step 3 over the union of two disjoint sets of groups: ``a`` voted over groups
+    ``0..offset-1``, ``b`` over the next ones (its group numbers are shifted by ``offset``).
+    Equal to one vote over all groups: step 3 is the lexicographic minimum of (-votes,
+    variance, mean distance, group number), and a minimum can be taken set by set."""
+    b = dataclasses.replace(b, group=b.group + offset)
+    if a is None:
+        return b
+    take = (b.votes > a.votes) | (
+        (b.votes == a.votes)
+        & ((b.variance < a.variance) | ((b.variance == a.variance) & (b.distance < a.distance)))
+    )
+    return Vote(
+        *(np.where(take, getattr(b, f.name), getattr(a, f.name)) for f in dataclasses.fields(Vote))
     )
 
 
@@ -207,17 +231,76 @@ def model_votes(
                     parts[(p, pr)].append(vote(L[:p, ..., 0], D[:p, ..., 0]))
                 else:
                     parts[(p, pr)].append(vote(L[:p], D[:p], D[:p, ..., 0]))
-    empty = Vote(*(np.zeros(0, dtype=np.int64),) * 3, np.zeros(0, dtype=bool))
+    empty = Vote(*(np.zeros(0, dtype=np.int64),) * 3, np.zeros(0, dtype=bool), *(np.zeros(0),) * 2)
     return {key: _concat(v) if v else empty for key, v in parts.items()}
 
 
 def _concat(votes: list[Vote]) -> Vote:
     return Vote(
-        *(
-            np.concatenate([getattr(v, f) for v in votes])
-            for f in ("label", "votes", "group", "super_majority")
-        )
+        *(np.concatenate([getattr(v, f.name) for v in votes]) for f in dataclasses.fields(Vote))
     )
+
+
+def module_passes(sizes: dict[str, int], max_mb: float | None) -> list[list[str]]:
+    """Modules (in order) cut into consecutive passes whose weights fit in ``max_mb`` MB
+    (at least one module a pass); ``None`` = one pass over all."""
+    if max_mb is None:
+        return [list(sizes)]
+    passes: list[list[str]] = [[]]
+    used = 0
+    for m, size in sizes.items():
+        if passes[-1] and used + size > max_mb * 1e6:
+            passes.append([])
+            used = 0
+        passes[-1].append(m)
+        used += size
+    return passes
+
+
+def proto_votes(
+    images: np.ndarray,
+    weights,
+    proto: str,
+    features: Sequence[str],
+    ps: Sequence[int],
+    protocols: Sequence[str] = PROTOCOLS,
+    *,
+    transform: dict[str, int],
+    device: str = "cpu",
+    batch_size: int = 4096,
+    max_weights_mb: float | None = None,
+):
+    """:func:`model_votes` of one proto-model, its weights read a few modules at a time (at
+    most ``max_weights_mb`` of float32 weights held; ``None`` = the whole proto-model at once):
+    each pass votes over its modules' groups, :func:`merge_votes` joins the passes (the
+    images are transformed once per pass). Returns (votes, groups, FNNs, labels per FNN)."""
+    from .gather import load_proto, module_sizes
+
+    passes = module_passes(module_sizes(weights, proto), max_weights_mb)
+    merged: dict[tuple[int, str], Vote] = {}
+    groups: list[tuple[str, str]] = []
+    fnns = 0
+    for i, modules in enumerate(passes):
+        pw = load_proto(weights, proto, features, modules=modules if len(passes) > 1 else None)
+        if i == 0 and "top3" in protocols and pw.n_labels <= 3:
+            log.warning(
+                "%s: %d labels per module: every FNN's top 3 names all of them, "
+                "so the top-3 protocol cannot separate labels",
+                proto,
+                pw.n_labels,
+            )
+        votes = model_votes(
+            images, pw, ps, protocols, transform=transform, device=device, batch_size=batch_size
+        )
+        for key, v in votes.items():
+            merged[key] = merge_votes(merged.get(key), v, len(groups))
+        groups += pw.groups
+        fnns += len(pw.features) * len(pw.groups)
+        n_labels = pw.n_labels
+        del pw, votes
+    if len(passes) > 1:
+        log.info("%s: weights read in %d passes of modules", proto, len(passes))
+    return merged, groups, fnns, n_labels
 
 
 def torch_device(name: str) -> str:
@@ -234,7 +317,7 @@ def evaluate_batch(
 ):
     """Predictions table (pandas) and speed record for one source batch."""
     from . import datasets
-    from .gather import load_proto, protos_in
+    from .gather import protos_in
 
     data = datasets.load_batch(cfg, batch)
     protos = list(protos) if protos else protos_in(weights)
@@ -244,23 +327,18 @@ def evaluate_batch(
     split = "heldout" if batch == datasets.validation_batch(cfg) else "train"
     frames, speed = [], {"batch": batch, "images": len(data), "device": device, "protos": {}}
     for proto in protos:
-        pw = load_proto(weights, proto, cfg["features"])
-        if "top3" in protocols and pw.n_labels <= 3:
-            log.warning(
-                "%s: %d labels per module: every FNN's top 3 names all of them, "
-                "so the top-3 protocol cannot separate labels",
-                proto,
-                pw.n_labels,
-            )
         t0 = time.perf_counter()
-        votes = model_votes(
+        votes, groups, fnns, _ = proto_votes(
             data.images,
-            pw,
+            weights,
+            proto,
+            cfg["features"],
             ps,
             protocols,
             transform=cfg["transform"],
             device=device,
             batch_size=cfg["evaluation"]["batch_size"],
+            max_weights_mb=cfg["evaluation"].get("weights_mb"),
         )
         sec = time.perf_counter() - t0
         rate = len(data) / sec if sec > 0 else float("inf")
@@ -272,10 +350,10 @@ def evaluate_batch(
             len(data),
             sec,
             rate,
-            len(pw.features) * len(pw.groups),
+            fnns,
         )
-        modules = np.array([g[0] for g in pw.groups])
-        subs = np.array([g[1] for g in pw.groups])
+        modules = np.array([g[0] for g in groups])
+        subs = np.array([g[1] for g in groups])
         for (p, pr), v in votes.items():
             frames.append(
                 pd.DataFrame(

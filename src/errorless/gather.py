@@ -7,10 +7,15 @@ broken job stops the gather with a :class:`DataError` naming it, and no table is
 (both writes are atomic; ``weights.parquet`` is streamed into a temporary file first).
 
 ``weights.parquet`` holds one row per (proto, feature, module, submodule, layer, kind) and one
-Parquet row group per (proto, feature), so that reading one proto-model with a pyarrow filter
-skips the others' row groups. Module and submodule are stored as wildcard names (``m01``,
-``s1``). Readers: :func:`load_fnn` (one FNN, exact arrays) and :func:`load_proto` (all FNNs of
-one proto-model stacked for batched evaluation).
+Parquet row group per (proto, module): every feature and submodule of one module of one
+proto-model, so that a pyarrow filter on proto and module reads that row group alone (its
+statistics name one proto and one module). The writer streams: it reads the jobs of one
+(module, model) at a time and writes their row groups, so its memory is about one module's
+weights of one architecture (all methods), not the grid's (2,720 jobs of the paper: ~8 GB).
+Module and submodule are stored as wildcard names (``m01``, ``s1``). Readers: :func:`load_fnn`
+(one FNN, exact arrays), :func:`load_proto` (all FNNs of one proto-model, or of some of its
+modules, stacked for batched evaluation) and :func:`modules_in`. A table written by an older
+gather (row groups per (proto, feature)) reads the same, only slower per module.
 """
 
 from __future__ import annotations
@@ -323,29 +328,40 @@ def gather(
         raise DataError("no training jobs to gather")
     check_jobs(jobs)
     records_by_job = {j: read_metrics(j) for j in jobs}
-    # one row group per (model, feature): read the jobs of one (model, feature) together
-    by_mf: dict[tuple[str, str], list[Job]] = defaultdict(list)
+    # one row group per (proto, module): read the jobs of one (module, model) together
+    by_mm: dict[tuple[int, str, str], list[Job]] = defaultdict(list)
     for j in jobs:
-        by_mf[(j.model, j.feature)].append(j)
+        by_mm[(_order(j.module), j.module, j.model)].append(j)
     n_rows = 0
     with atomic_path(weights_out) as tmp:
         with pq.ParquetWriter(tmp, WEIGHTS_SCHEMA) as writer:
-            for (_model, _feature), group in sorted(by_mf.items()):
-                per_proto: dict[str, list[dict[str, Any]]] = defaultdict(list)
-                for job in sorted(group, key=lambda j: (j.module, j.submodule)):
-                    recs = records_by_job[job]
-                    digest = metrics_digest(job, recs)
-                    weights = read_weights(job, [r["method"] for r in recs], digest)
-                    for rec in recs:
-                        rows = _weight_rows(job, rec, weights[rec["method"]])
-                        per_proto[rec["proto"]].extend(rows)
-                for proto in sorted(per_proto):
-                    rows = per_proto[proto]
-                    writer.write_table(weights_table(rows))
-                    n_rows += len(rows)
+            for key in sorted(by_mm):
+                n_rows += _write_module(writer, by_mm[key], records_by_job)
     records = [r for j in jobs for r in records_by_job[j]]
     write_parquet(training_out, training_table(records))
     return n_rows, len(records)
+
+
+def _order(name: str) -> int:
+    return number(name) if name[1:].isdigit() else 0
+
+
+def _write_module(writer: pq.ParquetWriter, group: list[Job], records_by_job) -> int:
+    """The row groups of one (module, model): one per proto-model; returns the rows written."""
+    per_proto: dict[str, list[tuple[dict[str, Any], np.ndarray]]] = defaultdict(list)
+    for job in sorted(group, key=lambda j: (j.feature, _order(j.submodule), j.submodule)):
+        recs = records_by_job[job]
+        digest = metrics_digest(job, recs)
+        weights = read_weights(job, [r["method"] for r in recs], digest)
+        for rec in recs:
+            per_proto[rec["proto"]].extend(_weight_rows(job, rec, weights[rec["method"]]))
+        del weights
+    n = 0
+    for proto in sorted(per_proto):
+        rows = per_proto.pop(proto)  # free each proto's arrays once written
+        writer.write_table(weights_table(rows), row_group_size=len(rows))
+        n += len(rows)
+    return n
 
 
 def weights_table(rows: list[tuple[dict[str, Any], np.ndarray]]) -> pa.Table:
@@ -438,9 +454,9 @@ def _json_or_none(rec: dict[str, Any], name: str) -> str | None:
 
 def _as_table(source: str | Path | pa.Table, filters, columns=None) -> pa.Table:
     if isinstance(source, pa.Table):
-        t = source.filter(pc.field(filters[0][0]) == filters[0][2])
-        for col, _, val in filters[1:]:
-            t = t.filter(pc.field(col) == val)
+        t = source
+        for col, op, val in filters:
+            t = t.filter(pc.field(col).isin(val) if op == "in" else pc.field(col) == val)
         return t.select(columns) if columns else t
     path = Path(source)
     if not path.exists():
@@ -511,13 +527,45 @@ def protos_in(weights: str | Path) -> list[str]:
     return sorted(set(pq.read_table(path, columns=["proto"]).column("proto").unique().to_pylist()))
 
 
+def modules_in(weights: str | Path | pa.Table, proto: str) -> list[str]:
+    """The modules of one proto-model in a weights table, in module order (reads two columns)."""
+    t = _as_table(weights, [("proto", "=", proto)], ["proto", "module"])
+    return sorted(set(t.column("module").to_pylist()), key=lambda m: (_order(m), m))
+
+
+def module_sizes(weights: str | Path | pa.Table, proto: str) -> dict[str, int]:
+    """Bytes of float32 weights per module of one proto-model, in module order (reads the
+    ``shape`` column, not the weights)."""
+    t = _as_table(weights, [("proto", "=", proto)], ["module", "shape"])
+    if t.num_rows == 0:
+        raise DataError(
+            f"proto-model {proto!r} not in the weights table (has {protos_in(weights)})"
+        )
+    sizes: dict[str, int] = defaultdict(int)
+    for m, shape in zip(t.column("module").to_pylist(), t.column("shape").to_pylist(), strict=True):
+        sizes[m] += 4 * int(np.prod(shape))
+    return {m: sizes[m] for m in sorted(sizes, key=lambda m: (_order(m), m))}
+
+
 def load_proto(
-    weights: str | Path | pa.Table, proto: str, features: Sequence[str] | None = None
+    weights: str | Path | pa.Table,
+    proto: str,
+    features: Sequence[str] | None = None,
+    modules: Sequence[str] | None = None,
 ) -> ProtoWeights:
-    """Read the proto's rows once (pyarrow filter on ``proto``) and stack them per layer."""
-    t = _as_table(weights, [("proto", "=", proto)])
+    """Read the proto's rows once (pyarrow filter on ``proto``, and on ``modules`` when given:
+    only those modules' row groups are read) and stack them per layer."""
+    filters: list = [("proto", "=", proto)]
+    if modules is not None:
+        filters.append(("module", "in", list(modules)))
+    t = _as_table(weights, filters)
     if t.num_rows == 0:
         known = protos_in(weights)
+        if modules is not None and proto in known:
+            have = modules_in(weights, proto)
+            raise DataError(
+                f"proto-model {proto}: no weights for modules {list(modules)} (has {have})"
+            )
         raise DataError(f"proto-model {proto!r} not in the weights table (has {known})")
     have = sorted(set(t.column("feature").to_pylist()))
     feats = list(features) if features is not None else have

@@ -256,11 +256,25 @@ LIGHT_MEM, LIGHT_MIN = scaled(1000, 10)
 TRAIN_IMAGES = (
     NUM_LABELS * 1300
 )  # an upper estimate: ImageNet has ~1,281 images per label
-# weights are 4 bytes each; gather holds every proto-model (a few copies while writing
-# Parquet), evaluate one proto-model at a time
+# weights are 4 bytes each; gather holds one module's weights of one architecture (a few
+# copies while writing Parquet; measured on the paper's grid: 0.87 GB peak, README), evaluate
+# one proto-model at a time
 _PROTO_MB = math.ceil(n_params() * 4 * 3 / 1e6)
-GATHER_MEM, GATHER_MIN = scaled(2000 + _PROTO_MB * len(PROTOS), 30)
+GATHER_MEM, GATHER_MIN = scaled(
+    2000 + math.ceil(_PROTO_MB * len(PROTOS) / len(MODULES)), 30
+)
 # the duplicate search holds every training image's thumbnails (32x32 grey float16 + 16x16x3
 # uint8 = 2,816 bytes) plus keys, descriptors and the index (measured: 1.28 M images, see README)
 DUP_MEM, DUP_MIN = scaled(2000 + math.ceil(TRAIN_IMAGES * 2816 * 1.5 / 1e6), 60)
-EVAL_MEM, EVAL_MIN = scaled(4000 + _PROTO_MB, 240 if NUM_LABELS >= 1000 else 30)
+# evaluate: one source batch (its bytes and its images) and ~3 copies of the weights it holds
+# at once: a proto-model, or evaluation.weights_mb of it (measured on the paper's grid: 6.3 GB
+# with 500 MB, 9.8 GB with a whole proto-model; README)
+_EVAL_HELD_MB = _PROTO_MB / 3
+if config["evaluation"].get("weights_mb"):
+    _EVAL_HELD_MB = min(_EVAL_HELD_MB, config["evaluation"]["weights_mb"])
+EVAL_MEM, EVAL_MIN = scaled(
+    math.ceil(
+        3000 + 2 * TRAIN_IMAGES / len(TRAIN_BATCHES) * 12288 / 1e6 + 3 * _EVAL_HELD_MB
+    ),
+    240 if NUM_LABELS >= 1000 else 30,
+)

@@ -1,8 +1,11 @@
 # Data: the generators (synthetic, the default; photos) and the modularize checkpoint.
 
-# the generators hold the whole training set (12,288 bytes per 64-px image) and a copy;
-# modularize streams: one source batch (its bytes and its array) plus one module of shards
-DATA_MEM, DATA_MIN = scaled(2000 + math.ceil(TRAIN_IMAGES * 12288 * 2.5 / 1e6), 60)
+# the generators hold the whole training set (12,288 bytes per 64-px image) and a copy, the
+# streaming synthetic writer (synthetic.stream) one batch; modularize streams: one source
+# batch (its bytes and its array) plus one module of shards
+_STREAMED = FORMAT == "synthetic" and config.get("synthetic", {}).get("stream", False)
+_HELD = TRAIN_IMAGES / len(TRAIN_BATCHES) if _STREAMED else TRAIN_IMAGES
+DATA_MEM, DATA_MIN = scaled(2000 + math.ceil(_HELD * 12288 * 2.5 / 1e6), 60)
 _BATCH_MB = TRAIN_IMAGES / len(TRAIN_BATCHES) * 12288 / 1e6
 _MODULE_MB = TRAIN_IMAGES / len(MODULES) * 12288 / 1e6
 SHARD_MEM = scaled(1000 + math.ceil(2.2 * _BATCH_MB + 2 * _MODULE_MB), 60)[0]
@@ -20,6 +23,8 @@ if FORMAT in GENERATORS:
             planted=f"{DATA}/planted.csv",
         log:
             f"{RESULTS}/logs/synthesize.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/synthesize.tsv"
         conda:
             "../../envs/errorless.yaml"
         threads: 1
