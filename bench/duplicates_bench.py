@@ -78,7 +78,7 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
     up to ±1 px and ±2 % per axis; both grey images blurred by σ = 1 px (resampling), no gain or
     offset (unplanted crops of one photo share its exposure); the largest RMS difference of the
     8 × 8-pixel blocks of the overlap (at least half inside), in grey levels 0-255. Not the
-    search's own residual (relative to contrast, blur-matched, 3-px border left out)."""
+    search's own residual (relative to contrast, blur-matched, 2-px border left out)."""
     import itertools
 
     from scipy.ndimage import gaussian_filter
