@@ -424,13 +424,16 @@ def align(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 # 1.25, shifts of 4 px are 2 thumbnail px, brightness/contrast ×0.8-1.2, two of them combined).
 # Measured on real-photo crops: the 1st-99th percentile of the fits of true copies lies inside
 # (scale 0.82-1.04, shift ±2 px, gain 0.81-1.2, offset ±27 grey levels), while most fits that
-# pair two different images need more (bench/duplicates_bench.py).
+# pair two different images need more (bench/duplicates_bench.py). The offset is measured at
+# the image's mean grey: a brighter copy (×1.2) of a bright image saturates at 255, and its
+# fit is a gain below 1 with a large offset at grey 0 (0.7·a + 78) that moves the mean by 20.
 MAX_SCALE, MAX_SHIFT, MAX_GAIN, MAX_OFFSET = 1.28, 3.5, 1.65, 60.0
 
 
-def plausible(par: np.ndarray) -> np.ndarray:
+def plausible(par: np.ndarray, mean: np.ndarray | float = 0.0) -> np.ndarray:
     """(P,) whether fitted parameters (P, 6) = sx, tx, sy, ty, gain, offset are within what a
-    copy needs."""
+    copy needs; the offset is the change of the grey level ``mean`` (the mapped image's mean
+    grey, (P,)), g·mean + h − mean."""
     sx, tx, sy, ty, g, h = par.T
     return (
         (sx >= 1 / MAX_SCALE)
@@ -441,7 +444,7 @@ def plausible(par: np.ndarray) -> np.ndarray:
         & (np.abs(ty) <= MAX_SHIFT)
         & (g >= 1 / MAX_GAIN)
         & (g <= MAX_GAIN)
-        & (np.abs(h) <= MAX_OFFSET)
+        & (np.abs((g - 1) * mean + h) <= MAX_OFFSET)
     )
 
 
@@ -490,7 +493,7 @@ def _one_way(
     cola[flipped] = cola[flipped][:, :, ::-1]
     sim, detail, par = align(a, gb.astype(np.float32))
     col = colour_similarity(cola, cb.astype(np.float32), par)
-    sim[~plausible(par)] = -1.0  # a fit no copy of the documented kinds needs
+    sim[~plausible(par, a.mean(axis=(1, 2)))] = -1.0  # a fit no copy of the documented kinds needs
     return np.stack([sim, detail, col], axis=1), par
 
 
