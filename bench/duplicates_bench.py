@@ -76,12 +76,12 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
     """(P,) how far apart two images are under the transform the search claims for them: the
     thumbnail fit (errorless.nearcopy.similarity, mirrored for "mirrored" pairs) refined here by
     up to ±1 px and ±2 % per axis; both grey images blurred by σ = 1 px (resampling), no gain or
-    offset (unplanted crops of one photo share its exposure); the largest RMS difference of the
-    8 × 8-pixel blocks of the overlap (at least half inside), in grey levels 0-255. Not the
+    offset (unplanted crops of one photo share its exposure); the largest RMS difference in an
+    8 × 8-pixel window (every position, at least half inside the overlap), in grey levels 0-255. Not the
     search's own residual (relative to contrast, blur-matched, 2-px border left out)."""
     import itertools
 
-    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import gaussian_filter, uniform_filter
 
     from errorless import nearcopy as nc
 
@@ -97,20 +97,16 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
     ga, gb = grey[:p], grey[p:]
     src, dst = np.where(rev[:, None, None], gb, ga), np.where(rev[:, None, None], ga, gb)
     src[f] = src[f][:, :, ::-1]
-    side, blk = h - 2, 8
+    side, win = h - 2, 8
     xb, yb, flat = nc._grid(h, 1, 1)
-    k = side // blk
     dv = dst.reshape(p, -1)[:, flat]
 
-    def blocks(x):  # (P, side²) -> (P, k, k) block sums
-        return (
-            x.reshape(p, side, side)[:, : k * blk, : k * blk].reshape(p, k, blk, k, blk).sum((2, 4))
-        )
+    def windows(x):  # (P, side²) -> (P, side, side) means over the 8 × 8 window around each pixel
+        return uniform_filter(x.reshape(p, side, side), (0, win, win), mode="constant")
 
     best = np.full(p, np.inf)
-    for dx, dy, fx, fy in itertools.product(
-        (-1, -0.5, 0, 0.5, 1), (-1, -0.5, 0, 0.5, 1), (0.98, 1, 1.02), (0.98, 1, 1.02)
-    ):
+    steps = (-1, -0.5, 0, 0.5, 1)
+    for dx, dy, fx, fy in itertools.product(steps, steps, (0.98, 1, 1.02), (0.98, 1, 1.02)):
         q = par.copy()
         q[:, 0] *= fx
         q[:, 2] *= fy
@@ -118,9 +114,9 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
         q[:, 3] = (q[:, 3] + dy / 2) * h / nc.SIDE
         sv, inside = nc._sample(src, *nc._warp(src, q, xb, yb))
         m = inside.astype(np.float64)
-        cnt = blocks(m)
-        rms = np.sqrt(blocks((dv - sv) ** 2 * m) / np.maximum(cnt, 1))
-        best = np.minimum(best, np.where(cnt >= blk * blk / 2, rms, 0).reshape(p, -1).max(1))
+        cover = windows(m)
+        rms = np.sqrt(np.maximum(windows((dv - sv) ** 2 * m), 0) / np.maximum(cover, 1e-9))
+        best = np.minimum(best, np.where(cover >= 0.5, rms, 0).reshape(p, -1).max(1))
     return best
 
 
