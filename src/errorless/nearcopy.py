@@ -35,8 +35,9 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    bricks). Thresholds ``max_residual`` and ``max_local_residual`` are the 99.5th
    percentile of the planted copies of every kind on real photos (bench/duplicates_bench.py,
    seed 0; checked on seed 1). What still pairs on that bench are crops of the logo's green
-   disk rim from two of its quarters (the rim is mirror-symmetric) whose pixels agree: the
-   same picture, by the bench's pixel criterion mostly within a few grey levels.
+   disk rim from two of its quarters (the rim is mirror-symmetric): mostly the same pixels
+   within a few grey levels, but a few where one crop has bits of the line drawing near its
+   border, too small a part of any block to stand out from a JPEG copy's residual (README).
 """
 
 from __future__ import annotations
