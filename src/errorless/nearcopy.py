@@ -71,6 +71,8 @@ class NearSettings:
     max_local_residual: float = (
         0.66  # image's contrast, nor than this share of the block's own (full_residual)
     )
+    max_new_structure: float = 2.0  # ... nor structure in one image where the other is flat
+    # (_new_structure; the largest of the planted copies on real photos, seed 0: 1.99)
     min_contrast: float = 4.0  # grey std (0..255) below which an image has no near search
     neighbours: int = 10
     prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
@@ -579,6 +581,43 @@ def _local_residual(
     return np.where(flat, np.inf, glob), np.where(flat, np.inf, local)
 
 
+NEW_WINDOW = 7  # window side (at 64 px) of the new-structure test
+NEW_FLOOR = 0.03  # share of the image's contrast added to the flatter window's std
+
+
+def _new_structure(av: np.ndarray, bv: np.ndarray, m: np.ndarray, side: int) -> np.ndarray:
+    """(P,) the largest |s_b − s_a| / (min(s_a, s_b) + NEW_FLOOR·sd) over the NEW_WINDOW ×
+    NEW_WINDOW windows wholly inside the overlap m, where s_a, s_b are the grey standard
+    deviations in the window of g·av and bv (gain fitted over the overlap) and sd is bv's over
+    the overlap: structure that one image has where the other is flat — a few specks of a
+    drawing next to plain green, too small a part of a block for ``_local_residual`` — while
+    a copy's edges, textures and JPEG noise are in both (blur-matched by the caller)."""
+    from scipy.ndimage import uniform_filter
+
+    p = len(av)
+    cnt = np.maximum(m.sum(1), 1)
+    da = (av - ((av * m).sum(1) / cnt)[:, None]) * m
+    db = (bv - ((bv * m).sum(1) / cnt)[:, None]) * m
+    g = (da * db).sum(1) / np.maximum((da * da).sum(1), 1e-6)
+    w = max(3, round(NEW_WINDOW * (side + 2 * FULL_TRIM) / 64))
+    mm = m.reshape(p, side, side)
+
+    def mean(x: np.ndarray) -> np.ndarray:  # (P, side, side) window means
+        return uniform_filter(x, (0, w, w), mode="constant")
+
+    cover = np.maximum(mean(mm), 1e-9)
+
+    def std(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(p, side, side)
+        mu = mean(x * mm) / cover
+        return np.sqrt(np.maximum(mean(x * x * mm) / cover - mu * mu, 0))
+
+    sa, sb = std(g[:, None] * da), std(db)
+    sd = np.sqrt((db * db).sum(1) / cnt)[:, None, None]
+    score = np.abs(sb - sa) / np.maximum(np.minimum(sa, sb) + NEW_FLOOR * sd, 1e-6)
+    return np.where(mean(mm) >= 0.99, score, 0).reshape(p, -1).max(1)
+
+
 # Full resolution: a pair that matches on the thumbnails is compared once more on the images
 # themselves, aligned by the thumbnail fit. Both images blurred by FULL_SIGMA (at 64 px; in
 # proportion otherwise); either one may be blurred further (BLUR_MATCH), since rescaling and
@@ -598,14 +637,15 @@ def full_residual(
     reverse: np.ndarray,
     block: int = 256,
 ) -> np.ndarray:
-    """(P, 2) the largest block residuals (``_local_residual``: relative to the image's and to
-    the block's contrast) of image pairs (P, H, W, C) uint8 after the thumbnail alignment
-    ``par`` (from ``similarity``: a mirrored where ``flipped``, b fitted onto a where
-    ``reverse``), each the smallest over the BLUR_MATCH comparisons."""
+    """(P, 3) the largest block residuals (``_local_residual``: relative to the image's and to
+    the block's contrast) and the new-structure score (``_new_structure``) of image pairs
+    (P, H, W, C) uint8 after the thumbnail alignment ``par`` (from ``similarity``: a mirrored
+    where ``flipped``, b fitted onto a where ``reverse``), each the smallest over the
+    BLUR_MATCH comparisons."""
     p, h, w = img_a.shape[:3]
     if h != w:
         raise ValueError(f"near-copy check at full resolution needs square images, not {h}×{w}")
-    out = np.empty((p, 2), np.float32)
+    out = np.empty((p, 3), np.float32)
     unit = h / SIDE
     trim = max(1, round(FULL_TRIM * h / 64))
     sigma = FULL_SIGMA * h / 64
@@ -621,15 +661,18 @@ def full_residual(
         pf = par[lo:hi].copy()
         pf[:, [1, 3]] *= unit
         r, c = _warp(src, pf, xb, yb)
-        best = np.full((hi - lo, 2), np.inf, np.float32)
+        best = np.full((hi - lo, 3), np.inf, np.float32)
         for extra_src, extra_dst in BLUR_MATCH:
             sv, inside = _sample(_blur(src, float(np.hypot(sigma, extra_src * unit / 2))), r, c)
             dv = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2))).reshape(hi - lo, -1)[
                 :, flat
             ]
-            best = np.minimum(
-                best, np.stack(_local_residual(sv, dv, inside.astype(np.float32), h - 2 * trim), 1)
+            m = inside.astype(np.float32)
+            res = (
+                *_local_residual(sv, dv, m, h - 2 * trim),
+                _new_structure(sv, dv, m, h - 2 * trim),
             )
+            best = np.minimum(best, np.stack(res, 1))
         out[lo:hi] = best
     return out
 
@@ -683,7 +726,11 @@ def near_copies(
         resid = full_residual(
             img[np.searchsorted(rows, a)], img[np.searchsorted(rows, b)], f, par, rev
         )
-        ok = (resid[:, 0] <= s.max_residual) & (resid[:, 1] <= s.max_local_residual)
+        ok = (
+            (resid[:, 0] <= s.max_residual)
+            & (resid[:, 1] <= s.max_local_residual)
+            & (resid[:, 2] <= s.max_new_structure)
+        )
         a, b, f, sim = a[ok], b[ok], f[ok], sim[ok]
     t3 = time.perf_counter()
     # best orientation per pair; "near" wins when the plain orientation also matches
