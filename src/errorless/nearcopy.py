@@ -34,7 +34,10 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    crops one period apart — differ somewhere (the drawing in one quarter, the specks on the
    bricks). Thresholds ``max_residual`` and ``max_local_residual`` are the 99.5th
    percentile of the planted copies of every kind on real photos (bench/duplicates_bench.py,
-   seed 0; checked on seed 1). What still pairs on that bench are crops of the logo's green
+   seed 0; checked on seed 1). Small structure in one image where the other is flat (a few
+   specks of a drawing next to plain green) is too small a part of a block; windows of 7 px
+   compare the two images' local contrast (``_new_structure``, at most ``max_new_structure``,
+   the largest of the planted copies of seed 0). What still pairs on that bench are crops of the logo's green
    disk rim from two of its quarters (the rim is mirror-symmetric): mostly the same pixels
    within a few grey levels, but a few where one crop has bits of the line drawing near its
    border, too small a part of any block to stand out from a JPEG copy's residual (README).
