@@ -5,7 +5,11 @@ non-overlapping photo parts, half of the crops mirrored), plus ``--per-kind`` pl
 each near-copy kind of ``errorless.copies`` (JPEG, rescale, crop, shift, flip, brightness,
 contrast, two combined), each under another label. Prints recall per kind, the false pairs
 among the unplanted crops (crops of different labels never share a source pixel, so every
-reported pair between them is false) per 10,000 crops, time and peak RSS.
+reported pair between them is false) per 10,000 crops, time and peak RSS. Some false pairs are
+the same picture (crops of the logo's mirror-symmetric green rim from two of its quarters):
+``pixel_difference`` measures each false pair's two crops against each other under the
+transform the search claims, with the bench's own code, and pairs within ``--same-tolerance``
+grey levels are also counted apart (``false_pairs_same_pixels``; ``false_pairs`` counts all).
 
 ``--data random --n 1280000``: ImageNet size. Images are made and described (keys and
 thumbnails) block by block, never all held at once (1.28 M × 64×64×3 = 15.7 GB); each block
@@ -68,6 +72,54 @@ def score(pairs, truth, n_unplanted_rows) -> dict:
     return out, false
 
 
+def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumbs) -> np.ndarray:
+    """(P,) how far apart two images are under the transform the search claims for them: the
+    thumbnail fit (errorless.nearcopy.similarity, mirrored for "mirrored" pairs) refined here by
+    up to ±1 px and ±2 % per axis; both grey images blurred by σ = 1 px (resampling), no gain or
+    offset (unplanted crops of one photo share its exposure); the largest RMS difference in an
+    8 × 8-pixel window (every position, at least half inside the overlap), in grey levels 0-255. Not the
+    search's own residual (relative to contrast, blur-matched, 2-px border left out)."""
+    import itertools
+
+    from scipy.ndimage import gaussian_filter, uniform_filter
+
+    from errorless import nearcopy as nc
+
+    if not pairs:
+        return np.zeros(0)
+    a, b = (np.array(v) for v in zip(*pairs, strict=True))
+    f = np.array([k == "mirrored" for k in kinds])
+    _, par, rev = nc.similarity(
+        thumbs.grey[a], thumbs.grey[b], thumbs.colour[a], thumbs.colour[b], f
+    )
+    p, h = len(a), images.shape[1]
+    grey = gaussian_filter(nc._grey(images[np.r_[a, b]]), (0, 1, 1))
+    ga, gb = grey[:p], grey[p:]
+    src, dst = np.where(rev[:, None, None], gb, ga), np.where(rev[:, None, None], ga, gb)
+    src[f] = src[f][:, :, ::-1]
+    side, win = h - 2, 8
+    xb, yb, flat = nc._grid(h, 1, 1)
+    dv = dst.reshape(p, -1)[:, flat]
+
+    def windows(x):  # (P, side²) -> (P, side, side) means over the 8 × 8 window around each pixel
+        return uniform_filter(x.reshape(p, side, side), (0, win, win), mode="constant")
+
+    best = np.full(p, np.inf)
+    steps = (-1, -0.5, 0, 0.5, 1)
+    for dx, dy, fx, fy in itertools.product(steps, steps, (0.98, 1, 1.02), (0.98, 1, 1.02)):
+        q = par.copy()
+        q[:, 0] *= fx
+        q[:, 2] *= fy
+        q[:, 1] = (q[:, 1] + dx / 2) * h / nc.SIDE  # thumbnail px -> image px
+        q[:, 3] = (q[:, 3] + dy / 2) * h / nc.SIDE
+        sv, inside = nc._sample(src, *nc._warp(src, q, xb, yb))
+        m = inside.astype(np.float64)
+        cover = windows(m)
+        rms = np.sqrt(np.maximum(windows((dv - sv) ** 2 * m), 0) / np.maximum(cover, 1e-9))
+        best = np.minimum(best, np.where(cover >= 0.5, rms, 0).reshape(p, -1).max(1))
+    return best
+
+
 def photos_bench(a) -> dict:
     labels = photos.available_labels()
     per_label = -(-a.n // labels)
@@ -89,6 +141,13 @@ def photos_bench(a) -> dict:
     )
     t_all, c_all = time.perf_counter() - t0, time.process_time() - c0
     sc, false = score(res.pairs, truth, set(range(n)))
+    kind_of = {
+        (int(i), int(j)): k
+        for i, j, k in zip(res.pairs["a"], res.pairs["b"], res.pairs["kind"], strict=True)
+    }
+    diff = pixel_difference(images, false, [kind_of[p] for p in false], thumbs)
+    same = diff <= a.same_tolerance
+    other = [p for p, s_ in zip(false, same, strict=True) if not s_]
     out = {
         "data": f"errorless.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}",
         "unplanted_crops": n,
@@ -101,10 +160,17 @@ def photos_bench(a) -> dict:
         **sc,
         "false_pairs_per_10k": round(sc["false_pairs"] * 10_000 / n, 2),
         "false_pairs_by_photo": _by_photo(false, y),
+        f"false_pairs_same_pixels (<= {a.same_tolerance:g} grey levels)": int(same.sum()),
+        "false_pairs_other": len(other),
+        "false_pairs_other_per_10k": round(len(other) * 10_000 / n, 2),
+        "false_pairs_other_by_photo": _by_photo(other, y),
+        "false_pair_pixel_difference": sorted(np.round(diff, 1).tolist()),
         **res.stats,
     }
     if a.show_false and false:
-        _show(images, false[: a.show_false], a.show_false_path)
+        # the pairs that are not the same pixels first
+        order = sorted(range(len(false)), key=lambda i: -diff[i])
+        _show(images, [false[i] for i in order[: a.show_false]], a.show_false_path)
     return out
 
 
@@ -242,6 +308,13 @@ def main() -> None:
         "--show-false", type=int, default=0, help="photos: save this many false pairs side by side"
     )
     p.add_argument("--show-false-path", default="false_pairs.png")
+    p.add_argument(
+        "--same-tolerance",
+        type=float,
+        default=6.0,
+        help="photos: false pairs whose crops differ by at most this many grey levels "
+        "(pixel_difference) are also counted apart as the same pixels",
+    )
     p.add_argument("--json", help="also write the figures to this JSON file")
     a = p.parse_args()
     out = photos_bench(a) if a.data == "photos" else random_bench(a)

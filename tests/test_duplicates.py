@@ -221,6 +221,106 @@ def test_full_resolution_check_rejects_look_alikes_keeps_copies() -> None:
     )
 
 
+def test_consistent_scales_are_those_of_a_crop() -> None:
+    par = np.zeros((6, 6), np.float32)
+    par[:, 4] = 1.0
+    par[:, [0, 2]] = [
+        [1.0, 1.0],  # no change
+        [0.85, 0.9],  # a crop of 5-8 % per side
+        [1 / 0.85, 1 / 0.9],  # the same crop, fitted the other way
+        [0.8, 0.96],  # the most a crop can squeeze one axis more than the other
+        [1.22, 0.88],  # zooms one axis in and the other out: no copy does that
+        [0.78, 1.0],  # squeezes one axis 22 % more than the other
+    ]
+    assert nc.consistent(par).tolist() == [True, True, True, True, False, False]
+
+
+def test_logo_rim_look_alikes_are_not_paired_its_copies_are() -> None:
+    """Hard negatives of the real-photo bench (seed 0): crops of the logo's green disk rim from
+    its top-right and top-left quarters. One matches the other's mirror image on the thumbnails
+    only by zooming one axis in and the other out (not consistent with any copy); another has the
+    line drawing near its border (rejected at full resolution). Copies
+    of the rim crop (crop, JPEG, shift, rescale) are still found."""
+    rim = _crop(25, (90, 418, 156, 484))
+    zoomed = _crop(24, (51, 39, 123, 111))
+    drawn = _crop(24, (66, 12, 171, 117))
+    rng = np.random.default_rng(3)
+    copies = [transform_copy(rim, k, rng) for k in ("crop", "jpeg", "shift", "rescale")]
+    x = np.stack([rim, zoomed, drawn, *copies])
+    labels = np.arange(len(x))
+    keys, t = describe(x)
+    sims, par, _ = nc.similarity(
+        t.grey[[1]], t.grey[[0]], t.colour[[1]], t.colour[[0]], np.array([True])
+    )  # zoomed, mirrored, onto rim
+    assert sims[0, 0] >= 0.95 and not nc.consistent(par)[0]
+    thumbs_only = _pairs(find_duplicates(keys, t, labels))
+    assert any(2 in p for p in thumbs_only)  # the thumbnails cannot tell
+    found = _pairs(find_duplicates(keys, t, labels, images=x))
+    assert not [p for p in found if 1 in p or 2 in p], found
+    assert all(found.get((0, i)) == "near" for i in range(3, len(x))), found
+
+
+def test_drawing_specks_next_to_plain_rim_are_not_paired() -> None:
+    """Hard negatives of the real-photo bench (seed 1): a plain piece of the logo's green rim
+    and a piece from the other quarter with a few specks of the line drawing near its border
+    (where the first is plain green). Their blocks' residuals are those of a JPEG copy; the
+    new-structure score is not. A JPEG copy of the specked crop is still found."""
+    plain, specks = _crop(24, (10, 23, 127, 140)), _crop(25, (0, 334, 140, 474))
+    plain2, specks2 = _crop(24, (26, 111, 85, 170)), _crop(25, (8, 308, 122, 422), mirror=True)
+    buf = __import__("io").BytesIO()
+    from PIL import Image
+
+    Image.fromarray(specks).save(buf, format="JPEG", quality=30)
+    jpeg = np.asarray(Image.open(buf))
+    x = np.stack([plain, specks, plain2, specks2, jpeg])
+    keys, t = describe(x)
+    found = _pairs(find_duplicates(keys, t, np.arange(len(x)), images=x))
+    assert (0, 1) not in found and (2, 3) not in found
+    assert found.get((1, 4)) == "near"
+
+
+def test_new_structure_equals_a_plain_loop() -> None:
+    rng = np.random.default_rng(4)
+    p, side = 2, 12
+    av, bv = rng.normal(100, 20, (p, side * side)), rng.normal(90, 30, (p, side * side))
+    m = np.ones((p, side * side))
+    m[0, :side] = 0  # first row outside the overlap
+    got = nc._new_structure(av, bv, m, side)
+    w = max(3, round(nc.NEW_WINDOW * (side + 2 * nc.FULL_TRIM) / 64))
+    for i in range(p):
+        cnt = m[i].sum()
+        da = (av[i] - (av[i] * m[i]).sum() / cnt) * m[i]
+        db = (bv[i] - (bv[i] * m[i]).sum() / cnt) * m[i]
+        a2 = ((da * db).sum() / (da * da).sum() * da).reshape(side, side)
+        b2, mm = db.reshape(side, side), m[i].reshape(side, side)
+        sd = np.sqrt((db * db).sum() / cnt)
+        best = 0.0
+        for r in range(side):  # windows centred as scipy's uniform_filter centres them
+            for c in range(side):
+                r0, c0 = r - w // 2, c - w // 2
+                if r0 < 0 or c0 < 0 or r0 + w > side or c0 + w > side:
+                    continue
+                if mm[r0 : r0 + w, c0 : c0 + w].min() < 1:
+                    continue
+                sa, sb = a2[r0 : r0 + w, c0 : c0 + w].std(), b2[r0 : r0 + w, c0 : c0 + w].std()
+                best = max(best, abs(sb - sa) / (min(sa, sb) + nc.NEW_FLOOR * sd))
+        assert got[i] == pytest.approx(best, rel=1e-4)
+
+
+def test_brighter_copy_of_a_bright_crop_is_found() -> None:
+    """Missed by the real-photo bench (seed 1) before the offset was measured at the mean: ×1.15
+    saturates a fifth of a bright logo crop at 255, so the fitted map is a gain below 1 with a
+    large offset at grey 0 — but it moves the mean grey by only about 20 levels."""
+    src = _crop(24, (45, 44, 175, 174), mirror=True)
+    x = np.stack([src, np.clip(np.rint(src * 1.15), 0, 255).astype(np.uint8)])
+    keys, t = describe(x)
+    sims, par, _ = nc.similarity(
+        t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False])
+    )
+    assert abs(par[0, 5]) > nc.MAX_OFFSET and sims[0, 0] >= 0.95  # offset at grey 0
+    assert _pairs(find_duplicates(keys, t, np.arange(2), images=x)) == {(0, 1): "near"}
+
+
 def test_local_residual_equals_a_plain_loop() -> None:
     rng = np.random.default_rng(9)
     side = 12

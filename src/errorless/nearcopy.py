@@ -17,9 +17,12 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
 3. **Verification** on the thumbnails: per candidate pair, Gauss-Newton (Lucas-Kanade)
    fits a scale and shift per axis plus gain and offset that map one thumbnail onto the
    other, coarse to fine (blur σ = 2, 1, 0.5 px), from three starting scales; the pair's
-   **similarity** is the correlation of the aligned thumbnails over their overlap. A pair
-   matches when the similarity reaches ``similarity``, the aligned band-pass details reach
-   ``detail`` and the aligned colour thumbnails reach ``colour`` — or the similarity alone
+   **similarity** is the correlation of the aligned thumbnails over their overlap. The fit
+   must be one a copy can need (``plausible``: bounded scale, shift, gain and offset) and
+   ``consistent`` with a crop or no change of scale (both axes shrink alike from the image that
+   covers more to the other). A pair matches when the similarity reaches ``similarity``, the
+   aligned band-pass details reach ``detail`` and the aligned colour thumbnails reach
+   ``colour`` — or the similarity alone
    reaches ``sure_similarity`` with colours at ``sure_colour`` (JPEG at quality 30 blurs the
    details away); **mirrored** when it only matches through the mirror image. Images with
    almost no grey contrast (std below ``min_contrast``, e.g. a black or a constant-colour
@@ -31,7 +34,13 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    crops one period apart — differ somewhere (the drawing in one quarter, the specks on the
    bricks). Thresholds ``max_residual`` and ``max_local_residual`` are the 99.5th
    percentile of the planted copies of every kind on real photos (bench/duplicates_bench.py,
-   seed 0; checked on seed 1).
+   seed 0; checked on seed 1). Small structure in one image where the other is flat (a few
+   specks of a drawing next to plain green) is too small a part of a block; windows of 7 px
+   compare the two images' local contrast (``_new_structure``, at most ``max_new_structure``,
+   the largest of the planted copies of seed 0). What still pairs on that bench are crops of the logo's green
+   disk rim from two of its quarters (the rim is mirror-symmetric): mostly the same pixels
+   within a few grey levels, but a few where one crop has bits of the line drawing near its
+   border, too small a part of any block to stand out from a JPEG copy's residual (README).
 """
 
 from __future__ import annotations
@@ -65,6 +74,8 @@ class NearSettings:
     max_local_residual: float = (
         0.66  # image's contrast, nor than this share of the block's own (full_residual)
     )
+    max_new_structure: float = 2.0  # ... nor structure in one image where the other is flat
+    # (_new_structure; the largest of the planted copies on real photos, seed 0: 1.99)
     min_contrast: float = 4.0  # grey std (0..255) below which an image has no near search
     neighbours: int = 10
     prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
@@ -419,13 +430,16 @@ def align(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 # 1.25, shifts of 4 px are 2 thumbnail px, brightness/contrast ×0.8-1.2, two of them combined).
 # Measured on real-photo crops: the 1st-99th percentile of the fits of true copies lies inside
 # (scale 0.82-1.04, shift ±2 px, gain 0.81-1.2, offset ±27 grey levels), while most fits that
-# pair two different images need more (bench/duplicates_bench.py).
+# pair two different images need more (bench/duplicates_bench.py). The offset is measured at
+# the image's mean grey: a brighter copy (×1.2) of a bright image saturates at 255, and its
+# fit is a gain below 1 with a large offset at grey 0 (0.7·a + 78) that moves the mean by 20.
 MAX_SCALE, MAX_SHIFT, MAX_GAIN, MAX_OFFSET = 1.28, 3.5, 1.65, 60.0
 
 
-def plausible(par: np.ndarray) -> np.ndarray:
+def plausible(par: np.ndarray, mean: np.ndarray | float = 0.0) -> np.ndarray:
     """(P,) whether fitted parameters (P, 6) = sx, tx, sy, ty, gain, offset are within what a
-    copy needs."""
+    copy needs; the offset is the change of the grey level ``mean`` (the mapped image's mean
+    grey, (P,)), g·mean + h − mean."""
     sx, tx, sy, ty, g, h = par.T
     return (
         (sx >= 1 / MAX_SCALE)
@@ -436,8 +450,30 @@ def plausible(par: np.ndarray) -> np.ndarray:
         & (np.abs(ty) <= MAX_SHIFT)
         & (g >= 1 / MAX_GAIN)
         & (g <= MAX_GAIN)
-        & (np.abs(h) <= MAX_OFFSET)
+        & (np.abs((g - 1) * mean + h) <= MAX_OFFSET)
     )
+
+
+# A copy of the documented kinds changes the scale of an axis only by a crop (each axis
+# 0.80-0.96 of the original, cut 2-10 % per side) or not at all: both axes shrink from the larger
+# image to the smaller by similar factors. A fit that zooms one axis in and the other out, or
+# squeezes one axis 20 % more than the other, pairs two different pictures that share one
+# smooth shape (a disk's rim in two quarters of a logo). A crop alone allows |log(sx/sy)| up to
+# log(0.96/0.8) = 0.18. Planted copies of the real-photo bench, seed 0: |log(sx/sy)| at most
+# 0.14 and the larger scale (image that covers more mapped onto the other) at most 1.03, while
+# 18 of its 51 false pairs were outside; seed 1 (held out): one combo copy of 100 at 0.23.
+MAX_ANISOTROPY, MAX_ZOOM_OUT = 0.2, 1.05
+
+
+def consistent(par: np.ndarray) -> np.ndarray:
+    """(P,) whether the scales of fitted parameters (P, 6) are those of a crop or of no change:
+    written as the map from the image that covers more onto the other (inverted when
+    sx·sy > 1), neither axis zooms out by more than MAX_ZOOM_OUT and the axes' scales differ by
+    at most a factor exp(MAX_ANISOTROPY)."""
+    sx, sy = par[:, 0].astype(np.float64), par[:, 2].astype(np.float64)
+    inv = sx * sy > 1
+    sx, sy = np.where(inv, 1 / sx, sx), np.where(inv, 1 / sy, sy)
+    return (np.abs(np.log(sx / sy)) <= MAX_ANISOTROPY) & (np.maximum(sx, sy) <= MAX_ZOOM_OUT)
 
 
 def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.ndarray:
@@ -463,7 +499,7 @@ def _one_way(
     cola[flipped] = cola[flipped][:, :, ::-1]
     sim, detail, par = align(a, gb.astype(np.float32))
     col = colour_similarity(cola, cb.astype(np.float32), par)
-    sim[~plausible(par)] = -1.0  # a fit no copy of the documented kinds needs
+    sim[~plausible(par, a.mean(axis=(1, 2)))] = -1.0  # a fit no copy of the documented kinds needs
     return np.stack([sim, detail, col], axis=1), par
 
 
@@ -548,12 +584,51 @@ def _local_residual(
     return np.where(flat, np.inf, glob), np.where(flat, np.inf, local)
 
 
+NEW_WINDOW = 7  # window side (at 64 px) of the new-structure test
+NEW_FLOOR = 0.03  # share of the image's contrast added to the flatter window's std
+
+
+def _new_structure(av: np.ndarray, bv: np.ndarray, m: np.ndarray, side: int) -> np.ndarray:
+    """(P,) the largest |s_b − s_a| / (min(s_a, s_b) + NEW_FLOOR·sd) over the NEW_WINDOW ×
+    NEW_WINDOW windows wholly inside the overlap m, where s_a, s_b are the grey standard
+    deviations in the window of g·av and bv (gain fitted over the overlap) and sd is bv's over
+    the overlap: structure that one image has where the other is flat — a few specks of a
+    drawing next to plain green, too small a part of a block for ``_local_residual`` — while
+    a copy's edges, textures and JPEG noise are in both (blur-matched by the caller)."""
+    from scipy.ndimage import uniform_filter
+
+    p = len(av)
+    cnt = np.maximum(m.sum(1), 1)
+    da = (av - ((av * m).sum(1) / cnt)[:, None]) * m
+    db = (bv - ((bv * m).sum(1) / cnt)[:, None]) * m
+    g = (da * db).sum(1) / np.maximum((da * da).sum(1), 1e-6)
+    w = max(3, round(NEW_WINDOW * (side + 2 * FULL_TRIM) / 64))
+    mm = m.reshape(p, side, side)
+
+    def mean(x: np.ndarray) -> np.ndarray:  # (P, side, side) window means
+        return uniform_filter(x, (0, w, w), mode="constant")
+
+    cover = np.maximum(mean(mm), 1e-9)
+
+    def std(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(p, side, side)
+        mu = mean(x * mm) / cover
+        return np.sqrt(np.maximum(mean(x * x * mm) / cover - mu * mu, 0))
+
+    sa, sb = std(g[:, None] * da), std(db)
+    sd = np.sqrt((db * db).sum(1) / cnt)[:, None, None]
+    score = np.abs(sb - sa) / np.maximum(np.minimum(sa, sb) + NEW_FLOOR * sd, 1e-6)
+    return np.where(mean(mm) >= 0.99, score, 0).reshape(p, -1).max(1)
+
+
 # Full resolution: a pair that matches on the thumbnails is compared once more on the images
 # themselves, aligned by the thumbnail fit. Both images blurred by FULL_SIGMA (at 64 px; in
 # proportion otherwise); either one may be blurred further (BLUR_MATCH), since rescaling and
 # JPEG blur a copy, and the best of those comparisons counts.
 FULL_SIGMA = 1.0
-FULL_TRIM = 3  # border pixels (at 64 px) left out: a 4-px shift repeats edge pixels
+FULL_TRIM = 2  # border pixels (at 64 px) left out (resampling at the crop edges); the pixels a
+# shift repeats fall outside the aligned overlap. 3 hid small drawings at the border of
+# look-alikes (the logo's line drawing next to the rim) from the residual
 BLUR_MATCH = ((0.0, 0.0), (0.8, 0.0), (1.5, 0.0), (0.0, 0.8), (0.0, 1.5))
 
 
@@ -565,14 +640,15 @@ def full_residual(
     reverse: np.ndarray,
     block: int = 256,
 ) -> np.ndarray:
-    """(P, 2) the largest block residuals (``_local_residual``: relative to the image's and to
-    the block's contrast) of image pairs (P, H, W, C) uint8 after the thumbnail alignment
-    ``par`` (from ``similarity``: a mirrored where ``flipped``, b fitted onto a where
-    ``reverse``), each the smallest over the BLUR_MATCH comparisons."""
+    """(P, 3) the largest block residuals (``_local_residual``: relative to the image's and to
+    the block's contrast) and the new-structure score (``_new_structure``) of image pairs
+    (P, H, W, C) uint8 after the thumbnail alignment ``par`` (from ``similarity``: a mirrored
+    where ``flipped``, b fitted onto a where ``reverse``), each the smallest over the
+    BLUR_MATCH comparisons."""
     p, h, w = img_a.shape[:3]
     if h != w:
         raise ValueError(f"near-copy check at full resolution needs square images, not {h}×{w}")
-    out = np.empty((p, 2), np.float32)
+    out = np.empty((p, 3), np.float32)
     unit = h / SIDE
     trim = max(1, round(FULL_TRIM * h / 64))
     sigma = FULL_SIGMA * h / 64
@@ -588,15 +664,18 @@ def full_residual(
         pf = par[lo:hi].copy()
         pf[:, [1, 3]] *= unit
         r, c = _warp(src, pf, xb, yb)
-        best = np.full((hi - lo, 2), np.inf, np.float32)
+        best = np.full((hi - lo, 3), np.inf, np.float32)
         for extra_src, extra_dst in BLUR_MATCH:
             sv, inside = _sample(_blur(src, float(np.hypot(sigma, extra_src * unit / 2))), r, c)
             dv = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2))).reshape(hi - lo, -1)[
                 :, flat
             ]
-            best = np.minimum(
-                best, np.stack(_local_residual(sv, dv, inside.astype(np.float32), h - 2 * trim), 1)
+            m = inside.astype(np.float32)
+            res = (
+                *_local_residual(sv, dv, m, h - 2 * trim),
+                _new_structure(sv, dv, m, h - 2 * trim),
             )
+            best = np.minimum(best, np.stack(res, 1))
         out[lo:hi] = best
     return out
 
@@ -636,9 +715,10 @@ def near_copies(
     sim = sims[:, 0].astype(np.float64)
     t2 = time.perf_counter()
     n_candidates = len(a)
-    good = ((sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour)) | (
-        (sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour)
-    )
+    good = (
+        ((sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour))
+        | ((sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour))
+    ) & consistent(par)
     a, b, f, sim, par, rev = a[good], b[good], f[good], sim[good], par[good], rev[good]
     n_thumb = len(a)
     if images is not None and len(a):
@@ -649,7 +729,11 @@ def near_copies(
         resid = full_residual(
             img[np.searchsorted(rows, a)], img[np.searchsorted(rows, b)], f, par, rev
         )
-        ok = (resid[:, 0] <= s.max_residual) & (resid[:, 1] <= s.max_local_residual)
+        ok = (
+            (resid[:, 0] <= s.max_residual)
+            & (resid[:, 1] <= s.max_local_residual)
+            & (resid[:, 2] <= s.max_new_structure)
+        )
         a, b, f, sim = a[ok], b[ok], f[ok], sim[ok]
     t3 = time.perf_counter()
     # best orientation per pair; "near" wins when the plain orientation also matches
