@@ -15,6 +15,7 @@ from errorless import doublelabel as dl
 from errorless.cli import main
 from errorless.duplicates import output_schema
 from errorless.errors import DataError
+from errorless.shards import write_manifest
 
 SETTINGS = {
     "features": ["R", "G", "B"],
@@ -39,6 +40,16 @@ def write_shard(folder: Path, module: int, images: np.ndarray, labels, batch: st
         label_hi=np.int64(module * 2),
         num_labels=np.int64(4),
     )
+
+
+def two_shard_manifest(folder: Path) -> None:
+    """The run's shards m01_s1 and m02_s1 (double labelling reads the manifest, not the folder)."""
+    rows = [
+        {"module": m, "submodule": "s1", "images": 6, "label_lo": lo, "label_hi": lo + 2}
+        | {"changed": True, "path": folder / f"{m}_s1.npz"}
+        for m, lo in (("m01", 0), ("m02", 2))
+    ]
+    write_manifest(folder / "manifest.tsv", rows)
 
 
 def t_record(feature: str, module: str, residual_ids=(), residual_labels=(), conflicts=()) -> dict:
@@ -86,6 +97,7 @@ def planted_run(tmp_path: Path) -> Path:
     (results / "shards").mkdir(parents=True)
     write_shard(results / "shards", 1, a, [0, 0, 1, 1, 0, 1], B1)
     write_shard(results / "shards", 2, b, [2, 2, 3, 3, 2, 3], B2)
+    two_shard_manifest(results / "shards")
     conflict = {"ids": [f"{B1}:0", f"{B1}:2"], "labels": [0, 1]}
     recs = [t_record(f, "m01", [f"{B1}:0"], [0], [conflict]) for f in "RGB"]
     recs[0]["residual_ids"] += [f"{B1}:5"]
@@ -285,6 +297,7 @@ def test_empty_report_is_typed(tmp_path: Path) -> None:
     )
     recs = [t_record(f, m) for f in "RGB" for m in ("m01", "m02")]
     write_training(results / "training.parquet", recs)
+    two_shard_manifest(results / "shards")  # listed, not written: no thumbnails are drawn
     rc = main(["double-labeling", "--settings", json.dumps(SETTINGS), "--results", str(results)])
     assert rc == 0
     table = pq.read_table(results / "double_labeling.parquet")
@@ -355,6 +368,7 @@ def test_feature_identity_is_not_a_double_label(tmp_path: Path) -> None:
         [2, 3, 2, 3],
         B2,
     )
+    two_shard_manifest(results / "shards")
     conflict = {"ids": [f"{B1}:0", f"{B1}:1"], "labels": [0, 1]}
     recs = [
         t_record("G", "m01", [f"{B1}:0"], [0], [conflict]),

@@ -384,6 +384,19 @@ def write_shard(
     )
 
 
+def write_manifest(folder: Path, names: list[str]) -> Path:
+    """A shard manifest listing the shards ``names`` (``m01_s1`` ...) of ``folder``."""
+    from errorless.shards import write_manifest as write
+
+    rows = [
+        {"module": n[:3], "submodule": n[4:], "images": 6, "label_lo": 0, "label_hi": 2}
+        | {"changed": True, "path": folder / f"{n}.npz"}
+        for n in names
+    ]
+    write(folder / "manifest.tsv", rows)
+    return folder / "manifest.tsv"
+
+
 def test_cli_cross_module_pairs(tmp_path: Path) -> None:
     shards = tmp_path / "shards"
     shards.mkdir()
@@ -393,6 +406,10 @@ def test_cli_cross_module_pairs(tmp_path: Path) -> None:
     b[4] = a[1][:, ::-1]  # mirrored copy across modules
     write_shard(shards, 1, 1, a, [0, 0, 1, 1, 0, 1], "train_data_batch_1", range(6))
     write_shard(shards, 2, 1, b, [2, 2, 3, 3, 2, 3], "train_data_batch_2", range(6))
+    # a shard left from an earlier grid (not in the manifest) holds copies of a with other
+    # labels: it is not part of the run, so none of its images may be paired
+    write_shard(shards, 3, 1, a.copy(), [5, 5, 4, 4, 5, 4], "train_data_batch_3", range(6))
+    manifest = write_manifest(shards, ["m01_s1", "m02_s1"])
     out = tmp_path / "q" / "duplicates.parquet"
     settings = {"features": ["R", "G", "B"], "featured_models": [3]}
     rc = main(
@@ -400,8 +417,8 @@ def test_cli_cross_module_pairs(tmp_path: Path) -> None:
             "duplicates",
             "--settings",
             json.dumps(settings),
-            "--shards",
-            str(shards),
+            "--manifest",
+            str(manifest),
             "--out",
             str(out),
         ]
@@ -419,7 +436,15 @@ def test_cli_cross_module_pairs(tmp_path: Path) -> None:
     assert stats["n_images"] == 12 and stats["peak_rss_mb"] > 0
 
 
-def test_cli_no_shards_names_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    rc = main(["duplicates", "--settings", "{}", "--shards", str(tmp_path / "nowhere")])
-    assert rc == 2
-    assert "nowhere" in capsys.readouterr().err
+def test_cli_missing_or_bad_manifest_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    missing = tmp_path / "nowhere" / "manifest.tsv"
+    assert main(["duplicates", "--settings", "{}", "--manifest", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "manifest missing" in err
+    bad = tmp_path / "manifest.tsv"
+    bad.write_text("a\tb\n1\t2\n")
+    assert main(["duplicates", "--settings", "{}", "--manifest", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "not a shard manifest" in err

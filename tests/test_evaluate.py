@@ -334,7 +334,8 @@ def test_training_evaluation_recomputes_accuracy_on_shards(tmp_path, monkeypatch
         "transform": TRANSFORM,
         "weights": {"decimals": 4, "check_decimals": 3},
     }
-    table, fnn = training_evaluation(training, "unused.parquet", shard_dir, cfg)
+    shards = {f"m{j:02d}_s1": shard_dir / f"m{j:02d}_s1.npz" for j in (1, 2)}
+    table, fnn = training_evaluation(training, "unused.parquet", shards, cfg)
     assert (fnn["accuracy"] == 1.0).all() and (fnn["accuracy_cut"] == 1.0).all()
     row = table.iloc[0]
     assert row["error_free_fnns_text"] == "4/4" and row["error_free_partitions_text"] == "2/2"

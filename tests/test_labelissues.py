@@ -123,7 +123,7 @@ def test_one_submodule_pipeline_outputs(tmp_path):
         config=str(cfg_path),
         settings=None,
         oos=str(oos),
-        shards=None,
+        manifest=None,
         planted=None,
         out=str(tmp_path / "i.parquet"),
         csv=str(tmp_path / "i.csv"),

@@ -338,15 +338,18 @@ def device_argument(p) -> None:
 
 
 def results_arguments(p) -> None:
-    """``--results`` and ``--shards`` (:func:`results_folders` resolves them)."""
+    """``--results`` and ``--manifest`` (:func:`results_folders` resolves them)."""
     p.add_argument("--results", help="results folder (default: config key results)")
-    p.add_argument("--shards", help="shard folder (default: {results}/shards)")
+    p.add_argument(
+        "--manifest",
+        help="shard manifest: the shards of the run (default: {results}/shards/manifest.tsv)",
+    )
 
 
 def results_folders(args, cfg: dict[str, Any]) -> tuple[Path, Path]:
-    """(results, shards) folders of :func:`results_arguments`."""
+    """(results folder, shard manifest) of :func:`results_arguments`."""
     results = Path(args.results or cfg["results"])
-    return results, Path(args.shards) if args.shards else results / "shards"
+    return results, Path(args.manifest) if args.manifest else results / "shards" / "manifest.tsv"
 
 
 def settings_from_args(args) -> dict[str, Any]:

@@ -54,6 +54,7 @@ import argparse
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ from .errors import DataError
 from .grid import fnn_jobs
 from .io import atomic_path, write_parquet, write_text
 from .names import module_name, proto_name, shard_name, split_shard, submodule_name
+from .shards import manifest_shards
 
 log = logging.getLogger(__name__)
 
@@ -608,18 +610,14 @@ def no_ground_truth(reason: str) -> pd.DataFrame:
 # ---------------------------------------------------------------- figure
 
 
-def _shard_names(shards: Path) -> list[str]:
-    return sorted(p.stem for p in shards.glob("*.npz")) if shards.is_dir() else []
-
-
-def fetch_images(shards: Path, ids: set[str]) -> dict[str, np.ndarray]:
+def fetch_images(shards: Sequence[Path], ids: set[str]) -> dict[str, np.ndarray]:
     """Images by id from the shards (a shard is fully read only if it holds a wanted id)."""
     from .shards import load_shard
 
     out: dict[str, np.ndarray] = {}
-    if not ids or not shards.is_dir():
+    if not ids:
         return out
-    for p in sorted(shards.glob("*.npz")):
+    for p in shards:
         try:
             with np.load(p, allow_pickle=False) as z:
                 sid = z["ids"].astype(str)
@@ -649,7 +647,7 @@ def _match_text(r: dict) -> str:
 
 
 def suspects_figure(
-    report: pd.DataFrame, shards: Path, path: Path, top: int, per_row: int = 4
+    report: pd.DataFrame, shards: Sequence[Path], path: Path, top: int, per_row: int = 4
 ) -> None:
     import matplotlib
 
@@ -719,7 +717,7 @@ def suspects_figure(
 
 def doublelabel_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
-    results_arguments(p)  # the shards: for the thumbnails and the FNN grid
+    results_arguments(p)  # the shard manifest: the FNN grid and the thumbnails' images
     p.add_argument("--training", help="default {results}/training.parquet")
     p.add_argument("--duplicates", help="default {results}/quality/duplicates.parquet")
     p.add_argument(
@@ -755,7 +753,7 @@ def _planted_path(args: argparse.Namespace, cfg: dict[str, Any]) -> Path | None:
 
 def doublelabel_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    results, shards = results_folders(args, cfg)
+    results, manifest = results_folders(args, cfg)
     training = Path(args.training) if args.training else results / "training.parquet"
     dup_path = (
         Path(args.duplicates) if args.duplicates else results / "quality" / "duplicates.parquet"
@@ -767,13 +765,8 @@ def doublelabel_main(args: argparse.Namespace) -> int:
     detail = Path(args.check_detail) if args.check_detail else check.with_name("planted_pairs.csv")
 
     df = read_training(training)
-    width = _module_width(df["module"])
-    shard_names = _shard_names(shards) or sorted(
-        {
-            shard_name(_as_name(m, "m", width), _as_name(s, "s"))
-            for m, s in zip(df["module"], df["submodule"], strict=True)
-        }
-    )
+    shards = manifest_shards(manifest)
+    shard_names = list(shards)
     ev = training_evidence(df, expected_fnns(cfg, shard_names))
     if ev.missing:
         msg = (
@@ -790,7 +783,7 @@ def doublelabel_main(args: argparse.Namespace) -> int:
     report = combine(dups, ev, cfg["double_labeling"]["near_similarity"], cfg["features"])
     write_report(report, out, csv)
     if not args.no_figure:
-        suspects_figure(report, shards, figure, cfg["double_labeling"]["thumbnails"])
+        suspects_figure(report, list(shards.values()), figure, cfg["double_labeling"]["thumbnails"])
 
     planted = _planted_path(args, cfg)
     if planted is None:

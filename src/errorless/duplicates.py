@@ -20,7 +20,7 @@ import logging
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from .identical import mixed_groups, row_groups
 from .io import write_json, write_parquet
 from .names import split_shard
 from .nearcopy import NearSettings, Thumbs, near_copies, thumbs
+from .shards import manifest_shards
 
 log = logging.getLogger(__name__)
 
@@ -272,13 +273,6 @@ def peak_rss_mb() -> float:
 # ---------------------------------------------------------------- data set and CLI
 
 
-def shard_paths(shards: Path) -> list[Path]:
-    paths = sorted(shards.glob("*.npz"))
-    if not paths:
-        raise DataError(f"{shards}: no shards (*.npz); run the modularize step first")
-    return paths
-
-
 @dataclass
 class Inputs:
     keys: np.ndarray  # (N, 2) uint64
@@ -307,11 +301,11 @@ class Inputs:
         return out if out is not None else np.zeros((0, 1, 1, 1), np.uint8)
 
 
-def load_inputs(shards: Path, seed: int = 0) -> Inputs:
-    """Keys and thumbnails of every shard's images (one shard in memory at a time)."""
+def load_inputs(paths: Sequence[Path], seed: int = 0) -> Inputs:
+    """Keys and thumbnails of the images of ``paths`` (the shards of :func:`manifest_shards`;
+    one shard in memory at a time)."""
     from .shards import load_shard
 
-    paths = shard_paths(shards)
     sizes = []
     for p in paths:
         try:
@@ -415,12 +409,12 @@ def near_settings(cfg: dict[str, Any], **extra: Any) -> NearSettings:
 
 def duplicates_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    results, shards = results_folders(args, cfg)
+    results, manifest = results_folders(args, cfg)
     out = Path(args.out) if args.out else results / "quality" / "duplicates.parquet"
     stats_path = Path(args.stats) if args.stats else out.with_suffix(".json")
     s = near_settings(cfg, flat_limit=args.flat_limit, nprobe=args.nprobe)
     t0 = time.perf_counter()
-    inp = load_inputs(shards, cfg["seed"])
+    inp = load_inputs(list(manifest_shards(manifest).values()), cfg["seed"])
     t_load = time.perf_counter() - t0
     log.info("%d images: keys and thumbnails in %.1f s", len(inp.labels), t_load)
     res = find_duplicates(
@@ -431,7 +425,7 @@ def duplicates_main(args: argparse.Namespace) -> int:
 
     write_parquet(out, pa.Table.from_pandas(table, schema=output_schema(), preserve_index=False))
     stats = {
-        "shards": str(shards),
+        "manifest": str(manifest),
         "seconds_load": round(t_load, 3),
         **res.stats,
         "seconds_total": round(time.perf_counter() - t0, 3),

@@ -51,7 +51,7 @@ import argparse
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -463,7 +463,10 @@ def read_predictions(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def training_evaluation(
-    training: pd.DataFrame, weights: str | Path, shards: str | Path | None, cfg: dict[str, Any]
+    training: pd.DataFrame,
+    weights: str | Path,
+    shards: Mapping[str, Path] | None,
+    cfg: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(table per proto, table per FNN). Without ``shards`` only the recorded accuracies are used."""
     from .gather import load_proto
@@ -487,7 +490,7 @@ def training_evaluation(
 
         pw = load_proto(weights, proto, feats)
         for g, (m, s) in enumerate(pw.groups):
-            shard = load_shard(Path(shards) / f"{shard_name(m, s)}.npz")
+            shard = load_shard(shard_path(shards, m, s))
             local = shard.labels - shard.label_lo
             for f, feature in enumerate(pw.features):
                 x = transform(shard.images, feature, **cfg["transform"])
@@ -593,7 +596,10 @@ def choose_wheel_fnn(training: pd.DataFrame, features: Sequence[str]) -> dict[st
 
 
 def wheel_data(
-    training: pd.DataFrame, weights: str | Path, shards: str | Path | None, cfg: dict[str, Any]
+    training: pd.DataFrame,
+    weights: str | Path,
+    shards: Mapping[str, Path] | None,
+    cfg: dict[str, Any],
 ) -> dict[str, np.ndarray]:
     """What the report's confusion wheel draws: the chosen FNN's softmax outputs on its shard,
     one panel per proto-model of its model (``probs`` (P, N, c) float32, ``protos`` (P,)),
@@ -608,10 +614,7 @@ def wheel_data(
     if pick is None or shards is None:
         return {**empty, "note": np.array("no trained FNN" if pick is None else "no shards")}
     model, f, m, s = pick["model"], pick["feature"], pick["module"], pick["submodule"]
-    shard_path = Path(shards) / f"{shard_name(m, s)}.npz"
-    if not shard_path.exists():
-        raise DataError(f"{shard_path}: shard of the confusion-wheel FNN missing")
-    sh = load_shard(shard_path)
+    sh = load_shard(shard_path(shards, m, s))
     x = torch.as_tensor(transform(sh.images, f, **cfg["transform"]))
     protos = sorted(set(training.loc[training["model"] == model, "proto"]), key=proto_key)
     probs = [
@@ -655,15 +658,30 @@ def with_status_counts(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFram
 # ---------------------------------------------------------------- CLI
 
 
+def shard_path(shards: Mapping[str, Path], module: str, submodule: str) -> Path:
+    """The shard file of (module, submodule) among the run's shards (:func:`manifest_shards`)."""
+    name = shard_name(module, submodule)
+    if name not in shards:
+        raise DataError(f"shard {name} is not in the shard manifest (rerun the modularize step)")
+    return shards[name]
+
+
 def fnn_arguments(p: argparse.ArgumentParser, shards: str, shards_required: bool = False) -> None:
-    """``--weights`` (weights.parquet) and ``--shards``: the trained FNNs and their data."""
+    """``--weights`` (weights.parquet) and ``--manifest``: the trained FNNs and their data."""
     p.add_argument("--weights", required=True, help="weights.parquet")
-    p.add_argument("--shards", required=shards_required, help=shards)
+    p.add_argument("--manifest", required=shards_required, help=shards)
+
+
+def shards_of(args: argparse.Namespace) -> dict[str, Path] | None:
+    """The shards of ``--manifest`` by name, None without it."""
+    from .shards import manifest_shards
+
+    return manifest_shards(args.manifest) if args.manifest else None
 
 
 def training_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
-    fnn_arguments(p, shards="shards folder ({module}_{submodule}.npz); omit to skip recomputing")
+    fnn_arguments(p, shards="shards/manifest.tsv (the run's shards); omit to skip recomputing")
     p.add_argument("--training", required=True, help="training.parquet")
     p.add_argument(
         "--out", required=True, help="Table 2 CSV (e.g. results/evaluation/training.csv)"
@@ -680,9 +698,10 @@ def training_main(args: argparse.Namespace) -> int:
     training = pd.read_parquet(
         path, columns=["proto", "method", "model", "feature", "module", "submodule", "accuracy"]
     )
-    table, per_fnn = training_evaluation(training, args.weights, args.shards, cfg)
+    shards = shards_of(args)
+    table, per_fnn = training_evaluation(training, args.weights, shards, cfg)
     if args.wheel:
-        write_npz(args.wheel, **wheel_data(training, args.weights, args.shards, cfg))
+        write_npz(args.wheel, **wheel_data(training, args.weights, shards, cfg))
     table = with_status_counts(table, pd.read_parquet(path, columns=["proto", "method", "status"]))
     out = Path(args.out)
     fnn_out = Path(args.fnn_out) if args.fnn_out else out.with_name(out.stem + "_fnn.csv")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from .config import device_argument, settings_arguments, settings_from_args
 from .errors import DataError
 from .io import atomic_path, write_parquet, write_text
 from .names import number, submodule_name
+from .shards import manifest_shards
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +385,11 @@ def no_check(reason: str) -> pd.DataFrame:
 
 
 def issues_figure(
-    issues: pd.DataFrame, shards: Path, path: Path, top: int, planted: set[str] | None = None
+    issues: pd.DataFrame,
+    shards: Sequence[Path],
+    path: Path,
+    top: int,
+    planted: set[str] | None = None,
 ) -> None:
     """Thumbnails of the top flagged images: given label, the out-of-sample vote, evidence."""
     import matplotlib
@@ -436,7 +442,7 @@ def oos_arguments(p: argparse.ArgumentParser) -> None:
     from .evaluate import fnn_arguments
 
     settings_arguments(p)
-    fnn_arguments(p, "shard folder ({module}_{submodule}.npz)", shards_required=True)
+    fnn_arguments(p, "shards/manifest.tsv (the run's shards)", shards_required=True)
     p.add_argument(
         "--proto", help="proto-model whose FNNs vote (default: config label_issues.proto)"
     )
@@ -448,9 +454,7 @@ def oos_arguments(p: argparse.ArgumentParser) -> None:
 
 def oos_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    paths = sorted(Path(args.shards).glob("*.npz"))
-    if not paths:
-        raise DataError(f"{args.shards}: no shards (run the modularize step)")
+    paths = list(manifest_shards(args.manifest).values())
     if not cfg["label_issues"]["enabled"]:
         log.warning("label_issues.enabled is false: label-issue evidence skipped")
         df = empty_oos()
@@ -464,7 +468,7 @@ def oos_main(args: argparse.Namespace) -> int:
 def issues_arguments(p: argparse.ArgumentParser) -> None:
     settings_arguments(p)
     p.add_argument("--oos", required=True, help="out_of_sample.parquet")
-    p.add_argument("--shards", help="shard folder, for the thumbnails")
+    p.add_argument("--manifest", help="shards/manifest.tsv: the shards, for the thumbnails")
     p.add_argument("--planted", help="planted truth CSV (flips have kind label_flip)")
     p.add_argument("--out", required=True, help="label issues Parquet (every image, ranked)")
     p.add_argument("--csv", required=True, help="label issues CSV (flagged images only)")
@@ -502,7 +506,7 @@ def issues_main(args: argparse.Namespace) -> int:
     if args.figure:
         issues_figure(
             issues,
-            Path(args.shards or "."),
+            list(manifest_shards(args.manifest).values()) if args.manifest else [],
             Path(args.figure),
             cfg["double_labeling"]["thumbnails"],
             flip_ids(planted) if planted is not None else None,

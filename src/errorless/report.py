@@ -402,7 +402,9 @@ def thumbnails_figures(args: argparse.Namespace, report: pd.DataFrame) -> None:
     from .labelissues import flip_ids, issues_figure
 
     top = int(_config(args)["double_labeling"]["thumbnails"])
-    shards = Path(args.shards or ".")
+    from .shards import manifest_shards
+
+    shards = list(manifest_shards(args.manifest).values()) if args.manifest else []
     if args.suspects_figure:
         suspects_figure(report, shards, Path(args.suspects_figure), top)
     if args.issues_figure:
@@ -605,15 +607,14 @@ def figures_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--training", help="training.parquet")
     p.add_argument("--training-table", help="evaluation/training.csv")
     p.add_argument("--wheel", help="evaluation/wheel.npz (the confusion wheel's data)")
-    p.add_argument("--shards", help="shard folder")
-    p.add_argument("--manifest", help="shards/manifest.tsv (run facts)")
+    p.add_argument("--manifest", help="shards/manifest.tsv (run facts; the thumbnails' shards)")
     p.add_argument("--accuracy", help="evaluation/accuracy.csv")
     p.add_argument("--perfect", help="evaluation/perfect_labels.csv")
     p.add_argument("--perfect-per-batch", help="evaluation/perfect_labels_per_batch.csv")
     p.add_argument("--suspects", help="double_labeling.parquet")
     p.add_argument("--planted-check", help="quality/planted_check.csv")
     p.add_argument(
-        "--suspects-figure", help="quality: suspect thumbnails PNG to draw (needs --shards)"
+        "--suspects-figure", help="quality: suspect thumbnails PNG to draw (needs --manifest)"
     )
     p.add_argument("--issues", help="quality: quality/label_issues.parquet (for --issues-figure)")
     p.add_argument("--issues-figure", help="quality: label-issue thumbnails PNG to draw")

@@ -265,6 +265,44 @@ def load_shard(path: str | Path) -> Shard:
     )
 
 
+MANIFEST_COLUMNS = ("module", "submodule", "images", "label_lo", "label_hi", "changed", "path")
+
+
+def write_manifest(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """``manifest.tsv``: one row per shard (:data:`MANIFEST_COLUMNS`), written atomically."""
+    lines = ["\t".join(MANIFEST_COLUMNS)]
+    lines += ["\t".join(str(r[k]) for k in MANIFEST_COLUMNS) for r in rows]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def manifest_shards(manifest: str | Path) -> dict[str, Path]:
+    """The shards of a run, by name (``m01_s1`` ...), as ``manifest.tsv`` lists them.
+
+    The manifest, not the folder, is the set of shards: a shard left from an earlier grid (e.g.
+    before ``modules.labels_per_module`` changed) is not part of the run. A relative path is
+    taken from the working folder, else from the manifest's folder."""
+    import pandas as pd
+
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise DataError(f"{manifest}: shard manifest missing (run the modularize step)")
+    try:
+        df = pd.read_csv(manifest, sep="\t", dtype=str)
+    except Exception as e:
+        raise DataError(f"{manifest}: unreadable shard manifest: {e}") from None
+    missing = {"module", "submodule", "path"} - set(df.columns)
+    if missing or df.empty:
+        why = f"columns {sorted(missing)} missing" if missing else "no shards listed"
+        raise DataError(f"{manifest}: not a shard manifest ({why}); rerun the modularize step")
+    out: dict[str, Path] = {}
+    for m, s, path in zip(df["module"], df["submodule"], df["path"], strict=True):
+        p = Path(path)
+        if not p.is_absolute() and not p.exists():
+            p = manifest.parent / p.name
+        out[shard_name(m, s)] = p
+    return dict(sorted(out.items()))
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -277,9 +315,7 @@ def modularize_arguments(p: argparse.ArgumentParser) -> None:
 def modularize_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
     rows = modularize(cfg, Path(args.out))
-    header = "module\tsubmodule\timages\tlabel_lo\tlabel_hi\tchanged\tpath"
-    lines = [header] + ["\t".join(str(r[k]) for k in header.split("\t")) for r in rows]
-    write_text(args.manifest, "\n".join(lines) + "\n")
+    write_manifest(args.manifest, rows)
     for r in rows:
         log.info(
             "%s_%s: %d images, labels %d..%d%s",

@@ -28,10 +28,9 @@ rule evaluate_training:
         runtime=EVAL_MIN,
     params:
         settings=settings_json("weights", "features", "transform"),
-        shards=lambda wildcards, input: os.path.dirname(input.manifest),
     shell:
         "python -m errorless evaluate-training --settings {params.settings:q} "
-        "--training {input.training} --weights {input.weights} --shards {params.shards} "
+        "--training {input.training} --weights {input.weights} --manifest {input.manifest} "
         "--out {output.table} --fnn-out {output.per_fnn} --wheel {output.wheel} > {log} 2>&1"
 
 

@@ -25,9 +25,8 @@ rule duplicates:
             "seed",
             "results",
         ),
-        shards=lambda wildcards, input: os.path.dirname(input.manifest),
     shell:
-        "python -m errorless duplicates --settings {params.settings:q} --shards {params.shards} "
+        "python -m errorless duplicates --settings {params.settings:q} --manifest {input.manifest} "
         "--out {output.pairs} --stats {output.stats} > {log} 2>&1"
 
 
@@ -68,13 +67,12 @@ rule double_labeling:
             "dataset.path",
             "results",
         ),
-        shards=lambda wildcards, input: os.path.dirname(input.manifest),
         planted=lambda wildcards, input: (
             f"--planted {input.planted}" if "planted" in input.keys() else ""
         ),
     shell:
         "python -m errorless double-labeling --settings {params.settings:q} "
-        "--training {input.training} --duplicates {input.duplicates} --shards {params.shards} "
+        "--training {input.training} --duplicates {input.duplicates} --manifest {input.manifest} "
         "{params.planted} --out {output.parquet} --csv {output.table} --no-figure "
         "--check {output.check} --check-detail {output.detail} > {log} 2>&1"
 
@@ -112,11 +110,10 @@ rule out_of_sample:
             "sgd.released_epochs",  # the default voting proto-model: T, else S
             "gdt.enabled",
         ),
-        shards=lambda wildcards, input: os.path.dirname(input.manifest),
     shell:
         "python -m errorless out-of-sample --settings {params.settings:q} "
         '--device "$ERRORLESS_DEVICE" --weights {input.weights} '
-        "--shards {params.shards} --out {output.table} > {log} 2>&1"
+        "--manifest {input.manifest} --out {output.table} > {log} 2>&1"
 
 
 rule label_issues:

@@ -147,7 +147,6 @@ rule report_quality:
         runtime=LIGHT_MIN,
     params:
         settings=settings_json("double_labeling.thumbnails"),
-        shards=lambda wildcards, input: os.path.dirname(input.manifest),
         planted=lambda wildcards, input: (
             f"--planted {input.planted}" if "planted" in input.keys() else ""
         ),
@@ -156,7 +155,7 @@ rule report_quality:
         "python -m errorless report-figures --section quality --out-dir {params.out} "
         "--settings {params.settings:q} --suspects {input.suspects} "
         "--planted-check {input.check} --issues {input.issues} {params.planted} "
-        "--shards {params.shards} --suspects-figure {output.suspects_figure} "
+        "--manifest {input.manifest} --suspects-figure {output.suspects_figure} "
         "--issues-figure {output.issues_figure} > {log} 2>&1"
 
 
