@@ -192,23 +192,24 @@ def step_evaluate(a):
     code = f"""
 import json, sys, time, numpy as np
 sys.path.insert(0, {str(ROOT / "src")!r})
-from errorless import evaluate
+from errorless import evaluate, gather
 from errorless.io import write_parquet
 cfg = json.loads(open({str(a.cfgfile)!r}).read())
 cfg["evaluation"]["weights_mb"] = {a.weights_mb or None}
 real = evaluate.proto_votes
-M = {a.eval_images}
+M, LAST = {a.eval_images}, {a.last_images or a.eval_images}
+protos = gather.protos_in({str(a.results / "weights.parquet")!r})
 spent = []
-def sampled(images, *args, **kw):  # the forward pass on the first M images, tiled to all
-    t = time.perf_counter()
-    votes, groups, fnns, n = real(images[:M], *args, **kw)
-    spent.append((time.perf_counter() - t, fnns))
-    reps = -(-len(images) // M)
+def sampled(images, weights, proto, *args, **kw):  # the forward pass on the first M images
+    t = time.perf_counter()                         # (LAST for the last proto), tiled to all
+    m = LAST if proto == protos[-1] else M
+    votes, groups, fnns, n = real(images[:m], weights, proto, *args, **kw)
+    spent.append((time.perf_counter() - t, fnns, m))
+    reps = -(-len(images) // m)
     tile = lambda x: np.tile(x, reps)[: len(images)]
     return {{k: evaluate.Vote(*(tile(getattr(v, f)) for f in ("label", "votes", "group",
         "super_majority", "variance", "distance"))) for k, v in votes.items()}}, groups, fnns, n
 evaluate.proto_votes = sampled
-from errorless import gather
 load_proto, loading = gather.load_proto, []
 def timed_load(*args, **kw):  # reading weights.parquet, apart from the forward pass
     t = time.perf_counter()
@@ -219,12 +220,14 @@ gather.load_proto = timed_load
 t = time.perf_counter()
 table, speed = evaluate.evaluate_batch(cfg, {a.batch!r}, {str(a.results / "weights.parquet")!r})
 write_parquet({str(a.results / "eval_bench.parquet")!r}, table)
-sec = sum(s for s, _ in spent)
+sec = sum(s for s, _, _ in spent)
 rd = sum(loading)
-print(f"EVAL images {{len(table) // (len(spent) * 12)}} rows {{len(table)}} forward {{M}} images x "
-      f"{{len(spent)}} protos ({{sum(f for _, f in spent)}} FNNs) in {{sec:.1f}} s, of which "
-      f"reading weights {{rd:.1f}} s ({{len(loading)}} reads): {{M / (sec - rd):.2f}} images/s "
-      f"with all FNNs (forward + vote); job {{time.perf_counter() - t:.0f}} s")
+rate = f"{{M / (sec - rd):.2f}} images/s" if LAST == M else "images/s: see the seconds per proto"
+print(f"EVAL images {{len(table) // (len(spent) * 12)}} rows {{len(table)}} forward {{M}} images "
+      f"({{LAST}} for the last) x {{len(spent)}} protos ({{sum(f for _, f, _ in spent)}} FNNs) in "
+      f"{{sec:.1f}} s (per proto {{[round(s) for s, _, _ in spent]}}), of which reading weights "
+      f"{{rd:.1f}} s ({{len(loading)}} reads): {{rate}} with all FNNs (forward + vote); "
+      f"job {{time.perf_counter() - t:.0f}} s")
 """
     wall, rss, p = timed([sys.executable, "-c", code])
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("EVAL")][-1]
@@ -315,6 +318,13 @@ def main() -> int:
     ap.add_argument("--dir", default="/tmp/rehearsal", help="big scratch folder")
     ap.add_argument("--batch", default="train_data_batch_1")
     ap.add_argument("--eval-images", type=int, default=1024)
+    ap.add_argument(
+        "--last-images",
+        type=int,
+        default=0,
+        help="forward images of the last proto-model (whose forward pass runs with every other "
+        "proto-model's predictions held: the peak); 0 = --eval-images",
+    )
     ap.add_argument("--weights-mb", type=float, default=500, help="0: a whole proto-model at once")
     a = ap.parse_args()
     base = Path(a.dir)
