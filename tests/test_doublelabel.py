@@ -10,12 +10,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_duplicates import write_manifest
+from test_duplicates import write_shard as write_shard_rows
 
 from errorless import doublelabel as dl
 from errorless.cli import main
 from errorless.duplicates import output_schema
 from errorless.errors import DataError
-from errorless.shards import write_manifest
 
 SETTINGS = {
     "features": ["R", "G", "B"],
@@ -26,30 +27,13 @@ B1, B2 = "train_data_batch_1", "train_data_batch_2"
 
 
 def write_shard(folder: Path, module: int, images: np.ndarray, labels, batch: str) -> None:
-    rows = np.arange(len(images), dtype=np.int64)
-    np.savez(
-        folder / f"m{module:02d}_s1.npz",
-        images=images,
-        labels=np.asarray(labels, np.int64),
-        batch=np.array([batch] * len(rows)),
-        row=rows,
-        ids=np.array([f"{batch}:{r}" for r in rows]),
-        module=np.int64(module),
-        submodule=np.int64(1),
-        label_lo=np.int64((module - 1) * 2),
-        label_hi=np.int64(module * 2),
-        num_labels=np.int64(4),
-    )
+    """Shard m0<module>_s1 of ``images`` (rows 0..n-1 of ``batch``)."""
+    write_shard_rows(folder, module, 1, images, labels, batch, range(len(images)))
 
 
 def two_shard_manifest(folder: Path) -> None:
     """The run's shards m01_s1 and m02_s1 (double labelling reads the manifest, not the folder)."""
-    rows = [
-        {"module": m, "submodule": "s1", "images": 6, "label_lo": lo, "label_hi": lo + 2}
-        | {"changed": True, "path": folder / f"{m}_s1.npz"}
-        for m, lo in (("m01", 0), ("m02", 2))
-    ]
-    write_manifest(folder / "manifest.tsv", rows)
+    write_manifest(folder, ["m01_s1", "m02_s1"])
 
 
 def t_record(feature: str, module: str, residual_ids=(), residual_labels=(), conflicts=()) -> dict:

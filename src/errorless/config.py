@@ -338,7 +338,7 @@ def device_argument(p) -> None:
 
 
 def results_arguments(p) -> None:
-    """``--results`` and ``--manifest`` (:func:`results_folders` resolves them)."""
+    """``--results`` and ``--manifest`` (:func:`results_paths` resolves them)."""
     p.add_argument("--results", help="results folder (default: config key results)")
     p.add_argument(
         "--manifest",
@@ -346,7 +346,7 @@ def results_arguments(p) -> None:
     )
 
 
-def results_folders(args, cfg: dict[str, Any]) -> tuple[Path, Path]:
+def results_paths(args, cfg: dict[str, Any]) -> tuple[Path, Path]:
     """(results folder, shard manifest) of :func:`results_arguments`."""
     results = Path(args.results or cfg["results"])
     return results, Path(args.manifest) if args.manifest else results / "shards" / "manifest.tsv"

@@ -65,7 +65,7 @@ import pandas as pd
 from .config import (
     proto_names,
     results_arguments,
-    results_folders,
+    results_paths,
     settings_arguments,
     settings_from_args,
 )
@@ -753,7 +753,7 @@ def _planted_path(args: argparse.Namespace, cfg: dict[str, Any]) -> Path | None:
 
 def doublelabel_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    results, manifest = results_folders(args, cfg)
+    results, manifest = results_paths(args, cfg)
     training = Path(args.training) if args.training else results / "training.parquet"
     dup_path = (
         Path(args.duplicates) if args.duplicates else results / "quality" / "duplicates.parquet"

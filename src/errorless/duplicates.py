@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import results_arguments, results_folders, settings_arguments, settings_from_args
+from .config import results_arguments, results_paths, settings_arguments, settings_from_args
 from .errors import DataError
 from .identical import mixed_groups, row_groups
 from .io import write_json, write_parquet
@@ -409,7 +409,7 @@ def near_settings(cfg: dict[str, Any], **extra: Any) -> NearSettings:
 
 def duplicates_main(args: argparse.Namespace) -> int:
     cfg = settings_from_args(args)
-    results, manifest = results_folders(args, cfg)
+    results, manifest = results_paths(args, cfg)
     out = Path(args.out) if args.out else results / "quality" / "duplicates.parquet"
     stats_path = Path(args.stats) if args.stats else out.with_suffix(".json")
     s = near_settings(cfg, flat_limit=args.flat_limit, nprobe=args.nprobe)
