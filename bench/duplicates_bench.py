@@ -1,14 +1,17 @@
 """Benchmark of the duplicate search (errorless.duplicates) on images.
 
-``--data photos`` (default): crops of the real photographs of ``errorless.photos`` (58 labels,
-non-overlapping photo parts, half of the crops mirrored), plus ``--per-kind`` planted copies of
-each near-copy kind of ``errorless.copies`` (JPEG, rescale, crop, shift, flip, brightness,
-contrast, two combined), each under another label. Prints recall per kind, the false pairs
-among the unplanted crops (crops of different labels never share a source pixel, so every
-reported pair between them is false) per 10,000 crops, time and peak RSS. Some false pairs are
-the same picture (crops of the logo's mirror-symmetric green rim from two of its quarters):
+``--data photos`` (default): crops of the real photographs of ``errorless.photos`` — the
+photograph labels only (``photos.photograph_labels()``, as ``bench/train_one.py``; ``--drawings``
+adds the colour wheel and the logo, whose quarters are mirror images, so crops of two of their
+labels can be the same picture) — non-overlapping photo parts, half of the crops mirrored,
+plus ``--per-kind`` planted copies of each near-copy kind of ``errorless.copies`` (JPEG,
+rescale, crop, shift, flip, brightness, contrast, two combined), each under another label.
+Prints recall per kind, the false pairs among the unplanted crops (crops of different labels
+never share a source pixel, so every reported pair between them is false) per 10,000 crops,
+time, peak RSS and the candidate load (candidate pairs per image, verified pairs per second,
+and the verification time 1.28 M images with as many candidates would need).
 ``pixel_difference`` measures each false pair's two crops against each other under the
-transform the search claims, with the bench's own code, and pairs within ``--same-tolerance``
+transform the search claims, with the bench's own code; pairs within ``--same-tolerance``
 grey levels are also counted apart (``false_pairs_same_pixels``; ``false_pairs`` counts all).
 
 ``--data random --n 1280000``: ImageNet size. Images are made and described (keys and
@@ -121,10 +124,14 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
 
 
 def photos_bench(a) -> dict:
-    labels = photos.available_labels()
+    # photographs only by default: the two drawings' quarters are mirror images of each other
+    # (the logo's green rim), so their crops under two labels can be the same picture
+    chosen = list(range(photos.available_labels())) if a.drawings else photos.photograph_labels()
+    labels = len(chosen)
     per_label = -(-a.n // labels)
     t0 = time.perf_counter()
-    images, y, _ = photos.make_crops(labels, per_label, size=64, seed=a.seed)
+    y = np.repeat(np.asarray(chosen, dtype=np.int64), per_label)
+    images, _ = photos.crops(np.random.default_rng(a.seed), y, size=64)
     n = len(images)
     rng = np.random.default_rng(a.seed + 1)
     images, y, truth = plant(images, y, a.per_kind, rng)
@@ -136,7 +143,7 @@ def photos_bench(a) -> dict:
         keys,
         thumbs,
         y,
-        NearSettings(neighbours=a.neighbours, similarity=a.similarity),
+        NearSettings(neighbours=a.neighbours, similarity=a.similarity, threads=a.threads),
         images=None if a.thumbnails_only else images,
     )
     t_all, c_all = time.perf_counter() - t0, time.process_time() - c0
@@ -149,7 +156,8 @@ def photos_bench(a) -> dict:
     same = diff <= a.same_tolerance
     other = [p for p, s_ in zip(false, same, strict=True) if not s_]
     out = {
-        "data": f"errorless.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}",
+        "data": f"errorless.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}"
+        + (" (photographs and the two drawings)" if a.drawings else " (photographs only)"),
         "unplanted_crops": n,
         "planted_copies": len(truth),
         "seconds_data": round(t_data, 1),
@@ -166,12 +174,27 @@ def photos_bench(a) -> dict:
         "false_pairs_other_by_photo": _by_photo(other, y),
         "false_pair_pixel_difference": sorted(np.round(diff, 1).tolist()),
         **res.stats,
+        **candidate_load(res.stats, len(images)),
     }
     if a.show_false and false:
         # the pairs that are not the same pixels first
         order = sorted(range(len(false)), key=lambda i: -diff[i])
         _show(images, [false[i] for i in order[: a.show_false]], a.show_false_path)
     return out
+
+
+def candidate_load(stats: dict, n_images: int, n_target: int = 1_280_000) -> dict:
+    """What the verification costs per image: candidate pairs per image, pairs verified per
+    second on the thumbnails, and the thumbnail verification time that ``n_target`` images
+    would need if each had as many candidates as these (a lower bound: the neighbour lists of
+    a larger set are denser, so more of them pass the prefilter)."""
+    per_image = stats["n_candidates"] / max(1, n_images)
+    rate = stats["n_candidates"] / max(stats["seconds_verify"], 1e-9)
+    return {
+        "candidates_per_image": round(per_image, 3),
+        "verified_pairs_per_second": round(rate),
+        f"verify_seconds_at_{n_target}_at_this_rate": round(n_target * per_image / rate),
+    }
 
 
 def _by_photo(pairs, y) -> dict[str, int]:
@@ -259,7 +282,9 @@ def random_bench(a) -> dict:
         keys,
         thumbs,
         labels,
-        NearSettings(neighbours=a.neighbours, similarity=a.similarity, nprobe=a.nprobe),
+        NearSettings(
+            neighbours=a.neighbours, similarity=a.similarity, nprobe=a.nprobe, threads=a.threads
+        ),
         images=None if a.thumbnails_only else images,
     )
     t_search, c_search = time.perf_counter() - t0, time.process_time() - c0
@@ -279,6 +304,7 @@ def random_bench(a) -> dict:
         "peak_rss_mb": round(peak_rss_mb()),
         **sc,
         **res.stats,
+        **candidate_load(res.stats, a.n),
     }
 
 
@@ -299,6 +325,15 @@ def main() -> None:
         "--block", type=int, default=16384, help="random: images made and described at once"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads", type=int, default=2, help="threads of the pair verification (2 cores here)"
+    )
+    p.add_argument(
+        "--drawings",
+        action="store_true",
+        help="photos: also crop the two drawings (colour wheel, logo), whose quarters are "
+        "mirror images, so some of their crops under two labels are the same picture",
+    )
     p.add_argument(
         "--thumbnails-only",
         action="store_true",

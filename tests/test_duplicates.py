@@ -221,6 +221,31 @@ def test_full_resolution_check_rejects_look_alikes_keeps_copies() -> None:
     )
 
 
+def test_verification_on_threads_equals_one_thread() -> None:
+    """The pair verification run in blocks on 2 threads gives the same numbers, bit for bit,
+    as one thread (blocks are independent; the duplicates rule passes its threads)."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.r_[0:24, 28:31], 4)
+    x, _ = photos.crops(np.random.default_rng(2), labels, size=64)
+    copies = np.stack([transform_copy(x[i], k, rng) for i, k in enumerate(NEAR_KINDS)])
+    x = np.concatenate([x, copies])
+    _, t = describe(x)
+    n, kinds = len(labels), list(NEAR_KINDS)
+    a, b = (v.ravel() for v in np.triu_indices(len(x), 1))
+    keep = rng.choice(len(a), 600, replace=False)
+    a = np.r_[np.arange(len(kinds)), a[keep]]  # every copy with its source, then random pairs
+    b = np.r_[n + np.arange(len(kinds)), b[keep]]
+    f = np.r_[[k == "flip" for k in kinds], rng.random(len(keep)) < 0.3]
+    args = (t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, 64)
+    one, two = nc.similarity(*args, threads=1), nc.similarity(*args, threads=2)
+    assert all(np.array_equal(u, v) for u, v in zip(one, two, strict=True))
+    assert (one[0][: len(kinds), 0] > 0.9).all()  # the copies reach the fine levels
+    _, par, rev = one
+    fr = [nc.full_residual(x[a], x[b], f, par, rev, block=50, threads=n) for n in (1, 2)]
+    assert np.array_equal(fr[0], fr[1]) and fr[0].shape == (len(a), 3)
+    assert np.allclose(fr[0], nc.full_residual(x[a], x[b], f, par, rev, block=len(a)), rtol=1e-4)
+
+
 def test_consistent_scales_are_those_of_a_crop() -> None:
     par = np.zeros((6, 6), np.float32)
     par[:, 4] = 1.0
@@ -448,3 +473,58 @@ def test_cli_missing_or_bad_manifest_is_named(
     assert main(["duplicates", "--settings", "{}", "--manifest", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "not a shard manifest" in err
+
+
+@pytest.mark.slow
+def test_photos_data_set_reports_only_planted_pairs(tmp_path: Path) -> None:
+    """The real-photo data set of config/photos.yaml (20 colour-photo labels, 2,400 training
+    crops, 4 exact plants and 8 near ones: one per kind) through the workflow's
+    data stage and duplicates rule: every plant is found with its kind of match, and no pair
+    of two unplanted crops is reported (crops of different labels never share a source pixel:
+    such a pair would be two different pictures)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(root / "Snakefile"),
+            "--configfile",
+            str(root / "config/photos.yaml"),
+            "--cores",
+            "2",
+            "out/quality/duplicates.parquet",
+            "--config",
+            "results=out",
+            "dataset={format: photos, path: out/data/photos, validation: true}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    planted = pd.read_csv(tmp_path / "out/data/photos/planted.csv")
+    kinds = planted["kind"].value_counts().to_dict()
+    assert kinds == {"same_shard": 2, "cross_module": 2} | {k: 1 for k in NEAR_KINDS}
+    pairs = pd.read_parquet(tmp_path / "out/quality/duplicates.parquet")
+    found = {
+        frozenset((a, b)): k
+        for a, b, k in zip(pairs["id_a"], pairs["id_b"], pairs["kind"], strict=True)
+    }
+    for a, b, kind in zip(planted["id_a"], planted["id_b"], planted["kind"], strict=True):
+        assert frozenset((a, b)) in found, f"planted {kind} pair {a} {b} not found"
+        match = found[frozenset((a, b))]
+        if kind in ("same_shard", "cross_module"):
+            assert match == "exact"
+        elif kind == "flip":
+            assert match == "mirrored"
+        elif kind != "combo":
+            assert match == "near", (kind, match)
+    copies = set(planted["id_b"])  # the planted images; every other crop is distinct
+    unplanted = [p for p in found if not p & copies]
+    assert unplanted == [], f"pairs of two unplanted crops: {unplanted}"

@@ -37,10 +37,12 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    seed 0; checked on seed 1). Small structure in one image where the other is flat (a few
    specks of a drawing next to plain green) is too small a part of a block; windows of 7 px
    compare the two images' local contrast (``_new_structure``, at most ``max_new_structure``,
-   the largest of the planted copies of seed 0). What still pairs on that bench are crops of the logo's green
-   disk rim from two of its quarters (the rim is mirror-symmetric): mostly the same pixels
-   within a few grey levels, but a few where one crop has bits of the line drawing near its
-   border, too small a part of any block to stand out from a JPEG copy's residual (README).
+   the largest of the planted copies of seed 0). What still pairs on that bench: brick-wall
+   crops from two quarters of the brick photo (the wall repeats: 1-3 per 10,000 crops), and,
+   with the drawings, crops of the logo's mirror-symmetric green rim from two of its quarters
+   (mostly the same pixels within a few grey levels; README "Limits, measured").
+
+The verification runs in blocks of pairs on ``NearSettings.threads`` threads (``in_blocks``).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class NearSettings:
     nlist: int = 0  # IVF cells; 0 = 4·sqrt(N)
     seed: int = 0
     block: int = 8192
+    threads: int = 1  # verification blocks run at once (the search uses faiss's own threads)
 
 
 @dataclass
@@ -292,6 +295,19 @@ def candidates(
 
 
 # ---------------------------------------------------------------- verification
+
+
+def in_blocks(fn: Callable[[int], Any], n: int, block: int, threads: int = 1) -> list:
+    """[fn(0), fn(block), fn(2·block), ...] for the blocks of n items, on ``threads`` threads
+    (numpy releases the GIL in the array work; blocks are independent, so the result does not
+    depend on the number of threads)."""
+    starts = range(0, n, block)
+    if threads <= 1 or n <= block:
+        return [fn(lo) for lo in starts]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, starts))
 
 
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -513,19 +529,20 @@ def similarity(
     cb: np.ndarray,
     flipped: np.ndarray,
     block: int = 2048,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
     where flipped). The fit is not symmetric (which image covers the other after a crop, where
     Gauss-Newton starts), so promising pairs are also fitted b onto a; the direction with the
     higher similarity counts. Also returns the fitted parameters (P, 6) and whether they map
-    b onto a (``reverse``) rather than a onto b."""
-    out = np.empty((len(ga), 3), np.float32)
-    pars = np.empty((len(ga), 6), np.float32)
-    reverse = np.zeros(len(ga), bool)
-    for lo in range(0, len(ga), block):
+    b onto a (``reverse``) rather than a onto b. Blocks of ``block`` pairs, ``threads`` at a
+    time (the same result for any number of threads)."""
+
+    def one(lo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         hi = min(len(ga), lo + block)
         f = flipped[lo:hi]
         fwd, par = _one_way(ga[lo:hi], gb[lo:hi], ca[lo:hi], cb[lo:hi], f)
+        reverse = np.zeros(hi - lo, bool)
         redo = np.flatnonzero(fwd[:, 0] >= REVERSE_FROM)
         if len(redo):  # mirrored: flip(a) ~ b  <=>  flip(b) ~ a
             rev, rpar = _one_way(
@@ -534,9 +551,13 @@ def similarity(
             better = rev[:, 0] > fwd[redo, 0]
             fwd[redo[better]] = rev[better]
             par[redo[better]] = rpar[better]
-            reverse[lo + redo[better]] = True
-        out[lo:hi], pars[lo:hi] = fwd, par
-    return out, pars, reverse
+            reverse[redo[better]] = True
+        return fwd, par, reverse
+
+    parts = in_blocks(one, len(ga), block, threads)
+    if not parts:
+        return np.empty((0, 3), np.float32), np.empty((0, 6), np.float32), np.zeros(0, bool)
+    return tuple(np.concatenate(v) for v in zip(*parts, strict=True))
 
 
 BLOCKS = 4  # the aligned overlap is cut into BLOCKS × BLOCKS blocks for the local residual
@@ -639,21 +660,22 @@ def full_residual(
     par: np.ndarray,
     reverse: np.ndarray,
     block: int = 256,
+    threads: int = 1,
 ) -> np.ndarray:
     """(P, 3) the largest block residuals (``_local_residual``: relative to the image's and to
     the block's contrast) and the new-structure score (``_new_structure``) of image pairs
     (P, H, W, C) uint8 after the thumbnail alignment ``par`` (from ``similarity``: a mirrored
     where ``flipped``, b fitted onto a where ``reverse``), each the smallest over the
-    BLUR_MATCH comparisons."""
+    BLUR_MATCH comparisons. Blocks of ``block`` pairs, ``threads`` at a time."""
     p, h, w = img_a.shape[:3]
     if h != w:
         raise ValueError(f"near-copy check at full resolution needs square images, not {h}×{w}")
-    out = np.empty((p, 3), np.float32)
     unit = h / SIDE
     trim = max(1, round(FULL_TRIM * h / 64))
     sigma = FULL_SIGMA * h / 64
     xb, yb, flat = _grid(h, trim, 1)
-    for lo in range(0, p, block):
+
+    def one(lo: int) -> np.ndarray:
         hi = min(p, lo + block)
         ga = _grey(img_a[lo:hi])
         gb = _grey(img_b[lo:hi])
@@ -676,8 +698,10 @@ def full_residual(
                 _new_structure(sv, dv, m, h - 2 * trim),
             )
             best = np.minimum(best, np.stack(res, 1))
-        out[lo:hi] = best
-    return out
+        return best
+
+    parts = in_blocks(one, p, block, threads)
+    return np.concatenate(parts) if parts else np.empty((0, 3), np.float32)
 
 
 def _grey(x: np.ndarray) -> np.ndarray:
@@ -711,7 +735,9 @@ def near_copies(
     t0 = time.perf_counter()
     a, b, f, method = candidates(t, labels, s, rows)
     t1 = time.perf_counter()
-    sims, par, rev = similarity(t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, s.block // 4)
+    sims, par, rev = similarity(
+        t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, s.block // 4, s.threads
+    )
     sim = sims[:, 0].astype(np.float64)
     t2 = time.perf_counter()
     n_candidates = len(a)
@@ -727,7 +753,12 @@ def near_copies(
         if len(img) != len(rows):
             raise ValueError(f"images(rows) gave {len(img)} images for {len(rows)} rows")
         resid = full_residual(
-            img[np.searchsorted(rows, a)], img[np.searchsorted(rows, b)], f, par, rev
+            img[np.searchsorted(rows, a)],
+            img[np.searchsorted(rows, b)],
+            f,
+            par,
+            rev,
+            threads=s.threads,
         )
         ok = (
             (resid[:, 0] <= s.max_residual)

@@ -27,7 +27,7 @@ rule duplicates:
         ),
     shell:
         "python -m errorless duplicates --settings {params.settings:q} --manifest {input.manifest} "
-        "--out {output.pairs} --stats {output.stats} > {log} 2>&1"
+        "--threads {threads} --out {output.pairs} --stats {output.stats} > {log} 2>&1"
 
 
 rule double_labeling:
