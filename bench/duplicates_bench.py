@@ -123,6 +123,18 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
     return best
 
 
+def settings(a) -> NearSettings:
+    """The search settings of the command line."""
+    return NearSettings(
+        neighbours=a.neighbours,
+        similarity=a.similarity,
+        nprobe=a.nprobe,
+        threads=a.threads,
+        prefilter=a.prefilter,
+        highpass=a.highpass,
+    )
+
+
 def photos_bench(a) -> dict:
     # photographs only by default: the two drawings' quarters are mirror images of each other
     # (the logo's green rim), so their crops under two labels can be the same picture
@@ -143,7 +155,7 @@ def photos_bench(a) -> dict:
         keys,
         thumbs,
         y,
-        NearSettings(neighbours=a.neighbours, similarity=a.similarity, threads=a.threads),
+        settings(a),
         images=None if a.thumbnails_only else images,
     )
     t_all, c_all = time.perf_counter() - t0, time.process_time() - c0
@@ -282,9 +294,7 @@ def random_bench(a) -> dict:
         keys,
         thumbs,
         labels,
-        NearSettings(
-            neighbours=a.neighbours, similarity=a.similarity, nprobe=a.nprobe, threads=a.threads
-        ),
+        settings(a),
         images=None if a.thumbnails_only else images,
     )
     t_search, c_search = time.perf_counter() - t0, time.process_time() - c0
@@ -321,6 +331,18 @@ def main() -> None:
     p.add_argument("--neighbours", type=int, default=NearSettings.neighbours)
     p.add_argument("--similarity", type=float, default=NearSettings.similarity)
     p.add_argument("--nprobe", type=int, default=NearSettings.nprobe)
+    p.add_argument(
+        "--prefilter",
+        type=float,
+        default=NearSettings.prefilter,
+        help="descriptor correlation a candidate needs to be verified",
+    )
+    p.add_argument(
+        "--highpass",
+        type=float,
+        default=NearSettings.highpass,
+        help="> 0: band-pass descriptors (thumbnail minus its blur by this sigma, px)",
+    )
     p.add_argument(
         "--block", type=int, default=16384, help="random: images made and described at once"
     )

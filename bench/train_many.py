@@ -41,7 +41,7 @@ from errorless import fnn, gdt, sgd
 from errorless.config import FEATURES, GDTSettings, SGDSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_one import synthetic_inputs  # noqa: E402
+from train_one import set_up, shared_arguments, synthetic_inputs  # noqa: E402
 
 
 def photo_members(
@@ -97,28 +97,15 @@ def main() -> None:
     ap.add_argument(
         "--inputs", type=int, default=900, help="blobs only (photos: 900 from the transform)"
     )
-    ap.add_argument("--labels", type=int, default=25)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--noise", type=float, default=14.0, help="blob noise (larger = harder)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--seed", type=int, default=0)
+    shared_arguments(ap)
     ap.add_argument("--target", type=int, default=1360, help="FNNs to extrapolate to (17 x 40 x 2)")
     ap.add_argument(
         "--tf32",
         action="store_true",
         help="cuda: TF32 matmuls (faster, ~10 bits of mantissa; the pipeline does not use them)",
     )
-    ap.add_argument("-v", "--verbose", action="store_true", help="progress lines of SGD/GDT")
     args = ap.parse_args()
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    dev, sync = set_up(args)
     gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -64,6 +64,31 @@ def timed(fn, sync, repeat: int) -> float:
     return (time.perf_counter() - t) / repeat
 
 
+def shared_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of this bench and of bench/train_many.py: problem size, threads, device."""
+    ap.add_argument("--labels", type=int, default=25)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--noise", type=float, default=14.0, help="blob noise (larger = harder)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-v", "--verbose", action="store_true", help="progress lines of SGD/GDT")
+
+
+def set_up(args: argparse.Namespace):
+    """Logging, torch threads and the device of the parsed ``shared_arguments``:
+    (device, a function that waits for the device's queued work)."""
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    return dev, sync
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -75,22 +100,9 @@ def main() -> None:
     ap.add_argument("--feature", default="R", help="colour feature of the photo crops")
     ap.add_argument("--images", type=int, default=15000)
     ap.add_argument("--inputs", type=int, default=900)
-    ap.add_argument("--labels", type=int, default=25)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--noise", type=float, default=14.0, help="blob noise (larger = harder)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("-v", "--verbose", action="store_true", help="progress lines of SGD/GDT")
+    shared_arguments(ap)
     args = ap.parse_args()
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    dev, sync = set_up(args)
     print(f"threads {torch.get_num_threads()}, device {dev}, load average {os.getloadavg()}")
 
     t = time.perf_counter()

@@ -482,29 +482,17 @@ def test_photos_data_set_reports_only_planted_pairs(tmp_path: Path) -> None:
     data stage and duplicates rule: every plant is found with its kind of match, and no pair
     of two unplanted crops is reported (crops of different labels never share a source pixel:
     such a pair would be two different pictures)."""
-    import subprocess
-    import sys
+    from test_workflow import ROOT, snakemake_with
 
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(root / "Snakefile"),
-            "--configfile",
-            str(root / "config/photos.yaml"),
-            "--cores",
-            "2",
-            "out/quality/duplicates.parquet",
-            "--config",
-            "results=out",
-            "dataset={format: photos, path: out/data/photos, validation: true}",
-        ],
+    r = snakemake_with(
+        ROOT / "config/photos.yaml",
+        "--cores",
+        "2",
+        "out/quality/duplicates.parquet",
+        "--config",
+        "results=out",
+        "dataset={format: photos, path: out/data/photos, validation: true}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]

@@ -81,6 +81,8 @@ class NearSettings:
     min_contrast: float = 4.0  # grey std (0..255) below which an image has no near search
     neighbours: int = 10
     prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
+    highpass: float = 0.0  # > 0: descriptors of the thumbnails minus their blur by this σ (px)
+    # (band-pass: unrelated natural images correlate less; README "Limits, measured")
     zoom: float = 1.15
     flat_limit: int = 20_000
     nprobe: int = 10  # IVF cells probed by the image, mirror and zoom views ...
@@ -221,9 +223,14 @@ def candidates(
     # shared background) says nothing about which two are copies
     rng = np.random.default_rng(s.seed)
     sample = np.sort(rng.choice(n, size=min(n, 100_000), replace=False))
+
+    def blurred(rows: np.ndarray) -> np.ndarray:  # the thumbnails the views are cut from
+        g = _blur(t.grey[active[rows]].astype(np.float32), DESC_BLUR)
+        return g - _blur(g, s.highpass) if s.highpass > 0 else g
+
     centre = np.concatenate(
         [
-            descriptors(t.grey[active[sample[i : i + s.block]]])
+            descriptors(blurred(sample[i : i + s.block]), blurred=True)
             for i in range(0, len(sample), s.block)
         ]
     ).mean(axis=0)
@@ -232,9 +239,6 @@ def candidates(
         d = d - centre
         norm = np.linalg.norm(d, axis=1, keepdims=True)
         return np.ascontiguousarray(np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6))
-
-    def blurred(rows: np.ndarray) -> np.ndarray:
-        return _blur(t.grey[active[rows]].astype(np.float32), DESC_BLUR)
 
     if n <= s.flat_limit:
         index = faiss.IndexFlatIP(dim)
@@ -629,7 +633,8 @@ def _new_structure(av: np.ndarray, bv: np.ndarray, m: np.ndarray, side: int) -> 
     def mean(x: np.ndarray) -> np.ndarray:  # (P, side, side) window means
         return uniform_filter(x, (0, w, w), mode="constant")
 
-    cover = np.maximum(mean(mm), 1e-9)
+    inside = mean(mm)  # the share of each window inside the overlap
+    cover = np.maximum(inside, 1e-9)
 
     def std(x: np.ndarray) -> np.ndarray:
         x = x.reshape(p, side, side)
@@ -639,7 +644,7 @@ def _new_structure(av: np.ndarray, bv: np.ndarray, m: np.ndarray, side: int) -> 
     sa, sb = std(g[:, None] * da), std(db)
     sd = np.sqrt((db * db).sum(1) / cnt)[:, None, None]
     score = np.abs(sb - sa) / np.maximum(np.minimum(sa, sb) + NEW_FLOOR * sd, 1e-6)
-    return np.where(mean(mm) >= 0.99, score, 0).reshape(p, -1).max(1)
+    return np.where(inside >= 0.99, score, 0).reshape(p, -1).max(1)
 
 
 # Full resolution: a pair that matches on the thumbnails is compared once more on the images
