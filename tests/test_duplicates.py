@@ -475,6 +475,17 @@ def test_cli_missing_or_bad_manifest_is_named(
     assert str(bad) in err and "not a shard manifest" in err
 
 
+def test_slurm_time_follows_the_measured_candidate_load() -> None:
+    """The duplicates job asks for at least an hour, and for an ImageNet-size search (1.3 M
+    images at the real-photo candidate load) more than its projected verification time."""
+    assert dup.planned_minutes(26_000) == 60  # the default run's 20 labels x 1,300
+    imagenet = 1_300 * 1_000
+    verify = imagenet * dup.CANDIDATES_PER_IMAGE / dup.PAIRS_PER_SECOND / 60
+    assert dup.planned_minutes(imagenet) >= 1.4 * (10 + verify) > 90
+    sizes = [10**k for k in range(3, 8)]
+    assert [dup.planned_minutes(n) for n in sizes] == sorted(dup.planned_minutes(n) for n in sizes)
+
+
 @pytest.mark.slow
 def test_photos_data_set_reports_only_planted_pairs(tmp_path: Path) -> None:
     """The real-photo data set of config/photos.yaml (20 colour-photo labels, 2,400 training

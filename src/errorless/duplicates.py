@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import resource
 import sys
 import time
@@ -379,6 +380,21 @@ def output_schema():
             ("group", pa.int64()),
         ]
     )
+
+
+# What the Slurm job of rule `duplicates` asks for. On natural images the thumbnail verification
+# sets its time: real-photo bench (bench/duplicates_bench.py, seeds 0 and 1) 9.4-9.6 candidate
+# pairs per image, verified at 2,684-2,853 pairs/s on 2 threads (README "Limits, measured").
+CANDIDATES_PER_IMAGE = 9.6
+PAIRS_PER_SECOND = 2_600
+
+
+def planned_minutes(n_images: int, floor: int = 60) -> int:
+    """Minutes to ask for a duplicate search of ``n_images``: 1.5 × (10 minutes for reading,
+    describing and the faiss search + the verification of CANDIDATES_PER_IMAGE pairs per image at
+    PAIRS_PER_SECOND), at least ``floor``. 1.3 M images (ImageNet): 135 minutes."""
+    verify = n_images * CANDIDATES_PER_IMAGE / PAIRS_PER_SECOND / 60
+    return max(floor, math.ceil(1.5 * (10 + verify)))
 
 
 def duplicates_arguments(p: argparse.ArgumentParser) -> None:

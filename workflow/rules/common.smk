@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from errorless import config as ecfg
 from errorless import datasets
+from errorless.duplicates import planned_minutes
 from errorless.errors import ErrorlessError
 from errorless.grid import job_grid
 from errorless.names import split_model
@@ -264,8 +265,11 @@ GATHER_MEM, GATHER_MIN = scaled(
     2000 + math.ceil(_PROTO_MB * len(PROTOS) / len(MODULES)), 30
 )
 # the duplicate search holds every training image's thumbnails (32x32 grey float16 + 16x16x3
-# uint8 = 2,816 bytes) plus keys, descriptors and the index (measured: 1.28 M images, see README)
-DUP_MEM, DUP_MIN = scaled(2000 + math.ceil(TRAIN_IMAGES * 2816 * 1.5 / 1e6), 60)
+# uint8 = 2,816 bytes) plus keys, descriptors and the index (measured: 1.28 M images, see
+# README); its time grows with the candidate pairs to verify (errorless.duplicates.planned_minutes)
+DUP_MEM, DUP_MIN = scaled(
+    2000 + math.ceil(TRAIN_IMAGES * 2816 * 1.5 / 1e6), planned_minutes(TRAIN_IMAGES)
+)
 # evaluate: one source batch (its bytes and its images) and ~3 copies of the weights it holds
 # at once: a proto-model, or evaluation.weights_mb of it (measured on the paper's grid: 6.3 GB
 # with 500 MB, 9.8 GB with a whole proto-model; README)
