@@ -417,8 +417,8 @@ def duplicates_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="threads of the pair verification (the rule passes its own; default 1)",
+        default=NearSettings.threads,
+        help="threads of the pair verification (the rule passes its own)",
     )
 
 
@@ -434,9 +434,7 @@ def duplicates_main(args: argparse.Namespace) -> int:
     results, manifest = results_paths(args, cfg)
     out = Path(args.out) if args.out else results / "quality" / "duplicates.parquet"
     stats_path = Path(args.stats) if args.stats else out.with_suffix(".json")
-    s = near_settings(
-        cfg, flat_limit=args.flat_limit, nprobe=args.nprobe, threads=max(1, args.threads)
-    )
+    s = near_settings(cfg, flat_limit=args.flat_limit, nprobe=args.nprobe, threads=args.threads)
     t0 = time.perf_counter()
     inp = load_inputs(list(manifest_shards(manifest).values()), cfg["seed"])
     t_load = time.perf_counter() - t0
