@@ -132,6 +132,7 @@ def settings(a) -> NearSettings:
         threads=a.threads,
         prefilter=a.prefilter,
         highpass=a.highpass,
+        whiten=a.whiten,
     )
 
 
@@ -342,6 +343,12 @@ def main() -> None:
         type=float,
         default=NearSettings.highpass,
         help="> 0: band-pass descriptors (thumbnail minus its blur by this sigma, px)",
+    )
+    p.add_argument(
+        "--whiten",
+        type=float,
+        default=NearSettings.whiten,
+        help="> 0: PCA-whitened descriptors, each eigenvalue plus this share of the largest",
     )
     p.add_argument(
         "--block", type=int, default=16384, help="random: images made and described at once"
