@@ -32,7 +32,7 @@ import numpy as np
 
 from errorless import photos
 from errorless.copies import NEAR_KINDS, transform_copy
-from errorless.duplicates import describe, find_duplicates, peak_rss_mb
+from errorless.duplicates import describe, find_duplicates, near_search_arguments, peak_rss_mb
 from errorless.nearcopy import NearSettings, Thumbs
 
 
@@ -331,7 +331,7 @@ def main() -> None:
     p.add_argument("--per-kind", type=int, default=100, help="planted copies per near-copy kind")
     p.add_argument("--neighbours", type=int, default=NearSettings.neighbours)
     p.add_argument("--similarity", type=float, default=NearSettings.similarity)
-    p.add_argument("--nprobe", type=int, default=NearSettings.nprobe)
+    near_search_arguments(p)  # --nprobe, --whiten, as errorless duplicates
     p.add_argument(
         "--prefilter",
         type=float,
@@ -343,12 +343,6 @@ def main() -> None:
         type=float,
         default=NearSettings.highpass,
         help="> 0: band-pass descriptors (thumbnail minus its blur by this sigma, px)",
-    )
-    p.add_argument(
-        "--whiten",
-        type=float,
-        default=NearSettings.whiten,
-        help="> 0: PCA-whitened descriptors, each eigenvalue plus this share of the largest",
     )
     p.add_argument(
         "--block", type=int, default=16384, help="random: images made and described at once"

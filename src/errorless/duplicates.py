@@ -411,14 +411,20 @@ def duplicates_arguments(p: argparse.ArgumentParser) -> None:
         default=NearSettings.flat_limit,
         help="images up to which the candidate search is exact (faiss flat); IVF above",
     )
-    p.add_argument(
-        "--nprobe", type=int, default=NearSettings.nprobe, help="IVF cells probed per query"
-    )
+    near_search_arguments(p)
     p.add_argument(
         "--threads",
         type=int,
         default=NearSettings.threads,
         help="threads of the pair verification (the rule passes its own)",
+    )
+
+
+def near_search_arguments(p: argparse.ArgumentParser) -> None:
+    """The candidate-search options ``errorless duplicates`` and bench/duplicates_bench.py
+    share, with NearSettings' defaults."""
+    p.add_argument(
+        "--nprobe", type=int, default=NearSettings.nprobe, help="IVF cells probed per query"
     )
     p.add_argument(
         "--whiten",

@@ -611,26 +611,50 @@ def similarity(
     higher similarity counts. Also returns the fitted parameters (P, 6) and whether they map
     b onto a (``reverse``) rather than a onto b. Blocks of ``block`` pairs, ``threads`` at a
     time (the same result for any number of threads)."""
+    return both_ways(ga, gb, ca, cb, flipped, block, threads)[:3]
 
-    def one(lo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def both_ways(
+    ga: np.ndarray,
+    gb: np.ndarray,
+    ca: np.ndarray,
+    cb: np.ndarray,
+    flipped: np.ndarray,
+    block: int = 2048,
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``similarity``'s (sims, par, reverse), plus the fit the other direction gave (P, 6) and
+    its similarity (P,): −1 where that direction was not fitted (below REVERSE_FROM) or its fit
+    is not one a copy can need (``plausible``)."""
+
+    def one(lo: int) -> tuple[np.ndarray, ...]:
         hi = min(len(ga), lo + block)
         f = flipped[lo:hi]
         fwd, par = _one_way(ga[lo:hi], gb[lo:hi], ca[lo:hi], cb[lo:hi], f)
         reverse = np.zeros(hi - lo, bool)
+        other, other_sim = par.copy(), np.full(hi - lo, -1.0, np.float32)
         redo = np.flatnonzero(fwd[:, 0] >= REVERSE_FROM)
         if len(redo):  # mirrored: flip(a) ~ b  <=>  flip(b) ~ a
             rev, rpar = _one_way(
                 gb[lo:hi][redo], ga[lo:hi][redo], cb[lo:hi][redo], ca[lo:hi][redo], f[redo]
             )
             better = rev[:, 0] > fwd[redo, 0]
+            other[redo] = np.where(better[:, None], par[redo], rpar)
+            other_sim[redo] = np.where(better, fwd[redo, 0], rev[:, 0])
             fwd[redo[better]] = rev[better]
             par[redo[better]] = rpar[better]
             reverse[redo[better]] = True
-        return fwd, par, reverse
+        return fwd, par, reverse, other, other_sim
 
     parts = in_blocks(one, len(ga), block, threads)
     if not parts:
-        return np.empty((0, 3), np.float32), np.empty((0, 6), np.float32), np.zeros(0, bool)
+        return (
+            np.empty((0, 3), np.float32),
+            np.empty((0, 6), np.float32),
+            np.zeros(0, bool),
+            np.empty((0, 6), np.float32),
+            np.empty(0, np.float32),
+        )
     return tuple(np.concatenate(v) for v in zip(*parts, strict=True))
 
 
@@ -733,24 +757,6 @@ BLUR_MATCH = ((0.0, 0.0), (0.8, 0.0), (1.5, 0.0), (0.0, 0.8), (0.0, 1.5))
 # brick pairs (0.25-0.39) above 0.25 but one, about 1 % of the planted copies too
 COARSE_SIGMA = 2.0
 NO_BLUR = ((0.0, 0.0),)
-
-
-def _other_way(
-    t: Thumbs, a: np.ndarray, b: np.ndarray, f: np.ndarray, rev: np.ndarray, threads: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """The fits (P, 6) of pairs in the direction ``similarity`` did not keep (a onto b where
-    ``rev``, b onto a otherwise; a mirrored where ``f``) and their (P, 3) similarities."""
-    src, dst = np.where(rev, a, b), np.where(rev, b, a)
-
-    def one(lo: int) -> tuple[np.ndarray, np.ndarray]:
-        sl = slice(lo, lo + 2048)
-        i, j = src[sl], dst[sl]
-        return _one_way(t.grey[i], t.grey[j], t.colour[i], t.colour[j], f[sl])[::-1]
-
-    parts = in_blocks(one, len(a), 2048, threads)
-    if not parts:
-        return np.empty((0, 6), np.float32), np.empty((0, 3), np.float32)
-    return tuple(np.concatenate(v) for v in zip(*parts, strict=True))
 
 
 def full_residual(
@@ -858,7 +864,7 @@ def near_copies(
     t0 = time.perf_counter()
     a, b, f, method = candidates(t, labels, s, rows)
     t1 = time.perf_counter()
-    sims, par, rev = similarity(
+    sims, par, rev, other, other_sim = both_ways(
         t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, s.block // 4, s.threads
     )
     sim = sims[:, 0].astype(np.float64)
@@ -869,6 +875,7 @@ def near_copies(
         | ((sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour))
     ) & consistent(par)
     a, b, f, sim, par, rev = a[good], b[good], f[good], sim[good], par[good], rev[good]
+    other, other_sim = other[good], other_sim[good]
     n_thumb = len(a)
     n_line_refused = 0
     if images is not None and len(a):
@@ -913,11 +920,9 @@ def near_copies(
             ok[sel[keep[~too_far]]] = True
 
         check(np.arange(len(a)), par, rev)
-        rest = np.flatnonzero(~ok)
-        if len(rest):
-            other, other_sims = _other_way(t, a[rest], b[rest], f[rest], rev[rest], s.threads)
-            usable = (other_sims[:, 0] > -1) & consistent(other)  # a fit a copy can need
-            check(rest[usable], other[usable], ~rev[rest][usable])
+        rest = np.flatnonzero(~ok)  # the other direction (similarity fitted it for every match)
+        rest = rest[(other_sim[rest] > -1) & consistent(other[rest])]  # a fit a copy can need
+        check(rest, other[rest], ~rev[rest])
         n_line_refused = int((refused & ~ok).sum())
         a, b, f, sim = a[ok], b[ok], f[ok], sim[ok]
     t3 = time.perf_counter()
