@@ -3,7 +3,9 @@ near copies after what real data sets do to copies, mirrored copies — measured
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -43,20 +45,119 @@ def test_exact_groups_cross_label_only() -> None:
     assert (res.pairs["similarity"] == 1.0).all()
 
 
+def _linear_keys(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The former image_keys (before issue 24), a linear hash Σ wᵢ·rᵢ mod 2⁶⁴ over 64-bit
+    words: kept as the reference that the structured-change tests below can fail on."""
+    flat = images.reshape(len(images), -1)
+    d = flat.shape[1]
+    width = -(-d // 8) * 8
+    mult = np.random.default_rng(seed).integers(
+        0, 2**63, size=(width // 8, 2), dtype=np.uint64
+    ) * np.uint64(2) + np.uint64(1)
+    words = np.zeros((len(flat), width), np.uint8)
+    words[:, :d] = flat
+    with np.errstate(over="ignore"):
+        return words.view(np.uint64) @ mult
+
+
+def _n_distinct(keys: np.ndarray) -> int:
+    return len(np.unique(keys, axis=0))
+
+
+def _two_byte_images(lo: int, hi: int, shape: tuple[int, ...], i: int, j: int) -> np.ndarray:
+    """Images lo..hi-1 of 65,536: one random image with bytes i and j set to v % 256 and
+    v // 256 (v the image's number), so that every two of them differ."""
+    base = np.random.default_rng(11).integers(0, 256, math.prod(shape), dtype=np.uint8)
+    x = np.tile(base, (hi - lo, 1))
+    v = np.arange(lo, hi)
+    x[:, i], x[:, j] = v % 256, v // 256
+    return x.reshape(hi - lo, *shape)
+
+
 def test_image_keys_equal_a_plain_loop() -> None:
+    """Oracle: xxhash's XXH3-128 applied image by image, seeded with BLAKE2b (hashlib) of the
+    seed, the dtype and the image shape."""
+    xxhash = pytest.importorskip("xxhash")
     rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, size=(9, 5, 7, 3), dtype=np.uint8)  # 105 bytes: padded to 14 words
-    keys = dup.image_keys(x, block=4)
-    mult = np.random.default_rng(0).integers(0, 2**63, size=(14, 2), dtype=np.uint64) * np.uint64(
-        2
-    ) + np.uint64(1)
-    for i in range(len(x)):
-        words = np.frombuffer(x[i].tobytes() + b"\0" * 7, dtype=np.uint64)
-        expect = [
-            sum(int(w) * int(m) for w, m in zip(words, mult[:, j], strict=True)) % 2**64
-            for j in range(2)
-        ]
-        assert keys[i].tolist() == expect
+    x = rng.integers(0, 256, size=(9, 5, 7, 3), dtype=np.uint8)
+    for seed in (0, 3):
+        keys = dup.image_keys(x, seed=seed, block=4)
+        text = f"errorless.image_keys:{seed}:|u1:(5, 7, 3)".encode()
+        s = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+        assert dup.key_seed((5, 7, 3), np.uint8, seed) == s
+        for i in range(len(x)):
+            digest = xxhash.xxh3_128(x[i].tobytes(), seed=s).digest()
+            assert keys[i].tolist() == np.frombuffer(digest, "<u8").tolist()
+    assert keys.dtype == np.uint64 and keys.shape == (9, 2)
+    assert dup.image_keys(x[:0]).shape == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("shape", "i", "j"),
+    [((16, 16, 3), 7, 15), ((16, 16, 3), 0, 767), ((16, 16, 3), 100, 101), ((64, 64, 3), 7, 15)],
+)
+def test_image_keys_two_byte_changes_all_distinct(shape, i, j) -> None:
+    """The review's case: 65,536 images that differ only in two byte positions are all
+    different, so all their keys are (made block by block: the 64×64×3 set is 805 MB whole).
+    The former linear hash fails it on bytes 7 and 15 (the top bytes of two words)."""
+    n, step = 65_536, 8_192
+    keys = np.concatenate(
+        [dup.image_keys(_two_byte_images(lo, lo + step, shape, i, j)) for lo in range(0, n, step)]
+    )
+    assert _n_distinct(keys) == n
+    if (i, j) == (7, 15):
+        old = np.concatenate(
+            [_linear_keys(_two_byte_images(lo, lo + step, shape, i, j)) for lo in range(0, n, step)]
+        )
+        assert _n_distinct(old) == n // 2  # the review's measurement: 32,768 keys
+
+
+def test_image_keys_single_bit_flips_all_distinct() -> None:
+    """Every single-bit flip of one image gives another key (the former linear hash did not:
+    flipping the top bit of any 64-bit word added 2⁶³ to both halves of the key)."""
+    x = np.random.default_rng(4).integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    flat = np.tile(x.reshape(-1), (x.size * 8 + 1, 1))
+    k = np.arange(x.size * 8)
+    flat[1 + k, k // 8] ^= (1 << (k % 8)).astype(np.uint8)  # image 1 + k: bit k flipped
+    assert len(np.unique(flat, axis=0)) == len(flat)
+    keys = dup.image_keys(flat.reshape(-1, *x.shape), block=1000)
+    assert _n_distinct(keys) == len(flat) == 6_145
+
+
+def test_image_keys_equal_bytes_equal_keys() -> None:
+    rng = np.random.default_rng(5)
+    big = rng.integers(0, 256, size=(40, 16, 32, 6), dtype=np.uint8)
+    view = big[::2, :, ::2, 1:4]  # non-contiguous
+    assert not view.flags.c_contiguous
+    copy = np.ascontiguousarray(view)
+    fortran = np.asfortranarray(view)
+    keys = dup.image_keys(view, block=3)
+    for other in (copy, fortran, copy.copy()):
+        assert np.array_equal(dup.image_keys(other, block=7), keys)
+    assert np.array_equal(dup.image_keys(view, block=1), keys)  # blocks do not matter
+    assert np.array_equal(dup.image_keys(copy[[5, 5, 0]]), keys[[5, 5, 0]])  # per image
+    twins = np.concatenate([copy, copy[::-1]])
+    assert np.array_equal(dup.image_keys(twins)[20:], keys[::-1])
+    assert _n_distinct(keys) == 20  # random images: all different
+    # the same bytes under another shape, dtype or seed are other keys
+    assert not (dup.image_keys(copy.reshape(20, 32, 8, 3)) == keys).all(axis=1).any()
+    assert not (dup.image_keys(copy.view(np.int8)) == keys).all(axis=1).any()
+    assert not (dup.image_keys(copy, seed=1) == keys).all(axis=1).any()
+
+
+def test_image_keys_stream_non_contiguous_input_block_by_block() -> None:
+    """A non-contiguous set is copied one block at a time, never whole."""
+    import tracemalloc
+
+    base = np.zeros((4096, 32, 32, 6), np.uint8)  # 25 MB; the view below 12.6 MB
+    view = base[..., 1:4]  # (as numpy's reshape to rows would copy it whole)
+    tracemalloc.start()
+    try:
+        dup.image_keys(view, block=256)  # one block: 0.79 MB
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3_000_000, peak
 
 
 def test_large_group_gives_star_pairs() -> None:
