@@ -49,9 +49,17 @@ def test_partition(data):
         key = list(zip(s.batch, s.labels, s.row, strict=True))
         assert key == sorted(key)
         seen += list(s.ids)
+        # every submodule holds every label of its module
+        assert set(s.labels) == set(range(s.label_lo, s.label_hi))
     assert len(seen) == len(set(seen)) == 3 * 10 * 7  # every image in exactly one shard
-    # halves: 105 images per module -> 52 + 53 (the last part takes the remainder)
-    assert [r["images"] for r in rows] == [52, 53, 52, 53]
+    # each label's images are cut in halves; the last part takes the remainder
+    for m in ("m01", "m02"):
+        s1, s2 = (load_shard(r["path"]) for r in rows if r["module"] == m)
+        n1, n2 = (
+            np.bincount(s1.local_labels, minlength=5),
+            np.bincount(s2.local_labels, minlength=5),
+        )
+        assert ((n2 - n1 >= 0) & (n2 - n1 <= 1)).all() and (n1 >= 10).all()
     # ids are stable: they name the source batch and row
     s = load_shard(rows[0]["path"])
     assert s.ids[0] == f"{s.batch[0]}:{s.row[0]}"
@@ -80,21 +88,52 @@ def test_rerun_leaves_unchanged_shards_untouched(data):
         assert os.stat(out / name).st_mtime_ns == before[name][1]
 
 
-def test_assign_matches_plain_loop():
-    rng = np.random.default_rng(3)
-    labels = rng.integers(0, 6, 50)
-    batch = rng.integers(0, 3, 50)
-    row = np.arange(50)
-    order, mod, part = assign(labels, batch, row, c=3, r=3, L=6)
-    for j in range(2):
+def _plain_assign(labels, batch, row, c, r):
+    """SPEC's words as a loop: each label's images in (batch, row) order, cut into r parts of
+    n // r (the last takes the rest; all in the last part when n < r)."""
+    part = {}
+    for lab in sorted(set(labels.tolist())):
         idx = sorted(
-            [i for i in range(50) if labels[i] // 3 == j],
-            key=lambda i: (batch[i], labels[i], row[i]),
+            (i for i in range(len(labels)) if labels[i] == lab), key=lambda i: (batch[i], row[i])
         )
-        n = len(idx)
+        size = len(idx) // r
         for pos, i in enumerate(idx):
-            k = list(order).index(i)
-            assert mod[k] == j and part[k] == min(pos // (n // 3), 2)
+            part[i] = min(pos // size, r - 1) if size else r - 1
+    return part
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_assign_matches_plain_loop(seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    labels = rng.integers(0, 5, n)
+    labels[[7, 30]] = 5  # label 5 has fewer images than submodules: both in the last part
+    batch = rng.integers(0, 3, n)
+    row = rng.permutation(n)
+    order, mod, part = assign(labels, batch, row, c=3, r=3, L=6)
+    want = _plain_assign(labels, batch, row, 3, 3)
+    assert sorted(order.tolist()) == list(range(n))  # a permutation
+    key = [(labels[i] // 3, batch[i], labels[i], row[i]) for i in order]
+    assert key == sorted(key)  # sorted by (module, batch, label, row)
+    for k, i in enumerate(order):
+        assert mod[k] == labels[i] // 3 and part[k] == want[i], i
+
+
+def test_one_batch_gives_every_submodule_every_label():
+    """One source batch sorted by label (a one-file data set): the first version of the
+    split gave m01_s1 the first half of the labels; now each submodule holds every label."""
+    labels = np.repeat(np.arange(10), [98, 113, 103, 101, 98, 89, 95, 102, 97, 100])
+    order, mod, part = assign(
+        labels, np.zeros(len(labels), int), np.arange(len(labels)), c=10, r=2, L=10
+    )
+    y = labels[order]
+    for s in range(2):
+        counts = np.bincount(y[part == s], minlength=10)
+        assert (counts >= 44).all(), counts
+    np.testing.assert_array_equal(
+        np.bincount(y[part == 1], minlength=10) - np.bincount(y[part == 0], minlength=10),
+        np.bincount(labels, minlength=10) % 2,
+    )
 
 
 def test_bad_partitions():
@@ -102,8 +141,10 @@ def test_bad_partitions():
         assign(np.array([0, 1]), np.zeros(2, int), np.arange(2), c=4, r=2, L=10)
     with pytest.raises(DataError, match=r"module m02 \(labels 5..9\) has no images"):
         assign(np.array([0, 1, 2, 3]), np.zeros(4, int), np.arange(4), c=5, r=2, L=10)
-    with pytest.raises(DataError, match="fewer than 2 submodules"):
-        assign(np.array([0, 5, 6]), np.zeros(3, int), np.arange(3), c=5, r=2, L=10)
+    with pytest.raises(
+        DataError, match="m02 has no image for submodule s1: its labels have fewer than 2"
+    ):
+        assign(np.array([0, 1, 0, 5, 6]), np.zeros(5, int), np.arange(5), c=5, r=2, L=10)
 
 
 def test_shard_errors(tmp_path):

@@ -1,7 +1,12 @@
 """Modularize (SPEC §3): one shard per (module, submodule).
 
-Module j (1..k) holds labels [(j-1)c, jc). Its images, in the stable order (source batch,
-label, row), are cut into r contiguous parts of floor(N/r) images (the last takes the rest).
+Module j (1..k) holds labels [(j-1)c, jc). Within it, the images of each label, in the stable
+order (source batch, row), are cut into r contiguous parts of floor(n/r) images (the last
+takes the rest); part s of every label forms submodule s. So every submodule holds every
+label of its module whatever the layout of the source batches (one file, or batches that each
+hold a few labels), and every image lies in exactly one shard. A label with fewer than r
+images lies wholly in the last submodule (docs/METHOD.md, "Modules and submodules").
+Inside a shard the images keep the module's order (source batch, label, row).
 A shard whose content did not change is not rewritten (same bytes, same mtime), so a
 change to one module's data re-trains only that module.
 """
@@ -75,8 +80,11 @@ def num_modules(num_labels: int, labels_per_module: int) -> int:
 def assign(
     labels: np.ndarray, batch_index: np.ndarray, row: np.ndarray, c: int, r: int, L: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (order, module, submodule): images sorted by (module, batch, label, row) and
-    each sorted image's 0-based module and submodule."""
+    """Return (order, module, submodule): the images sorted by (module, batch, label, row) and
+    each sorted image's 0-based module and submodule.
+
+    Submodule: the image's position among the images of its label in (batch, row) order,
+    cut into r parts of floor(n/r) (the last takes the rest; all in the last when n < r)."""
     k = num_modules(L, c)
     module = labels // c
     order = np.lexsort((row, labels, batch_index, module))  # last key is primary
@@ -89,15 +97,23 @@ def assign(
             f"module {module_names(k)[j]} (labels {j * c}..{(j + 1) * c - 1}) has no images; "
             f"{len(empty)} of {k} modules are empty (wrong dataset.labels or labels_per_module?)"
         )
-    few = np.flatnonzero(counts < r)
-    if len(few):
-        j = int(few[0])
+    by_label = np.lexsort((row, batch_index, labels))  # each label's images in (batch, row)
+    n_label = np.bincount(labels, minlength=L)
+    first = np.concatenate([[0], np.cumsum(n_label)[:-1]])
+    y = labels[by_label]
+    pos = np.arange(len(labels)) - first[y]  # position among the images of its label
+    size = n_label[y] // r  # part size; 0 when the label has fewer than r images
+    part = np.empty(len(labels), dtype=np.int64)
+    part[by_label] = np.where(size > 0, np.minimum(pos // np.maximum(size, 1), r - 1), r - 1)
+    part = part[order]
+    filled = np.bincount(mod_sorted * r + part, minlength=k * r).reshape(k, r)
+    if (filled == 0).any():
+        j, s = map(int, np.argwhere(filled == 0)[0])
         raise DataError(
-            f"module {module_names(k)[j]} has {counts[j]} images, fewer than {r} submodules"
+            f"module {module_names(k)[j]} has no image for submodule {submodule_name(s + 1)}: "
+            f"its labels have fewer than {r} images each ({counts[j]} images in all); "
+            f"lower modules.submodules"
         )
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    pos = np.arange(len(order)) - starts[mod_sorted]  # position inside its module
-    part = np.minimum(pos // (counts[mod_sorted] // r), r - 1)
     return order, mod_sorted, part
 
 
@@ -129,12 +145,12 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
             # the spill file of module j holds its images in sorted order: (batch, label, row)
             images = np.fromfile(spill / f"{j}.u8", dtype=np.uint8).reshape(-1, *shape)
             os.unlink(spill / f"{j}.u8")
-            # submodules are contiguous parts of the module: views, no copies
-            cuts = np.searchsorted(part[starts[j] : starts[j + 1]], np.arange(r + 1))
+            module_part = part[starts[j] : starts[j + 1]]
             for s, sname in enumerate(submodule_names(r)):
-                sel = order[starts[j] + cuts[s] : starts[j] + cuts[s + 1]]
+                mine = np.flatnonzero(module_part == s)  # positions in the module, in order
+                sel = order[starts[j] + mine]
                 arrays = {
-                    "images": images[cuts[s] : cuts[s + 1]],
+                    "images": images[mine],
                     "labels": labels[sel],
                     "batch": batch[sel],
                     "row": row[sel],

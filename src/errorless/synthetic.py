@@ -149,18 +149,17 @@ def draw_batches(
 
 
 def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
+    """Plant the label flips, then the copies; return one planted.csv row per plant.
+
+    Flips come first because they change labels, and the labels decide the shards (every
+    label's images are cut into the submodules): the copies are then planted, and every plant's
+    (module, submodule) recorded, in the shards of the final labels."""
     s = cfg[section]
     names = [n for n in batches if n.startswith("train")]
     labels = np.concatenate([batches[n][1] for n in names])
     bidx = np.concatenate([np.full(len(batches[n][1]), i) for i, n in enumerate(names)])
     row = np.concatenate([np.arange(len(batches[n][1])) for n in names])
-    order, mod, part = assign(labels, bidx, row, c, r, s["labels"])
-    shard_of = np.empty(len(labels), dtype=np.int64)
-    shard_of[order] = mod * r + part  # global position -> shard number
-    module_of = shard_of // r
     used = np.zeros(len(labels), bool)
-    mnames, snames = module_names(k), submodule_names(r)
-    out = []
 
     def pick(mask) -> int:
         cand = np.flatnonzero(mask & ~used)
@@ -172,6 +171,21 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
         used[i] = True
         return i
 
+    flips = [
+        plant_flip(rng, batches, names, labels, bidx, row, pick, c, section)
+        for _ in range(s.get("plant_flips", 0))
+    ]
+    order, mod, part = assign(labels, bidx, row, c, r, s["labels"])
+    shard_of = np.empty(len(labels), dtype=np.int64)
+    shard_of[order] = mod * r + part  # global position -> shard number
+    module_of = shard_of // r
+    mnames, snames = module_names(k), submodule_names(r)
+
+    def where(i) -> tuple[str, str]:
+        return mnames[shard_of[i] // r], snames[shard_of[i] % r]
+
+    out = []
+
     def record(kind, a, b, placement):
         na, nb = names[bidx[a]], names[bidx[b]]
         ia, ib = batches[na][0], batches[nb][0]
@@ -180,6 +194,7 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
             if kind in ("same_shard", "cross_module")
             else transform_copy(ia[row[a]], kind, rng)
         )
+        (ma, sa), (mb, sb) = where(a), where(b)
         out.append(
             dict(
                 kind=kind,
@@ -187,10 +202,10 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
                 label_a=int(labels[a]),
                 id_b=f"{nb}:{row[b]}",
                 label_b=int(labels[b]),
-                module_a=mnames[shard_of[a] // r],
-                submodule_a=snames[shard_of[a] % r],
-                module_b=mnames[shard_of[b] // r],
-                submodule_b=snames[shard_of[b] % r],
+                module_a=ma,
+                submodule_a=sa,
+                module_b=mb,
+                submodule_b=sb,
                 placement=placement,
             )
         )
@@ -215,56 +230,38 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
             record(kind, a, pick((shard_of == shard_of[a]) & (labels != labels[a])), "same_shard")
         else:
             record(kind, a, pick(module_of != module_of[a]), "cross_module")
-    for _ in range(s.get("plant_flips", 0)):
-        out.append(
-            plant_flip(
-                rng, batches, names, labels, bidx, row, shard_of, pick, c, r, s["labels"], section
-            )
-        )
+    for f, i in flips:
+        f["module_a"], f["submodule_a"] = f["module_b"], f["submodule_b"] = where(i)
+        out.append(f)
     return out
 
 
-def plant_flip(rng, batches, names, labels, bidx, row, shard_of, pick, c, r, L, section) -> dict:
+def plant_flip(rng, batches, names, labels, bidx, row, pick, c, section) -> tuple[dict, int]:
     """A single-image label flip (no copy): an unused image gets another label **of its own
-    module**, chosen so that no image changes shard (the flipped image's (module, submodule)
-    is known, so the other submodule's FNNs of the module can vote on it, and the earlier
-    plants keep their shards). Recorded with kind ``label_flip``: id_a and label_a = the image and its
-    given (wrong) label, label_b = its true label, no id_b."""
-    mnames, snames = module_names(L // c), submodule_names(r)
+    module**, so that it stays in its module and the FNNs of the module's other submodules can
+    vote on it. ``labels`` and the batch are changed in place. Returns the planted.csv row
+    (kind ``label_flip``: id_a and label_a = the image and its given (wrong) label, label_b =
+    its true label, no id_b; module and submodule filled in by :func:`plant`) and the image's
+    position."""
     if c < 2:
         raise ConfigError(
             f"{section}.plant_flips: a flip needs another label in the module (labels_per_module >= 2)"
         )
-    for _ in range(50):
-        i = pick(np.ones(len(labels), bool))
-        lo = (labels[i] // c) * c
-        new = lo + int(rng.choice([v for v in range(c) if lo + v != labels[i]]))
-        trial = labels.copy()
-        trial[i] = new
-        order, mod, part = assign(trial, bidx, row, c, r, L)
-        moved = np.empty_like(shard_of)
-        moved[order] = mod * r + part
-        if np.array_equal(moved, shard_of):
-            true = int(labels[i])
-            labels[i] = new
-            batches[names[bidx[i]]][1][row[i]] = new
-            m, sub = mnames[shard_of[i] // r], snames[shard_of[i] % r]
-            return dict(
-                kind="label_flip",
-                id_a=f"{names[bidx[i]]}:{row[i]}",
-                label_a=int(new),
-                id_b="",
-                label_b=true,
-                module_a=m,
-                submodule_a=sub,
-                module_b=m,
-                submodule_b=sub,
-                placement="flip",
-            )
-    raise ConfigError(
-        f"{section}.plant_flips: no image can be flipped without moving another across a shard; "
-        f"lower {section}.plant_flips"
+    i = pick(np.ones(len(labels), bool))
+    lo = (labels[i] // c) * c
+    new = lo + int(rng.choice([v for v in range(c) if lo + v != labels[i]]))
+    true = int(labels[i])
+    labels[i] = new
+    batches[names[bidx[i]]][1][row[i]] = new
+    row_ = dict(
+        kind="label_flip",
+        id_a=f"{names[bidx[i]]}:{row[i]}",
+        label_a=int(new),
+        id_b="",
+        label_b=true,
+        placement="flip",
     )
+    return row_, i
 
 
 def write(cfg: dict[str, Any], out_dir: Path) -> list[Path]:
