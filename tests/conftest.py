@@ -14,6 +14,26 @@ def root() -> Path:
     return ROOT
 
 
+# Real data shared beside the repository (not shipped with it): ../shared/data/<name>
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_data_or_skip(name: str) -> Path:
+    """``../shared/data/<name>``, or the test skips with a one-line reason (a fresh clone has
+    no shared folder)."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real data {path} absent (shared data folder beside the repository)")
+    return path
+
+
+@pytest.fixture
+def mnist_test_dir() -> Path:
+    """The MNIST test set as published (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz;
+    README.md there), or skip."""
+    return shared_data_or_skip("mnist-test")
+
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
 

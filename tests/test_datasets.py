@@ -2,6 +2,7 @@
 
 import pickle
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +11,12 @@ from errorless import datasets, synthetic
 from errorless.config import load_config
 from errorless.errors import ConfigError, DataError
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def cfg_for(fmt, path, **extra):
     over = {"dataset": {"format": fmt, "path": str(path), **extra}}
-    if fmt == "digits":
+    if fmt in datasets.GREY_FORMATS:
         over["features"] = ["gray"]
         over["featured_models"] = [1]
     return load_config(overrides=over)
@@ -334,3 +337,265 @@ def test_broken_yaml_names_the_file(tmp_path):
         ConfigError, match=rf"config file {re.escape(str(bad))} is not valid YAML \(line 2"
     ):
         load_config(bad)
+
+
+# ---------------------------------------------------------------- grey data, IDX (mnist)
+
+
+def idx_pair(folder, prefix, images, labels, gz=False):
+    """Write one IDX pair (images (N, S, S), labels (N,)) as MNIST publishes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    datasets.write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", images)
+    datasets.write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", labels)
+
+
+@pytest.fixture
+def grey():
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8), np.array([0, 1, 2, 9, 4, 5, 6])
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_round_trip(tmp_path, grey, gz):
+    images, labels = grey
+    idx_pair(tmp_path, "train", images, labels, gz)
+    idx_pair(tmp_path, "t10k", images[:3], labels[:3], gz)
+    cfg = cfg_for("mnist", tmp_path, idx_train="train", validation=True)
+    assert datasets.train_batches(cfg) == ["train"] and datasets.validation_batch(cfg) == "t10k"
+    datasets.check_source(cfg)
+    s = datasets.load_training(cfg)
+    assert s.images.shape == (7, 28, 28, 1) and s.images.dtype == np.uint8
+    np.testing.assert_array_equal(s.images[..., 0], images)
+    np.testing.assert_array_equal(s.labels, labels)
+    assert s.labels.dtype == np.int64 and s.num_labels == 10
+    assert list(s.ids[[0, 6]]) == ["train:0", "train:6"]
+    v = datasets.load_batch(cfg, "t10k")
+    assert list(v.ids) == ["t10k:0", "t10k:1", "t10k:2"]
+    # the snakemake inputs: both files of the pair
+    suffix = ".gz" if gz else ""
+    assert [p.name for p in datasets.batch_files(cfg)] == [
+        f"train-images-idx3-ubyte{suffix}",
+        f"train-labels-idx1-ubyte{suffix}",
+    ]
+    # the t10k pair as the training set: the train pair is held out
+    cfg = cfg_for("mnist", tmp_path, idx_train="t10k", validation=True)
+    assert datasets.train_batches(cfg) == ["t10k"] and datasets.validation_batch(cfg) == "train"
+    assert list(datasets.load_training(cfg).ids) == ["t10k:0", "t10k:1", "t10k:2"]
+    cfg = cfg_for("mnist", tmp_path, idx_train="t10k", validation=False)
+    assert datasets.validation_batch(cfg) is None
+
+
+def test_idx_plain_file_wins_over_gz(tmp_path, grey):
+    images, labels = grey
+    idx_pair(tmp_path, "train", images, labels)
+    idx_pair(tmp_path, "train", images[:2], labels[:2], gz=True)
+    s = datasets.load_training(cfg_for("mnist", tmp_path, validation=False))
+    assert len(s) == 7
+
+
+def _images_file(d):
+    return d / "train-images-idx3-ubyte"
+
+
+def _labels_file(d):
+    return d / "train-labels-idx1-ubyte"
+
+
+def _header(magic, *dims):
+    return magic.to_bytes(4, "big") + np.asarray(dims, ">u4").tobytes()
+
+
+PIXELS = bytes(2 * 28 * 28)
+BAD_IDX = [
+    # (which file is written wrong, its bytes, message)
+    ("images", b"", r"truncated IDX header \(0 of 16 bytes\)"),
+    ("images", _header(0x803, 2, 28)[:10], r"truncated IDX header \(10 of 16 bytes\)"),
+    ("images", _header(0x801, 2) + bytes(2), "not an IDX images file: magic number 0x00000801"),
+    ("images", _header(0x0D03, 2, 28, 28) + PIXELS, "magic number 0x00000d03, expected 0x00000803"),
+    ("images", _header(0x804, 2, 28, 28, 1) + PIXELS, "magic number 0x00000804"),
+    ("images", _header(0x803, 2, 28, 28) + PIXELS[:-5], "truncated: the header announces 2 x 28"),
+    ("images", _header(0x803, 2, 28, 28) + PIXELS + b"x", "too long: .* holds 1569 bytes"),
+    ("images", _header(0x803, 2**31, 2**16, 2**16), "truncated: the header announces"),
+    ("images", _header(0x803, 0, 28, 28), r"no images \(N = 0\)"),
+    ("images", _header(0x803, 2, 28, 14) + bytes(2 * 28 * 14), "28 x 14 px; square images"),
+    (
+        "labels",
+        _header(0x803, 2, 28, 28) + PIXELS,
+        "not an IDX labels file: magic number 0x00000803",
+    ),
+    ("labels", _header(0x801, 3) + bytes(3), "3 labels for the 2 images of train-images"),
+    ("labels", _header(0x801, 2) + bytes([1, 10]), "label 10 outside the expected range 0..9"),
+    ("labels", _header(0x801, 2) + bytes([1]), "truncated: the header announces 2 = 2 bytes"),
+    ("labels.gz", b"not gzip at all", "not a readable IDX labels file .*BadGzipFile"),
+    ("labels.gz", None, "not a readable IDX labels file .*EOFError"),  # a truncated .gz
+    ("labels", "missing", "IDX labels file missing"),
+]
+
+
+@pytest.mark.parametrize("which, raw, message", BAD_IDX)
+def test_bad_idx_input_is_one_line_naming_the_file(tmp_path, which, raw, message):
+    import gzip
+
+    idx_pair(tmp_path, "train", np.zeros((2, 28, 28), np.uint8), np.array([1, 2]))
+    kind, _, gz = which.partition(".")
+    path = _images_file(tmp_path) if kind == "images" else _labels_file(tmp_path)
+    if raw == "missing":
+        path.unlink()
+    elif gz:
+        path.unlink()
+        path = path.with_name(path.name + ".gz")
+        good = gzip.compress(datasets.idx_bytes(np.array([1, 2])))
+        path.write_bytes(raw if raw is not None else good[: len(good) // 2])
+    else:
+        path.write_bytes(raw)
+    cfg = cfg_for("mnist", tmp_path, validation=False)
+    with pytest.raises(DataError, match=message) as e:
+        datasets.load_training(cfg)
+    text = str(e.value)
+    assert text.startswith(f"{path}: ") and "\n" not in text
+
+
+def test_mnist_missing_folder_and_files_are_named_at_planning(tmp_path, grey):
+    cfg = cfg_for("mnist", tmp_path / "none")
+    with pytest.raises(DataError) as e:
+        datasets.check_source(cfg)
+    assert str(e.value) == (
+        f"config key dataset.path: {tmp_path / 'none'} does not exist; format mnist expects a "
+        "folder with 4 file(s): train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+        "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]"
+    )
+    images, labels = grey
+    idx_pair(tmp_path, "t10k", images, labels, gz=True)
+    with pytest.raises(DataError) as e:  # the shared folder with the default idx_train
+        datasets.check_source(cfg_for("mnist", tmp_path, validation=False))
+    assert str(e.value) == (
+        f"config key dataset.path: {tmp_path} lacks 2 of the 2 training file(s) format mnist "
+        "expects: train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]"
+    )
+    cfg = cfg_for("mnist", tmp_path, idx_train="t10k")  # validation: true, no train pair
+    datasets.check_source(cfg)
+    with pytest.raises(
+        DataError, match="train-images-idx3-ubyte: held-out file missing while dataset.validation"
+    ):
+        datasets.validation_batch(cfg)
+
+
+def grey_npz(path, c=1, n=12, side=8):
+    rng = np.random.default_rng(c)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = rng.integers(0, 256, size=(n, side, side, c), dtype=np.uint8)
+    np.savez(path, images=images, labels=np.arange(n) % 4)
+    return images
+
+
+def config_error(fmt, path, features):
+    over = {"dataset": {"format": fmt, "path": str(path)}, "features": features}
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides={**over, "featured_models": [1]})
+    return str(e.value)
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_grey_and_colour_features_follow_the_data(tmp_path, single):
+    """npz: the planes come from the file's header (C = 1 grey, C = 3 colour); a mismatch is
+    one ConfigError naming the key and the file; the right feature loads."""
+    g = tmp_path / "g" / "train.npz"
+    c = tmp_path / "c" / "train.npz"
+    grey_npz(g, 1)
+    grey_npz(c, 3)
+    gp, cp = (g, c) if single else (g.parent, c.parent)
+    msg = config_error("npz", gp, ["R", "gray"])
+    assert msg == (
+        f"config key features: the data is grey ({g}: images (12, 8, 8, 1): 1 plane), it has "
+        "the single feature 'gray'; colour feature(s) ['R'] need 3 planes"
+    )
+    msg = config_error("npz", cp, ["gray"])
+    assert msg == (
+        "config key features: 'gray' is only for grey data (1 plane); the data is colour "
+        f"({c}: images (12, 8, 8, 3): 3 planes): use colour features (R, G, B, ...)"
+    )
+    over = {"dataset": {"format": "npz", "path": str(gp), "validation": False, "labels": 4}}
+    cfg = load_config(overrides={**over, "features": ["gray"], "featured_models": [1]})
+    assert datasets.load_training(cfg).images.shape == (12, 8, 8, 1)
+    cfg = load_config(overrides={**over, "dataset": {**over["dataset"], "path": str(cp)}})
+    assert cfg["features"][0] == "R"
+
+
+@pytest.mark.parametrize("fmt", ["mnist", "digits"])
+def test_grey_formats_refuse_colour_features(tmp_path, fmt):
+    assert config_error(fmt, tmp_path, ["R", "G"]) == (
+        f"config key features: the data is grey (format {fmt!r}: 1 plane), it has the single "
+        "feature 'gray'; colour feature(s) ['R', 'G'] need 3 planes"
+    )
+
+
+@pytest.mark.parametrize("fmt", ["cifar10", "imagenet64", "synthetic", "photos"])
+def test_colour_formats_refuse_gray(tmp_path, fmt):
+    assert config_error(fmt, tmp_path, ["gray"]).startswith(
+        f"config key features: 'gray' is only for grey data (1 plane); the data is colour "
+        f"(format {fmt!r}: 3 planes)"
+    )
+
+
+def test_npz_planes_read_from_the_header_only(tmp_path, monkeypatch):
+    """The .npy header, not the array: np.load is never called."""
+    grey_npz(tmp_path / "train.npz", 1, n=3000, side=28)
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load called"))
+
+    def at(path):
+        return {"dataset": {"format": "npz", "path": str(path), "batches": 1}}
+
+    assert datasets.planes(at(tmp_path)) == (
+        1,
+        f"{tmp_path / 'train.npz'}: images (3000, 28, 28, 1)",
+    )
+    # not there, not a zip, no images member: no answer here (the loader names the file)
+    (tmp_path / "bad.npz").write_bytes(b"PK not really")
+    np.savez(tmp_path / "other.npz", pixels=np.zeros((2, 8, 8, 1), np.uint8))
+    for name in ("x", "bad.npz", "other.npz"):
+        assert datasets.planes(at(tmp_path / name)) is None
+
+
+def test_npz_heldout_planes_must_match_training(tmp_path):
+    grey_npz(tmp_path / "train.npz", 1)
+    grey_npz(tmp_path / "test.npz", 3)
+    cfg = load_config(
+        overrides={
+            "dataset": {"format": "npz", "path": str(tmp_path), "labels": 4},
+            "features": ["gray"],
+            "featured_models": [1],
+        }
+    )
+    with pytest.raises(DataError) as e:
+        datasets.check_source(cfg)
+    assert str(e.value) == (
+        f"{tmp_path / 'test.npz'}: images (12, 8, 8, 3) do not match the training images "
+        "(12, 8, 8, 1) of train.npz (held-out images need the training images' size and planes)"
+    )
+
+
+def test_mnist_test_set_reads_as_published(mnist_test_dir):
+    """The shared MNIST test set (../shared/data/mnist-test, its README's md5s of the unpacked
+    files): 10,000 grey 28x28 images, ids t10k:<row>."""
+    import hashlib
+
+    cfg = load_config(ROOT / "config" / "mnist-test.yaml")
+    cfg["dataset"]["path"] = str(mnist_test_dir)
+    datasets.check_source(cfg)
+    s = datasets.load_training(cfg)
+    assert s.images.shape == (10000, 28, 28, 1) and s.num_labels == 10
+    assert hashlib.md5(datasets.idx_bytes(s.images[..., 0])).hexdigest() == (
+        "2646ac647ad5339dbf082846283269ea"
+    )
+    assert hashlib.md5(datasets.idx_bytes(s.labels)).hexdigest() == (
+        "27ae3e4e09519cfbb04c329615203637"
+    )
+    assert s.ids[947] == "t10k:947" and np.bincount(s.labels).min() > 800
+
+
+@pytest.mark.parametrize("name", ["mnist.yaml", "mnist-test.yaml"])
+def test_mnist_configs_validate(name):
+    cfg = load_config(ROOT / "config" / name)
+    assert cfg["dataset"]["format"] == "mnist" and cfg["features"] == ["gray"]
+    assert cfg["modules"] == {"labels_per_module": 10, "submodules": 2}

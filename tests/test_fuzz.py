@@ -369,3 +369,127 @@ def test_fuzzed_npz_give_one_line_naming_the_file(tmp_path, capsys):
         f"{accepted} still well-formed accepted, 0 tracebacks"
     )
     assert accepted <= 0.1 * len(cases)
+
+
+# ---------------------------------------------------------------- IDX (format mnist)
+
+IDX_N, IDX_SIDE, IDX_L = 40, 12, 10
+IDX_SETTINGS = json.dumps(
+    {
+        "dataset": {"format": "mnist", "path": "", "idx_train": "train", "validation": False},
+        "modules": {"labels_per_module": 5, "submodules": 2},
+        "features": ["gray"],
+        "featured_models": [1],
+    }
+)
+
+
+def idx_originals() -> dict[str, bytes]:
+    """The unpacked images and labels files of one IDX pair, as MNIST publishes them."""
+    from errorless.datasets import idx_bytes
+
+    rng = np.random.default_rng(SEED)
+    images = rng.integers(0, 256, size=(IDX_N, IDX_SIDE, IDX_SIDE), dtype=np.uint8)
+    return {"images": idx_bytes(images), "labels": idx_bytes(np.arange(IDX_N) % IDX_L)}
+
+
+def _is_idx(raw: bytes, kind: str, gz: bool) -> int | None:
+    """Oracle, written apart from the reader: the item count of a well-formed IDX file of
+    unsigned bytes (images: 3 dims, square; labels: 1 dim, values < L), else None."""
+    import gzip
+
+    try:
+        raw = gzip.decompress(raw) if gz else raw
+        ndim = 3 if kind == "images" else 1
+        if raw[:4] != bytes([0, 0, 8, ndim]) or len(raw) < 4 + 4 * ndim:
+            return None
+        dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+        body = raw[4 + 4 * ndim :]
+        if dims[0] == 0 or len(body) != int(np.prod(dims, dtype=object)):
+            return None
+        if kind == "images" and (dims[1] != dims[2] or dims[1] == 0):
+            return None
+        if kind == "labels" and max(body) >= IDX_L:
+            return None
+        return dims[0]
+    except Exception:  # noqa: BLE001 - the oracle's own failure means "not a file"
+        return None
+
+
+def idx_mutants() -> list[tuple[str, str, bool, bytes]]:
+    """(name, mutated file: images|labels, gzipped, bytes): truncations and byte flips of
+    each file, plain and gzipped. Plain flips hit the header (magic, dimensions) and, for
+    labels, the values; gzipped flips hit anywhere (the gzip CRC catches pixel flips)."""
+    import gzip
+
+    rng = np.random.default_rng(SEED)
+    out = []
+    for kind, raw in idx_originals().items():
+        for gz in (False, True):
+            data = gzip.compress(raw, mtime=0) if gz else raw
+            for cut in rng.choice(len(data), size=30, replace=False):
+                out.append(
+                    (f"{kind}{' gz' if gz else ''} truncated at {cut}", kind, gz, data[:cut])
+                )
+            where = len(data) if gz else (16 if kind == "images" else len(data))
+            for _ in range(30):
+                b = bytearray(data)
+                for pos in rng.choice(where, size=int(rng.integers(1, 4)), replace=False):
+                    b[pos] ^= int(rng.integers(1, 256))
+                out.append((f"{kind}{' gz' if gz else ''} flipped", kind, gz, bytes(b)))
+            out.append((f"{kind}{' gz' if gz else ''} one byte more", kind, gz, data + b"\x00"))
+    return out
+
+
+def test_fuzzed_idx_files_give_one_line_naming_the_file(tmp_path, capsys):
+    """Every mutated file of an IDX pair that is not a well-formed pair stops ``errorless
+    modularize`` with exit code 2 and one line naming the file (a count mismatch names the
+    labels file and the images file), nothing written; a mutant that still is a well-formed
+    pair (say, a label flipped to another valid label) is data and is accepted."""
+    import gzip
+
+    origs = idx_originals()
+    cases = idx_mutants()
+    assert len(cases) >= 240
+    accepted = refused = 0
+    for i, (name, kind, gz, raw) in enumerate(cases):
+        data, results = tmp_path / f"c{i}" / "data", tmp_path / f"c{i}" / "results"
+        data.mkdir(parents=True)
+        paths = {}
+        for k, good in origs.items():
+            p = data / f"train-{k}-idx{3 if k == 'images' else 1}-ubyte{'.gz' if gz else ''}"
+            p.write_bytes(raw if k == kind else gzip.compress(good) if gz else good)
+            paths[k] = p
+        rc = cli.main(
+            [
+                "modularize",
+                "--settings",
+                IDX_SETTINGS.replace('"path": ""', f'"path": "{data}"'),
+                "--out",
+                str(results / "shards"),
+                "--manifest",
+                str(results / "shards/manifest.tsv"),
+            ]
+        )
+        err = capsys.readouterr().err
+        assert "Traceback" not in err, (name, err)
+        other = "labels" if kind == "images" else "images"
+        counts = _is_idx(raw, kind, gz), _is_idx(paths[other].read_bytes(), other, gz)
+        well_formed = None not in counts and counts[0] == counts[1]
+        if rc == 0:
+            assert well_formed, (name, err)
+            accepted += 1
+            continue
+        assert rc == 2 and not well_formed, (name, rc, err)
+        lines = [ln for ln in err.splitlines() if "error" in ln.lower()]
+        assert len(lines) == 1 and any(
+            lines[0].startswith(f"errorless modularize: error: {p}: ") for p in paths.values()
+        ), (name, err)
+        assert paths[kind].name in lines[0], (name, err)
+        assert not results.exists() or not any(results.rglob("*")), name
+        refused += 1
+    print(
+        f"fuzz idx: {len(cases)} mutated files, {refused} refused in one line, {accepted} still "
+        "well-formed pairs accepted, 0 tracebacks"
+    )
+    assert accepted <= 0.1 * len(cases)

@@ -134,3 +134,21 @@ def test_predict_without_config_uses_stored_transform_and_needs_size_for_folders
     with pytest.raises(ConfigError, match="--size"):
         predict(out, tmp_path / "pngs")
     assert list(predict(out, tmp_path / "pngs", size=64)["predicted"]) == [1]
+
+
+def test_predict_grey_idx_files(tmp_path):
+    """A grey model ('gray') predicts an MNIST-layout IDX pair (format found from the name)."""
+    from errorless.datasets import write_idx
+
+    out = tmp_path / "results"
+    settings = {"features": ["gray"], "transform": {"pool": 2, "trim": 1, "decimals": 4}}
+    write_parquet(out / "weights.parquet", handmade_weights_table(["gray"], L, C, settings))
+    labels = np.array([0, 3, 4, 7, 5, 1])
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", handmade_images(labels)[..., 0])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    df = predict(out, tmp_path / "t10k-images-idx3-ubyte.gz", size=64)
+    assert list(df["image_id"]) == [f"t10k:{i}" for i in range(6)]
+    assert list(df["predicted"]) == list(labels) == list(df["label"])
+    with pytest.raises(DataError, match="3 channel"):  # colour images for a grey model
+        np.savez(tmp_path / "rgb.npz", images=handmade_images(labels))
+        predict(out, tmp_path / "rgb.npz")

@@ -7,6 +7,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -271,3 +272,82 @@ def test_a_config_edit_reruns_only_the_rules_that_read_it(default_run):
     # machine settings: nothing
     assert planned(default_run, "resources={train_min_minutes: 7}") == {}
     assert planned(default_run, "device=cuda") == {}
+
+
+# ---------------------------------------------------------------- grey data
+
+
+def grey_npz_config(tmp_path, images, labels, **over) -> Path:
+    """An npz data set of grey images (C = 1) in tmp_path/data and a config reading it."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    np.savez(tmp_path / "data" / "train.npz", images=images, labels=labels)
+    cfg = {
+        "dataset": {"format": "npz", "path": "data/train.npz", "validation": False, "labels": 10},
+        "modules": {"labels_per_module": 5, "submodules": 2},
+        "features": ["gray"],
+        "featured_models": [1],
+        **over,
+    }
+    path = tmp_path / "grey.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_grey_npz_plans_and_colour_features_stop_at_planning(tmp_path):
+    """features follow the data's planes, read from the npz header at planning: [gray] plans
+    (4 FNNs); colour features on the same grey file stop in one line naming the key."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 28, 28, 1), dtype=np.uint8)
+    cfg = grey_npz_config(tmp_path, images, np.arange(40) % 10)
+    r = snakemake_with(cfg, "-n", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert job_counts(r.stdout)["train"] == 4
+    r = snakemake_with(cfg, "-n", "--config", "features=[R, G, B]", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    line = (
+        "config key features: the data is grey (data/train.npz: images (40, 28, 28, 1): 1 "
+        "plane), it has the single feature 'gray'; colour feature(s) ['R', 'G', 'B'] need 3 planes"
+    )
+    assert r.returncode != 0 and "Traceback" not in out
+    assert line in out.splitlines(), out[-2000:]
+
+
+@pytest.mark.slow
+def test_grey_npz_runs_end_to_end(tmp_path):
+    """scikit-learn's real digits saved as a grey npz (1,797 images of 8x8x1) with an exact and
+    a mirrored copy given another label: training, evaluation, the duplicate search, double
+    labelling, label issues and the report's figures run on one plane."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255 / 16)).astype(np.uint8)[..., None]
+    labels = d.target.copy()
+    images[1000], labels[1000] = images[0], (labels[0] + 1) % 10  # exact copy
+    images[1500], labels[1500] = images[5][:, ::-1], (labels[5] + 5) % 10  # mirrored copy
+    cfg = grey_npz_config(
+        tmp_path,
+        images,
+        labels,
+        modules={"labels_per_module": 10, "submodules": 2},  # 2 FNNs: the run stays short
+        transform={"pool": 2, "trim": 0, "decimals": 4},
+        models={"architectures": {"h1": [32]}, "use": ["h1"]},
+        gdt={"max_seconds": 5},
+    )
+    t0 = time.perf_counter()
+    r = snakemake_with(cfg, "--cores", "2", cwd=tmp_path, timeout=600)
+    seconds = time.perf_counter() - t0
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = tmp_path / "results"
+    import pandas as pd
+
+    pairs = pd.read_csv(res / "double_labeling.csv")
+    found = {frozenset((a, b)): k for a, b, k in pairs[["id_a", "id_b", "kind"]].to_numpy()}
+    assert found.get(frozenset(("train:0", "train:1000"))) == "exact", pairs
+    assert found.get(frozenset(("train:5", "train:1500"))) == "mirrored", pairs
+    issues = pd.read_parquet(res / "quality/label_issues.parquet")
+    assert len(issues) == len(labels) and issues["image_id"].str.startswith("train:").all()
+    acc = pd.read_csv(res / "evaluation/accuracy.csv")
+    assert set(acc["split"]) == {"train"} and (acc["images"] == len(labels)).all()
+    for png in ("quality/suspects.png", "quality/label_issues.png", "report/confusion_wheel.png"):
+        assert (res / png).stat().st_size > 5000, png
+    print(f"grey npz end to end: {seconds:.0f} s, {len(pairs)} suspect pair(s)")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from . import datasets
+from .datasets import GREY_FORMATS  # noqa: F401 (re-exported)
 from .errors import ConfigError
 from .names import model_name, module_names, submodule_names  # noqa: F401 (re-exported)
 
@@ -41,7 +43,6 @@ def _table1() -> dict[str, tuple[float, float, float]]:
 
 FEATURES: dict[str, tuple[float, float, float]] = _table1()
 GREY_FEATURE = "gray"
-GREY_FORMATS = {"digits"}
 
 
 def load_schema() -> dict:
@@ -166,26 +167,36 @@ def check_finite(value: Any, key: str = "") -> None:
             check_finite(v, f"{key}.{i}")
 
 
+def check_planes(features: list[str], planes: tuple[int, str] | None) -> None:
+    """Grey data (1 plane) has the single feature 'gray', colour data (3 planes) the colour
+    features: ``planes`` is :func:`errorless.datasets.planes` (None: not known, no check)."""
+    if planes is None:
+        return
+    n, source = planes
+    if n == 1 and features != [GREY_FEATURE]:
+        bad = [f for f in features if f != GREY_FEATURE]
+        raise ConfigError(
+            f"config key features: the data is grey ({source}: 1 plane), it has the single "
+            f"feature 'gray'; colour feature(s) {bad} need 3 planes"
+        )
+    if n == 3 and GREY_FEATURE in features:
+        raise ConfigError(
+            f"config key features: 'gray' is only for grey data (1 plane); the data is colour "
+            f"({source}: 3 planes): use colour features (R, G, B, ...)"
+        )
+
+
 def check_consistency(config: dict[str, Any]) -> None:
-    """Rules the schema cannot express."""
+    """Rules the schema cannot express. Grey or colour features: from the format, or for npz
+    from the training file's .npy header (:func:`errorless.datasets.planes`); checked here, at
+    planning and when a command loads a config, not in the jobs (restricted settings)."""
     for key, value in (("results", config["results"]), ("dataset.path", config["dataset"]["path"])):
         if Path(value).resolve() == Path("/").resolve():
             raise ConfigError(
                 f"config key {key}: {value!r} is the filesystem root; name a folder for the run"
             )
     feats = config["features"]
-    fmt = config["dataset"]["format"]
-    grey = fmt in GREY_FORMATS
-    if grey and feats != [GREY_FEATURE]:
-        bad = [f for f in feats if f != GREY_FEATURE]
-        raise ConfigError(
-            f"config key features: data set format {fmt!r} is grey, it has the single feature "
-            f"'gray'; colour feature(s) {bad} cannot be computed from grey data"
-        )
-    if not grey and GREY_FEATURE in feats:
-        raise ConfigError(
-            f"config key features: 'gray' is only for grey data sets; format {fmt!r} is colour"
-        )
+    check_planes(feats, datasets.planes(config))
     too_big = [p for p in config["featured_models"] if p > len(feats)]
     if too_big:
         raise ConfigError(

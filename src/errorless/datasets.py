@@ -7,7 +7,11 @@ Formats:
 - ``cifar10`` (``data_batch_1..5``, ``test_batch``) / ``cifar100`` (``train``, ``test``): python
   pickles, keys may be bytes, labels under ``labels`` / ``fine_labels`` (0-based).
 - ``npz``: ``train.npz`` (+ optional ``test.npz``) or a single ``.npz`` file with ``images``
-  (N, H, W, C) uint8, ``labels`` (N,), optional ``ids``.
+  (N, H, W, C) uint8 (C = 3 colour, C = 1 grey), ``labels`` (N,), optional ``ids``.
+- ``mnist``: the IDX files of MNIST, Fashion-MNIST and KMNIST: ``train-images-idx3-ubyte`` +
+  ``train-labels-idx1-ubyte`` and ``t10k-images-idx3-ubyte`` + ``t10k-labels-idx1-ubyte``, each
+  plain or ``.gz`` (the plain file wins when both exist). ``dataset.idx_train`` names the pair
+  used as the training set; the other pair is the held-out set. Grey (N, S, S, 1).
 - ``digits``: scikit-learn's bundled 8×8 handwritten digits (grey, values 0..16 scaled to 0..255).
 - ``synthetic``: written by :mod:`errorless.synthetic` in the imagenet64 (or 32) layout.
 - ``photos``: crops of bundled real photographs, written by :mod:`errorless.photos` in the same layout.
@@ -15,9 +19,12 @@ Formats:
 
 from __future__ import annotations
 
+import gzip
 import io
 import pickle
 import sys
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +34,15 @@ import numpy as np
 from .errors import DataError
 
 IMAGENET = {"imagenet64": 64, "imagenet32": 32, "imagenet64-npz": 64, "imagenet32-npz": 32}
-DEFAULT_LABELS = {"cifar10": 10, "cifar100": 100, "digits": 10}
+DEFAULT_LABELS = {"cifar10": 10, "cifar100": 100, "digits": 10, "mnist": 10}
 # formats the pipeline writes itself (imagenet layout); each has the settings section of its name
 GENERATED = ("synthetic", "photos")
+# formats whose images always have one plane; npz is grey or colour as its images say (C = 1
+# or 3: planes()), every other format is colour
+GREY_FORMATS = frozenset({"digits", "mnist"})
+# the IDX layout of MNIST, Fashion-MNIST and KMNIST: two pairs of files, named by prefix
+IDX_PAIRS = ("train", "t10k")
+IDX_KINDS = {"images": ("idx3", 0x00000803), "labels": ("idx1", 0x00000801)}
 
 
 @dataclass
@@ -113,7 +126,22 @@ def train_batches(cfg: dict[str, Any]) -> list[str]:
         return [p.stem] if p.suffix == ".npz" else ["train"]
     if fmt == "digits":
         return ["digits"]
+    if fmt == "mnist":
+        return [cfg["dataset"]["idx_train"]]
     raise DataError(f"config key dataset.format: unknown format {fmt!r}")
+
+
+def heldout_name(cfg: dict[str, Any]) -> str | None:
+    """The held-out batch the format would have with ``dataset.validation: true`` (no file
+    is looked at), or None when it has none (digits, a single .npz file)."""
+    fmt, gen = cfg["dataset"]["format"], generated(cfg)
+    if gen is not None:
+        return "val_data" if gen["validation_per_label"] > 0 else None
+    if fmt == "digits" or (fmt == "npz" and Path(cfg["dataset"]["path"]).suffix == ".npz"):
+        return None
+    if fmt == "mnist":  # the pair that is not the training set
+        return next(p for p in IDX_PAIRS if p != cfg["dataset"]["idx_train"])
+    return {"cifar10": "test_batch", "cifar100": "test", "npz": "test"}.get(fmt, "val_data")
 
 
 def validation_batch(cfg: dict[str, Any]) -> str | None:
@@ -122,21 +150,17 @@ def validation_batch(cfg: dict[str, Any]) -> str | None:
     file is an error: the evaluation is never dropped silently."""
     if not cfg["dataset"]["validation"]:
         return None
-    fmt, gen = cfg["dataset"]["format"], generated(cfg)
-    if gen is not None:
-        return "val_data" if gen["validation_per_label"] > 0 else None
-    name = {"cifar10": "test_batch", "cifar100": "test", "npz": "test"}.get(fmt, "val_data")
-    if fmt == "digits":
-        return None
-    if fmt == "npz" and Path(cfg["dataset"]["path"]).suffix == ".npz":
-        return None
-    path = batch_path(cfg, name)
-    if not path.is_file() or path.stat().st_size == 0:
-        what = "missing" if not path.exists() else "empty" if path.is_file() else "not a file"
-        raise DataError(
-            f"{path}: held-out file {what} while dataset.validation is true "
-            f"(provide it, or set dataset.validation: false to evaluate the training batches only)"
-        )
+    name = heldout_name(cfg)
+    if name is None or generated(cfg) is not None:
+        return name
+    for path in source_files(cfg, name):
+        if not path.is_file() or path.stat().st_size == 0:
+            what = "missing" if not path.exists() else "empty" if path.is_file() else "not a file"
+            raise DataError(
+                f"{path}: held-out file {what} while dataset.validation is true "
+                f"(provide it, or set dataset.validation: false to evaluate the training "
+                f"batches only)"
+            )
     return name
 
 
@@ -149,7 +173,36 @@ def batch_path(cfg: dict[str, Any], name: str) -> Path:
         return root if root.suffix == ".npz" else root / f"{name}.npz"
     if fmt == "digits":
         return root
+    if fmt == "mnist":
+        return idx_path(root, name, "images")
     return root / name
+
+
+def idx_path(root: Path, prefix: str, kind: str) -> Path:
+    """``{prefix}-{kind}-idx?-ubyte`` in ``root``: the plain file if it exists, else the ``.gz``
+    file if that exists, else the plain name (what messages about a missing file show)."""
+    plain = root / f"{prefix}-{kind}-{IDX_KINDS[kind][0]}-ubyte"
+    packed = plain.with_name(plain.name + ".gz")
+    return packed if not plain.exists() and packed.exists() else plain
+
+
+def source_files(cfg: dict[str, Any], name: str) -> list[Path]:
+    """The files one source batch is read from: one per batch, the images and the labels
+    file of an IDX pair (mnist), none for digits (bundled with scikit-learn)."""
+    fmt = cfg["dataset"]["format"]
+    if fmt == "digits":
+        return []
+    if fmt == "mnist":
+        root = Path(cfg["dataset"]["path"])
+        return [idx_path(root, name, kind) for kind in IDX_KINDS]
+    return [batch_path(cfg, name)]
+
+
+def _shown(cfg: dict[str, Any], path: Path) -> str:
+    """A file's name as the messages list it: an IDX file may be plain or gzipped."""
+    if cfg["dataset"]["format"] == "mnist":
+        return f"{path.name.removesuffix('.gz')}[.gz]"
+    return path.name
 
 
 def check_source(cfg: dict[str, Any]) -> None:
@@ -159,12 +212,11 @@ def check_source(cfg: dict[str, Any]) -> None:
     if fmt in GENERATED or fmt == "digits":
         return
     files = batch_files(cfg)
-    if cfg["dataset"]["validation"]:
-        name = {"cifar10": "test_batch", "cifar100": "test", "npz": "test"}.get(fmt, "val_data")
-        if not (fmt == "npz" and Path(cfg["dataset"]["path"]).suffix == ".npz"):
-            files.append(batch_path(cfg, name))
+    heldout = heldout_name(cfg) if cfg["dataset"]["validation"] else None
+    if heldout is not None:
+        files += source_files(cfg, heldout)
     root = Path(cfg["dataset"]["path"])
-    names = [p.name for p in files]
+    names = [_shown(cfg, p) for p in files]
     listed = ", ".join(names) if len(names) <= 4 else f"{names[0]} ... {names[-2]}, {names[-1]}"
     if root.suffix == ".npz" and fmt == "npz":
         if not root.is_file():
@@ -180,19 +232,64 @@ def check_source(cfg: dict[str, Any]) -> None:
         )
     # the held-out file has its own message (validation_batch)
     train = batch_files(cfg)
-    missing = [p.name for p in train if not p.is_file()]
+    missing = [_shown(cfg, p) for p in train if not p.is_file()]
     if missing:
         raise DataError(
             f"config key dataset.path: {root} lacks {len(missing)} of the {len(train)} training file(s) "
             f"format {fmt} expects: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
         )
+    if fmt == "npz" and heldout is not None:
+        _check_heldout_shape(train[0], batch_path(cfg, heldout))
+
+
+def _check_heldout_shape(train: Path, heldout: Path) -> None:
+    """The held-out npz images have the training images' size and planes (read from the
+    headers; a file that cannot be read is left to its loader)."""
+    a, b = npz_images_shape(train), npz_images_shape(heldout)
+    if a is not None and b is not None and a[1:] != b[1:]:
+        raise DataError(
+            f"{heldout}: images {b} do not match the training images {a} of {train.name} "
+            f"(held-out images need the training images' size and planes)"
+        )
 
 
 def batch_files(cfg: dict[str, Any]) -> list[Path]:
     """Files the training data is read from (Snakemake inputs); empty for digits."""
-    if cfg["dataset"]["format"] == "digits":
-        return []
-    return [batch_path(cfg, b) for b in train_batches(cfg)]
+    return [p for b in train_batches(cfg) for p in source_files(cfg, b)]
+
+
+# ---------------------------------------------------------------- grey or colour
+
+
+def planes(cfg: dict[str, Any]) -> tuple[int, str] | None:
+    """(planes per image, where that comes from) of the configured data: 1 (grey) or 3
+    (colour). Known from the format, except for npz: there it is the last dimension of the
+    training file's ``images``, read from the member's .npy header (the array is not loaded).
+    None when an npz file is missing or unreadable: its loader (or check_source) reports it."""
+    fmt = cfg["dataset"]["format"]
+    if fmt in GREY_FORMATS:
+        return 1, f"format {fmt!r}"
+    if fmt != "npz":
+        return 3, f"format {fmt!r}"
+    path = batch_path(cfg, train_batches(cfg)[0])
+    shape = npz_images_shape(path)
+    if shape is None or len(shape) != 4 or shape[-1] not in (1, 3):
+        return None
+    return shape[-1], f"{path}: images {shape}"
+
+
+def npz_images_shape(path: Path) -> tuple[int, ...] | None:
+    """Shape of the ``images`` array of an .npz file from its .npy header alone, or None
+    when the file or the member is missing or unreadable."""
+    from numpy.lib import format as npy
+
+    readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    try:
+        with zipfile.ZipFile(path) as z, z.open("images.npy") as fh:
+            reader = readers.get(npy.read_magic(fh))
+            return None if reader is None else tuple(int(n) for n in reader(fh)[0])
+    except Exception:  # noqa: BLE001 - missing, not a zip, no 'images', corrupt header: None
+        return None
 
 
 # ---------------------------------------------------------------- reading
@@ -210,6 +307,10 @@ def load_batch(cfg: dict[str, Any], name: str, contiguous: bool = True) -> Image
     path = batch_path(cfg, name)
     if fmt == "digits":
         return _digits(num_labels(cfg))
+    if fmt == "mnist":
+        images_file, labels_file = source_files(cfg, name)
+        images, labels = read_idx_pair(images_file, labels_file)
+        return _checked(labels_file, name, images[..., None], labels, num_labels(cfg))
     dfmt = data_format(cfg)
     if dfmt in IMAGENET:
         side = IMAGENET[dfmt]
@@ -411,3 +512,92 @@ def _digits(L: int | None) -> ImageSet:
     images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
     labels = d.target.astype(np.int64)
     return _checked(Path("sklearn:digits"), "digits", images, labels, L or 10)
+
+
+# ---------------------------------------------------------------- IDX (MNIST and its kin)
+
+
+def read_idx_pair(images_file: Path, labels_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, S, S), labels int64 (N,)) of one IDX pair; the counts must agree."""
+    images = read_idx(images_file, "images")
+    labels = read_idx(labels_file, "labels")
+    if len(labels) != len(images):
+        raise DataError(
+            f"{labels_file}: {len(labels)} labels for the {len(images)} images of "
+            f"{images_file.name}"
+        )
+    return images, labels.astype(np.int64)
+
+
+def read_idx(path: Path, kind: str) -> np.ndarray:
+    """One IDX file (plain or ``.gz``) of unsigned bytes: ``images`` (magic 0x00000803, 3
+    dimensions: N, rows, cols; square, N >= 1) or ``labels`` (0x00000801, 1 dimension: N).
+    The file must hold exactly the bytes its header announces. Every fault is a one-line
+    DataError naming the file; the pixels are one ``np.frombuffer``, no loop over images."""
+    magic = IDX_KINDS[kind][1]
+    ndim = magic & 0xFF  # the magic's last byte: the number of dimensions
+    if not path.is_file():
+        raise DataError(f"{path}: IDX {kind} file missing (check dataset.path)")
+    head = 4 + 4 * ndim
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            header = fh.read(head)
+            if len(header) >= 4 and int.from_bytes(header[:4], "big") != magic:
+                found = int.from_bytes(header[:4], "big")
+                raise DataError(
+                    f"{path}: not an IDX {kind} file: magic number 0x{found:08x}, expected "
+                    f"0x{magic:08x} (unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
+                )
+            if len(header) < head:
+                raise DataError(f"{path}: truncated IDX header ({len(header)} of {head} bytes)")
+            dims = tuple(int(d) for d in np.frombuffer(header, ">u4", ndim, 4))
+            size = int(np.prod(dims, dtype=object))
+            body = _read_at_most(fh, size + 1)  # one more: longer than announced is an error
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        msg = " ".join(str(e).split())[:200]
+        raise DataError(
+            f"{path}: not a readable IDX {kind} file (truncated or corrupt?): "
+            f"{type(e).__name__}: {msg}"
+        ) from None
+    shape = " x ".join(str(d) for d in dims)
+    if len(body) != size:
+        what = "truncated" if len(body) < size else "too long"
+        got = f"{len(body)} bytes" if len(body) < size else "more"
+        if len(body) > size and path.suffix != ".gz":
+            got = f"{path.stat().st_size - head} bytes"
+        raise DataError(
+            f"{path}: {what}: the header announces {shape} = {size} bytes of data, "
+            f"the file holds {got}"
+        )
+    if dims[0] == 0:
+        raise DataError(f"{path}: the file has no {kind} (N = 0)")
+    if kind == "images" and (dims[1] != dims[2] or dims[1] == 0):
+        raise DataError(f"{path}: images of {dims[1]} x {dims[2]} px; square images expected")
+    return np.frombuffer(body, np.uint8).reshape(dims)
+
+
+def _read_at_most(fh, n: int, chunk: int = 1 << 24) -> bytearray:
+    """Up to ``n`` bytes, read in chunks: a header announcing terabytes meets the end of the
+    file instead of asking for the memory (a bytearray: the images made of it are writable,
+    like those of the other loaders)."""
+    buf = bytearray()
+    while len(buf) < n:
+        part = fh.read(min(chunk, n - len(buf)))
+        if not part:
+            break
+        buf += part
+    return buf
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array (N,) or (N, S, S) as an IDX file (gzipped when ``path`` ends in
+    .gz): tests and small data sets."""
+    raw = idx_bytes(array)
+    Path(path).write_bytes(gzip.compress(raw, mtime=0) if str(path).endswith(".gz") else raw)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The unpacked IDX file of a uint8 array: magic, big-endian dimensions, the bytes."""
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    return (0x800 + a.ndim).to_bytes(4, "big") + np.asarray(a.shape, ">u4").tobytes() + a.tobytes()

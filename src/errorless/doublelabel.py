@@ -691,6 +691,8 @@ def suspects_figure(
                     ax.imshow(
                         img[..., 0] if img.shape[-1] == 1 else img,
                         cmap="gray" if img.shape[-1] == 1 else None,
+                        vmin=0,  # grey as stored: a darker copy looks darker (no per-image stretch)
+                        vmax=255,
                         interpolation="nearest",
                     )
                 ax.set_title(f"label {labels[c]}\n{ids[c]}", fontsize=7)

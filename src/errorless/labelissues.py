@@ -417,6 +417,8 @@ def issues_figure(
                 ax.imshow(
                     img[..., 0] if img.shape[-1] == 1 else img,
                     cmap="gray" if img.shape[-1] == 1 else None,
+                    vmin=0,  # grey as stored: a darker copy looks darker (no per-image stretch)
+                    vmax=255,
                     interpolation="nearest",
                 )
             mark = " (planted flip)" if planted and r["image_id"] in planted else ""

@@ -9,7 +9,9 @@ for folder images), and images in any supported layout:
   files) to the training size; the image id is the file's path relative to the folder;
 * ``npz``: ``images`` uint8 (N, H, W, C), optional ``labels`` (0-based) and ``ids``;
 * ``imagenet64``, ``imagenet32``, ``imagenet64-npz``, ``imagenet32-npz``, ``cifar10``,
-  ``cifar100``: one batch file, read by :mod:`errorless.datasets` (labels shifted to 0-based).
+  ``cifar100``: one batch file, read by :mod:`errorless.datasets` (labels shifted to 0-based);
+* ``mnist``: an IDX images file ``<prefix>-images-idx3-ubyte[.gz]``, read with its labels file
+  ``<prefix>-labels-idx1-ubyte[.gz]`` beside it (grey).
 
 Images that are not folder images must already have the training size and channels; anything
 else is a :class:`DataError`. Output: CSV with ``image_id, label, label_index (if known),
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from .names import shard_name, split_proto
 
 log = logging.getLogger(__name__)
 
+IDX_IMAGES = re.compile(r"-images-idx3-ubyte(\.gz)?$")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 FILE_FORMATS = [
     "npz",
@@ -47,6 +51,7 @@ FILE_FORMATS = [
     "imagenet32-npz",
     "cifar10",
     "cifar100",
+    "mnist",
 ]
 SIZES = {
     "imagenet64": 64,
@@ -56,6 +61,7 @@ SIZES = {
     "cifar10": 32,
     "cifar100": 32,
     "digits": 8,
+    "mnist": 28,  # MNIST, Fashion-MNIST, KMNIST
 }
 
 
@@ -138,6 +144,10 @@ def load_images(path: Path, fmt: str, cfg: dict[str, Any], size: int | None, gre
     sub = copy.deepcopy(cfg)
     sub.setdefault("dataset", {}).update(format=fmt, path=str(path.parent), labels=None)
     name = path.stem if fmt.endswith("-npz") else path.name
+    if fmt == "mnist":
+        if not IDX_IMAGES.search(path.name):
+            raise DataError(f"{path}: --format mnist reads <prefix>-images-idx3-ubyte[.gz] files")
+        name = IDX_IMAGES.sub("", path.name)
     data = datasets.load_batch(sub, name)
     return data.images, data.labels, data.ids
 
@@ -199,7 +209,13 @@ def predict(
     if not images_path.exists():
         raise DataError(f"{images_path}: --images does not exist")
     fmt = fmt or (
-        "folder" if images_path.is_dir() else "npz" if images_path.suffix == ".npz" else None
+        "folder"
+        if images_path.is_dir()
+        else "npz"
+        if images_path.suffix == ".npz"
+        else "mnist"
+        if IDX_IMAGES.search(images_path.name)
+        else None
     )
     if fmt is None:
         raise ConfigError(
@@ -251,7 +267,8 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
         choices=["folder", *FILE_FORMATS],
-        help="layout of --images (default: folder for a folder, npz for .npz)",
+        help="layout of --images (default: folder for a folder, npz for .npz, mnist for "
+        "*-images-idx3-ubyte[.gz])",
     )
     p.add_argument("--proto", help="proto-model, e.g. T_h1_m1 (default: the first T model)")
     p.add_argument(

@@ -146,13 +146,11 @@ def report_quality_inputs(wildcards):
 
 
 def evaluation_inputs(wildcards):
-    """One source batch's data file (none for digits) and the weights."""
-    files = {
+    """One source batch's data files (none for digits, two for an IDX pair) and the weights."""
+    return {
         "weights": f"{RESULTS}/weights.parquet",
+        "data": [str(p) for p in datasets.source_files(config, wildcards.batch)],
     }
-    if FORMAT != "digits":
-        files["data"] = str(datasets.batch_path(config, wildcards.batch))
-    return files
 
 
 # ---------------------------------------------------------------- training inputs
