@@ -9,6 +9,7 @@ import torch
 
 from errorless import labelissues as li
 from errorless.config import load_config
+from errorless.errors import ConfigError, DataError
 from errorless.gather import ProtoWeights
 from errorless.shards import Shard, assign
 
@@ -221,6 +222,8 @@ def test_find_issues_and_planted_check_counts():
             "submodule": "s1",
             "label": given,
             "label_local": given,
+            "source": "submodules",
+            "fold": "",
             "proto": "T",
             "n_fnns": 2,
             "p": 2,
@@ -302,3 +305,163 @@ def test_planted_flips_are_found_on_real_digits():
     assert check.loc["cleanlab", "recall"] >= 0.75 and check.loc["cleanlab", "precision"] >= 0.4
     assert check.loc["either", "recall"] >= check.loc["cleanlab", "recall"]
     assert check.iloc[-1]["precision"] >= 0.75  # top-k by label quality
+
+
+# ---------------------------------------------------------------- cross-fit, training vote, user probabilities
+
+
+def oos_frame(n=12, c=3, batches=("b1", "b2"), seed=0):
+    """A submodule out-of-sample table of n images in two source batches (rows 0..n/2-1 each)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % c
+    probs = rng.dirichlet(np.ones(c), n)
+    half = n // len(batches)
+    batch = np.repeat(batches, half)
+    row = np.tile(np.arange(half), len(batches))
+    return pd.DataFrame(
+        {
+            "image_id": [f"{b}:{r}" for b, r in zip(batch, row, strict=True)],
+            "batch": batch,
+            "row": row,
+            "module": "m01",
+            "submodule": "s1",
+            "label": labels,
+            "label_local": labels,
+            "source": "submodules",
+            "fold": "",
+            "proto": "T_h1_m1",
+            "n_fnns": 1,
+            "p": 1,
+            "predicted": probs.argmax(1),
+            "votes": 1,
+            "super_majority": True,
+            "agreement": 1.0,
+            "prob_given": probs[np.arange(n), labels],
+            "predicted_prob": probs.argmax(1),
+            "probs": list(probs),
+            "label_votes": [np.zeros(c, int)] * n,
+        }
+    )[li.OOS_COLUMNS]
+
+
+def test_crossfit_probabilities_replace_the_submodule_ones():
+    oos = oos_frame()
+    rng = np.random.default_rng(5)
+    cfp = rng.dirichlet(np.ones(3), len(oos))
+    cf = oos[["image_id", "batch", "row", "module", "submodule", "label", "label_local"]].assign(
+        fold=[f"f{i % 2 + 1}" for i in range(len(oos))], probs=list(cfp.astype(np.float32))
+    )
+    both = li.with_crossfit(oos, cf.iloc[::-1])  # any row order
+    assert list(both.columns) == li.OOS_COLUMNS and (both["source"] == "crossfit").all()
+    np.testing.assert_allclose(np.stack(both["probs"]), cfp, atol=1e-6)
+    np.testing.assert_array_equal(both["votes"], oos["votes"])  # the submodule vote is kept
+    alone = li.with_crossfit(li.empty_oos(), cf)  # one submodule: the rows come from cross-fit
+    assert (
+        len(alone) == len(oos) and (alone["votes"] == 0).all() and (alone["predicted"] == -1).all()
+    )
+    with pytest.raises(DataError, match="cross-fit tables cover 11 images, the shards 12"):
+        li.with_crossfit(oos, cf.iloc[1:])
+    with pytest.raises(DataError, match="hold image b1:0 twice"):
+        li.with_crossfit(oos, pd.concat([cf, cf.iloc[:1]]))
+
+
+def test_training_vote_mistakes_are_their_own_evidence(tmp_path):
+    oos = oos_frame()
+    pred = pd.DataFrame(
+        {
+            "image_id": list(oos["image_id"]) * 2,
+            "split": "train",
+            "proto": ["T_h1_m1"] * 12 + ["S_h1_m1"] * 12,
+            "p": 1,
+            "protocol": "top1",
+            "predicted": list(oos["label"]) * 2,
+        }
+    )
+    pred.loc[[3, 7], "predicted"] = 2  # T's vote wrong on b1:3 (label 0) and b2:1 (label 1)
+    pred.loc[15, "predicted"] = 0  # S's vote wrong elsewhere
+    pred.to_parquet(tmp_path / "p.parquet")
+    votes = li.train_votes([tmp_path / "p.parquet"], "T_h1_m1")
+    issues = li.find_issues(oos, "cleanlab", votes).set_index("image_id")
+    assert set(issues.index[issues["train_vote_wrong"]]) == {"b1:3", "b2:1"}
+    assert "train_vote" in issues.loc["b1:3", "evidence"]
+    with pytest.raises(DataError, match="no training-set predictions of T_h1_m2"):
+        li.train_votes([tmp_path / "p.parquet"], "T_h1_m2")
+
+
+def test_user_probabilities_rank_as_cleanlab_ranks_them(tmp_path):
+    """cleanlab's pred_probs convention: one row per training image in the data set's order
+    (batch b1's rows, then b2's); the ranking equals cleanlab's own on the same matrix."""
+    from cleanlab.rank import get_label_quality_scores
+
+    oos = oos_frame(n=40, c=4, seed=1).sample(
+        frac=1, random_state=0
+    )  # table order is not data order
+    L = 8  # the data set's labels (this module holds 0..3)
+    P = np.random.default_rng(2).dirichlet(np.ones(L), 40)
+    np.save(tmp_path / "p.npy", P)
+    data_order = [f"b1:{r}" for r in range(20)] + [f"b2:{r}" for r in range(20)]
+    labels = oos.set_index("image_id").loc[data_order, "label"].to_numpy()
+    user = li.load_pred_probs(tmp_path / "p.npy", oos, ["b1", "b2"], L)
+    issues = li.find_issues(oos, "cleanlab", None, user, "auto")
+    want = get_label_quality_scores(labels, P)
+    got = issues.set_index("image_id").loc[data_order, "user_quality"].to_numpy()
+    np.testing.assert_allclose(got, want)
+    ranked = issues.loc[~issues["flagged"], "image_id"].tolist()
+    quality = dict(zip(data_order, want, strict=True))
+    assert ranked == sorted(ranked, key=lambda i: (quality[i], i))  # ranked by the user's quality
+    own = li.find_issues(oos, "cleanlab", None, user, "own")
+    assert own.loc[~own["flagged"], "label_quality"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.write_bytes(b"not numpy"), "not a readable .npy array"),
+        (lambda p: np.save(p, np.full((12, 3), 1 / 3)), r"expected numbers of shape \(12, 8\)"),
+        (lambda p: np.save(p, np.full((12, 8), np.nan)), "finite and non-negative"),
+        (lambda p: np.save(p, np.full((12, 8), 0.2)), "row 0 sums to 1.6000"),
+        (lambda p: np.save(p, np.array([{"a": 1}] * 12), allow_pickle=True), "not a readable"),
+    ],
+)
+def test_bad_user_probabilities_are_one_line_naming_the_file(tmp_path, make, message):
+    path = tmp_path / "probs.npy"
+    make(path)
+    with pytest.raises((ConfigError, DataError), match=message) as e:
+        li.load_pred_probs(path, oos_frame(), ["b1", "b2"], 8)
+    assert str(path) in str(e.value) and "label_issues.pred_probs" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_one_file_digits_every_submodule_holds_every_label_and_votes_far_above_chance(tmp_path):
+    """sklearn's real digits as one source batch (a one-file data set): SPEC's first split gave
+    submodule 1 the digits 0-4 and submodule 2 the digits 4-9, so the other submodule's FNN was
+    right for a few % of the images; now both hold every digit."""
+    from errorless import fnn
+    from errorless.config import SGDSettings
+    from errorless.features import transform
+    from errorless.sgd import train_sgd
+    from errorless.shards import load_shard, modularize
+
+    cfg = load_config(
+        overrides={
+            "dataset": {"format": "digits", "validation": False},
+            "modules": {"labels_per_module": 10, "submodules": 2},
+            "features": ["gray"],
+            "featured_models": [1],
+        }
+    )
+    rows = modularize(cfg, tmp_path / "shards")
+    shards = [load_shard(r["path"]) for r in rows]
+    assert all(set(sh.labels) == set(range(10)) for sh in shards)
+    nets = []
+    for sh in shards:
+        x = torch.as_tensor(transform(sh.images, "gray", **TRANSFORM))
+        params = fnn.init_params([x.shape[1], 64, 10], seed=sh.submodule)
+        train_sgd(
+            params, x, torch.as_tensor(sh.labels), SGDSettings(), torch.Generator().manual_seed(0)
+        )
+        nets.append((params, x, sh.labels))
+    for (p_other, _, _), (_, x, y) in zip(nets[::-1], nets, strict=True):
+        acc = float((fnn.predict(p_other, x).numpy() == y).mean())
+        assert acc > 0.85, acc  # chance: 0.10

@@ -63,6 +63,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "doublelabel",
         "double-labelling report and planted-truth check",
     ),
+    "cross-fit": (
+        "errorless.crossfit",
+        "crossfit",
+        "cross-fitted FNNs of one (module, fold): out-of-sample probabilities",
+    ),
     "out-of-sample": (
         "errorless.labelissues",
         "oos",

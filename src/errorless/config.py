@@ -208,6 +208,14 @@ def check_consistency(config: dict[str, Any]) -> None:
             f"config key photos.crop_min: {photos['crop_min']} is larger than photos.crop_max "
             f"({photos['crop_max']})"
         )
+    li = config["label_issues"]
+    if li["rank_by"] == "pred_probs" and not li["pred_probs"]:
+        raise ConfigError(
+            "config key label_issues.rank_by: 'pred_probs' needs label_issues.pred_probs "
+            "(a .npy file of out-of-sample probabilities)"
+        )
+    if li["pred_probs"] and not Path(li["pred_probs"]).is_file():
+        raise ConfigError(f"config key label_issues.pred_probs: {li['pred_probs']} does not exist")
     archs = config["models"]["architectures"]
     unknown = [a for a in config["models"]["use"] if a not in archs]
     if unknown:

@@ -1,34 +1,36 @@
-"""Single mislabelled images (not duplicates): out-of-sample votes, ranked with cleanlab.
+"""Single mislabelled images (not duplicates): out-of-sample probabilities, ranked with cleanlab.
 
 GDT residuals and the duplicate search only see images that occur twice; a single image with
-a wrong label is simply memorised by its own submodule's FNNs. But every training image of
-module j lies in exactly one submodule s, and the FNNs (·, j, s') of the other submodules
-s' ≠ s never saw it: their outputs are cross-validated (out-of-sample) predictions, the
-input confident learning needs (Northcutt et al., 2021).
+a wrong label is simply memorised by its own submodule's FNNs. What finds it is a prediction
+made **without** that image: an out-of-sample (cross-validated) probability, the input of
+confident learning (Northcutt et al., 2021). Two sources (docs/label-issues.md):
 
-``out-of-sample`` (rule ``out_of_sample``): every training image through the FNNs of the other
-submodule(s) of its module, all p features, one batched pass per (feature, shard):
+* **cross-fitted FNNs** (``errorless.crossfit``, on by default: ``label_issues.crossfit.folds``
+  K ≥ 2): per module, each fold's images predicted by FNNs trained on the other folds, with
+  augmentation; the strongest evidence the method's own FNNs give;
+* **the other submodules' FNNs** of the trained model: every image of module j lies in one
+  submodule s, and the FNNs (·, j, s') of the other submodules never saw it (needs
+  ``modules.submodules`` ≥ 2). They give the ``vote`` evidence and, with cross-fitting off,
+  the probabilities.
 
-* ``probs`` — the mean softmax of those p·(r−1) FNNs over the module's c labels;
-* ``label_votes`` — how many of them have each label as their top-1;
-* ``predicted``, ``votes``, ``super_majority`` — the vote of SPEC §7 restricted to the other
-  submodule(s) (``super_majority``: all p features of one other submodule agree);
-* ``agreement`` = votes / p, ``prob_given`` = probs at the given label.
+``out-of-sample`` (rule ``out_of_sample``): one row per training image (OOS_COLUMNS): ``probs``
+over the module's c labels (``source``: crossfit or submodules), and the other submodules'
+``predicted``, ``votes``, ``super_majority`` (all p features of one other submodule agree),
+``agreement`` = votes / p, ``label_votes``. Written to ``{results}/quality/out_of_sample.parquet``.
 
-Written to ``{results}/quality/out_of_sample.parquet``, one row per training image.
-
-``label-issues`` (rule ``label_issues``): per module (labels local 0..c−1),
+``label-issues`` (rule ``label_issues``): per module (labels local 0..c−1)
 ``cleanlab.filter.find_label_issues(labels, probs)`` (prune by noise rate) and
-``cleanlab.rank.get_label_quality_scores`` (self-confidence; lower = more suspicious).
-An image is flagged by ``label_issues.flag``: ``cleanlab`` (an issue), ``vote`` (a
-super-majority of the other submodule for another label), ``either`` (default) or ``both``.
-Ranked by (flagged, label quality). Kept apart from the duplicate and GDT evidence: its own
-tables ``quality/label_issues.{parquet,csv}``, thumbnails and planted check
-``quality/label_issues_check.csv`` (precision / recall of every flag rule against the
+``cleanlab.rank.get_label_quality_scores`` (self-confidence; lower = more suspicious); beside
+them the **training-set vote's own mistakes** (the proto-model's SPEC §7 vote on its own
+training images is not the given label, although every FNN fitted its own images: read from
+``evaluation/predictions``) and, when given, **the user's out-of-sample probabilities**
+(``label_issues.pred_probs``, cleanlab's ``pred_probs``: (N, L), the data set's order), ranked
+with cleanlab too. An image is flagged by ``label_issues.flag`` (``cleanlab`` default, ``vote``,
+``either``, ``both``) or by cleanlab on the user's probabilities. Ranked by (flagged, label
+quality; ``rank_by``). Kept apart from the duplicate and GDT evidence: its own tables
+``quality/label_issues.{parquet,csv}``, thumbnails and planted check
+``quality/label_issues_check.csv`` (precision / recall of every kind of evidence against the
 planted ``label_flip`` images, and at top-k = the number of flips).
-
-With ``modules.submodules`` < 2 no FNN is out of sample: both commands write empty tables
-and say so in the log; the check's note says why.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import pandas as pd
 import torch
 
 from .config import device_argument, settings_arguments, settings_from_args
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .io import atomic_path, write_parquet, write_text
 from .names import number, submodule_name
 from .shards import manifest_shards
@@ -55,6 +57,8 @@ IMAGE_COLUMNS = ["image_id", "batch", "row", "module", "submodule", "label"]  # 
 OOS_COLUMNS = [
     *IMAGE_COLUMNS,
     "label_local",
+    "source",
+    "fold",
     "proto",
     "n_fnns",
     "p",
@@ -79,10 +83,16 @@ ISSUE_COLUMNS = [
     "label_quality",
     "cleanlab_issue",
     "vote_against",
+    "train_vote",
+    "train_vote_wrong",
+    "user_quality",
+    "user_issue",
     "flagged",
     "evidence",
+    "source",
 ]
 FLAGS = ("either", "cleanlab", "vote", "both")
+SOURCES = ("crossfit", "submodules")
 CHECK_COLUMNS = [
     "evidence",
     "used",
@@ -164,31 +174,102 @@ def shard_out_of_sample(
 
 
 def out_of_sample(
-    cfg: dict[str, Any], weights: str | Path, shard_paths: list[Path], proto: str | None = None
+    cfg: dict[str, Any],
+    weights: str | Path | None,
+    shard_paths: list[Path],
+    proto: str | None = None,
+    crossfit: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
-    """One row per training image (OOS_COLUMNS); empty when submodules < 2."""
+    """One row per training image (OOS_COLUMNS): the other submodules' votes (when
+    ``modules.submodules`` ≥ 2) and the probabilities of the cross-fitted FNNs (the
+    ``crossfit`` Parquet files of ``errorless cross-fit``) or, without them, of the other
+    submodules. Empty, with a log line, when neither exists."""
     from .evaluate import torch_device
     from .gather import load_proto
     from .shards import load_shard
 
-    if cfg["modules"]["submodules"] < 2:
-        log.warning(
-            "modules.submodules = %d: no FNN is out of sample for any image; "
-            "label-issue evidence skipped",
-            cfg["modules"]["submodules"],
+    r = cfg["modules"]["submodules"]
+    table = empty_oos()
+    if r >= 2:
+        pw = load_proto(weights, proto or default_proto(cfg), cfg["features"])
+        shards = (load_shard(p) for p in shard_paths)
+        table = oos_table(
+            pw,
+            shards,
+            cfg["transform"],
+            torch_device(cfg["device"]),
+            cfg["evaluation"]["batch_size"],
         )
-        return empty_oos()
-    pw = load_proto(weights, proto or default_proto(cfg), cfg["features"])
-    shards = (load_shard(p) for p in shard_paths)
-    return oos_table(
-        pw, shards, cfg["transform"], torch_device(cfg["device"]), cfg["evaluation"]["batch_size"]
+    if crossfit:
+        return with_crossfit(table, pd.concat([read_crossfit(p) for p in crossfit]))
+    if r < 2:
+        log.warning(
+            "modules.submodules = %d and no cross-fitting (label_issues.crossfit.folds < 2): no "
+            "FNN is out of sample for any image; label-issue evidence skipped",
+            r,
+        )
+    return table
+
+
+def read_crossfit(path: str | Path) -> pd.DataFrame:
+    from .crossfit import COLUMNS
+
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable file: name it
+        raise DataError(f"{path}: unreadable cross-fit table: {e}") from None
+    missing = [c for c in [*COLUMNS, "probs"] if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: not a cross-fit table, missing columns {missing}")
+    return df
+
+
+def with_crossfit(table: pd.DataFrame, cf: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (the submodule votes; may be empty) with the cross-fitted probabilities as
+    ``probs``. Every image needs exactly one cross-fit row."""
+    dup = cf["image_id"].duplicated()
+    if dup.any():
+        raise DataError(
+            f"cross-fit tables hold image {cf['image_id'][dup].iloc[0]} twice (stale fold files?)"
+        )
+    cf = cf.set_index("image_id")
+    if len(table) == 0:  # no submodule votes: the rows come from the cross-fit tables
+        table = cf.reset_index()[[*IMAGE_COLUMNS, "label_local"]].assign(
+            proto="",
+            n_fnns=np.int64(0),
+            p=np.int64(0),
+            predicted=np.int64(-1),
+            votes=np.int64(0),
+            super_majority=False,
+            agreement=0.0,
+            label_votes=None,
+        )
+    missing = ~table["image_id"].isin(cf.index)
+    if missing.any() or len(cf) != len(table):
+        raise DataError(
+            f"cross-fit tables cover {len(cf)} images, the shards {len(table)} "
+            f"(e.g. {table['image_id'][missing].iloc[0] if missing.any() else 'extra rows'}); "
+            "rerun the cross_fit jobs"
+        )
+    rows = cf.loc[table["image_id"]]
+    probs = np.stack(rows["probs"].to_numpy()).astype(np.float64)
+    local = table["label_local"].to_numpy(np.int64)
+    lo = (table["label"] - table["label_local"]).to_numpy(np.int64)
+    out = table.assign(
+        source="crossfit",
+        fold=rows["fold"].to_numpy(),
+        probs=list(probs.astype(np.float32)),
+        prob_given=probs[np.arange(len(local)), local],
+        predicted_prob=probs.argmax(axis=1) + lo,
     )
+    return out[OOS_COLUMNS].reset_index(drop=True)
 
 
 def oos_table(
     pw, shards, transform: dict[str, int], device: str = "cpu", batch_size: int = 4096
 ) -> pd.DataFrame:
-    """:func:`out_of_sample` for a :class:`gather.ProtoWeights` and :class:`shards.Shard` objects."""
+    """The other submodules' out-of-sample votes and probabilities (OOS_COLUMNS, ``source``
+    submodules) for a :class:`gather.ProtoWeights` and :class:`shards.Shard` objects."""
     frames = []
     for sh in shards:
         res = shard_out_of_sample(pw, sh, transform, device, batch_size)
@@ -213,6 +294,8 @@ def oos_table(
                     "submodule": submodule_name(sh.submodule),
                     "label": sh.labels,
                     "label_local": local,
+                    "source": "submodules",
+                    "fold": "",
                     "proto": pw.proto,
                     "n_fnns": np.int64(res["n_fnns"]),
                     "p": np.int64(res["p"]),
@@ -238,13 +321,25 @@ def oos_table(
     return pd.concat(frames, ignore_index=True)[OOS_COLUMNS] if frames else empty_oos()
 
 
+_TEXT = (
+    "image_id",
+    "batch",
+    "module",
+    "submodule",
+    "source",
+    "fold",
+    "proto",
+    "probs",
+    "label_votes",
+)
+
+
 def empty_oos() -> pd.DataFrame:
     return pd.DataFrame(
         {
             c: pd.Series(
                 dtype=object
-                if c
-                in ("image_id", "batch", "module", "submodule", "proto", "probs", "label_votes")
+                if c in _TEXT
                 else bool
                 if c == "super_majority"
                 else float
@@ -256,14 +351,96 @@ def empty_oos() -> pd.DataFrame:
     )
 
 
-# ---------------------------------------------------------------- cleanlab + vote
+# ---------------------------------------------------------------- evidence beside cleanlab
 
 
-def find_issues(oos: pd.DataFrame, flag: str = "either") -> pd.DataFrame:
-    """Every image with its label quality and flags, ranked (ISSUE_COLUMNS)."""
+def train_votes(predictions: Sequence[str | Path], proto: str) -> pd.DataFrame:
+    """The training-set vote of ``proto`` (its largest featured model, top-1 protocol) from
+    ``evaluation/predictions/{batch}.parquet``: image_id, train_vote (the voted global label)."""
+    frames = []
+    for path in predictions:
+        df = pd.read_parquet(
+            path, columns=["image_id", "split", "proto", "p", "protocol", "predicted"]
+        )
+        df = df[(df["split"] == "train") & (df["proto"] == proto) & (df["protocol"] == "top1")]
+        frames.append(df[df["p"] == df["p"].max()] if len(df) else df)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(df) == 0:
+        raise DataError(
+            f"no training-set predictions of {proto} in {len(predictions)} prediction file(s) "
+            "(label_issues.proto not evaluated?)"
+        )
+    return df[["image_id", "predicted"]].rename(columns={"predicted": "train_vote"})
+
+
+def load_pred_probs(
+    path: str | Path, oos: pd.DataFrame, batches: Sequence[str], num_labels: int
+) -> pd.DataFrame:
+    """A user's out-of-sample probabilities (cleanlab's ``pred_probs``): a .npy (N, L), one row
+    per training image in the data set's order (``batches`` in order, each by row). Returns
+    image_id, user_probs (L,) for the images of ``oos``; any mismatch is a one-line error."""
+    key = f"config key label_issues.pred_probs: {path}"
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{key} does not exist")
+    try:
+        P = np.load(path, allow_pickle=False, mmap_mode="r")
+    except Exception as e:  # noqa: BLE001 - not a .npy file, truncated, pickled objects, ...
+        raise DataError(f"{key}: not a readable .npy array ({type(e).__name__}: {e})") from None
+    n = len(oos)
+    if P.ndim != 2 or P.shape != (n, num_labels) or P.dtype.kind not in "fiu":
+        raise DataError(
+            f"{key}: expected numbers of shape ({n}, {num_labels}) (training images x labels, "
+            f"in the data set's order), got {P.dtype} {P.shape}"
+        )
+    P = np.asarray(P, dtype=np.float64)
+    if not np.isfinite(P).all() or (P < 0).any():
+        raise DataError(f"{key}: probabilities must be finite and non-negative")
+    sums = P.sum(axis=1)
+    if (np.abs(sums - 1) > 1e-3).any():
+        i = int(np.argmax(np.abs(sums - 1)))
+        raise DataError(f"{key}: row {i} sums to {sums[i]:.4f}, not 1 (softmax outputs expected)")
+    order = {b: i for i, b in enumerate(batches)}
+    unknown = set(oos["batch"]) - set(order)
+    if unknown:
+        raise DataError(f"{key}: images of batch {sorted(unknown)[0]!r}, not a training batch")
+    sizes = oos.groupby("batch")["row"].agg(["count", "max"])
+    if (sizes["max"] + 1 != sizes["count"]).any():
+        raise DataError(f"{key}: the training images' rows are not 0..n-1 per batch")
+    offset = np.cumsum([0] + [int(sizes["count"].get(b, 0)) for b in batches])
+    index = offset[oos["batch"].map(order).to_numpy()] + oos["row"].to_numpy(np.int64)
+    return pd.DataFrame({"image_id": oos["image_id"].to_numpy(), "user_probs": list(P[index])})
+
+
+def _cleanlab(labels: np.ndarray, P: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(self-confidence label quality, find_label_issues mask) of one set of probabilities."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
+    P = P / P.sum(axis=1, keepdims=True)
+    quality = get_label_quality_scores(labels, P)
+    issue = np.zeros(len(labels), dtype=bool)
+    if len(np.unique(labels)) < P.shape[1]:
+        log.warning("%s: not every label has an image; cleanlab's issue filter skipped there", what)
+        return quality, issue
+    try:
+        issue = find_label_issues(labels, P, n_jobs=1)
+    except (ValueError, ZeroDivisionError) as e:  # degenerate (e.g. one image per label)
+        log.warning("%s: cleanlab find_label_issues failed (%s); no issue flags there", what, e)
+    return quality, issue
+
+
+def find_issues(
+    oos: pd.DataFrame,
+    flag: str = "cleanlab",
+    train_vote: pd.DataFrame | None = None,
+    user: pd.DataFrame | None = None,
+    rank_by: str = "auto",
+) -> pd.DataFrame:
+    """Every image with its label quality and flags, ranked (ISSUE_COLUMNS).
+
+    ``train_vote`` (image_id, train_vote): the training-set vote, :func:`train_votes`;
+    ``user`` (image_id, user_probs): :func:`load_pred_probs`."""
     if flag not in FLAGS:
         raise DataError(f"config key label_issues.flag: {flag!r} not in {FLAGS}")
     df = oos.copy()
@@ -271,35 +448,44 @@ def find_issues(oos: pd.DataFrame, flag: str = "either") -> pd.DataFrame:
     df["cleanlab_issue"] = False
     for m, idx in df.groupby("module", sort=True).groups.items():
         sub = df.loc[idx]
-        labels = sub["label_local"].to_numpy(np.int64)
-        P = np.stack(sub["probs"].to_numpy()).astype(np.float64)  # (n, c)
-        P = P / P.sum(axis=1, keepdims=True)
-        df.loc[idx, "label_quality"] = get_label_quality_scores(labels, P)
-        if len(np.unique(labels)) < P.shape[1]:
-            log.warning(
-                "module %s: not every label has an image; cleanlab's issue filter skipped there", m
-            )
-            continue
-        try:
-            df.loc[idx, "cleanlab_issue"] = find_label_issues(labels, P, n_jobs=1)
-        except (
-            ValueError,
-            ZeroDivisionError,
-        ) as e:  # degenerate modules (e.g. one image per label)
-            log.warning(
-                "module %s: cleanlab find_label_issues failed (%s); vote evidence only", m, e
-            )
+        quality, issue = _cleanlab(
+            sub["label_local"].to_numpy(np.int64),
+            np.stack(sub["probs"].to_numpy()).astype(np.float64),  # (n, c)
+            f"module {m}",
+        )
+        df.loc[idx, "label_quality"] = quality
+        df.loc[idx, "cleanlab_issue"] = issue
     df["cleanlab_issue"] = df["cleanlab_issue"].astype(bool)
     df["vote_against"] = df["super_majority"].astype(bool) & (df["predicted"] != df["label"])
-    df["flagged"] = flag_rule(df["cleanlab_issue"].to_numpy(), df["vote_against"].to_numpy(), flag)
-    df["evidence"] = np.select(
-        [df["cleanlab_issue"] & df["vote_against"], df["cleanlab_issue"], df["vote_against"]],
-        ["cleanlab+vote", "cleanlab", "vote"],
-        "",
+    df["train_vote"] = np.int64(-1)
+    if train_vote is not None:
+        tv = train_vote.set_index("image_id")["train_vote"]
+        df["train_vote"] = df["image_id"].map(tv).fillna(-1).astype(np.int64)
+    df["train_vote_wrong"] = (df["train_vote"] >= 0) & (df["train_vote"] != df["label"])
+    df["user_quality"], df["user_issue"] = np.nan, False
+    if user is not None:
+        P = np.stack(df["image_id"].map(user.set_index("image_id")["user_probs"]).to_numpy())
+        df["user_quality"], df["user_issue"] = _cleanlab(
+            df["label"].to_numpy(np.int64), P, "label_issues.pred_probs"
+        )
+    own = flag_rule(df["cleanlab_issue"].to_numpy(), df["vote_against"].to_numpy(), flag)
+    df["flagged"] = own | df["user_issue"].to_numpy(bool)
+    kinds = [
+        ("cleanlab", df["cleanlab_issue"]),
+        ("vote", df["vote_against"]),
+        ("train_vote", df["train_vote_wrong"]),
+        ("pred_probs", df["user_issue"]),
+    ]
+    df["evidence"] = [
+        "+".join(k for (k, _), hit in zip(kinds, row, strict=True) if hit)
+        for row in zip(*(v.to_numpy(bool) for _, v in kinds), strict=True)
+    ]
+    key = (
+        "user_quality"
+        if rank_by == "pred_probs" or (rank_by == "auto" and user is not None)
+        else "label_quality"
     )
-    df = df.sort_values(
-        ["flagged", "label_quality", "image_id"], ascending=[False, True, True], kind="stable"
-    )
+    df = df.sort_values(["flagged", key, "image_id"], ascending=[False, True, True], kind="stable")
     df.insert(0, "rank", np.arange(1, len(df) + 1, dtype=np.int64))
     return df[ISSUE_COLUMNS].reset_index(drop=True)
 
@@ -357,6 +543,14 @@ def planted_check(issues: pd.DataFrame, planted: pd.DataFrame, flag: str) -> pd.
             "flagged images that carry a planted copy are not flips: they count against precision"
         )
         out.append(check_row(rule, rule == flag, flips, sel, copies, note))
+    for kind, column, note in (
+        ("train_vote", "train_vote_wrong", "the training-set vote of label_issues.proto is wrong"),
+        ("pred_probs", "user_issue", "cleanlab on the user's label_issues.pred_probs"),
+    ):
+        if kind == "pred_probs" and issues["user_quality"].isna().all():
+            continue
+        sel = set(issues.loc[issues[column].astype(bool), "image_id"])
+        out.append(check_row(kind, False, flips, sel, copies, note))
     ranked = issues.sort_values(["label_quality", "image_id"], kind="stable")["image_id"].tolist()
     top = set(ranked[: len(flips)])
     k = len(flips)
@@ -448,6 +642,12 @@ def oos_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--proto", help="proto-model whose FNNs vote (default: config label_issues.proto)"
     )
+    p.add_argument(
+        "--crossfit",
+        nargs="*",
+        default=[],
+        help="the cross-fit tables of every (module, fold) (quality/crossfit/*.parquet)",
+    )
     device_argument(p)
     p.add_argument(
         "--out", required=True, help="out-of-sample Parquet (results/quality/out_of_sample.parquet)"
@@ -461,9 +661,16 @@ def oos_main(args: argparse.Namespace) -> int:
         log.warning("label_issues.enabled is false: label-issue evidence skipped")
         df = empty_oos()
     else:
-        df = out_of_sample(cfg, args.weights, paths, args.proto)
+        df = out_of_sample(cfg, args.weights, paths, args.proto, args.crossfit)
     write_parquet(Path(args.out), df)
-    log.info("%d images -> %s", len(df), args.out)
+    if len(df):
+        log.info(
+            "%d images -> %s (probabilities: %s); out-of-sample accuracy %.4f",
+            len(df),
+            args.out,
+            ", ".join(sorted(set(df["source"]))),
+            float(np.mean(df["predicted_prob"] == df["label"])),
+        )
     return 0
 
 
@@ -476,6 +683,21 @@ def issues_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", required=True, help="label issues CSV (flagged images only)")
     p.add_argument("--check", required=True, help="planted check CSV")
     p.add_argument("--figure", help="thumbnails PNG")
+    p.add_argument(
+        "--predictions",
+        nargs="*",
+        default=[],
+        help="evaluation/predictions/{batch}.parquet of the training batches (the training-set vote)",
+    )
+    p.add_argument(
+        "--batches",
+        nargs="*",
+        default=[],
+        help="the training batches in the data set's order (for label_issues.pred_probs)",
+    )
+    p.add_argument(
+        "--labels", type=int, help="L, the data set's labels (for label_issues.pred_probs)"
+    )
 
 
 def issues_main(args: argparse.Namespace) -> int:
@@ -495,7 +717,18 @@ def issues_main(args: argparse.Namespace) -> int:
         issues = pd.DataFrame(columns=ISSUE_COLUMNS)
         check = no_check(reason)
     else:
-        issues = find_issues(oos, flag)
+        li = cfg["label_issues"]
+        votes = (
+            train_votes(args.predictions, li["proto"] or default_proto(cfg))
+            if args.predictions
+            else None
+        )
+        user = None
+        if li["pred_probs"]:
+            if not args.labels or not args.batches:
+                raise ConfigError("label_issues.pred_probs needs --labels and --batches")
+            user = load_pred_probs(li["pred_probs"], oos, args.batches, args.labels)
+        issues = find_issues(oos, flag, votes, user, li["rank_by"])
         check = (
             planted_check(issues, planted, flag)
             if planted is not None

@@ -4,6 +4,7 @@
 * shard ``<module>_<submodule>``, e.g. ``m03_s2``;
 * trained model ``<arch>_m<replicate>``, e.g. ``h1_m1``;
 * proto-model ``<method>_<model>``, e.g. ``T_h1_m1`` (method S, Sp or T);
+* cross-fitting fold ``f1 … fK`` (label-issue evidence, ``errorless.crossfit``);
 * featured model ``Model-<p>`` (the first p features' FNNs voting), e.g. ``Model-3``.
 """
 
@@ -30,6 +31,18 @@ def module_names(k: int) -> list[str]:
 
 def submodule_names(r: int) -> list[str]:
     return [submodule_name(s) for s in range(1, r + 1)]
+
+
+def fold_names(k: int) -> list[str]:
+    """Cross-fitting fold wildcard values f1..fK."""
+    return [f"f{i}" for i in range(1, k + 1)]
+
+
+def split_fold(name: str) -> int:
+    """``f3`` -> 3."""
+    if str(name)[:1] != "f" or not str(name)[1:].isdigit():
+        raise DataError(f"{name!r} is not a fold name (f1, f2, ...)")
+    return int(name[1:])
 
 
 def shard_name(module: str, submodule: str) -> str:

@@ -77,15 +77,48 @@ rule double_labeling:
         "--check {output.check} --check-detail {output.detail} > {log} 2>&1"
 
 
-# Single mislabelled images (README "Label issues"): every training image through the FNNs of
-# the other submodule(s) of its module (out of sample), ranked with cleanlab; a third kind of
-# evidence, kept apart from duplicates and GDT residuals. Needs modules.submodules >= 2.
+# Single mislabelled images (docs/label-issues.md): out-of-sample probabilities of cross-fitted
+# FNNs (one job per module and fold) and the votes of the other submodule(s) of each image's
+# module, ranked with cleanlab; a third kind of evidence, kept apart from duplicates and GDT
+# residuals.
+
+
+rule cross_fit:
+    input:
+        manifest=f"{RESULTS}/shards/manifest.tsv",
+    output:
+        f"{RESULTS}/quality/crossfit/{{mod}}_{{fold}}.parquet",
+    log:
+        f"{RESULTS}/logs/cross_fit/{{mod}}_{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cross_fit/{{mod}}_{{fold}}.tsv"
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 1
+    resources:
+        mem_mb=crossfit_mem_mb,
+        runtime=crossfit_runtime,
+    params:
+        settings=settings_json(
+            "label_issues.crossfit",
+            "features",
+            "transform",
+            "models.architectures",
+            "models.use",
+            "sgd",
+            "seed",
+        ),
+    shell:
+        "python -m errorless cross-fit --settings {params.settings:q} "
+        '--device "$ERRORLESS_DEVICE" --manifest {input.manifest} --module {wildcards.mod} '
+        "--fold {wildcards.fold} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule out_of_sample:
     input:
         weights=f"{RESULTS}/weights.parquet",
         manifest=f"{RESULTS}/shards/manifest.tsv",
+        crossfit=crossfit_tables(),
     output:
         table=f"{RESULTS}/quality/out_of_sample.parquet",
     log:
@@ -113,7 +146,7 @@ rule out_of_sample:
     shell:
         "python -m errorless out-of-sample --settings {params.settings:q} "
         '--device "$ERRORLESS_DEVICE" --weights {input.weights} '
-        "--manifest {input.manifest} --out {output.table} > {log} 2>&1"
+        "--manifest {input.manifest} --crossfit {input.crossfit} --out {output.table} > {log} 2>&1"
 
 
 rule label_issues:
@@ -144,11 +177,20 @@ rule label_issues:
         mem_mb=LIGHT_MEM,
         runtime=LIGHT_MIN,
     params:
-        settings=settings_json("label_issues.flag", "modules.submodules"),
+        settings=settings_json(
+            "label_issues",
+            "modules.submodules",
+            "models.use",
+            "models.replicates",
+            "sgd.released_epochs",  # the default proto-model: T, else S
+            "gdt.enabled",
+        ),
         planted=lambda wildcards, input: (
             f"--planted {input.planted}" if "planted" in input.keys() else ""
         ),
+        batches=" ".join(TRAIN_BATCHES),
     shell:
         "python -m errorless label-issues --settings {params.settings:q} --oos {input.oos} "
-        "{params.planted} --out {output.parquet} --csv {output.table} "
+        "{params.planted} --predictions {input.predictions} --batches {params.batches} "
+        "--labels {NUM_LABELS} --out {output.parquet} --csv {output.table} "
         "--check {output.check} > {log} 2>&1"
