@@ -27,7 +27,7 @@ def shared_data_or_skip(name: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_test_dir() -> Path:
     """The MNIST test set as published (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz;
     README.md there), or skip."""

@@ -82,14 +82,14 @@ def test_folds_are_stratified_seeded_and_match_a_plain_deal():
 # ---------------------------------------------------------------- augmentation
 
 
-def test_shifted_moves_whole_pixels_and_repeats_the_edge():
-    x = np.arange(2 * 4 * 5 * 1, dtype=np.uint8).reshape(2, 4, 5, 1)
+def test_translation_by_whole_pixels_moves_them_and_repeats_the_edge():
+    x = np.arange(2 * 5 * 5 * 1, dtype=np.uint8).reshape(2, 5, 5, 1) * 3
     for dy, dx in [(0, 0), (1, 0), (-1, 0), (0, 2), (-1, -1)]:
-        got = cf.shifted(x, dy, dx)
+        got = cf.translated(x, dy / 5, dx / 5)
         for i in range(2):
-            for r in range(4):
+            for r in range(5):
                 for c in range(5):
-                    want = x[i, min(max(r - dy, 0), 3), min(max(c - dx, 0), 4), 0]
+                    want = x[i, min(max(r - dy, 0), 4), min(max(c - dx, 0), 4), 0]
                     assert got[i, r, c, 0] == want, (dy, dx, r, c)
 
 
@@ -136,17 +136,17 @@ def test_prediction_is_the_mean_softmax_of_every_member_and_shift():
     params = fnn.stack(
         [fnn.init_params([36, 5, 3], seed) for seed in range(4)]
     )  # 2 features x 2 replicates
-    got = cf.predict_fold(params, images, features, TRANSFORM, 2, tta=True, batch_size=4)
+    got = cf.predict_fold(params, images, features, TRANSFORM, 2, tta=1 / 6, batch_size=4)
     want = np.zeros((9, 3))
-    for dy, dx in cf.TTA_SHIFTS:
-        xs = transform_many(cf.shifted(images, dy, dx), features, **TRANSFORM)
+    for dy, dx in cf.TTA_DIRECTIONS:
+        xs = transform_many(cf.translated(images, dy / 6, dx / 6), features, **TRANSFORM)
         for m in range(4):
             x = xs[m // 2].astype(np.float64)
             (w1, b1), (w2, b2) = [(w[m].double().numpy(), b[m].double().numpy()) for w, b in params]
             z = np.maximum(x @ w1 + b1, 0) @ w2 + b2
             e = np.exp(z - z.max(1, keepdims=True))
             want += e / e.sum(1, keepdims=True)
-    np.testing.assert_allclose(got, want / (4 * len(cf.TTA_SHIFTS)), atol=1e-6)
+    np.testing.assert_allclose(got, want / (4 * len(cf.TTA_DIRECTIONS)), atol=1e-6)
 
 
 def test_training_is_deterministic_and_learns_real_digits():
@@ -158,7 +158,7 @@ def test_training_is_deterministic_and_learns_real_digits():
     p2 = cf.train_fold(images[tr], labels[tr], 10, ["gray"], [32], TRANSFORM, sgd, s, seed=5)
     for (w1, b1), (w2, b2) in zip(p1, p2, strict=True):
         assert torch.equal(w1, w2) and torch.equal(b1, b2)
-    probs = cf.predict_fold(p1, images[te], ["gray"], TRANSFORM, 1, tta=False)
+    probs = cf.predict_fold(p1, images[te], ["gray"], TRANSFORM, 1, tta=0)
     assert np.mean(probs.argmax(1) == labels[te]) > 0.9  # held-out real digits
 
 
@@ -178,7 +178,7 @@ def test_no_leakage_random_labels_stay_at_chance():
     # the same training on these images does fit them: a leak would show far above chance
     s = cf.CrossFitSettings.from_dict(cfg["label_issues"]["crossfit"])
     params = cf.train_fold(images, labels, 10, ["gray"], [256], TRANSFORM, SGDSettings(), s, 1)
-    seen = cf.predict_fold(params, images, ["gray"], TRANSFORM, 1, tta=False)
+    seen = cf.predict_fold(params, images, ["gray"], TRANSFORM, 1, tta=0)
     assert np.mean(seen.argmax(1) == labels) > 0.5, np.mean(seen.argmax(1) == labels)
 
 

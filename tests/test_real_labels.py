@@ -6,11 +6,15 @@ floors under what ``bench/label_errors_bench.py`` measured on this code (docs/la
 """
 
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, SNAKEMAKE, shared_data_or_skip
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +36,8 @@ def snakemake(cwd, *args, timeout=1200):
 
 
 @pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory):
-    data = shared_data_or_skip("mnist-test")
+def mnist_run(tmp_path_factory, mnist_test_dir):
+    data = mnist_test_dir
     run = tmp_path_factory.mktemp("mnist")
     snakemake(
         run,

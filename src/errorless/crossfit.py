@@ -17,8 +17,8 @@ What makes these FNNs better predictors than the model's (all settings under
   (``augment``; one ``torch.nn.functional.grid_sample`` over the whole batch), so the FNN
   learns that a digit moved by a pixel is the same digit;
 * every configured feature's FNN and ``replicates`` seeds, averaged (softmax mean);
-* test-time shifts (``tta``): the fold is predicted as it is and moved by one pixel in the
-  four directions, averaged.
+* test-time shifts (``tta``): the fold is predicted as it is and moved by half the training
+  shift in the four directions (one pixel of a 28-px digit), averaged.
 
 One job per (module, fold): ``errorless cross-fit`` writes the fold's images with their
 probabilities over the module's c labels (``quality/crossfit/{module}_{fold}.parquet``); rule
@@ -74,7 +74,7 @@ class CrossFitSettings:
     folds: int = 5  # K; 0: no cross-fitting (the model's own out-of-sample votes only)
     replicates: int = 1  # seeds per (feature, fold), averaged
     epochs: int = 20
-    tta: bool = True  # also predict the fold moved by one pixel in the 4 directions
+    tta: bool = True  # also predict the fold moved by augment.shift / 2 in the 4 directions
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     @classmethod
@@ -133,11 +133,17 @@ def augment(images: np.ndarray, s: AugmentSettings, gen: torch.Generator) -> np.
     theta = torch.zeros(n, 2, 3, dtype=torch.float64)
     theta[:, 0, 0], theta[:, 0, 1] = cos, -sin + shear
     theta[:, 1, 0], theta[:, 1, 1] = sin, cos
-    theta[:, 0, 2] = u[:, 3] * s.shift * 2
+    theta[:, 0, 2] = u[:, 3] * s.shift * 2  # a fraction f of the side is 2f in these units
     theta[:, 1, 2] = u[:, 4] * s.shift * 2
     if s.flip:
         mirror = torch.rand(n, generator=gen) < 0.5
         theta[mirror, :, 0] *= -1
+    return warp(images, theta)
+
+
+def warp(images: np.ndarray, theta: torch.Tensor) -> np.ndarray:
+    """uint8 images (N, H, W, C) resampled through affine maps ``theta`` (N, 2, 3) (output ->
+    input, grid_sample units): bilinear, the border pixel repeated outside, rounded to uint8."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()  # (N, C, H, W)
     grid = torch.nn.functional.affine_grid(theta.float(), list(x.shape), align_corners=False)
     out = torch.nn.functional.grid_sample(
@@ -146,18 +152,20 @@ def augment(images: np.ndarray, s: AugmentSettings, gen: torch.Generator) -> np.
     return out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``images`` (N, H, W, C) moved by (dy, dx) whole pixels, the edge repeated."""
+def translated(images: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """``images`` (N, H, W, C) moved down by ``dy`` and right by ``dx`` (fractions of the side;
+    1/side is one whole pixel), bilinear, the edge repeated."""
     if dy == dx == 0:
         return images
-    _, h, w, _ = images.shape
-    pad = ((0, 0), (abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0))
-    p = np.pad(images, pad, mode="edge")
-    y0, x0 = abs(dy) - dy, abs(dx) - dx
-    return p[:, y0 : y0 + h, x0 : x0 + w]
+    theta = torch.zeros(len(images), 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2], theta[:, 1, 2] = -2 * dx, -2 * dy
+    return warp(images, theta)
 
 
-TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+# test-time shifts: the fold as it is and moved in the four directions by half the training
+# shift (crossfit.augment.shift); on 28-px digits with the default 0.07 that is one pixel
+TTA_DIRECTIONS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 # ---------------------------------------------------------------- train and predict
@@ -232,20 +240,20 @@ def predict_fold(
     features: list[str],
     transform: dict[str, int],
     replicates: int,
-    tta: bool,
+    tta: float,
     device: str | torch.device = "cpu",
     batch_size: int = 4096,
 ) -> np.ndarray:
-    """Mean softmax (N, c) of every member of ``params`` on ``images`` (and on the images
-    moved by one pixel in the four directions with ``tta``)."""
-    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    """Mean softmax (N, c) of every member of ``params`` on ``images`` and, with ``tta`` > 0,
+    on the images moved by ``tta`` (a fraction of the side) in the four directions."""
+    shifts = [(dy * tta, dx * tta) for dy, dx in TTA_DIRECTIONS] if tta else [(0, 0)]
     c = params[-1][0].shape[-1]
     out = np.zeros((len(images), c), dtype=np.float64)
     for lo in range(0, len(images), batch_size):
         block = images[lo : lo + batch_size]
         acc = torch.zeros(len(block), c, dtype=torch.float64, device=device)
         for dy, dx in shifts:
-            x = _inputs(shifted(block, dy, dx), features, transform, replicates, device)
+            x = _inputs(translated(block, dy, dx), features, transform, replicates, device)
             acc += fnn.softmax(fnn.forward(params, x)).double().mean(dim=0)  # (n, c)
         out[lo : lo + batch_size] = (acc / len(shifts)).cpu().numpy()
     return out
@@ -315,9 +323,8 @@ def cross_fit(
         seed,
         dev,
     )
-    probs = predict_fold(
-        params, images[test], features, cfg["transform"], cf.replicates, cf.tta, dev
-    )
+    tta = cf.augment.shift / 2 if cf.tta else 0.0
+    probs = predict_fold(params, images[test], features, cfg["transform"], cf.replicates, tta, dev)
     y = labels[test] - lo
     log.info(
         "%s %s: held-out accuracy %.4f (%d images) in %.1f s",
@@ -387,6 +394,6 @@ __all__ = [
     "augment",
     "cross_fit",
     "predict_fold",
-    "shifted",
+    "translated",
     "train_fold",
 ]
