@@ -265,10 +265,20 @@ def test_a_config_edit_reruns_only_the_rules_that_read_it(default_run):
     # (data, shards) or beside it (the duplicate search reads the shards only)
     jobs = planned(default_run, "sgd={lr: 0.01}")
     assert jobs.pop("train") == 48 and jobs.pop("evaluate") == 4  # 3 batches + held-out
+    assert jobs.pop("cross_fit") == 20  # 4 modules x 5 folds: the evidence FNNs use sgd's rate
     assert set(jobs) == {
         "gather", "evaluate_training", "summarize", "double_labeling", "out_of_sample",
         "label_issues", "write_config", *REPORT_RULES,
     }  # fmt: skip
+    # a label-issue setting: the evidence FNNs and what reads them, no training
+    assert planned(default_run, "label_issues={crossfit: {epochs: 5}}") == {
+        "cross_fit": 20,
+        "out_of_sample": 1,
+        "label_issues": 1,
+        "report_quality": 1,
+        "report_run": 1,
+        "write_config": 1,
+    }
     # machine settings: nothing
     assert planned(default_run, "resources={train_min_minutes: 7}") == {}
     assert planned(default_run, "device=cuda") == {}

@@ -189,8 +189,9 @@ rule label_issues:
             f"--planted {input.planted}" if "planted" in input.keys() else ""
         ),
         batches=" ".join(TRAIN_BATCHES),
+        labels=NUM_LABELS,
     shell:
         "python -m errorless label-issues --settings {params.settings:q} --oos {input.oos} "
         "{params.planted} --predictions {input.predictions} --batches {params.batches} "
-        "--labels {NUM_LABELS} --out {output.parquet} --csv {output.table} "
+        "--labels {params.labels} --out {output.parquet} --csv {output.table} "
         "--check {output.check} > {log} 2>&1"
