@@ -111,6 +111,9 @@ def pipeline_figures(res: Path, truth: list[str]) -> dict:
         "probabilities from": ", ".join(sorted(set(oos["source"]))),
         "images flagged": int(issues["flagged"].sum()),
         "flagged %": round(100 * float(issues["flagged"].mean()), 2),
+        "confirmed errors among the flagged": int(
+            issues.loc[issues["flagged"].astype(bool), "image_id"].isin(truth).sum()
+        ),
         "found": found(ranks),
         "ranks": ranks,
         "found (by label quality alone)": found(ranks_of(by_quality, truth)),
