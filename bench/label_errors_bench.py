@@ -134,6 +134,28 @@ def pipeline_figures(res: Path, truth: list[str]) -> dict:
     return out
 
 
+def own_submodule_figures(cfg: dict, res: Path, truth: list[str]) -> dict:
+    """The same ranking from the model's own out-of-sample FNNs (the other submodule's, T
+    weights), recomputed in-process: what the pipeline ranked before cross-fitting."""
+    from errorless import labelissues as li
+    from errorless.shards import manifest_shards
+
+    t0 = time.perf_counter()
+    paths = list(manifest_shards(res / "shards" / "manifest.tsv").values())
+    oos = li.out_of_sample(cfg, res / "weights.parquet", paths)
+    issues = li.find_issues(oos, cfg["label_issues"]["flag"])
+    ranked = issues.sort_values(["label_quality", "image_id"], kind="stable")["image_id"]
+    return {
+        "the other submodule's FNNs (T weights, the model's own)": {
+            "accuracy": round(float(np.mean(oos["predicted_prob"] == oos["label"])), 4),
+            "images flagged": int(issues["cleanlab_issue"].sum()),
+            "found": found(ranks_of(ranked, truth)),
+            "ranks": ranks_of(ranked, truth),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    }
+
+
 def baselines(cfg: dict, truth: list[str], hidden: int, folds: int, which: list[str]) -> dict:
     """cleanlab on k-fold cross-validated probabilities of scikit-learn models, on the FNNs'
     inputs (the transformed pixels of the configured feature)."""
@@ -243,7 +265,9 @@ def main() -> int:
     for k, v in figs.items():
         print(f"{k}: {v}")
     hidden = cfg["models"]["architectures"][cfg["models"]["use"][0]][0]
-    base = baselines(cfg, truth, hidden, a.folds, [b.lower() for b in a.baselines])
+    base = own_submodule_figures(cfg, res, truth)
+    print(base)
+    base |= baselines(cfg, truth, hidden, a.folds, [b.lower() for b in a.baselines])
     print(f"cleanlab on the authors' CNN (published): {CNN_ANCHOR}")
     if a.doc:
         a.doc.parent.mkdir(parents=True, exist_ok=True)

@@ -258,14 +258,14 @@ def test_sgd_resumes_bit_identically_from_any_epoch():
 
 
 def test_plateau_rule_lowers_the_learning_rate():
-    tr = sgd._Member(SGDSettings(lr=0.1, lr_patience=3, lr_decay=0.5), torch.Generator())
+    tr = sgd.Member(SGDSettings(lr=0.1, lr_patience=3, lr_decay=0.5), torch.Generator())
     lrs = []
     for acc in (0.5, 0.6, 0.6, 0.59, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7):
         tr.after_epoch(acc)
         lrs.append(tr.lr)
     # epochs 3-5 bring no new best -> halved after epoch 5; 0.7 at epoch 6 is a best; 7-9 and 10-12 plateau
     assert lrs == [0.1] * 4 + [0.05] * 4 + [0.025] * 3 + [0.0125]
-    fixed = sgd._Member(SGDSettings(lr=0.1, lr_decay=1.0), torch.Generator())
+    fixed = sgd.Member(SGDSettings(lr=0.1, lr_decay=1.0), torch.Generator())
     for _ in range(30):
         fixed.after_epoch(0.5)
     assert fixed.lr == 0.1

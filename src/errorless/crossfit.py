@@ -46,7 +46,7 @@ from .errors import ConfigError, DataError
 from .features import transform_many
 from .io import write_parquet
 from .names import split_fold
-from .sgd import _Member, _Trainer
+from .sgd import Member, Trainer
 from .shards import Shard, load_shard, manifest_shards
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ TTA_DIRECTIONS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 def _inputs(images: np.ndarray, features: list[str], transform: dict[str, int], reps: int, device):
     """The stacked inputs (F·R, N, D) of every member: feature f's transform, once per replicate
-    (a view, no copy: the replicates of a feature see the same augmented images)."""
+    (the replicates of a feature see the same augmented images)."""
     xs = transform_many(images, features, **transform)
     x = torch.as_tensor(np.stack(xs), device=device)  # (F, N, D)
     return x.repeat_interleave(reps, dim=0) if reps > 1 else x
@@ -207,11 +207,11 @@ def train_fold(
         ]
     )
     members = [
-        _Member(sgd, torch.Generator().manual_seed(seed + 104729 * (m + 1))) for m in range(F * R)
+        Member(sgd, torch.Generator().manual_seed(seed + 104729 * (m + 1))) for m in range(F * R)
     ]
     y = torch.as_tensor(labels, dtype=torch.int64, device=device).expand(F * R, -1)
     x = _inputs(augment(images, cf.augment, gen), features, transform, R, device)
-    trainer = _Trainer(params, x, y, sgd, members)
+    trainer = Trainer(params, x, y, sgd, members)
     t0 = time.perf_counter()
     for epoch in range(cf.epochs):
         if epoch:

@@ -33,7 +33,7 @@ class SGDResult:
     reached: bool = False  # threshold reached (False: stopped at max_epochs)
 
 
-class _Member:
+class Member:
     """One net's SGD state besides its weights: shuffling generator, learning rate and the
     plateau rule, epoch, history, and its S / Sp results once reached."""
 
@@ -98,14 +98,14 @@ class _Member:
         self.sres, self.spres = unpack_result(st["S"], device), unpack_result(st["Sp"], device)
 
 
-class _Trainer:
+class Trainer:
     """M nets trained side by side on stacked weights (``fnn``'s group form) with their
     momentum buffers; every member shuffles with its own generator and keeps its own learning
     rate, so a member's steps are those it would take alone. A member that is done leaves the
     stack (:meth:`keep_only`)."""
 
     def __init__(
-        self, params: fnn.Params, x: Tensor, y: Tensor, s: SGDSettings, members: list[_Member]
+        self, params: fnn.Params, x: Tensor, y: Tensor, s: SGDSettings, members: list[Member]
     ):
         self.params, self.x, self.y, self.s, self.members = params, x, y, s, members
         self.loss = fnn.Loss(s.loss, s.temperature)
@@ -145,7 +145,7 @@ class _Trainer:
                 b.sub_(vb * lb)
         return total / n
 
-    def state(self, all_members: list[_Member]) -> dict[str, Any]:
+    def state(self, all_members: list[Member]) -> dict[str, Any]:
         """Everything needed to continue bit-identically (tensors copied to the CPU)."""
         slot = {id(mb): i for i, mb in enumerate(self.members)}
         out = []
@@ -224,7 +224,7 @@ def train_sgd_group(
     ``on_progress``/``resume`` carry every member's state (:func:`train_sgd`).
     """
     names = names or [""] * len(params)
-    members = [_Member(s, g, nm) for g, nm in zip(gens, names, strict=True)]
+    members = [Member(s, g, nm) for g, nm in zip(gens, names, strict=True)]
     dev = x.device
     start = [fnn.clone(p) for p in params]
     if resume is not None:
@@ -239,7 +239,7 @@ def train_sgd_group(
         if len(live) < len(members):  # resumed with some members done
             rows = torch.as_tensor(live, dtype=torch.int64, device=dev)
             x, y = x.index_select(0, rows), y.index_select(0, rows)
-        tr = _Trainer(fnn.stack([start[i] for i in live]), x, y, s, [members[i] for i in live])
+        tr = Trainer(fnn.stack([start[i] for i in live]), x, y, s, [members[i] for i in live])
         if resume is not None:
             vel = fnn.stack(
                 [
