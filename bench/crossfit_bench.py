@@ -51,7 +51,7 @@ SETTINGS = {
     "mirroring too": {"augment": {"flip": True}},
     "10 folds": {"folds": 10},
     "3 replicates": {"replicates": 3},
-    "40 epochs": {"epochs": 40},
+    "20 epochs": {"epochs": 20},
 }
 
 

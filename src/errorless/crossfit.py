@@ -73,7 +73,7 @@ class AugmentSettings:
 class CrossFitSettings:
     folds: int = 5  # K; 0: no cross-fitting (the model's own out-of-sample votes only)
     replicates: int = 1  # seeds per (feature, fold), averaged
-    epochs: int = 20
+    epochs: int = 40
     tta: bool = True  # also predict the fold moved by augment.shift / 2 in the 4 directions
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
