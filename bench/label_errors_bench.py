@@ -108,6 +108,10 @@ def pipeline_figures(res: Path, truth: list[str]) -> dict:
         },
         "error-free FNNs": {p: r["error_free_fnns_text"] for p, r in training.iterrows()},
         "out-of-sample accuracy": round(float(np.mean(oos["predicted_prob"] == oos["label"])), 4),
+        "the other submodule's vote right, by the image's submodule": {
+            k: round(100 * float(np.mean(d["predicted"] == d["label"])), 2)
+            for k, d in oos.groupby("submodule")
+        },
         "probabilities from": ", ".join(sorted(set(oos["source"]))),
         "images flagged": int(issues["flagged"].sum()),
         "flagged %": round(100 * float(issues["flagged"].mean()), 2),
@@ -125,8 +129,13 @@ def pipeline_figures(res: Path, truth: list[str]) -> dict:
         pd.read_parquet(p) for p in sorted((res / "evaluation" / "predictions").glob("*.parquet"))
     )
     preds = preds[(preds["split"] == "train") & (preds["protocol"] == "top1")]
+    where = oos.set_index("image_id")["submodule"]  # the image's own submodule
     for proto, g in preds.groupby("proto"):
         g = g[g["p"] == g["p"].max()]
+        by_sub = g.groupby(g["image_id"].map(where))["correct"].mean()
+        out[f"{proto} vote accuracy by the image's submodule"] = {
+            k: round(100 * float(v), 2) for k, v in by_sub.items()
+        }
         wrong = set(g.loc[~g["correct"].astype(bool), "image_id"])
         out[f"{proto} training-set vote wrong"] = (
             f"{len(wrong)} images, {len(wrong & set(truth))} of {len(truth)} confirmed errors"
