@@ -133,6 +133,7 @@ def settings(a) -> NearSettings:
         prefilter=a.prefilter,
         highpass=a.highpass,
         whiten=a.whiten,
+        verify_mb=a.verify_mb,
     )
 
 
@@ -348,6 +349,13 @@ def main() -> None:
         "--block", type=int, default=16384, help="random: images made and described at once"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--verify-mb",
+        type=float,
+        default=NearSettings.verify_mb,
+        help="MB the verification holds at once (passes of candidate pairs; peak RSS is the "
+        "images, the thumbnails and one pass)",
+    )
     p.add_argument(
         "--threads", type=int, default=2, help="threads of the pair verification (2 cores here)"
     )

@@ -352,6 +352,34 @@ def test_verification_on_threads_equals_one_thread() -> None:
     assert np.allclose(fr[0], nc.full_residual(x[a], x[b], f, par, rev, block=len(a)), rtol=1e-4)
 
 
+def test_verification_in_passes_bounded_by_memory_gives_the_same_pairs() -> None:
+    """A small ``verify_mb`` cuts the candidate pairs (and the full-resolution check) into many
+    passes: the same pairs, kinds and similarities, bit for bit, as one pass; and the images
+    without contrast are counted among the rows searched, not among the pairs matched."""
+    rng = np.random.default_rng(7)
+    labels = np.repeat(np.r_[0:24, 28:31], 4)
+    x, _ = photos.crops(np.random.default_rng(6), labels, size=64)
+    copies = np.stack([transform_copy(x[i], k, rng) for i, k in enumerate(NEAR_KINDS)])
+    flat = np.full((2, 64, 64, 3), 90, np.uint8)  # no contrast: left out of the near search
+    x = np.concatenate([x, copies, flat])
+    y = np.r_[labels, 100 + np.arange(len(copies)), 200, 201]
+    _, t = describe(x)
+    rows = np.arange(len(x) - 1)  # one of the two flat images is searched
+
+    def run(verify_mb: float) -> nc.NearResult:
+        s = nc.NearSettings(block=64, verify_mb=verify_mb)
+        return nc.near_copies(t, y, s, images=lambda r: x[r], rows=rows)
+
+    one, many = run(1e4), run(0.01)
+    assert one.stats["verification_passes"] == 1
+    assert many.stats["pairs_per_pass"] == 16  # the smallest pass: one verification block
+    assert many.stats["verification_passes"] == -(-one.stats["n_candidates"] // 16) > 3
+    for field in ("a", "b", "kind", "similarity"):
+        assert np.array_equal(getattr(one, field), getattr(many, field)), field
+    assert len(one.a) >= len(NEAR_KINDS) - 1  # the copies are there to compare
+    assert one.stats["n_without_contrast"] == many.stats["n_without_contrast"] == 1
+
+
 def test_consistent_scales_are_those_of_a_crop() -> None:
     par = np.zeros((6, 6), np.float32)
     par[:, 4] = 1.0

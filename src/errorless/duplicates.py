@@ -453,7 +453,11 @@ def near_search_arguments(p: argparse.ArgumentParser) -> None:
 def near_settings(cfg: dict[str, Any], **extra: Any) -> NearSettings:
     dl = cfg["double_labeling"]
     return NearSettings(
-        similarity=dl["near_similarity"], neighbours=dl["neighbours"], seed=cfg["seed"], **extra
+        similarity=dl["near_similarity"],
+        neighbours=dl["neighbours"],
+        verify_mb=dl["verify_mb"],
+        seed=cfg["seed"],
+        **extra,
     )
 
 

@@ -51,7 +51,10 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    drawings, crops of the logo's mirror-symmetric green rim from two of its quarters (mostly
    the same pixels within a few grey levels; README "Limits, measured").
 
-The verification runs in blocks of pairs on ``NearSettings.threads`` threads (``in_blocks``).
+The verification runs in blocks of pairs on ``NearSettings.threads`` threads (``in_blocks``),
+in passes of at most ``NearSettings.verify_mb`` MB (``pairs_per_pass``): the candidate pairs'
+thumbnails are gathered one pass at a time, so memory is bounded by the thumbnails and one
+pass, not by the number of candidates (natural images have many more than random ones).
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ SIDE = 32  # thumbnail side
 DESC = 8  # descriptor side (DESC² values)
 GREY = np.array([0.299, 0.587, 0.114], np.float32)
 TRIM = 2  # thumbnail border left out of the verification (shift fill, crop edges)
+# bytes the thumbnail verification holds per candidate pair: both grey (float16) and colour
+# (uint8) thumbnails gathered, twice (a float32 working copy of each block), and the results
+PAIR_BYTES = 2 * 2 * (SIDE * SIDE * 2 + (SIDE // 2) ** 2 * 3) + 4 * (3 + 6 + 6 + 2)
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,17 @@ class NearSettings:
     seed: int = 0
     block: int = 8192
     threads: int = 1  # verification blocks run at once (the search uses faiss's own threads)
+    verify_mb: float = 512.0  # MB the verification holds at once: candidate pairs are gathered
+    # and verified in passes of ``pairs_per_pass`` pairs (thumbnails), and the full-resolution
+    # check in passes that fit too, so peak memory is the thumbnails plus this, whatever the
+    # number of candidates (the same pairs for any value)
+
+    def pairs_per_pass(self, pair_bytes: int = 0) -> int:
+        """Pairs gathered at once in ``verify_mb`` (``pair_bytes`` per pair; default: two
+        thumbnails and their fits), a multiple of the verification block."""
+        unit = max(1, self.block // 4)
+        per = int(self.verify_mb * 1e6 // max(1, pair_bytes or PAIR_BYTES))
+        return max(unit, per // unit * unit)
 
 
 @dataclass
@@ -864,9 +881,20 @@ def near_copies(
     t0 = time.perf_counter()
     a, b, f, method = candidates(t, labels, s, rows)
     t1 = time.perf_counter()
-    sims, par, rev, other, other_sim = both_ways(
-        t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, s.block // 4, s.threads
-    )
+    per_pass = s.pairs_per_pass()
+    passes = [
+        both_ways(
+            t.grey[a[lo : lo + per_pass]],
+            t.grey[b[lo : lo + per_pass]],
+            t.colour[a[lo : lo + per_pass]],
+            t.colour[b[lo : lo + per_pass]],
+            f[lo : lo + per_pass],
+            s.block // 4,
+            s.threads,
+        )
+        for lo in range(0, max(1, len(a)), per_pass)
+    ]
+    sims, par, rev, other, other_sim = (np.concatenate(v) for v in zip(*passes, strict=True))
     sim = sims[:, 0].astype(np.float64)
     t2 = time.perf_counter()
     n_candidates = len(a)
@@ -879,11 +907,14 @@ def near_copies(
     n_thumb = len(a)
     n_line_refused = 0
     if images is not None and len(a):
-        rows = np.unique(np.concatenate([a, b]))
-        img = images(rows)
-        if len(img) != len(rows):
-            raise ValueError(f"images(rows) gave {len(img)} images for {len(rows)} rows")
-        ia, ib = np.searchsorted(rows, a), np.searchsorted(rows, b)
+        matched = np.unique(np.concatenate([a, b]))
+        img = images(matched)
+        if len(img) != len(matched):
+            raise ValueError(f"images(rows) gave {len(img)} images for {len(matched)} rows")
+        ia, ib = np.searchsorted(matched, a), np.searchsorted(matched, b)
+        # pairs of full-resolution images gathered at once: two uint8 images and ~8 float32
+        # working copies of their grey planes each (full_residual)
+        full_pass = s.pairs_per_pass(2 * img[0].nbytes + 2 * 8 * 4 * img[0].shape[0] ** 2)
         line = structure(img)  # a line pair: both images' structure runs one way
         lined = np.maximum(line[ia], line[ib]) < s.line_structure
         # the direction of the fit: the one with the higher similarity, then, for the pairs
@@ -919,10 +950,14 @@ def near_copies(
             refused[sel[keep[too_far]]] = True
             ok[sel[keep[~too_far]]] = True
 
-        check(np.arange(len(a)), par, rev)
+        def check_in_passes(sel: np.ndarray, p_: np.ndarray, r_: np.ndarray) -> None:
+            for lo in range(0, len(sel), full_pass):
+                check(sel[lo : lo + full_pass], p_[lo : lo + full_pass], r_[lo : lo + full_pass])
+
+        check_in_passes(np.arange(len(a)), par, rev)
         rest = np.flatnonzero(~ok)  # the other direction (similarity fitted it for every match)
         rest = rest[(other_sim[rest] > -1) & consistent(other[rest])]  # a fit a copy can need
-        check(rest, other[rest], ~rev[rest])
+        check_in_passes(rest, other[rest], ~rev[rest])
         n_line_refused = int((refused & ~ok).sum())
         a, b, f, sim = a[ok], b[ok], f[ok], sim[ok]
     t3 = time.perf_counter()
@@ -943,6 +978,8 @@ def near_copies(
         "n_without_contrast": int(
             (t.contrast[rows if rows is not None else slice(None)] < s.min_contrast).sum()
         ),
+        "pairs_per_pass": int(per_pass),
+        "verification_passes": len(passes),
         "seconds_candidates": round(t1 - t0, 3),
         "seconds_verify": round(t2 - t1, 3),
         "seconds_full_check": round(t3 - t2, 3),

@@ -308,9 +308,14 @@ GATHER_MEM, GATHER_MIN = scaled(
 )
 # the duplicate search holds every training image's thumbnails (32x32 grey float16 + 16x16x3
 # uint8 = 2,816 bytes) plus keys, descriptors and the index (measured: 1.28 M images, see
-# README); its time grows with the candidate pairs to verify (errorless.duplicates.planned_minutes)
+# README), and one verification pass of double_labeling.verify_mb whatever the number of
+# candidates; its time grows with the candidate pairs to verify
+# (errorless.duplicates.planned_minutes)
 DUP_MEM, DUP_MIN = scaled(
-    2000 + math.ceil(TRAIN_IMAGES * 2816 * 1.5 / 1e6), planned_minutes(TRAIN_IMAGES)
+    1500
+    + math.ceil(config["double_labeling"]["verify_mb"])
+    + math.ceil(TRAIN_IMAGES * 2816 * 1.5 / 1e6),
+    planned_minutes(TRAIN_IMAGES),
 )
 # evaluate: one source batch (its bytes and its images) and ~3 copies of the weights it holds
 # at once: a proto-model, or evaluation.weights_mb of it (measured on the paper's grid: 6.3 GB

@@ -22,6 +22,7 @@ rule duplicates:
         settings=settings_json(
             "double_labeling.near_similarity",
             "double_labeling.neighbours",
+            "double_labeling.verify_mb",
             "seed",
             "results",
         ),
