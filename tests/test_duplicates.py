@@ -766,3 +766,26 @@ def test_photos_data_set_reports_only_planted_pairs(tmp_path: Path) -> None:
     copies = set(planted["id_b"])  # the planted images; every other crop is distinct
     unplanted = [p for p in found if not p & copies]
     assert unplanted == [], f"pairs of two unplanted crops: {unplanted}"
+
+
+def test_images_without_contrast_are_counted_over_the_searched_rows() -> None:
+    """``n_without_contrast`` counts the flat images among the rows searched, also when the
+    full-resolution check runs (it once counted the matched rows instead: 0 here)."""
+    from PIL import Image
+
+    astro = _crop(0, (60, 100, 200, 240))
+    buf = __import__("io").BytesIO()
+    Image.fromarray(astro).save(buf, format="JPEG", quality=30)
+    astro_jpeg = np.asarray(Image.open(buf))
+    others = photos.make_crops(6, 2, seed=1)[0]  # unrelated crops: the descriptors' mean
+    flat = [np.full((64, 64, 3), v, np.uint8) for v in (0, 90, 200)]
+    x = np.stack([astro, astro_jpeg, *others, *flat])  # flat: rows 14-16
+    labels = np.arange(len(x))
+    t = nc.thumbs(x)
+    res = nc.near_copies(t, labels, images=lambda r: x[r])
+    assert list(zip(res.a, res.b, res.kind, strict=True)) == [(0, 1, "near")]
+    assert res.stats["n_without_contrast"] == 3
+    searched = np.array([*range(14), 15])  # one flat image among the searched rows
+    res = nc.near_copies(t, labels, images=lambda r: x[r], rows=searched)
+    assert list(zip(res.a, res.b, res.kind, strict=True)) == [(0, 1, "near")]
+    assert res.stats["n_without_contrast"] == 1

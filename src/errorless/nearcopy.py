@@ -879,11 +879,11 @@ def near_copies(
     n_thumb = len(a)
     n_line_refused = 0
     if images is not None and len(a):
-        rows = np.unique(np.concatenate([a, b]))
-        img = images(rows)
-        if len(img) != len(rows):
-            raise ValueError(f"images(rows) gave {len(img)} images for {len(rows)} rows")
-        ia, ib = np.searchsorted(rows, a), np.searchsorted(rows, b)
+        matched = np.unique(np.concatenate([a, b]))  # not ``rows``: those are the searched ones
+        img = images(matched)
+        if len(img) != len(matched):
+            raise ValueError(f"images(rows) gave {len(img)} images for {len(matched)} rows")
+        ia, ib = np.searchsorted(matched, a), np.searchsorted(matched, b)
         line = structure(img)  # a line pair: both images' structure runs one way
         lined = np.maximum(line[ia], line[ib]) < s.line_structure
         # the direction of the fit: the one with the higher similarity, then, for the pairs
