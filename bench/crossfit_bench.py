@@ -39,6 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from record import record, record_argument  # noqa: E402  (bench/record.py)
+
 from errorless import crossfit, photos  # noqa: E402
 from errorless.config import load_config  # noqa: E402
 from errorless.shards import load_shard, modularize  # noqa: E402
@@ -151,7 +153,9 @@ def main() -> int:
     )
     ap.add_argument("--data", nargs="*", default=["digits", "photos"])
     ap.add_argument("--settings", help="one JSON object of label_issues.crossfit settings")
+    record_argument(ap)
     a = ap.parse_args()
+    figures: list[tuple[str, str]] = []
     torch.set_num_threads(1)
     settings = {"given": json.loads(a.settings)} if a.settings else SETTINGS
     for data in a.data:
@@ -165,6 +169,16 @@ def main() -> int:
             f"\n{data}: {len(truth)} label errors ({'confirmed' if data == 'mnist' else 'planted'})"
         )
         print(pd.DataFrame(rows).to_string(index=False))
+        for r in rows:
+            cells = list(r.items())
+            figures.append((f"{data}: {cells[0][1]}", "; ".join(f"{c} {v}" for c, v in cells[1:])))
+    if a.record:
+        record(
+            "crossfit_bench-" + "-".join(a.data),
+            "Cross-fitting settings on planted (or confirmed) label errors",
+            f"{', '.join(a.data)} (the bench's own sets; see its docstring)",
+            figures,
+        )
     return 0
 
 
