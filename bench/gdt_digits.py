@@ -4,7 +4,8 @@
 
 Input as in the authors' code: the first 500 and 1,000 images, ``image.flatten(order="F") / 16``
 (64 values in [0, 1]), 10 labels, one FNN with 80 hidden units; seeds 1-6 → 12 runs per row.
-Rows: GDT control flows (SPEC §6.4's test after exactly K steps, the authors' consolidation at
+Rows: GDT control flows (the paper's test after exactly K steps
+(docs/method.md#robustness-on-real-data), the authors' consolidation at
 λ = 0, errorless' default: a λ-step goes on up to ``gdt.max_steps``) × two configurations
 (default init + cross-entropy; the authors' Uniform(±5) init + ``mse_softmax``, lr 10).
 Prints how many runs reach 100 % and the wall time per run (SGD + GDT).
