@@ -8,7 +8,8 @@ where the 15 rank, not precision.
 
     python bench/label_errors_bench.py                       # run the pipeline, then measure
     python bench/label_errors_bench.py --results DIR         # measure a finished results folder
-    python bench/label_errors_bench.py --doc docs/benchmarks/label-errors.md   # also write the page
+    python bench/label_errors_bench.py --record   # also docs/benchmarks/label_errors_bench.md
+    python bench/label_errors_bench.py --doc label-errors.md     # the full table as its own page
 
 It runs ``config/mnist-test.yaml`` through Snakemake (unless ``--results`` names a finished
 folder) and prints, with the time of every step:
