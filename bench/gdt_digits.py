@@ -1,6 +1,6 @@
 """The authors' GDT demo on real data: sklearn's bundled 8×8 digits, 64-80-10, SGD then GDT.
 
-    .venv/bin/python bench/gdt_digits.py [--threads 1] [--variants spec,consolidate,default] [--record]
+    .venv/bin/python bench/gdt_digits.py [--threads 1] [--variants paper,consolidate,default] [--record]
 
 Input as in the authors' code: the first 500 and 1,000 images, ``image.flatten(order="F") / 16``
 (64 values in [0, 1]), 10 labels, one FNN with 80 hidden units; seeds 1-6 → 12 runs per row.
@@ -25,7 +25,7 @@ from errorless import fnn, gdt, sgd
 from errorless.config import GDTSettings, SGDSettings
 
 VARIANTS = {
-    "spec": dict(max_steps=25),
+    "paper": dict(max_steps=25),
     "consolidate": dict(max_steps=25, consolidate_steps=125),
     "default": {},
 }
@@ -108,7 +108,7 @@ def main() -> None:
             "scikit-learn's bundled 8x8 digits, the first 500 and 1,000 images, "
             'flatten(order="F") / 16, one 64-80-10 FNN, seeds 1-6 (12 runs per row)',
             figures,
-            notes=f"SGD + GDT per run on {args.threads} thread(s). Flows: spec = the batch tested "
+            notes=f"SGD + GDT per run on {args.threads} thread(s). Flows: paper = the batch tested "
             "after exactly K steps (gdt.max_steps: 25); consolidate = a descent at λ = 0 first "
             "(consolidate_steps: 125); default = a λ-step goes on up to gdt.max_steps (125). "
             "Configs: default init + cross-entropy; authors = Uniform(±5) init, mse_softmax, "
