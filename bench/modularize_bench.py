@@ -18,6 +18,7 @@ import argparse
 import json
 import pickle
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -152,7 +153,9 @@ def main() -> int:
     extra.write_text(json.dumps(overrides))  # JSON is YAML
     smk = ["snakemake", "--cores", "2", "--configfile", "config/imagenet64.yaml", str(extra), "--"]
 
-    # the data stage through the workflow (checkpoint modularize), as a user runs it
+    # the data stage through the workflow (checkpoint modularize), as a user runs it; the
+    # results of an earlier run go first, or Snakemake would find the shards done
+    shutil.rmtree(results, ignore_errors=True)
     t = time.time()
     p = subprocess.run(
         smk + [f"{results}/shards/manifest.tsv"], capture_output=True, text=True, cwd=ROOT
