@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 
-.PHONY: setup run report test test-fast lint bench clean
+.PHONY: setup run report test test-fast lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: setup  ## what CI checks before the tests: lint and format of the Python a
 
 bench: setup
 	$(PY) bench/train_one.py
+
+docs: setup  ## regenerate docs/configuration.md (from the schema) and docs/performance.md (from docs/benchmarks/)
+	$(PY) -m errorless config-docs --write docs/configuration.md
+	$(PY) bench/assemble.py
 
 clean:
 	rm -rf results logs benchmarks .snakemake report.html

@@ -1,5 +1,5 @@
 # errorless: train image classifiers to zero training error (SGD + gradient descent tunneling)
-# and report double-labelled data. See README.md; the method is in ../shared/SPEC.md.
+# and report double-labelled data. See README.md; the method is in docs/method.md.
 import sys
 
 from snakemake.exceptions import WorkflowError

@@ -39,6 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from record import record, record_argument  # noqa: E402  (bench/record.py)
+
 from errorless import crossfit, photos  # noqa: E402
 from errorless.config import load_config  # noqa: E402
 from errorless.shards import load_shard, modularize  # noqa: E402
@@ -145,13 +147,24 @@ def measure(base: dict, truth: set[str], shards_dir: Path, name: str, over: dict
     }
 
 
+DATA_SETS = {
+    "digits": "digits: scikit-learn's 8x8 digits (1,797 images, grey), 90 labels (5 %) changed "
+    "at random (seed 0), one module of 10 labels",
+    "photos": "photos: config/photos.yaml + config/photos-flips.yaml (2,400 crops, 20 labels in "
+    "4 modules, 6 colour features, 48 flips within modules)",
+    "mnist": "mnist: the MNIST test set (10,000 images) and its 15 human-confirmed label errors",
+}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--data", nargs="*", default=["digits", "photos"])
     ap.add_argument("--settings", help="one JSON object of label_issues.crossfit settings")
+    record_argument(ap)
     a = ap.parse_args()
+    figures: list[tuple[str, str]] = []
     torch.set_num_threads(1)
     settings = {"given": json.loads(a.settings)} if a.settings else SETTINGS
     for data in a.data:
@@ -165,6 +178,17 @@ def main() -> int:
             f"\n{data}: {len(truth)} label errors ({'confirmed' if data == 'mnist' else 'planted'})"
         )
         print(pd.DataFrame(rows).to_string(index=False))
+        for r in rows:
+            cells = list(r.items())
+            figures.append((f"{data}: {cells[0][1]}", "; ".join(f"{c} {v}" for c, v in cells[1:])))
+    if a.record:
+        record(
+            "crossfit_bench-" + "-".join(a.data),
+            "Cross-fitting settings on planted (or confirmed) label errors",
+            "; ".join(DATA_SETS[d] for d in a.data)
+            + (f"; settings {a.settings}" if a.settings else "; every setting of SETTINGS"),
+            figures,
+        )
     return 0
 
 

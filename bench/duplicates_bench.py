@@ -20,6 +20,7 @@ holds a few planted copies. Prints time and peak RSS of describing and of the se
 
     python bench/duplicates_bench.py                                   # >= 10,000 real-photo crops
     python bench/duplicates_bench.py --data random --n 1280000         # ImageNet size
+    python bench/duplicates_bench.py --record     # docs/benchmarks/duplicates_bench-....md
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import time
 
 import numpy as np
+from record import record, record_argument  # bench/record.py (the script's folder)
 
 from errorless import photos
 from errorless.copies import NEAR_KINDS, transform_copy
@@ -382,6 +384,7 @@ def main() -> None:
         "(pixel_difference) are also counted apart as the same pixels",
     )
     p.add_argument("--json", help="also write the figures to this JSON file")
+    record_argument(p)
     a = p.parse_args()
     out = photos_bench(a) if a.data == "photos" else random_bench(a)
     for k, v in out.items():
@@ -389,6 +392,14 @@ def main() -> None:
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(out, fh, indent=1)
+    if a.record:
+        figures = {k: v for k, v in out.items() if k != "data"}
+        record(
+            f"duplicates_bench-{a.data}-{a.n}-seed{a.seed}",
+            f"Duplicate search on {a.data} images ({a.n:,}, seed {a.seed})",
+            str(out.get("data", f"{a.data} images, n = {a.n:,}, seed {a.seed}")),
+            figures,
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ that rate, for each, and the same as JSON on the last line.
 
     python bench/keys_bench.py                      # 1,280,000 images, blocks of 16,384
     python bench/keys_bench.py --n 131072 --collisions
+    python bench/keys_bench.py --collisions --record    # docs/benchmarks/keys_bench.md
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from errorless.duplicates import image_keys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import record, record_argument  # noqa: E402
 
 IMAGENET = 1_281_167
 
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--collisions", action="store_true", help="also the review's two-byte case")
+    record_argument(ap)
     a = ap.parse_args(argv)
     rng = np.random.default_rng(a.seed)
     seconds = dict.fromkeys(HASHES, 0.0)
@@ -134,6 +139,23 @@ def main(argv: list[str] | None = None) -> dict:
         result["distinct_keys_of_65536_two_byte_images"] = c = collisions(size=a.size)
         print("  65,536 images differing only in bytes 7 and 15, distinct keys:", c)
     print(json.dumps(result))
+    if a.record:
+        figures = [
+            (f"{name}: seconds for {a.n:,} images", h["seconds"])
+            for name, h in result["hashes"].items()
+        ] + [(f"{name}: images/s", h["images_per_s"]) for name, h in result["hashes"].items()]
+        if a.collisions:
+            for name, k in c.items():
+                figures.append((f"{name}: distinct keys of 65,536 two-byte-change images", k))
+        record(
+            "keys_bench",
+            "Exact-copy keys (duplicates.image_keys)",
+            f"{a.n:,} random {a.size}x{a.size}x3 uint8 images, made in blocks of {a.block:,} "
+            "(making them is not timed)",
+            figures,
+            notes="xxh3_128 is the key the pipeline uses; blake2b the standard-library "
+            "alternative; linear (old) the former key, which collides on two-byte changes.",
+        )
     return result
 
 

@@ -8,7 +8,8 @@ where the 15 rank, not precision.
 
     python bench/label_errors_bench.py                       # run the pipeline, then measure
     python bench/label_errors_bench.py --results DIR         # measure a finished results folder
-    python bench/label_errors_bench.py --doc docs/benchmarks/label-errors.md   # also write the page
+    python bench/label_errors_bench.py --record   # also docs/benchmarks/label_errors_bench.md
+    python bench/label_errors_bench.py --doc label-errors.md     # the full table as its own page
 
 It runs ``config/mnist-test.yaml`` through Snakemake (unless ``--results`` names a finished
 folder) and prints, with the time of every step:
@@ -41,6 +42,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from record import record, record_argument  # noqa: E402  (bench/record.py)
 
 from errorless import datasets  # noqa: E402
 from errorless.config import load_config  # noqa: E402
@@ -246,6 +249,7 @@ def main() -> int:
     ap.add_argument("--baselines", nargs="*", default=["logistic", "mlp"], help="logistic, mlp")
     ap.add_argument("--folds", type=int, default=5, help="cross-validation folds of the baselines")
     ap.add_argument("--doc", type=Path, help="write the figures as a Markdown page here")
+    record_argument(ap)
     a = ap.parse_args()
     if not (a.data / "label_errors.csv").is_file():
         print(f"{a.data}: the MNIST test set with its label errors is not there", file=sys.stderr)
@@ -282,6 +286,29 @@ def main() -> int:
         a.doc.parent.mkdir(parents=True, exist_ok=True)
         a.doc.write_text(markdown(figs, base, meta))
         print(f"-> {a.doc}")
+    if a.record:
+        tops = " / ".join(str(t) for t in TOPS)
+        record(
+            "label_errors_bench",
+            "Label-issue evidence on the MNIST test set (human-confirmed label errors)",
+            meta["data"],
+            [
+                (
+                    f"errorless: confirmed errors in the top {tops}",
+                    " / ".join(str(v) for v in figs["found"].values()),
+                ),
+                *(
+                    (
+                        f"{name}: confirmed errors in the top {tops}",
+                        " / ".join(str(v) for v in b["found"].values()),
+                    )
+                    for name, b in base.items()
+                ),
+                *((k, v) for k, v in figs.items() if k not in ("found", "ranks")),
+            ],
+            notes=f"label_issues settings: {meta['label_issues settings']}. "
+            + (meta.get("pipeline", "") and f"Pipeline: {meta['pipeline']}."),
+        )
     return 0
 
 

@@ -31,6 +31,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from record import record, record_argument  # noqa: E402  (bench/record.py)
+
 from errorless import labelissues as li  # noqa: E402
 from errorless.config import load_config  # noqa: E402
 from errorless.doublelabel import read_planted  # noqa: E402
@@ -125,6 +127,7 @@ def main() -> int:
     ap.add_argument(
         "--out", help="CSV of the table (default {results}/quality/label_issues_bench.csv)"
     )
+    record_argument(ap)
     a = ap.parse_args()
     res = Path(a.results)
     cfg = load_config(res / "config.yaml")
@@ -169,6 +172,20 @@ def main() -> int:
     )
     out = Path(a.out) if a.out else res / "quality" / "label_issues_bench.csv"
     table.to_csv(out, index=False, float_format="%.4f")
+    if a.record:
+        record(
+            f"label_issues_bench-{res.name}",
+            f"Label issues on planted flips: ensemble vs logistic regression ({res.name})",
+            f"{cfg['dataset']['format']} data of the results folder {res.name}: {n} training "
+            f"images, {k} planted label flips ({100 * k / n:.1f} %), features {cfg['features']}",
+            [
+                (
+                    " ".join(str(r[c]) for c in table.columns[:2]),
+                    "; ".join(f"{c} {r[c]}" for c in table.columns[2:]),
+                )
+                for r in table.to_dict("records")
+            ],
+        )
     return 0
 
 

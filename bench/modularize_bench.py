@@ -9,6 +9,7 @@ folder, timed, with the shards in place.
 
     python bench/modularize_bench.py --n 1280000 --size 64 --dir /tmp/in64
     python bench/modularize_bench.py --n 1280000 --size 64 --data synthetic  # class patterns
+    python bench/modularize_bench.py --record     # docs/benchmarks/modularize_bench-<n>-<size>.md
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import pickle
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from record import record, record_argument  # noqa: E402
 
 
 def write_layout(out: Path, n: int, size: int, labels: int, batches: int, seed: int) -> None:
@@ -119,7 +123,9 @@ def main() -> int:
         default="random",
         help="random pixels, or the streaming synthetic generator (errorless.synthetic)",
     )
+    record_argument(ap)
     a = ap.parse_args()
+    figures: list[tuple[str, object]] = []
 
     sys.path.insert(0, str(ROOT / "src"))
     from errorless.config import load_config
@@ -147,7 +153,9 @@ def main() -> int:
     extra.write_text(json.dumps(overrides))  # JSON is YAML
     smk = ["snakemake", "--cores", "2", "--configfile", "config/imagenet64.yaml", str(extra), "--"]
 
-    # the data stage through the workflow (checkpoint modularize), as a user runs it
+    # the data stage through the workflow (checkpoint modularize), as a user runs it; the
+    # results of an earlier run go first, or Snakemake would find the shards done
+    shutil.rmtree(results, ignore_errors=True)
     t = time.time()
     p = subprocess.run(
         smk + [f"{results}/shards/manifest.tsv"], capture_output=True, text=True, cwd=ROOT
@@ -156,6 +164,11 @@ def main() -> int:
         sys.exit(p.stderr[-3000:])
     bench = (results / "benchmarks" / "modularize.tsv").read_text().splitlines()
     row = dict(zip(bench[0].split("\t"), bench[1].split("\t"), strict=True))
+    figures += [
+        ("modularize through snakemake, first run: wall s incl. start-up", time.time() - t),
+        ("... rule seconds (Snakemake benchmark)", float(row["s"])),
+        ("... rule max RSS MB", float(row["max_rss"])),
+    ]
     print(
         f"modularize (snakemake, first run): {time.time() - t:.0f} s wall incl. start-up; "
         f"rule {float(row['s']):.0f} s, max_rss {float(row['max_rss']):.0f} MB",
@@ -164,6 +177,10 @@ def main() -> int:
 
     cfg = load_config(ROOT / "config" / "imagenet64.yaml", overrides=overrides)
     wall, last = run_modularize(cfg, results)
+    figures += [
+        ("modularize again, every shard unchanged: wall s", wall),
+        ("... peak RSS MB", child_peak_mb()),
+    ]
     print(
         f"modularize again (every shard unchanged): {wall:.0f} s wall, peak RSS "
         f"{child_peak_mb():.0f} MB -- {last}",
@@ -180,11 +197,26 @@ def main() -> int:
         )
         stats = p.stdout.split("Job stats:")[-1].strip().splitlines()
         jobs = {ln.split()[0]: ln.split()[1] for ln in stats[2:] if len(ln.split()) == 2}
+        figures += [
+            ("snakemake -n on the paper's grid after the data stage: s", time.time() - t),
+            ("... peak RSS MB", int(p.stderr.strip().splitlines()[-1]) / 1024),
+            ("... jobs planned", jobs.get("total", "")),
+            ("... train jobs planned", jobs.get("train", "")),
+        ]
         print(
             f"snakemake -n on the paper's grid after the data stage: {time.time() - t:.0f} s, "
             f"{int(p.stderr.strip().splitlines()[-1]) / 1024:.0f} MB peak, rc {p.returncode}, "
             f"jobs {jobs}",
             flush=True,
+        )
+    if a.record:
+        record(
+            f"modularize_bench-{a.n}-{a.size}",
+            f"Data stage: {a.n:,} {a.size}-px images through modularize",
+            f"{a.n:,} {'random-pixel' if a.data == 'random' else 'synthetic'} {a.size}-px images "
+            f"in the imagenet{a.size} pickle layout, {a.labels:,} labels, {a.batches} batches; "
+            "the paper's grid (config/imagenet64.yaml: 25 labels per module, 2 submodules)",
+            figures,
         )
     return 0
 

@@ -29,6 +29,8 @@ Steps (each prints its figures; run them in this order, each needs the ones befo
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -41,6 +43,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+from record import record, record_argument  # noqa: E402  (bench/record.py)
 
 SAMPLE = [  # (model, feature, module, submodule): both architectures, two features
     ("h1_m1", "R", "m01", "s1"),
@@ -326,6 +329,7 @@ def main() -> int:
         "proto-model's predictions held: the peak); 0 = --eval-images",
     )
     ap.add_argument("--weights-mb", type=float, default=500, help="0: a whole proto-model at once")
+    record_argument(ap)
     a = ap.parse_args()
     base = Path(a.dir)
     base.mkdir(parents=True, exist_ok=True)
@@ -334,9 +338,33 @@ def main() -> int:
     a.paths.write_text(json.dumps({"results": str(a.results), "dataset": {"path": str(a.data)}}))
     os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))
     a.cfgfile.write_text(json.dumps(load(a)))  # the validated settings, for the child processes
-    for step in a.steps:
-        globals()[f"step_{step}"](a)
+    lines = Lines()
+    with contextlib.redirect_stdout(lines):
+        for step in a.steps:
+            globals()[f"step_{step}"](a)
+    if a.record:
+        record(
+            "rehearsal_bench-" + "-".join(a.steps),
+            f"Rehearsal of the paper's run at full size: {', '.join(a.steps)}",
+            "config/rehearsal.yaml: the paper's grid (1,000 labels, 40 modules x 2 submodules x "
+            "17 features x h1/h2) on 1,280,000 synthetic 64-px training images + 50,000 held out",
+            [(ln.split(":", 1)[0], ln.split(":", 1)[-1].strip()) for ln in lines.kept],
+        )
     return 0
+
+
+class Lines(io.TextIOBase):
+    """stdout that is also kept, line by line (the figures of the steps)."""
+
+    def __init__(self) -> None:
+        self.kept: list[str] = []
+        self._out = sys.stdout
+
+    def write(self, text: str) -> int:
+        self._out.write(text)
+        self._out.flush()
+        self.kept += [ln for ln in text.splitlines() if ln.strip()]
+        return len(text)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from errorless import fnn, gdt, sgd
 from errorless.config import FEATURES, GDTSettings, SGDSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import record, record_argument  # noqa: E402
 from train_one import set_up, shared_arguments, synthetic_inputs  # noqa: E402
 
 
@@ -104,6 +105,7 @@ def main() -> None:
         action="store_true",
         help="cuda: TF32 matmuls (faster, ~10 bits of mantissa; the pipeline does not use them)",
     )
+    record_argument(ap)
     args = ap.parse_args()
     dev, sync = set_up(args)
     gpu = f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""
@@ -233,6 +235,28 @@ def main() -> None:
         f"  batched {groups * t_batched / 60:.1f} min, per FNN {args.target * per_single / 60:.1f} min "
         f"on this {dev.type}; load average {os.getloadavg()}"
     )
+    if args.record:
+        record(
+            f"train_many-{args.data}-{args.device}-{m}",
+            f"{m} ImageNet-size FNNs batched vs one after another ({args.data}, {args.device})",
+            f"{args.data}: {args.images:,} inputs of 900 per FNN, {args.labels} labels, h1; "
+            f"{m} members batched, {k} also alone; {torch.get_num_threads()} thread(s)",
+            [
+                ("batched group: wall s", t_batched),
+                ("... SGD s", t_sgd_b),
+                ("... CPU s per FNN", c_batched / m),
+                ("one after another: wall s per FNN", per_single),
+                ("... CPU s per FNN", c_single / k),
+                ("FNNs per hour, batched / one after another", per_single * m / t_batched),
+                ("same status batched and alone", f"{same} of {k}"),
+                (f"{args.target} FNNs extrapolated, batched: min", groups * t_batched / 60),
+                (
+                    f"{args.target} FNNs extrapolated, one after another: min",
+                    args.target * per_single / 60,
+                ),
+            ]
+            + [(f"member {names[i]}", f"batched {batched_out[i]}") for i in range(m)],
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark one h1 FNN job on a paper-sized shard: SGD to the threshold, then GDT.
 
-    .venv/bin/python bench/train_one.py [--data blobs|photos] [--images 15000] [--threads 2] [--device cpu]
+    .venv/bin/python bench/train_one.py [--data blobs|photos] [--images 15000] [--threads 2] [--device cpu] [--record]
 
 ``--data blobs`` (default): Gaussian blobs, 4 centres per class plus noise — easy, and not like
 images. ``--data photos``: an ImageNet-size real-photo shard: ``--images`` 64×64 crops of the
@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import torch
+from record import record, record_argument  # bench/record.py (the script's folder)
 
 from errorless import fnn, gdt, sgd
 from errorless.config import GDTSettings, SGDSettings
@@ -101,6 +102,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=15000)
     ap.add_argument("--inputs", type=int, default=900)
     shared_arguments(ap)
+    record_argument(ap)
     args = ap.parse_args()
     dev, sync = set_up(args)
     print(f"threads {torch.get_num_threads()}, device {dev}, load average {os.getloadavg()}")
@@ -166,6 +168,27 @@ def main() -> None:
         f"GDT overall incl. checks: {overall / 1e9:.1f} GFLOP/s = {overall / mm_rate:.2f} x matmul rate"
     )
     print(f"SGD + GDT: {t_sgd + t_gdt:.1f} s; load average {os.getloadavg()}")
+    if args.record:
+        record(
+            f"train_one-{args.data}-{args.device}",
+            f"One ImageNet-size h1 FNN ({args.data}, {args.device}): SGD, then GDT",
+            f"{args.images:,} x {args.inputs} {what}, {args.labels} labels; h1 ({args.hidden} "
+            f"hidden), {torch.get_num_threads()} thread(s), device {dev}",
+            [
+                ("SGD: seconds", t_sgd),
+                ("SGD: epochs", s_res.epochs),
+                ("SGD: training accuracy", s_res.accuracy),
+                ("GDT: seconds", t_gdt),
+                ("GDT: λ-steps (accepted / rejected)", f"{n_steps} ({r.accepted} / {r.rejected})"),
+                ("GDT: gradient steps", r.steps_taken),
+                ("GDT: rounds, stop reason", f"{r.rounds}, {r.stop_reason}"),
+                ("GDT: training accuracy", r.accuracy),
+                ("SGD + GDT: seconds", t_sgd + t_gdt),
+                ("full-batch GDT step: GFLOP/s", step_rate / 1e9),
+                ("... as a multiple of a plain matmul in the same run", step_rate / mm_rate),
+                ("GDT phase incl. checks, multiple of the matmul rate", overall / mm_rate),
+            ],
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The double-labelling report: evidence, score, schema, planted-truth check (SPEC §8)."""
+"""The double-labelling report: evidence, score, schema, planted-truth check
+(docs/method.md#double-labelling-evidence)."""
 
 from __future__ import annotations
 
@@ -334,7 +335,8 @@ def test_conflicts_as_list_column_and_int_modules() -> None:
 
 
 def test_feature_identity_is_not_a_double_label(tmp_path: Path) -> None:
-    """SPEC §8 (2026-11-24): a black and a magenta image have identical inputs in feature G
+    """docs/method.md#double-labelling-evidence: a black and a magenta image have identical inputs
+    in feature G
     (constant channel -> zeros after centring): one FNN cannot fit them, but they are
     different images, so they are 'indistinguishable in feature G', not a suspect pair."""
     results = tmp_path / "results"
@@ -378,7 +380,8 @@ def test_feature_identity_is_not_a_double_label(tmp_path: Path) -> None:
 
 def test_budget_leftovers_are_kept_apart_and_ranked_last(planted_run: Path) -> None:
     """A T-FNN that stopped on its GDT budget leaves images that more budget may fit: they are
-    `gdt_budget` rows below every residual of an exhausted search (SPEC §8)."""
+    `gdt_budget` rows below every residual of an exhausted search
+    (docs/method.md#double-labelling-evidence)."""
     results = planted_run
     recs = pd.read_parquet(results / "training.parquet").to_dict("records")
     for r in recs:

@@ -1,4 +1,5 @@
-"""Images that are the same picture with different labels (SPEC §8, evidence 2): exact copies,
+"""Images that are the same picture with different labels
+(docs/method.md#double-labelling-evidence, image matches): exact copies,
 near copies after what real data sets do to copies, mirrored copies — measured on real photos."""
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def test_area_matrix_rows_average() -> None:
 def photo_run():
     """270 crops of 27 photo parts (labels) plus 3 copies of each kind under other labels.
     The logo's parts (labels 24-27) are left out: its quadrants are mirror images of one
-    arc, which the search pairs (a known limitation, measured in the README)."""
+    arc, which the search pairs (a known limitation, measured in docs/double-labelling.md)."""
     rng = np.random.default_rng(5)
     labels = np.repeat(np.r_[0:24, 28:31], 10)
     images, _ = photos.crops(np.random.default_rng(4), labels, size=64)
@@ -443,7 +444,7 @@ def test_line_look_alikes_from_two_brick_quarters_are_not_paired_their_copies_ar
     quarters of the brick photo. Their structure runs one way (``structure`` about 0), so they
     match one another like copies do on every test but the line pairs' closer block residual;
     JPEG, brighter and shifted copies of them are still found. (Rescaled copies of b are not,
-    with or without that limit: README "Limits, measured".)"""
+    with or without that limit: docs/double-labelling.md "Limits, measured".)"""
     a = _crop(41, (184, 79, 234, 129), mirror=True)
     b = _crop(43, (345, 66, 398, 119), mirror=True)
     c = _crop(44, (270, 315, 321, 366))
@@ -563,7 +564,8 @@ def test_whitened_descriptors_verify_fewer_pairs_on_photos_same_copies() -> None
     _, t = describe(x)
     truth = {(int(s), len(images) + i) for i, s in enumerate(src)}
     found = {}
-    for whiten in (0.0, 0.03):  # off (the default) and the README's measured lead
+    # off (the default) and the measured lead of docs/double-labelling.md
+    for whiten in (0.0, 0.03):
         a, b, _, _ = nc.candidates(t, labels, nc.NearSettings(whiten=whiten))
         found[whiten] = set(zip(a.tolist(), b.tolist(), strict=True))
     plain, whitened = found[0.0], found[0.03]
@@ -794,3 +796,26 @@ def test_photos_data_set_reports_only_planted_pairs(tmp_path: Path) -> None:
     copies = set(planted["id_b"])  # the planted images; every other crop is distinct
     unplanted = [p for p in found if not p & copies]
     assert unplanted == [], f"pairs of two unplanted crops: {unplanted}"
+
+
+def test_images_without_contrast_are_counted_over_the_searched_rows() -> None:
+    """``n_without_contrast`` counts the flat images among the rows searched, also when the
+    full-resolution check runs (it once counted the matched rows instead: 0 here)."""
+    from PIL import Image
+
+    astro = _crop(0, (60, 100, 200, 240))
+    buf = __import__("io").BytesIO()
+    Image.fromarray(astro).save(buf, format="JPEG", quality=30)
+    astro_jpeg = np.asarray(Image.open(buf))
+    others = photos.make_crops(6, 2, seed=1)[0]  # unrelated crops: the descriptors' mean
+    flat = [np.full((64, 64, 3), v, np.uint8) for v in (0, 90, 200)]
+    x = np.stack([astro, astro_jpeg, *others, *flat])  # flat: rows 14-16
+    labels = np.arange(len(x))
+    t = nc.thumbs(x)
+    res = nc.near_copies(t, labels, images=lambda r: x[r])
+    assert list(zip(res.a, res.b, res.kind, strict=True)) == [(0, 1, "near")]
+    assert res.stats["n_without_contrast"] == 3
+    searched = np.array([*range(14), 15])  # one flat image among the searched rows
+    res = nc.near_copies(t, labels, images=lambda r: x[r], rows=searched)
+    assert list(zip(res.a, res.b, res.kind, strict=True)) == [(0, 1, "near")]
+    assert res.stats["n_without_contrast"] == 1

@@ -179,7 +179,7 @@ def test_top3_protocol_widens_the_pool():
 
 
 def loop_vote(labels: np.ndarray, dists: np.ndarray, fnn: np.ndarray):
-    """Plain-Python reading of SPEC §7 (with the documented exact-tie rules)."""
+    """Plain-Python reading of docs/method.md#the-vote (with the documented exact-tie rules)."""
     F, G, N, T = labels.shape
     out = []
     for n in range(N):

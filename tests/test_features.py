@@ -1,4 +1,5 @@
-"""The transform of SPEC §4 against values computed by hand, and against a plain loop."""
+"""The transform of docs/method.md#features-and-the-input-transform against values computed by
+hand, and against a plain loop."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""FNN pieces, SGD and GDT (SPEC §5, §6) on small in-memory data."""
+"""FNN pieces, SGD and GDT (docs/method.md#the-fnn, #gdt) on small in-memory data."""
 
 from __future__ import annotations
 

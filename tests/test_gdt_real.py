@@ -1,5 +1,6 @@
-"""GDT on real data (SPEC §6.8): the authors' own digits demo, where SPEC §6.4's test after
-exactly K steps gets stuck, and honest stop reasons when a budget ends the search."""
+"""GDT on real data (docs/method.md#robustness-on-real-data): the authors' own digits demo, where
+the paper's test
+after exactly K steps gets stuck, and honest stop reasons when a budget ends the search."""
 
 from __future__ import annotations
 

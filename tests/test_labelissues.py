@@ -434,7 +434,7 @@ def test_bad_user_probabilities_are_one_line_naming_the_file(tmp_path, make, mes
 
 
 def test_one_file_digits_every_submodule_holds_every_label_and_votes_far_above_chance(tmp_path):
-    """sklearn's real digits as one source batch (a one-file data set): SPEC's first split gave
+    """sklearn's real digits as one source batch (a one-file data set): the first split gave
     submodule 1 the digits 0-4 and submodule 2 the digits 4-9, so the other submodule's FNN was
     right for a few % of the images; now both hold every digit."""
     from errorless import fnn

@@ -89,7 +89,8 @@ def test_rerun_leaves_unchanged_shards_untouched(data):
 
 
 def _plain_assign(labels, batch, row, c, r):
-    """SPEC's words as a loop: each label's images in (batch, row) order, cut into r parts of
+    """docs/method.md#modules-and-submodules as a loop: each label's images in (batch, row) order,
+    cut into r parts of
     n // r (the last takes the rest; all in the last part when n < r)."""
     part = {}
     for lab in sorted(set(labels.tolist())):

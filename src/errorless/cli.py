@@ -80,6 +80,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "report-figures": ("errorless.report", "figures", "figures and tables for the HTML report"),
     "info": ("errorless.cli", "info", "show the validated configuration and the job grid"),
+    "config-docs": (
+        "errorless.configdocs",
+        "config_docs",
+        "docs/configuration.md from the config schema (--write FILE)",
+    ),
     "write-config": (
         "errorless.cli",
         "write_config",

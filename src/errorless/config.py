@@ -24,7 +24,8 @@ SCHEMA_PATH = Path(__file__).parent / "schema" / "config.schema.yaml"
 
 
 def _table1() -> dict[str, tuple[float, float, float]]:
-    """SPEC Table 1, in the paper's order: weights of (R, G, B) per feature. The three
+    """docs/method.md#features-and-the-input-transform, in the paper's order: weights of (R, G, B)
+    per feature. The three
     channels; every pair of channels mixed at the golden section (g1: 0.618 on the first,
     g2: 0.382) and half and half; then equal weights, BW luma and the CIE X, Y, Z rows."""
     table = {ch: tuple(float(i == k) for k in range(3)) for i, ch in enumerate("RGB")}
@@ -77,7 +78,7 @@ def _validator_with_defaults():
 def _error_text(err) -> str:
     key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
     if err.validator == "additionalProperties":
-        return f"config key {key}: {err.message} (see the README's configuration table)"
+        return f"config key {key}: {err.message} (see docs/configuration.md)"
     return f"config key {key}: {err.message}"
 
 

@@ -1,4 +1,5 @@
-"""What real data sets do to copies of an image (SPEC §8): the near-copy kinds that the
+"""What real data sets do to copies of an image (docs/method.md#double-labelling-evidence): the
+near-copy kinds that the
 synthetic generator plants and the duplicate bench measures.
 
 Each kind is one transformation with its parameters drawn from the documented range; ``combo``
@@ -12,7 +13,7 @@ import io
 
 import numpy as np
 
-# kind -> what it does (the README lists the same ranges)
+# kind -> what it does (docs/double-labelling.md lists the same ranges)
 NEAR_KINDS = {
     "jpeg": "JPEG re-encoding, quality 30-75",
     "rescale": "downscaled 0.5-0.8x and back up",

@@ -1,4 +1,5 @@
-"""Loaders for the real on-disk layouts of SPEC §2. Every image keeps a stable id.
+"""Loaders for the real on-disk layouts of docs/method.md#data-and-image-ids. Every image keeps a
+stable id.
 
 Formats:
 - ``imagenet64`` / ``imagenet32``: pickles ``train_data_batch_1..10`` and ``val_data``; dict with

@@ -1,4 +1,4 @@
-"""The double-labelling report of SPEC §8.
+"""The double-labelling report of docs/method.md#double-labelling-evidence.
 
 A double label is about *images*: two images that are the same picture with different labels.
 Evidence combined per suspect (one report row per suspect pair or group):
@@ -8,20 +8,22 @@ Evidence combined per suspect (one report row per suspect pair or group):
   its ids, ``kind`` exact); every near pair is one row (``kind`` near or mirrored) with its
   ``similarity`` (aligned correlation of the images, 1 = identical).
 * ``conflict``: groups of identical *inputs of one feature* with different labels found by the
-  training jobs' pre-check (SPEC §6.6; ``conflicts`` of the T records in ``training.parquet``).
+  training jobs' pre-check (docs/method.md#the-conflict-pre-check; ``conflicts`` of the T records
+  in ``training.parquet``).
   A conflict whose ids all lie in one image-match row marks that row (the strongest evidence:
   the same picture, and no FNN can fit it). Otherwise the images differ and only that
   feature cannot tell them apart (a constant channel maps to zeros after centring; a blue and a
   green gradient share a shape): the row's evidence is ``indistinguishable`` and its kind says
   ``indistinguishable in feature G`` — an FNN that cannot fit, not a double-labelled image.
 * ``residual``: an image a T-FNN could not fit (in ``residual_ids`` or in a conflict of some
-  T record; conflicts count as residual errors, SPEC §6.6). ``n_features_failed`` = the number
+  T record; conflicts count as residual errors, docs/method.md#the-conflict-pre-check).
+  ``n_features_failed`` = the number
   of features of the same (proto, module, submodule) whose T-FNN failed on the image (max
   over the row's images and the T protos), out of ``n_features`` trained there. Residual
   images that are in no other row are rows of their own (group_size 1).
 * ``gdt_budget``: an image left wrong by a T-FNN whose GDT stopped on its time or λ-step
   budget (status ``budget``): more budget may well fit it, so it is weak evidence, kept out of
-  ``residual`` and ranked below everything else (SPEC §8).
+  ``residual`` and ranked below everything else (docs/method.md#double-labelling-evidence).
 
 Ranking score (higher = more suspicious, at most 5)::
 

@@ -1,4 +1,5 @@
-"""Evidence 2 of SPEC §8: images that are the same picture while their labels differ.
+"""The image matches of docs/method.md#double-labelling-evidence: images that are the same picture
+while their labels differ.
 
 The search runs on the images themselves (never on one feature's transformed vectors: a
 constant channel maps to zeros after centring and different colour gradients can share a
@@ -398,7 +399,7 @@ def output_schema():
 
 # What the Slurm job of rule `duplicates` asks for. On natural images the thumbnail verification
 # sets its time: real-photo bench (bench/duplicates_bench.py, seeds 0 and 1) 9.4-9.6 candidate
-# pairs per image, verified at 2,684-2,853 pairs/s on 2 threads (README "Limits, measured").
+# pairs per image, verified at 2,684-2,853 pairs/s on 2 threads (docs/double-labelling.md, "Limits, measured").
 CANDIDATES_PER_IMAGE = 9.6
 PAIRS_PER_SECOND = 2_600
 
@@ -446,7 +447,7 @@ def near_search_arguments(p: argparse.ArgumentParser) -> None:
         default=NearSettings.whiten,
         help="> 0: PCA-whitened candidate descriptors, each eigenvalue plus this share of the "
         "largest (0.03: 3x fewer candidates on real photos, 1-2 combined-transform copies in "
-        "100 fewer; README 'Limits, measured')",
+        "100 fewer; docs/double-labelling.md)",
     )
 
 

@@ -1,4 +1,5 @@
-"""Evaluation (SPEC §7, paper §4-5): the training table, the majority vote, the summaries.
+"""Evaluation (docs/method.md#the-vote, paper §4-5): the training table, the majority vote, the
+summaries.
 
 Commands
 --------
@@ -23,9 +24,10 @@ of Table 4: ``perfect_labels_per_batch.csv`` (labels whose every image in that b
 predicted correctly) and ``perfect_labels.csv`` (their mean count over the batches of a split,
 and the labels perfect in every batch, listed by number).
 
-The vote (SPEC §7), choices where SPEC and paper are silent
+The vote (docs/method.md#the-vote), choices where the paper is silent
 ------------------------------------------------------------
-* An FNN's *distance* for a label ℓ is ‖softmax − e_ℓ‖₂ (SPEC §5). In the top-1 protocol each
+* An FNN's *distance* for a label ℓ is ‖softmax − e_ℓ‖₂ (docs/method.md#the-fnn). In the top-1
+  protocol each
   FNN casts one vote (its argmax); in the expanded top-3 protocol (paper Table 5) it casts one
   vote for each of its three best labels, each with its own distance, so a label's count in a
   group is still at most p and a super-majority is still a count of p.

@@ -1,4 +1,5 @@
-"""The input transform of SPEC §4: pool, trim, combine colour planes, centre, scale, round.
+"""The input transform of docs/method.md#features-and-the-input-transform: pool, trim, combine
+colour planes, centre, scale, round.
 
 All steps are whole-array numpy operations; images are processed in chunks so that a
 15,000-image shard never needs more than a few hundred MB of float64 scratch space.

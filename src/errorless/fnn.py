@@ -1,4 +1,4 @@
-"""The small feed-forward net of SPEC §5, as plain tensors.
+"""The small feed-forward net of docs/method.md#the-fnn, as plain tensors.
 
 Weights are a list of ``(W (in, out), b (out,))`` float32 pairs; the forward pass is
 ``relu(X @ W1 + b1) ... @ Wq + bq`` (logits). The backward pass is written by hand (and
@@ -159,7 +159,7 @@ def softmax(logits: Tensor) -> Tensor:
 
 def top_labels(probs: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
     """The t best (local) labels of each row of softmax outputs ``probs`` (..., c) and their
-    distances ||probs - e_label||_2: (..., t) each (SPEC §5: smaller = surer)."""
+    distances ||probs - e_label||_2: (..., t) each (docs/method.md#the-fnn: smaller = surer)."""
     p, idx = probs.topk(min(t, probs.shape[-1]), dim=-1)
     # ||p - e_k||^2 = sum p^2 - 2 p_k + 1
     sq = (probs * probs).sum(dim=-1, keepdim=True)

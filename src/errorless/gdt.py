@@ -1,4 +1,4 @@
-"""Gradient descent tunneling (SPEC §6): from the S weights to the error-free T weights.
+"""Gradient descent tunneling (docs/method.md#gdt): from the S weights to the error-free T weights.
 
 One *round*: evaluate θ, errors E and correct C; anchors = the m most confident correct
 samples per class; every e in E gets a seeded random anchor a(e) of its class and the
@@ -7,7 +7,7 @@ from 0 (100 % by construction) to 1 (the real data) with K full-batch normalised
 steps per λ-step, accepting a λ-step only if the whole continuation batch stays 100 %
 correct. Rounds restart from the best weights (highest real accuracy) up to R times.
 
-Choices where SPEC is silent (also in the job's metrics):
+Choices where the paper is silent (docs/method.md#the-continuation) (also in the job's metrics):
 - the accept streak resets to 0 after each growth of Δ (so Δ grows at most every 6 accepts)
   and on every reject;
 - a λ-step at λ = 1 is accepted only if the weights *rounded to the saved decimals* are
@@ -437,10 +437,11 @@ class GDT:
         """From θ_ok, normalised full-batch steps on {x(λ), y} in chunks of K until the batch
         is 100 % correct or ``max_steps`` are spent; returns (correct, steps taken).
 
-        With ``max_steps == K`` this is SPEC §6.4's test after exactly K steps. Going on past K
+        With ``max_steps == K`` this is the paper's test after exactly K steps
+        (docs/method.md#robustness-on-real-data). Going on past K
         (§6.8) is what makes GDT hold on real data: the normalised steps move θ by at least
         ``eta_min`` each, which can push correct samples with small margins across the boundary
-        for a while before the descent brings them back (see the README, "Choices").
+        for a while before the descent brings them back (docs/method.md#robustness-on-real-data).
         (:func:`run_group` runs the same chunks for every member of a group at once.)
         """
         self._begin(lam)

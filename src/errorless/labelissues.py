@@ -21,7 +21,8 @@ over the module's c labels (``source``: crossfit or submodules), and the other s
 ``label-issues`` (rule ``label_issues``): per module (labels local 0..c−1)
 ``cleanlab.filter.find_label_issues(labels, probs)`` (prune by noise rate) and
 ``cleanlab.rank.get_label_quality_scores`` (self-confidence; lower = more suspicious); beside
-them the **training-set vote's own mistakes** (the proto-model's SPEC §7 vote on its own
+them the **training-set vote's own mistakes** (the proto-model's vote, docs/method.md#the-vote, on
+its own
 training images is not the given label, although every FNN fitted its own images: read from
 ``evaluation/predictions``) and, when given, **the user's out-of-sample probabilities**
 (``label_issues.pred_probs``, cleanlab's ``pred_probs``: (N, L), the data set's order), ranked

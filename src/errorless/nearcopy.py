@@ -1,4 +1,5 @@
-"""Near copies of images (SPEC §8): find pairs of images that are the same picture after JPEG
+"""Near copies of images (docs/method.md#double-labelling-evidence): find pairs of images that are
+the same picture after JPEG
 re-encoding, rescaling, small crops and shifts, mirroring or brightness/contrast changes.
 
 Four steps, all vectorised over whole arrays (no Python loop per image or per pair):
@@ -15,7 +16,7 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    ``flat_limit`` images, an IVF index above (``nprobe`` cells, ``shift_nprobe`` for the
    moved windows, of which two suffice there: a pair is asked for from both sides). Opt-in
    (``whiten`` > 0): PCA-whitened descriptors (``_whitening``), 3× fewer candidates on real
-   photos at the cost of 1-2 combined-transform copies in 100 (README "Limits, measured").
+   photos at the cost of 1-2 combined-transform copies in 100 (docs/double-labelling.md "Limits, measured").
 3. **Verification** on the thumbnails: per candidate pair, Gauss-Newton (Lucas-Kanade)
    fits a scale and shift per axis plus gain and offset that map one thumbnail onto the
    other, coarse to fine (blur σ = 2, 1, 0.5 px), from three starting scales; the pair's
@@ -49,7 +50,7 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    (``line_local_residual``): two crops of one line are alike wherever along it they were
    cut. What still pairs on that bench: about 1 brick pair in 60,000 crops, and, with the
    drawings, crops of the logo's mirror-symmetric green rim from two of its quarters (mostly
-   the same pixels within a few grey levels; README "Limits, measured").
+   the same pixels within a few grey levels; docs/double-labelling.md "Limits, measured").
 
 The verification runs in blocks of pairs on ``NearSettings.threads`` threads (``in_blocks``),
 in passes of at most ``NearSettings.verify_mb`` MB (``pairs_per_pass``): the candidate pairs'
@@ -103,8 +104,8 @@ class NearSettings:
     prefilter: float = 0.75  # descriptor correlation a candidate needs to be verified
     highpass: float = 0.0  # > 0: descriptors of the thumbnails minus their blur by this σ (px)
     whiten: float = 0.0  # > 0: PCA-whitened descriptors, each eigenvalue plus this share of the
-    # largest (the smooth layouts natural images share weigh less; README "Limits, measured")
-    # (band-pass: unrelated natural images correlate less; README "Limits, measured")
+    # largest (the smooth layouts natural images share weigh less; docs/double-labelling.md "Limits, measured")
+    # (band-pass: unrelated natural images correlate less; docs/double-labelling.md "Limits, measured")
     zoom: float = 1.15
     flat_limit: int = 20_000
     nprobe: int = 10  # IVF cells probed by the image, mirror and zoom views ...
@@ -907,7 +908,7 @@ def near_copies(
     n_thumb = len(a)
     n_line_refused = 0
     if images is not None and len(a):
-        matched = np.unique(np.concatenate([a, b]))
+        matched = np.unique(np.concatenate([a, b]))  # not ``rows``: those are the searched ones
         img = images(matched)
         if len(img) != len(matched):
             raise ValueError(f"images(rows) gave {len(img)} images for {len(matched)} rows")

@@ -1,4 +1,5 @@
-"""Figures and tables for Snakemake's HTML report (SPEC §9), one command per report section.
+"""Figures and tables for Snakemake's HTML report (docs/method.md#outputs), one command per report
+section.
 
 ``errorless report-figures --section S --out-dir DIR [inputs]`` writes fixed file names into
 DIR (the rules in ``workflow/rules/report.smk`` flag them with ``report(...)``):

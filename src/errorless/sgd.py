@@ -1,4 +1,4 @@
-"""SGD phase (SPEC §6): mini-batch SGD with momentum until the whole-shard threshold.
+"""SGD phase (docs/method.md#gdt): mini-batch SGD with momentum until the whole-shard threshold.
 
 Produces the S weights (stop at ``threshold`` or ``max_epochs``) and, with a released
 threshold, the Sp weights (``released_epochs`` more epochs continuing from S with the same
@@ -57,7 +57,7 @@ class Member:
     def after_epoch(self, acc: float) -> None:
         """Plateau rule: ``lr_patience`` epochs without a new best whole-shard accuracy
         multiply the learning rate by ``lr_decay`` (a fixed rate makes SGD hover a few % below
-        the threshold on real photographs; see the README's "Choices")."""
+        the threshold on real photographs; docs/method.md#sgd)."""
         if acc > self.best_acc:
             self.best_acc, self.since_best = acc, 0
             return

@@ -1,11 +1,11 @@
-"""Modularize (SPEC §3): one shard per (module, submodule).
+"""Modularize (docs/method.md#modules-and-submodules): one shard per (module, submodule).
 
 Module j (1..k) holds labels [(j-1)c, jc). Within it, the images of each label, in the stable
 order (source batch, row), are cut into r contiguous parts of floor(n/r) images (the last
 takes the rest); part s of every label forms submodule s. So every submodule holds every
 label of its module whatever the layout of the source batches (one file, or batches that each
 hold a few labels), and every image lies in exactly one shard. A label with fewer than r
-images lies wholly in the last submodule (docs/METHOD.md, "Modules and submodules").
+images lies wholly in the last submodule (docs/method.md#modules-and-submodules).
 Inside a shard the images keep the module's order (source batch, label, row).
 A shard whose content did not change is not rewritten (same bytes, same mtime), so a
 change to one module's data re-trains only that module.

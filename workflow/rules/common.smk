@@ -300,7 +300,7 @@ TRAIN_IMAGES = (
     NUM_LABELS * 1300
 )  # an upper estimate: ImageNet has ~1,281 images per label
 # weights are 4 bytes each; gather holds one module's weights of one architecture (a few
-# copies while writing Parquet; measured on the paper's grid: 0.87 GB peak, README), evaluate
+# copies while writing Parquet; measured on the paper's grid: 0.87 GB peak, docs/performance.md), evaluate
 # one proto-model at a time
 _PROTO_MB = math.ceil(n_params() * 4 * 3 / 1e6)
 GATHER_MEM, GATHER_MIN = scaled(
@@ -308,8 +308,8 @@ GATHER_MEM, GATHER_MIN = scaled(
 )
 # the duplicate search holds every training image's thumbnails (32x32 grey float16 + 16x16x3
 # uint8 = 2,816 bytes) plus keys, descriptors and the index (measured: 1.28 M images, see
-# README), and one verification pass of double_labeling.verify_mb whatever the number of
-# candidates; its time grows with the candidate pairs to verify
+# docs/performance.md), and one verification pass of double_labeling.verify_mb whatever the
+# number of candidates; its time grows with the candidate pairs to verify
 # (errorless.duplicates.planned_minutes)
 DUP_MEM, DUP_MIN = scaled(
     1500
@@ -319,7 +319,7 @@ DUP_MEM, DUP_MIN = scaled(
 )
 # evaluate: one source batch (its bytes and its images) and ~3 copies of the weights it holds
 # at once: a proto-model, or evaluation.weights_mb of it (measured on the paper's grid: 6.3 GB
-# with 500 MB, 9.8 GB with a whole proto-model; README)
+# with 500 MB, 9.8 GB with a whole proto-model; docs/performance.md)
 _EVAL_HELD_MB = _PROTO_MB / 3
 if config["evaluation"].get("weights_mb"):
     _EVAL_HELD_MB = min(_EVAL_HELD_MB, config["evaluation"]["weights_mb"])

@@ -1,7 +1,7 @@
 # Training jobs: SGD to the threshold, then GDT. `train.group` cuts them:
 #   fnn   -- one job per (model, feature, module, submodule)            (rule train)
 #   shard -- one job per (model, module, submodule): every feature's FNN of that shard
-#            trained side by side, batched (rule train_shard; README "Batched training")
+#            trained side by side, batched (rule train_shard; docs/slurm.md, "Batched training")
 # Both write the same per-FNN files, so gather and everything downstream are unchanged.
 
 PER_FNN = config["train"]["group"] == "fnn"
