@@ -48,6 +48,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "summarize",
         "accuracy, Top-1 and confusion tables from predictions",
     ),
+    "confusion": (
+        "errorless.confusion",
+        "confusion",
+        "confusion counts, most confused pairs, errors inside modules (from predictions)",
+    ),
     "predict": (
         "errorless.predict",
         "predict",

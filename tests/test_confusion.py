@@ -1,0 +1,198 @@
+"""The confusion tables (errorless.confusion) against plain loops, the module plan of
+``modules.groups`` and its one-line errors, label names."""
+
+import itertools
+import pickle
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from errorless.config import load_config
+from errorless.confusion import (
+    KEYS,
+    count_predictions,
+    module_block,
+    module_matrix,
+    pair_examples,
+    summary,
+    top_pairs,
+    with_modules,
+    write_confusion,
+)
+from errorless.datasets import label_names
+from errorless.errors import ConfigError
+from errorless.grid import cut_group, job_grid, module_plan
+
+
+def predictions(rng, n=400, L=7) -> pd.DataFrame:
+    """A predictions table in the evaluate layout: two protos, p 1 and 2, two protocols, two
+    splits; predictions mostly right, errors drawn towards a few pairs."""
+    frames = []
+    for proto, p, protocol, split in itertools.product(
+        ["S_h1_m1", "T_h1_m1"], [1, 2], ["top1", "top3"], ["train", "heldout"]
+    ):
+        label = rng.integers(0, L, n)
+        predicted = np.where(rng.random(n) < 0.7, label, rng.integers(0, L, n))
+        predicted = np.where(rng.random(n) < 0.1, (label + 1) % L, predicted)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "image_id": [f"b:{i}" for i in range(n)],
+                    "proto": proto,
+                    "p": np.int64(p),
+                    "protocol": protocol,
+                    "split": split,
+                    "label": label,
+                    "predicted": predicted,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture
+def pred_files(tmp_path):
+    rng = np.random.default_rng(0)
+    pred = predictions(rng)
+    half = len(pred) // 3  # files cut across keys: the counts must be summed over files
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    pred.iloc[:half].to_parquet(paths[0])
+    pred.iloc[half:].to_parquet(paths[1])
+    return pred, paths
+
+
+def test_sparse_table_equals_a_plain_loop(pred_files):
+    pred, paths = pred_files
+    counts = count_predictions(paths, 7)
+    loop = Counter(
+        (r.proto, r.p, r.protocol, r.split, r.label, r.predicted) for r in pred.itertuples()
+    )
+    got = {
+        (r.proto, r.p, r.protocol, r.split, r.given, r.predicted): r.count
+        for r in counts.itertuples()
+    }
+    assert got == dict(loop)
+    assert (counts["count"] > 0).all() and counts["count"].sum() == len(pred)
+
+
+def test_module_matrices_add_up_to_the_table(pred_files):
+    _, paths = pred_files
+    module_of = np.array([0, 0, 0, 1, 1, 2, 2])
+    modules = ["m01", "m02", "m03"]
+    counts = with_modules(count_predictions(paths, 7), module_of, modules)
+    mm = module_matrix(counts)
+    for key, c in counts.groupby(KEYS):
+        m = mm.set_index(KEYS).loc[key]
+        assert m["count"].sum() == c["count"].sum()
+        inside = 0
+        for j, name in enumerate(modules):
+            block = module_block(c, np.flatnonzero(module_of == j))
+            diag = m[(m["given_module"] == name) & (m["predicted_module"] == name)]
+            assert block.sum() == diag["count"].sum()
+            inside += block.sum() - np.trace(block)
+        s = summary(c)
+        assert s["within_module"].item() == inside
+        assert s["errors"].item() == c.loc[c["given"] != c["predicted"], "count"].sum()
+
+
+def test_top_pairs_and_examples_equal_a_loop(pred_files):
+    pred, paths = pred_files
+    counts = count_predictions(paths, 7)
+    pairs = pair_examples(paths, top_pairs(counts, 3), 2)
+    key = ("T_h1_m1", 2, "top1", "train")
+    sub = pred[(pred[KEYS] == pd.Series(key, index=KEYS)).all(axis=1)]
+    per = Counter()
+    for r in sub.itertuples():
+        if r.label != r.predicted:
+            per[(min(r.label, r.predicted), max(r.label, r.predicted))] += 1
+    best = sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    got = pairs[(pairs[KEYS] == pd.Series(key, index=KEYS)).all(axis=1)]
+    assert [(r.a, r.b, r.count) for r in got.itertuples()] == [(a, b, n) for (a, b), n in best]
+    r = got.iloc[0]
+    a_to_b = sub[(sub["label"] == r["a"]) & (sub["predicted"] == r["b"])]
+    assert r["a_to_b"] == len(a_to_b)
+    assert r["rate_a_to_b"] == pytest.approx(len(a_to_b) / (sub["label"] == r["a"]).sum())
+    assert r["examples_a_to_b"] == ";".join(a_to_b["image_id"].head(2))
+
+
+# ---------------------------------------------------------------- groups and the module plan
+
+
+def groups_config(tmp_path, rows: str, c: int = 3, labels: int = 8):
+    path = tmp_path / "groups.csv"
+    path.write_text(rows)
+    cfg = load_config(
+        overrides={
+            "synthetic": {"labels": labels},
+            "modules": {"labels_per_module": c, "groups": str(path)},
+        }
+    )
+    return cfg, path
+
+
+def test_groups_become_modules_cut_to_size(tmp_path):
+    rows = "label,group\n" + "".join(
+        f"{i},{g}\n" for i, g in enumerate("aaaaabbb")
+    )
+    cfg, _ = groups_config(tmp_path, rows)
+    plan = module_plan(cfg)
+    # a: 5 labels > 3 -> two modules of 3 and 2; b: 3 labels stays whole
+    assert [m.tolist() for m in plan.modules] == [[0, 1, 2], [3, 4], [5, 6, 7]]
+    assert plan.groups == list("aaaaabbb")
+    assert job_grid(cfg).modules == ["m01", "m02", "m03"]
+    assert [len(p) for p in cut_group(range(10), 4)] == [4, 3, 3]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("label,group\n0,a\n1,a\n2,a\n9,b\n", "unknown label '9'"),
+        ("label,group\n0,a\n1,a\n1,b\n", "label 1 is in two groups"),
+        ("label,group\n0,a\n1,a\n2,b\n3,b\n", "4 label(s) in no group: 4, 5, 6, 7"),
+        ("label;group\n0;a\n", "header 'label,group'"),
+        ("label,group\n0,a\n1,a\n2,a\n3,a\n4,b\n5,b\n6,b\n7,c\n", "module of one label"),
+    ],
+)
+def test_bad_group_files_are_one_line_errors(tmp_path, rows, message):
+    with pytest.raises(ConfigError) as e:
+        cfg, path = groups_config(tmp_path, rows)
+        module_plan(cfg)
+    text = str(e.value)
+    assert message in text and "groups.csv" in text and "\n" not in text
+
+
+def test_a_missing_group_file_names_the_key(tmp_path):
+    cfg = load_config(overrides={"modules": {"groups": str(tmp_path / "none.csv")}})
+    with pytest.raises(ConfigError, match="modules.groups: .*none.csv does not exist"):
+        module_plan(cfg)
+
+
+# ---------------------------------------------------------------- label names
+
+
+def test_label_names_from_the_data_set_or_a_file(tmp_path):
+    meta = tmp_path / "batches.meta"
+    meta.write_bytes(pickle.dumps({b"label_names": [b"airplane", b"automobile", b"bird"]}))
+    cfg = load_config(overrides={"dataset": {"format": "cifar10", "path": str(tmp_path)}})
+    assert label_names(cfg, 4) == ["airplane", "automobile", "bird", "3"]
+    names = tmp_path / "names.csv"
+    names.write_text("label,name\n1,one\n0,zero\n")
+    cfg["dataset"]["label_names"] = str(names)
+    assert label_names(cfg, 3) == ["zero", "one", "2"]
+    names.write_text("cat\ndog\n")
+    assert label_names(cfg, 2) == ["cat", "dog"]
+
+
+def test_write_confusion_tables(tmp_path, pred_files):
+    _, paths = pred_files
+    cfg = load_config(
+        overrides={"synthetic": {"labels": 7}, "modules": {"labels_per_module": 7}}
+    )
+    out = tmp_path / "confusion"
+    write_confusion(cfg, paths, out)
+    for name in ("counts.parquet", "modules.parquet", "pairs.csv", "summary.csv", "labels.csv"):
+        assert (out / name).is_file(), name
+    s = pd.read_csv(out / "summary.csv")
+    assert (s["within_module_pct"] == 100).all()  # one module: every error stays inside
