@@ -80,9 +80,7 @@ def count_predictions(paths: Sequence[str | Path], num_labels: int) -> pd.DataFr
     """:func:`count_frame` over every prediction file, one file at a time, summed."""
     if not paths:
         raise DataError("no prediction files to count")
-    parts = [
-        count_frame(_read(Path(p), [*KEYS, "label", "predicted"]), num_labels) for p in paths
-    ]
+    parts = [count_frame(_read(Path(p), [*KEYS, "label", "predicted"]), num_labels) for p in paths]
     counts = pd.concat(parts, ignore_index=True)
     counts = counts.groupby([*KEYS, "given", "predicted"], sort=True, as_index=False)["count"].sum()
     return counts
@@ -140,7 +138,9 @@ def top_pairs(counts: pd.DataFrame, top: int, group_of: np.ndarray | None = None
     pairs = pairs.merge(n.rename(columns={"a": "b", "images_a": "images_b"}), on=[*KEYS, "b"])
     pairs["rate_a_to_b"] = pairs["a_to_b"] / pairs["images_a"]
     pairs["rate_b_to_a"] = pairs["b_to_a"] / pairs["images_b"]
-    pairs = pairs.sort_values([*KEYS, "count", "a", "b"], ascending=[True] * 4 + [False, True, True])
+    pairs = pairs.sort_values(
+        [*KEYS, "count", "a", "b"], ascending=[True] * 4 + [False, True, True]
+    )
     pairs["rank"] = pairs.groupby(KEYS).cumcount() + 1
     pairs = pairs[pairs["rank"] <= top].reset_index(drop=True)
     if group_of is not None:

@@ -208,15 +208,17 @@ def wheel_points(probs: np.ndarray) -> np.ndarray:
 def confusion_wheel_figure(
     panels: Sequence[tuple[str, np.ndarray]],
     labels: np.ndarray,
-    label_lo: int,
+    label_lo,
     title: str,
     path: Path,
 ) -> None:
-    """One wheel per (proto, softmax outputs (N, c)); ``labels`` are local (0..c-1)."""
+    """One wheel per (proto, softmax outputs (N, c)); ``labels`` are local (0..c-1);
+    ``label_lo``: the module's first global label, or its global labels (label groups)."""
     plt = pyplot()
     from matplotlib.lines import Line2D
 
     c = panels[0][1].shape[1]
+    glob = np.asarray(label_lo) if np.ndim(label_lo) else int(label_lo) + np.arange(c)
     sp = spokes(c)
     cmap = plt.get_cmap("tab10" if c <= 10 else "tab20" if c <= 20 else "hsv")
     colours = [cmap(k / c if c > 20 else k) for k in range(c)]
@@ -235,7 +237,7 @@ def confusion_wheel_figure(
             ax.text(
                 1.1 * sp[k, 0],
                 1.1 * sp[k, 1],
-                str(label_lo + k),
+                str(glob[k]),
                 ha="center",
                 va="center",
                 fontsize=8 if c <= 30 else 6,
@@ -273,7 +275,7 @@ def confusion_wheel_figure(
         ax.set_xlabel("spoke coordinate x")
         ax.set_ylabel("spoke coordinate y")
     handles = [
-        Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"label {label_lo + k}")
+        Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"label {glob[k]}")
         for k in range(c)
     ]
     handles.append(
@@ -461,7 +463,10 @@ def confusion_heatmaps_figure(
     for ax, (module, names, m) in zip(axes.flat, blocks, strict=False):
         share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
         ax.imshow(
-            np.where(share > 0, share, np.nan), cmap="viridis", norm=LogNorm(1e-3, 1.0), aspect="equal"
+            np.where(share > 0, share, np.nan),
+            cmap="viridis",
+            norm=LogNorm(1e-3, 1.0),
+            aspect="equal",
         )
         k = len(names)
         if k <= 25:
@@ -473,8 +478,15 @@ def confusion_heatmaps_figure(
             ax.set_yticks([])
         if k <= 12:
             for i, j in zip(*np.nonzero(m), strict=True):
-                ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if share[i, j] < 0.3 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if share[i, j] < 0.3 else "black",
+                )
         errors = int(m.sum() - np.trace(m))
         ax.set_title(f"{module}: {errors} error(s) inside", fontsize=8)
         ax.set_xlabel("predicted", fontsize=7)
@@ -484,7 +496,9 @@ def confusion_heatmaps_figure(
     save(fig, path)
 
 
-def module_matrix_figure(matrix: np.ndarray, modules: Sequence[str], path: Path, title: str) -> None:
+def module_matrix_figure(
+    matrix: np.ndarray, modules: Sequence[str], path: Path, title: str
+) -> None:
     """Module × module over all labels: errors given in one module (row) and predicted in a
     module (column); the diagonal holds the errors that stay inside their module."""
     plt = pyplot()

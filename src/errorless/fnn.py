@@ -193,12 +193,19 @@ def as_params(
 
 class SharedGroup:
     """G FNNs of one architecture (stacked saved layers) on one input (N, D), on ``device``;
-    their outputs are over the module's local labels, ``label_lo`` (G,) makes them global."""
+    their outputs are over the module's local labels; ``labels`` makes them global: the first
+    label of each contiguous module (G,), or each FNN's global label of every output (G, c) (label
+    groups, modules.groups: modules of unequal size are padded to c outputs whose bias is −inf,
+    so their softmax is 0 and no top-t list names them before a real label)."""
 
-    def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], label_lo, device="cpu"):
+    def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], labels, device="cpu"):
         self.G, self.D = layers[0][0].shape[:2]
         self.params = widen(as_params(layers, device))
-        self.label_lo = torch.as_tensor(label_lo, dtype=torch.int64, device=device)
+        labels = torch.as_tensor(labels, dtype=torch.int64, device=device)
+        if labels.ndim == 1:  # label_lo: contiguous modules
+            c = layers[-1][0].shape[-1]
+            labels = labels[:, None] + torch.arange(c, device=device)
+        self.labels = labels  # (G, c)
 
     @torch.no_grad()
     def softmax(self, x: Tensor) -> Tensor:
@@ -208,8 +215,9 @@ class SharedGroup:
     def top_of(self, s: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
         """Each FNN's t best global labels and their distances, from its softmax outputs
         ``s`` (G, N, c): (G, N, t) each."""
-        idx, dist = top_labels(s, t)
-        return idx + self.label_lo[:, None, None], dist
+        idx, dist = top_labels(s, t)  # (G, N, t) local
+        G, N, t = idx.shape
+        return self.labels.gather(1, idx.reshape(G, N * t)).reshape(G, N, t), dist
 
     def top(self, x: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
         """:meth:`top_of` for inputs x (N, D)."""

@@ -140,7 +140,9 @@ def module_plan(cfg: dict[str, Any]) -> ModulePlan:
                 f"config key modules.labels_per_module: {labels} labels cannot be split into "
                 f"modules of {c} (L must be divisible by labels_per_module, or give modules.groups)"
             )
-        return ModulePlan(labels, [np.arange(j, j + c, dtype=np.int64) for j in range(0, labels, c)])
+        return ModulePlan(
+            labels, [np.arange(j, j + c, dtype=np.int64) for j in range(0, labels, c)]
+        )
     groups = read_groups(path, labels)
     modules = [m for members in groups.values() for m in cut_group(members, c)]
     single = [g for g, members in groups.items() if any(len(m) < 2 for m in cut_group(members, c))]

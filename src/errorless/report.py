@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .confusion import module_block
 from .datasets import GENERATED
 from .errors import DataError
 from .figures import (
@@ -56,7 +57,6 @@ from .figures import (
     perfect_figure,
     proto_title,
 )
-from .confusion import module_block
 from .htmltables import html_page, html_table, note
 from .io import atomic_path, write_text
 from .names import number, proto_key, shard_name
@@ -189,13 +189,15 @@ def wheel_figure(wheel: Path, path: Path) -> dict[str, str] | None:
         return None
     pick = {k: str(d[k]) for k in ("model", "feature", "module", "submodule")}
     lo, hi, local = int(d["label_lo"]), int(d["label_hi"]), d["labels"]
+    held = d.get("module_labels", np.arange(lo, hi))
+    shown = f"{lo}–{hi - 1}" if len(held) == hi - lo else ", ".join(map(str, held))
     title = (
         f"Confusion wheel of FNN {pick['feature']} {pick['module']}_{pick['submodule']} "
-        f"({len(local)} training images, labels {lo}–{hi - 1}): each output vector mapped onto "
+        f"({len(local)} training images, labels {shown}): each output vector mapped onto "
         "one spoke per label"
     )
     panels = [(str(p), probs) for p, probs in zip(d["protos"], d["probs"], strict=True)]
-    confusion_wheel_figure(panels, local, lo, title, path)
+    confusion_wheel_figure(panels, local, held, title, path)
     return pick
 
 
@@ -511,7 +513,9 @@ def confusion_section(args: argparse.Namespace, out: Path) -> None:
         show["same group"] = np.where(top["same_group"].astype(bool), "yes", "no")
     ex = []
     for r in top.itertuples():
-        ids = [i for col in (r.examples_a_to_b, r.examples_b_to_a) for i in str(col or "").split(";")]
+        ids = [
+            i for col in (r.examples_a_to_b, r.examples_b_to_a) for i in str(col or "").split(";")
+        ]
         ex.append(" ".join(i + mark_text(i, suspects, issues) for i in ids if i and i != "nan"))
     show["images (first of each direction)"] = ex
     body = html_table(show, left=["a", "b"], wrap=["images (first of each direction)"])
@@ -542,15 +546,20 @@ def confusion_section(args: argparse.Namespace, out: Path) -> None:
         thumbs = []
         for col, (g, p) in ((r.examples_a_to_b, (r.a, r.b)), (r.examples_b_to_a, (r.b, r.a))):
             for i in [i for i in str(col or "").split(";") if i and i != "nan"][:2]:
-                thumbs.append((i, f"{i}{mark_text(i, suspects, issues)}\ngiven {names[g]} → {names[p]}"))
+                thumbs.append(
+                    (i, f"{i}{mark_text(i, suspects, issues)}\ngiven {names[g]} → {names[p]}")
+                )
         rows.append((f"#{r.rank}: {names[r.a]} ↔ {names[r.b]}\n{r.count} errors", thumbs))
     path = out / "confusion_pairs.png"
     if rows:
         shards = list(manifest_shards(args.manifest).values()) if args.manifest else []
         images = fetch_images(shards, {i for _, t in rows for i, _ in t})
         pair_thumbnails_figure(
-            rows, images, path, f"images behind the most confused pairs ({what}; [D] double-"
-            "labelling suspect, [L] label issue)"
+            rows,
+            images,
+            path,
+            f"images behind the most confused pairs ({what}; [D] double-"
+            "labelling suspect, [L] label issue)",
         )
     else:
         empty_figure(path, "most confused pairs", f"no errors in {what}")
@@ -563,8 +572,14 @@ def confusion_section(args: argparse.Namespace, out: Path) -> None:
         blocks.append((module, [names[i] for i in labs], block))
     blocks.sort(key=lambda b: -(b[2].sum() - np.trace(b[2])))
     shown = sorted(blocks[:HEATMAP_MODULES], key=lambda b: b[0])
-    more = f" ({len(shown)} of {len(blocks)} modules: the most errors)" if len(blocks) > len(shown) else ""
-    confusion_heatmaps_figure(shown, out / "confusion_modules.png", f"confusion per module, {what}{more}")
+    more = (
+        f" ({len(shown)} of {len(blocks)} modules: the most errors)"
+        if len(blocks) > len(shown)
+        else ""
+    )
+    confusion_heatmaps_figure(
+        shown, out / "confusion_modules.png", f"confusion per module, {what}{more}"
+    )
 
     # the module × module matrix of the errors over all labels
     names_m = sorted(labels["module"].unique())
@@ -576,7 +591,9 @@ def confusion_section(args: argparse.Namespace, out: Path) -> None:
         (mm["given_module"].map(pos).to_numpy(), mm["predicted_module"].map(pos).to_numpy()),
         mm["errors"].to_numpy(),
     )
-    module_matrix_figure(matrix, names_m, out / "confusion_module_matrix.png", f"module × module, {what}")
+    module_matrix_figure(
+        matrix, names_m, out / "confusion_module_matrix.png", f"module × module, {what}"
+    )
     log.info("confusion section: %s, %d pairs, %d modules", what, len(top), len(blocks))
 
 

@@ -174,7 +174,8 @@ def confusion_inputs(wildcards):
     """Every batch's predictions; the files that name the labels and group them, when given."""
     files = {
         "predictions": [
-            f"{RESULTS}/evaluation/predictions/{batch}.parquet" for batch in EVAL_BATCHES
+            f"{RESULTS}/evaluation/predictions/{batch}.parquet"
+            for batch in EVAL_BATCHES
         ]
     }
     if config["dataset"]["label_names"]:
