@@ -281,3 +281,23 @@ def test_groups_of_unequal_sizes_plan_train_and_evaluate(tmp_path):
     labels = pd.read_csv(res / "evaluation/confusion/labels.csv")
     assert labels["name"].tolist() == names and labels.loc[2, "group"] == "rest"
     print(f"groups end to end: {seconds:.0f} s")
+
+
+def test_photos_grouped_config_has_one_module_per_photograph(monkeypatch):
+    """config/photos-groups.csv is the photos data set's own grouping (labels.csv, column
+    photo) and config/photos-grouped.yaml plans one module per photograph."""
+    import yaml
+
+    from errorless.photos import parts, source_photos
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the configs' paths are relative to the checkout
+    grouped = yaml.safe_load((root / "config/photos-grouped.yaml").read_text())
+    cfg = load_config(root / "config/photos.yaml", overrides=grouped)
+    groups = pd.read_csv(root / "config/photos-groups.csv")
+    photo = [source_photos()[p.photo][0] for p in parts()[: cfg["photos"]["labels"]]]
+    assert groups["label"].tolist() == list(range(len(photo)))
+    assert groups["group"].tolist() == photo
+    plan = module_plan(cfg)
+    assert [len(m) for m in plan.modules] == [4, 4, 2, 2, 4, 4]
+    assert job_grid(cfg).modules == [f"m0{j}" for j in range(1, 7)]

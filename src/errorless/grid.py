@@ -123,10 +123,11 @@ def cut_group(labels: Sequence[int], c: int) -> list[np.ndarray]:
     return [np.asarray(part) for part in np.array_split(labels, k)]
 
 
-def module_plan(cfg: dict[str, Any]) -> ModulePlan:
+def module_plan(cfg: dict[str, Any], labels: int | None = None) -> ModulePlan:
     """The modules of a validated config: contiguous ranges of ``labels_per_module`` labels, or
-    with ``modules.groups`` each group (cut by :func:`cut_group`) in the file's order."""
-    labels = num_labels(cfg)
+    with ``modules.groups`` each group (cut by :func:`cut_group`) in the file's order. ``labels``:
+    L when known (a generator's own setting), else from the dataset section."""
+    labels = labels if labels is not None else num_labels(cfg)
     if labels is None:
         raise ConfigError(
             "config key dataset.labels: set the number of labels L for format npz "

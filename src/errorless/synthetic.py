@@ -130,9 +130,7 @@ def module_layout(cfg: dict[str, Any], L: int) -> tuple[np.ndarray, int, int]:
     (:func:`errorless.grid.module_plan`: contiguous, or the label groups)."""
     from .grid import module_plan
 
-    plan = module_plan(cfg)
-    if plan.labels != L:
-        raise ConfigError(f"config key dataset.labels: {plan.labels} labels planned, {L} generated")
+    plan = module_plan(cfg, L)
     return plan.module_of(), cfg["modules"]["submodules"], len(plan.modules)
 
 

@@ -99,11 +99,15 @@ def settings_json(*keys, **extra):
     return json.dumps(sub, sort_keys=True)
 
 
+def groups_file():
+    """The label groups file (modules.groups) as a list: one path or none."""
+    return [config["modules"]["groups"]] if config["modules"]["groups"] else []
+
+
 def data_inputs():
     """Source batch files the shards are cut from (synthetic, photos: written by rule
     synthesize) and the label groups file (modules.groups) when given."""
-    groups = [config["modules"]["groups"]] if config["modules"]["groups"] else []
-    return [str(p) for p in datasets.batch_files(config)] + groups
+    return [str(p) for p in datasets.batch_files(config)] + groups_file()
 
 
 def final_targets():
