@@ -301,3 +301,46 @@ def test_photos_grouped_config_has_one_module_per_photograph(monkeypatch):
     plan = module_plan(cfg)
     assert [len(m) for m in plan.modules] == [4, 4, 2, 2, 4, 4]
     assert job_grid(cfg).modules == [f"m0{j}" for j in range(1, 7)]
+
+
+def test_padded_stack_of_unequal_modules_equals_each_fnn_alone():
+    """FNNs of modules of 3 and 2 labels stacked (gather.ProtoWeights padded with bias -inf):
+    every FNN's top labels and distances equal those of its own, unpadded weights read
+    through its module's labels."""
+    import torch
+
+    from errorless import fnn
+    from errorless.evaluate import proto_kernels
+    from errorless.gather import ProtoWeights
+
+    rng = np.random.default_rng(1)
+    D, H = 6, 5
+    modules = [np.array([0, 4, 7]), np.array([2, 9])]
+    own = [
+        [
+            (rng.normal(size=(D, H)), rng.normal(size=H)),
+            (rng.normal(size=(H, len(m))), rng.normal(size=len(m))),
+        ]
+        for m in modules
+    ]
+    W1 = np.stack([o[0][0] for o in own])[None].astype(np.float32)  # (F=1, G, D, H)
+    b1 = np.stack([o[0][1] for o in own])[None].astype(np.float32)
+    W2 = np.zeros((1, 2, H, 3), np.float32)
+    b2 = np.full((1, 2, 3), -np.inf, np.float32)
+    label_map = np.full((2, 3), -1)
+    for g, (m, o) in enumerate(zip(modules, own, strict=True)):
+        W2[0, g, :, : len(m)], b2[0, g, : len(m)] = o[1]
+        label_map[g, : len(m)] = m
+    pw = ProtoWeights(
+        "T_h1_m1", ["gray"], [("m01", "s1"), ("m02", "s1")], label_map, [(W1, b1), (W2, b2)], {}
+    )
+    assert pw.module_sizes.tolist() == [3, 2]
+    x = torch.as_tensor(rng.normal(size=(20, D)), dtype=torch.float32)
+    labs, dists = proto_kernels(pw)[0].top(x, 3)  # (G, N, 3)
+    for g, (m, o) in enumerate(zip(modules, own, strict=True)):
+        params = fnn.as_params([(w.astype(np.float32), b.astype(np.float32)) for w, b in o])
+        idx, dist = fnn.top_labels(fnn.softmax(fnn.forward(params, x)), 3)
+        k = idx.shape[-1]  # a module of 2 labels names 2; the padded third comes last
+        assert np.array_equal(labs[g, :, :k].numpy(), m[idx.numpy()])
+        assert torch.allclose(dists[g, :, :k], dist, atol=1e-6)
+        assert torch.isfinite(dists[g]).all()

@@ -379,10 +379,10 @@ def weights_table(rows: list[tuple[dict[str, Any], np.ndarray]]) -> pa.Table:
             cols["values"] = values
         elif field.name == "shape":
             cols["shape"] = pa.array([list(a.shape) for _, a in rows], type=field.type)
+        elif field.name == "module_labels":  # may be absent: null = the range from label_lo
+            cols[field.name] = pa.array([m.get(field.name) for m, _ in rows], type=field.type)
         else:
-            # module_labels may be absent (null: the contiguous range from label_lo)
-            get = (lambda m, k: m.get(k)) if field.name == "module_labels" else dict.__getitem__
-            cols[field.name] = pa.array([get(m, field.name) for m, _ in rows], type=field.type)
+            cols[field.name] = pa.array([m[field.name] for m, _ in rows], type=field.type)
     return pa.table(cols, schema=WEIGHTS_SCHEMA)
 
 
