@@ -524,7 +524,9 @@ def test_report_renders_in_a_browser(default_run, tmp_path):
     assert set(shown) == {"1. Training", "2. Model evaluation", "3. Double labelling", "4. Run"}
     names = {item["name"] for items in shown.values() for item in items}
     assert set(REPORT_ITEMS) | {"label_issues.png", "training.csv", "accuracy.csv"} <= names
-    confusion = {n for n in REPORT_ITEMS if n.startswith("confusion_") and n != "confusion_wheel.png"}
+    confusion = {
+        n for n in REPORT_ITEMS if n.startswith("confusion_") and n != "confusion_wheel.png"
+    }
     assert confusion <= {item["name"] for item in shown["2. Model evaluation"]}
     for category, items in shown.items():
         kinds = {item["shown"] for item in items}
