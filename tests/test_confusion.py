@@ -306,7 +306,7 @@ def test_photos_grouped_config_has_one_module_per_photograph(monkeypatch):
 def test_padded_stack_of_unequal_modules_equals_each_fnn_alone():
     """FNNs of modules of 3 and 2 labels stacked (gather.ProtoWeights padded with bias -inf):
     every FNN's top labels and distances equal those of its own, unpadded weights read
-    through its module's labels."""
+    through its module's labels; a padded output is named only after the real ones."""
     import torch
 
     from errorless import fnn
@@ -343,4 +343,11 @@ def test_padded_stack_of_unequal_modules_equals_each_fnn_alone():
         k = idx.shape[-1]  # a module of 2 labels names 2; the padded third comes last
         assert np.array_equal(labs[g, :, :k].numpy(), m[idx.numpy()])
         assert torch.allclose(dists[g, :, :k], dist, atol=1e-6)
-        assert torch.isfinite(dists[g]).all()
+        assert torch.isfinite(dists[g, :, :k]).all()
+    # the module of 2 labels: its third pick is the padding (-1, distance inf: never wins)
+    assert (labs[1, :, 2] == -1).all() and torch.isinf(dists[1, :, 2]).all()
+    # saturated outputs (a real label's softmax exactly 0, tied with the padding): the real
+    # labels still come first
+    pw.layers[-1][0][0, 1] *= 1e4
+    labs, dists = proto_kernels(pw)[0].top(x, 3)
+    assert set(np.unique(labs[1, :, :2].numpy())) <= {2, 9} and (labs[1, :, 2] == -1).all()

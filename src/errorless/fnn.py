@@ -166,6 +166,18 @@ def top_labels(probs: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
     return idx, (sq - 2 * p + 1).clamp_(min=0).sqrt_()
 
 
+def top_real_labels(probs: Tensor, real: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
+    """:func:`top_labels` of a padded stack (modules of unequal size): ``real`` (G, c) marks
+    each FNN's own outputs. A padded output comes after every real one (a saturated softmax
+    gives real labels a probability of exactly 0, tied with the padding) and only where t
+    exceeds the module's size; its distance is inf, so it never wins a vote."""
+    ranked = probs.masked_fill(~real[:, None, :], -1.0)
+    p, idx = ranked.topk(min(t, probs.shape[-1]), dim=-1)
+    sq = (probs * probs).sum(dim=-1, keepdim=True)
+    dist = (sq - 2 * p.clamp(min=0) + 1).clamp_(min=0).sqrt_()
+    return idx, dist.masked_fill(p < 0, float("inf"))
+
+
 def distance(logits: Tensor) -> Tensor:
     """||softmax(z) - e_pred||_2 per row: the confidence measure (smaller = surer)."""
     return top_labels(softmax(logits), 1)[1][..., 0]
@@ -206,6 +218,7 @@ class SharedGroup:
             c = layers[-1][0].shape[-1]
             labels = labels[:, None] + torch.arange(c, device=device)
         self.labels = labels  # (G, c)
+        self.padded = bool((labels < 0).any())
 
     @torch.no_grad()
     def softmax(self, x: Tensor) -> Tensor:
@@ -215,7 +228,10 @@ class SharedGroup:
     def top_of(self, s: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
         """Each FNN's t best global labels and their distances, from its softmax outputs
         ``s`` (G, N, c): (G, N, t) each."""
-        idx, dist = top_labels(s, t)  # (G, N, t) local
+        if self.padded:
+            idx, dist = top_real_labels(s, self.labels >= 0, t)
+        else:
+            idx, dist = top_labels(s, t)  # (G, N, t) local
         G, N, t = idx.shape
         return self.labels.gather(1, idx.reshape(G, N * t)).reshape(G, N, t), dist
 
