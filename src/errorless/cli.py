@@ -101,7 +101,7 @@ def info_main(args: argparse.Namespace) -> int:
     import json
 
     from .config import load_config
-    from .grid import job_grid
+    from .grid import job_grid, module_plan
 
     cfg = load_config(args.config)
     print(json.dumps(cfg, indent=1))
@@ -110,6 +110,9 @@ def info_main(args: argparse.Namespace) -> int:
     print("protos:", grid.protos)
     print("features:", grid.features)
     print("modules:", grid.modules)
+    if cfg["modules"]["groups"]:  # modules of label groups: which labels each holds
+        for m, labels in zip(grid.modules, module_plan(cfg).modules, strict=True):
+            print(f"  {m}: labels {labels.tolist()}")
     print("submodules:", grid.submodules)
     print("training jobs:", grid.fnns)
     return 0
