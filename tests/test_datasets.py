@@ -598,4 +598,4 @@ def test_mnist_test_set_reads_as_published(mnist_test_dir):
 def test_mnist_configs_validate(name):
     cfg = load_config(ROOT / "config" / name)
     assert cfg["dataset"]["format"] == "mnist" and cfg["features"] == ["gray"]
-    assert cfg["modules"] == {"labels_per_module": 10, "submodules": 2}
+    assert cfg["modules"] == {"labels_per_module": 10, "submodules": 2, "groups": None}

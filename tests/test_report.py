@@ -397,6 +397,10 @@ REPORT_ITEMS = {  # report file -> label text shown for it
     "accuracy_vs_features.png": "accuracy and Top-1 vs features (plot)",
     "perfect_labels.html": "perfect labels per batch and in every batch",
     "perfect_labels.png": "perfect labels per batch (plot)",
+    "confusion_pairs.html": "confusion: most confused label pairs",
+    "confusion_pairs.png": "confusion: images behind the top pairs",
+    "confusion_modules.png": "confusion: heatmap per module",
+    "confusion_module_matrix.png": "confusion: module x module",
     "suspects.png": "suspect thumbnails",
     "suspects.html": "suspects, ranked",
     "planted_check.html": "planted truth: precision and recall",
@@ -520,6 +524,10 @@ def test_report_renders_in_a_browser(default_run, tmp_path):
     assert set(shown) == {"1. Training", "2. Model evaluation", "3. Double labelling", "4. Run"}
     names = {item["name"] for items in shown.values() for item in items}
     assert set(REPORT_ITEMS) | {"label_issues.png", "training.csv", "accuracy.csv"} <= names
+    confusion = {
+        n for n in REPORT_ITEMS if n.startswith("confusion_") and n != "confusion_wheel.png"
+    }
+    assert confusion <= {item["name"] for item in shown["2. Model evaluation"]}
     for category, items in shown.items():
         kinds = {item["shown"] for item in items}
         assert "img" in kinds and kinds & {"iframe", "download"}, (category, kinds)

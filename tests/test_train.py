@@ -111,6 +111,7 @@ RECORD_FIELDS = {
     "n_inputs",
     "n_labels",
     "label_lo",
+    "module_labels",
     "hidden",
     "n_params",
     "accuracy",
@@ -159,6 +160,7 @@ def test_train_writes_contract_files(tmp_path):
         assert set(r) == RECORD_FIELDS
     t = recs["T"]
     assert (t["proto"], t["module"], t["submodule"], t["label_lo"]) == ("T_h1_m1", "m02", "s1", 5)
+    assert t["module_labels"] == list(range(5, 5 + t["n_labels"]))
     assert t["n_params"] == fnn.n_params([196, 32, 5]) and t["hidden"] == [32]
     # the planted pair is a conflict; the rest is fitted: only pair members are residuals
     assert t["conflicts"] == [{"ids": ["train:0", "train:1"], "labels": [5, 6]}]

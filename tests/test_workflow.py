@@ -246,7 +246,13 @@ def planned(run: Path, *config: str) -> dict[str, int]:
     return {k: v for k, v in job_counts(r.stdout).items() if k not in ("all", "total")}
 
 
-REPORT_RULES = {"report_training", "report_evaluation", "report_quality", "report_run"}
+REPORT_RULES = {
+    "report_training",
+    "report_evaluation",
+    "report_quality",
+    "report_confusion",
+    "report_run",
+}
 
 
 @pytest.mark.slow
@@ -268,14 +274,22 @@ def test_a_config_edit_reruns_only_the_rules_that_read_it(default_run):
     assert jobs.pop("cross_fit") == 20  # 4 modules x 5 folds: the evidence FNNs use sgd's rate
     assert set(jobs) == {
         "gather", "evaluate_training", "summarize", "double_labeling", "out_of_sample",
-        "label_issues", "write_config", *REPORT_RULES,
+        "label_issues", "confusion", "write_config", *REPORT_RULES,
     }  # fmt: skip
+    # a confusion setting: the tables and their report section only
+    assert planned(default_run, "confusion={top_pairs: 5}") == {
+        "confusion": 1,
+        "report_confusion": 1,
+        "report_run": 1,
+        "write_config": 1,
+    }
     # a label-issue setting: the evidence FNNs and what reads them, no training
     assert planned(default_run, "label_issues={crossfit: {epochs: 5}}") == {
         "cross_fit": 20,
         "out_of_sample": 1,
         "label_issues": 1,
         "report_quality": 1,
+        "report_confusion": 1,  # marks the label issues on its thumbnails
         "report_run": 1,
         "write_config": 1,
     }

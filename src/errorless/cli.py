@@ -48,6 +48,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "summarize",
         "accuracy, Top-1 and confusion tables from predictions",
     ),
+    "confusion": (
+        "errorless.confusion",
+        "confusion",
+        "confusion counts, most confused pairs, errors inside modules (from predictions)",
+    ),
     "predict": (
         "errorless.predict",
         "predict",
@@ -101,7 +106,7 @@ def info_main(args: argparse.Namespace) -> int:
     import json
 
     from .config import load_config
-    from .grid import job_grid
+    from .grid import job_grid, module_plan
 
     cfg = load_config(args.config)
     print(json.dumps(cfg, indent=1))
@@ -110,6 +115,9 @@ def info_main(args: argparse.Namespace) -> int:
     print("protos:", grid.protos)
     print("features:", grid.features)
     print("modules:", grid.modules)
+    if cfg["modules"]["groups"]:  # modules of label groups: which labels each holds
+        for m, labels in zip(grid.modules, module_plan(cfg).modules, strict=True):
+            print(f"  {m}: labels {labels.tolist()}")
     print("submodules:", grid.submodules)
     print("training jobs:", grid.fnns)
     return 0

@@ -285,9 +285,9 @@ def cross_fit(
     K = cf.folds
     k = number_of_fold(fold, K)
     labels = np.concatenate([sh.labels for sh in shards])
-    lo = shards[0].label_lo
-    c = shards[0].label_hi - lo
-    folds = assign_folds(labels - lo, K, fold_seed(cfg["seed"], module, "folds"))
+    local = np.concatenate([sh.local_labels for sh in shards])  # 0..c-1
+    c = shards[0].n_labels
+    folds = assign_folds(local, K, fold_seed(cfg["seed"], module, "folds"))
     train, test = folds != k, folds == k
     if not test.any() or not train.any():
         raise DataError(
@@ -313,7 +313,7 @@ def cross_fit(
     )
     params = train_fold(
         images[train],
-        labels[train] - lo,
+        local[train],
         c,
         features,
         hidden,
@@ -325,7 +325,7 @@ def cross_fit(
     )
     tta = cf.augment.shift / 2 if cf.tta else 0.0
     probs = predict_fold(params, images[test], features, cfg["transform"], cf.replicates, tta, dev)
-    y = labels[test] - lo
+    y = local[test]
     log.info(
         "%s %s: held-out accuracy %.4f (%d images) in %.1f s",
         module,

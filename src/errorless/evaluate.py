@@ -180,7 +180,7 @@ def top1_rate(correct: np.ndarray, super_majority: np.ndarray) -> float:
 def proto_kernels(pw, device="cpu") -> list[fnn.SharedGroup]:
     """One :class:`fnn.SharedGroup` per feature of a :class:`gather.ProtoWeights`."""
     return [
-        fnn.SharedGroup([(W[f], b[f]) for W, b in pw.layers], pw.label_lo, device)
+        fnn.SharedGroup([(W[f], b[f]) for W, b in pw.layers], pw.label_map, device)
         for f in range(len(pw.features))
     ]
 
@@ -493,10 +493,12 @@ def training_evaluation(
         pw = load_proto(weights, proto, feats)
         for g, (m, s) in enumerate(pw.groups):
             shard = load_shard(shard_path(shards, m, s))
-            local = shard.labels - shard.label_lo
+            local = shard.local_labels
+            c = int(pw.module_sizes[g])  # the module's own outputs (no padding)
             for f, feature in enumerate(pw.features):
                 x = transform(shard.images, feature, **cfg["transform"])
                 layers = [(W[f, g], b[f, g]) for W, b in pw.layers]
+                layers[-1] = (layers[-1][0][:, :c], layers[-1][1][:c])
                 params = fnn.as_params(layers)
                 pred = fnn.predict(params, torch.as_tensor(x)).numpy()
                 cut = fnn.truncate_params(params, check, saved)
@@ -626,7 +628,8 @@ def wheel_data(
     return {
         "protos": np.array(protos, dtype=str),
         "probs": np.stack(probs).astype(np.float32),  # (P, N, c)
-        "labels": np.asarray(sh.labels - sh.label_lo, dtype=np.int64),
+        "labels": np.asarray(sh.local_labels, dtype=np.int64),
+        "module_labels": np.asarray(sh.module_labels, dtype=np.int64),
         "label_lo": np.int64(sh.label_lo),
         "label_hi": np.int64(sh.label_hi),
         **{k: np.array(v) for k, v in pick.items()},

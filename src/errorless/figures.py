@@ -208,15 +208,17 @@ def wheel_points(probs: np.ndarray) -> np.ndarray:
 def confusion_wheel_figure(
     panels: Sequence[tuple[str, np.ndarray]],
     labels: np.ndarray,
-    label_lo: int,
+    label_lo,
     title: str,
     path: Path,
 ) -> None:
-    """One wheel per (proto, softmax outputs (N, c)); ``labels`` are local (0..c-1)."""
+    """One wheel per (proto, softmax outputs (N, c)); ``labels`` are local (0..c-1);
+    ``label_lo``: the module's first global label, or its global labels (label groups)."""
     plt = pyplot()
     from matplotlib.lines import Line2D
 
     c = panels[0][1].shape[1]
+    glob = np.asarray(label_lo) if np.ndim(label_lo) else int(label_lo) + np.arange(c)
     sp = spokes(c)
     cmap = plt.get_cmap("tab10" if c <= 10 else "tab20" if c <= 20 else "hsv")
     colours = [cmap(k / c if c > 20 else k) for k in range(c)]
@@ -235,7 +237,7 @@ def confusion_wheel_figure(
             ax.text(
                 1.1 * sp[k, 0],
                 1.1 * sp[k, 1],
-                str(label_lo + k),
+                str(glob[k]),
                 ha="center",
                 va="center",
                 fontsize=8 if c <= 30 else 6,
@@ -273,7 +275,7 @@ def confusion_wheel_figure(
         ax.set_xlabel("spoke coordinate x")
         ax.set_ylabel("spoke coordinate y")
     handles = [
-        Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"label {label_lo + k}")
+        Line2D([], [], marker="o", linestyle="", color=colours[k], label=f"label {glob[k]}")
         for k in range(c)
     ]
     handles.append(
@@ -428,5 +430,142 @@ def compute_figure(phases: pd.DataFrame, path: Path) -> None:
     ax.set_title("Compute time per phase (Snakemake benchmark files)", fontsize=11)
     ax.legend(fontsize=8)
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    save(fig, path)
+
+
+# ---------------------------------------------------------------- confusion (errorless.confusion)
+
+
+def _short(name: str, width: int = 14) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def confusion_heatmaps_figure(
+    blocks: Sequence[tuple[str, Sequence[str], np.ndarray]], path: Path, title: str
+) -> None:
+    """One heatmap per module: given (rows) × predicted (columns) over the module's labels,
+    coloured by the share of the row's images (log scale shows the few errors beside the
+    diagonal), counts written in the cells of small modules. ``blocks``: (module, label names,
+    counts)."""
+    plt = pyplot()
+    from matplotlib.colors import LogNorm
+
+    n = len(blocks)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    side = max(len(b[1]) for b in blocks)
+    cell = 0.42 if side <= 12 else max(0.12, 5.0 / side)
+    size = max(3.2, cell * side + 1.6)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (module, names, m) in zip(axes.flat, blocks, strict=False):
+        share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+        ax.imshow(
+            np.where(share > 0, share, np.nan),
+            cmap="viridis",
+            norm=LogNorm(1e-3, 1.0),
+            aspect="equal",
+        )
+        k = len(names)
+        if k <= 25:
+            short = [_short(s) for s in names]
+            ax.set_xticks(range(k), short, rotation=90, fontsize=6)
+            ax.set_yticks(range(k), short, fontsize=6)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if k <= 12:
+            for i, j in zip(*np.nonzero(m), strict=True):
+                ax.text(
+                    j,
+                    i,
+                    str(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if share[i, j] < 0.3 else "black",
+                )
+        errors = int(m.sum() - np.trace(m))
+        ax.set_title(f"{module}: {errors} error(s) inside", fontsize=8)
+        ax.set_xlabel("predicted", fontsize=7)
+        ax.set_ylabel("given", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def module_matrix_figure(
+    matrix: np.ndarray, modules: Sequence[str], path: Path, title: str
+) -> None:
+    """Module × module over all labels: errors given in one module (row) and predicted in a
+    module (column); the diagonal holds the errors that stay inside their module."""
+    plt = pyplot()
+    from matplotlib.colors import LogNorm
+
+    k = len(modules)
+    size = min(12.0, max(4.0, 0.35 * k + 2.5))
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    im = ax.imshow(
+        np.where(matrix > 0, matrix, np.nan),
+        cmap="magma_r",
+        norm=LogNorm(1, max(2, int(matrix.max()))),
+        aspect="equal",
+    )
+    if k <= 40:
+        ax.set_xticks(range(k), modules, rotation=90, fontsize=7)
+        ax.set_yticks(range(k), modules, fontsize=7)
+    if k <= 12:
+        for i, j in zip(*np.nonzero(matrix), strict=True):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color="tab:blue")
+    ax.set_xlabel("module of the predicted label")
+    ax.set_ylabel("module of the given label")
+    inside = int(np.trace(matrix))
+    total = int(matrix.sum())
+    share = f"{100 * inside / total:.1f} %" if total else "–"
+    ax.set_title(f"{title}\nerrors: {total}, inside their module: {inside} ({share})", fontsize=9)
+    fig.colorbar(im, ax=ax, label="errors", shrink=0.8)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def pair_thumbnails_figure(
+    rows: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+    images: dict[str, np.ndarray],
+    path: Path,
+    title: str,
+) -> None:
+    """A row per confused pair: its title, then thumbnails (image id, caption); a caption
+    carries the marks of the image (double-labelling suspect, label issue)."""
+    plt = pyplot()
+    cols = max(1, max((len(t) for _, t in rows), default=1))
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(1.9 * cols + 1.8, 2.2 * len(rows)), squeeze=False
+    )
+    for r, (head, thumbs) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(thumbs):
+                ax.axis("off")
+                continue
+            image_id, caption = thumbs[c]
+            img = images.get(image_id)
+            if img is None:
+                ax.text(0.5, 0.5, "image\nnot in a shard", ha="center", va="center", fontsize=7)
+            else:
+                grey = img.shape[-1] == 1
+                ax.imshow(
+                    img[..., 0] if grey else img,
+                    cmap="gray" if grey else None,
+                    vmin=0,
+                    vmax=255,
+                    interpolation="nearest",
+                )
+            ax.set_title(caption, fontsize=6)
+        axes[r][0].set_ylabel(head, fontsize=7)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save(fig, path)

@@ -166,6 +166,18 @@ def top_labels(probs: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
     return idx, (sq - 2 * p + 1).clamp_(min=0).sqrt_()
 
 
+def top_real_labels(probs: Tensor, real: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
+    """:func:`top_labels` of a padded stack (modules of unequal size): ``real`` (G, c) marks
+    each FNN's own outputs. A padded output comes after every real one (a saturated softmax
+    gives real labels a probability of exactly 0, tied with the padding) and only where t
+    exceeds the module's size; its distance is inf, so it never wins a vote."""
+    ranked = probs.masked_fill(~real[:, None, :], -1.0)
+    p, idx = ranked.topk(min(t, probs.shape[-1]), dim=-1)
+    sq = (probs * probs).sum(dim=-1, keepdim=True)
+    dist = (sq - 2 * p.clamp(min=0) + 1).clamp_(min=0).sqrt_()
+    return idx, dist.masked_fill(p < 0, float("inf"))
+
+
 def distance(logits: Tensor) -> Tensor:
     """||softmax(z) - e_pred||_2 per row: the confidence measure (smaller = surer)."""
     return top_labels(softmax(logits), 1)[1][..., 0]
@@ -193,12 +205,20 @@ def as_params(
 
 class SharedGroup:
     """G FNNs of one architecture (stacked saved layers) on one input (N, D), on ``device``;
-    their outputs are over the module's local labels, ``label_lo`` (G,) makes them global."""
+    their outputs are over the module's local labels; ``labels`` makes them global: the first
+    label of each contiguous module (G,), or each FNN's global label of every output (G, c) (label
+    groups, modules.groups: modules of unequal size are padded to c outputs whose bias is −inf,
+    so their softmax is 0 and no top-t list names them before a real label)."""
 
-    def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], label_lo, device="cpu"):
+    def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], labels, device="cpu"):
         self.G, self.D = layers[0][0].shape[:2]
         self.params = widen(as_params(layers, device))
-        self.label_lo = torch.as_tensor(label_lo, dtype=torch.int64, device=device)
+        labels = torch.as_tensor(labels, dtype=torch.int64, device=device)
+        if labels.ndim == 1:  # label_lo: contiguous modules
+            c = layers[-1][0].shape[-1]
+            labels = labels[:, None] + torch.arange(c, device=device)
+        self.labels = labels  # (G, c)
+        self.padded = bool((labels < 0).any())
 
     @torch.no_grad()
     def softmax(self, x: Tensor) -> Tensor:
@@ -208,8 +228,12 @@ class SharedGroup:
     def top_of(self, s: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
         """Each FNN's t best global labels and their distances, from its softmax outputs
         ``s`` (G, N, c): (G, N, t) each."""
-        idx, dist = top_labels(s, t)
-        return idx + self.label_lo[:, None, None], dist
+        if self.padded:
+            idx, dist = top_real_labels(s, self.labels >= 0, t)
+        else:
+            idx, dist = top_labels(s, t)  # (G, N, t) local
+        G, N, t = idx.shape
+        return self.labels.gather(1, idx.reshape(G, N * t)).reshape(G, N, t), dist
 
     def top(self, x: Tensor, t: int = 1) -> tuple[Tensor, Tensor]:
         """:meth:`top_of` for inputs x (N, D)."""

@@ -60,6 +60,7 @@ WEIGHTS_SCHEMA = pa.schema(
         ("label_lo", pa.int64()),
         ("n_labels", pa.int64()),
         ("settings", pa.string()),
+        ("module_labels", pa.list_(pa.int64())),  # the module's global labels (output order)
     ]
 )
 
@@ -74,7 +75,7 @@ def _training_fields() -> dict[str, pa.DataType]:
         pa.float64(): "accuracy accuracy_sgd seconds_sgd seconds_gdt",
         pa.list_(
             pa.int64()
-        ): "hidden steps_path residual_labels residual_predicted no_anchor_labels",
+        ): "hidden module_labels steps_path residual_labels residual_predicted no_anchor_labels",
         pa.list_(pa.float64()): "lambda_path delta_path",
         pa.list_(pa.bool_()): "accepted_path",
         pa.list_(pa.string()): "round_ends residual_ids",
@@ -82,7 +83,7 @@ def _training_fields() -> dict[str, pa.DataType]:
     type_of = {name: t for t, names in by_type.items() for name in names.split()}
     order = (
         "proto method model arch replicate feature module submodule n_images n_inputs n_labels "
-        "label_lo hidden n_params accuracy accuracy_sgd epochs gdt_rounds accepted rejected "
+        "label_lo module_labels hidden n_params accuracy accuracy_sgd epochs gdt_rounds accepted rejected "
         "lambda_path delta_path accepted_path steps_path gdt_steps consolidation_steps round_ends "
         "gdt_stop_reason residual_ids residual_labels residual_predicted no_anchor_labels status "
         "seconds_sgd seconds_gdt seed"
@@ -378,6 +379,8 @@ def weights_table(rows: list[tuple[dict[str, Any], np.ndarray]]) -> pa.Table:
             cols["values"] = values
         elif field.name == "shape":
             cols["shape"] = pa.array([list(a.shape) for _, a in rows], type=field.type)
+        elif field.name == "module_labels":  # may be absent: null = the range from label_lo
+            cols[field.name] = pa.array([m.get(field.name) for m, _ in rows], type=field.type)
         else:
             cols[field.name] = pa.array([m[field.name] for m, _ in rows], type=field.type)
     return pa.table(cols, schema=WEIGHTS_SCHEMA)
@@ -399,6 +402,7 @@ def _weight_rows(job: Job, rec: dict[str, Any], layers) -> list[tuple[dict[str, 
         "label_lo": int(rec.get("label_lo") or 0),
         "n_labels": n_labels,
         "settings": settings_json,
+        "module_labels": record_labels(rec, n_labels),
     }
     if layers[-1][0].shape[1] != n_labels:
         raise DataError(
@@ -409,6 +413,16 @@ def _weight_rows(job: Job, rec: dict[str, Any], layers) -> list[tuple[dict[str, 
         for kind, a in (("W", W), ("b", b)):
             rows.append(({**base, "layer": i, "kind": kind}, np.asarray(a, dtype=np.float32)))
     return rows
+
+
+def record_labels(rec: dict[str, Any], n_labels: int) -> list[int]:
+    """The FNN's global label of each output: the record's ``module_labels`` (label groups),
+    else the contiguous range from ``label_lo`` (records written before groups existed)."""
+    labels = rec.get("module_labels")
+    if labels is None or (hasattr(labels, "__len__") and len(labels) == 0):
+        lo = int(rec.get("label_lo") or 0)
+        return list(range(lo, lo + n_labels))
+    return [int(v) for v in labels]
 
 
 def training_table(records: list[dict[str, Any]]) -> pa.Table:
@@ -504,9 +518,25 @@ class ProtoWeights:
     proto: str
     features: list[str]
     groups: list[tuple[str, str]]  # (module, submodule), sorted
-    label_lo: np.ndarray  # int64 (G,)
+    label_map: np.ndarray  # int64 (G, c): each group's global label of every output, -1 padding
     layers: list[tuple[np.ndarray, np.ndarray]]  # W (F, G, in, out), b (F, G, out), float32
     settings: dict[str, Any]
+
+    def __post_init__(self):
+        self.label_map = np.asarray(self.label_map, dtype=np.int64)
+        if self.label_map.ndim == 1:  # the first labels of contiguous modules
+            c = self.layers[-1][0].shape[-1]
+            self.label_map = self.label_map[:, None] + np.arange(c)
+
+    @property
+    def label_lo(self) -> np.ndarray:
+        """int64 (G,): each group's first label."""
+        return self.label_map[:, 0]
+
+    @property
+    def module_sizes(self) -> np.ndarray:
+        """int64 (G,): each group's own number of labels (c where no module is padded)."""
+        return (self.label_map >= 0).sum(axis=1)
 
     @property
     def n_labels(self) -> int:
@@ -580,35 +610,45 @@ def load_proto(
     F, G = len(feats), len(groups)
     cols = {
         c: t.column(c).to_pylist()
-        for c in ("feature", "module", "submodule", "layer", "kind", "label_lo")
+        for c in ("feature", "module", "submodule", "layer", "kind", "label_lo", "n_labels")
     }
+    given = (
+        t.column("module_labels").to_pylist()
+        if "module_labels" in t.column_names
+        else [None] * t.num_rows
+    )
     arrays = _arrays(t)
     q = max(cols["layer"])
     seen = np.zeros((F, G, q, 2), dtype=bool)
+    # modules of label groups differ in size: the output layer is padded to the widest module,
+    # W with zeros and b with -inf (a padded output's softmax is 0; fnn.SharedGroup)
+    width: dict[tuple[int, str], int] = {}
+    for key, a in zip(zip(cols["layer"], cols["kind"], strict=True), arrays, strict=True):
+        width[key] = max(width.get(key, 0), a.shape[-1])
     stacks: dict[tuple[int, str], np.ndarray] = {}
-    label_lo = np.full(G, -1, dtype=np.int64)
+    label_map = np.full((G, width[(q, "b")]), -1, dtype=np.int64)
     for r, a in enumerate(arrays):
         f, g = fi[cols["feature"][r]], gi[(cols["module"][r], cols["submodule"][r])]
         key = (cols["layer"][r], cols["kind"][r])
+        full = (*a.shape[:-1], width[key])
         if key not in stacks:
-            stacks[key] = np.empty((F, G, *a.shape), dtype=np.float32)
-        if stacks[key].shape[2:] != a.shape:
+            fill = -np.inf if key == (q, "b") else 0.0
+            stacks[key] = np.full((F, G, *full), fill, dtype=np.float32)
+        if stacks[key].shape[2:] != full or (a.shape[-1] != width[key] and key[0] != q):
             raise DataError(
                 f"proto-model {proto}: FNN {cols['feature'][r]} {groups[g][0]}_{groups[g][1]} layer "
                 f"{key[0]} {key[1]} has shape {a.shape}, others {stacks[key].shape[2:]}"
             )
-        stacks[key][f, g] = a
+        stacks[key][f, g, ..., : a.shape[-1]] = a
         seen[f, g, key[0] - 1, 0 if key[1] == "W" else 1] = True
-        label_lo[g] = cols["label_lo"][r]
-    if not seen.all():
-        f, g = np.argwhere(~seen.all(axis=(2, 3)))[0]
-        raise DataError(
-            f"proto-model {proto}: FNN {feats[f]} {groups[g][0]}_{groups[g][1]} is incomplete or missing"
+        labels = record_labels(
+            {"module_labels": given[r], "label_lo": cols["label_lo"][r]}, int(cols["n_labels"][r])
         )
+        label_map[g, : len(labels)] = labels
     settings_json = t.column("settings")[0].as_py()
     settings = json.loads(settings_json) if settings_json else {}
     layers = [(stacks[(i, "W")], stacks[(i, "b")]) for i in range(1, q + 1)]
-    return ProtoWeights(proto, feats, groups, label_lo, layers, settings)
+    return ProtoWeights(proto, feats, groups, label_map, layers, settings)
 
 
 # ---------------------------------------------------------------- CLI

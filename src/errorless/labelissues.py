@@ -137,10 +137,14 @@ def shard_out_of_sample(
     ]
     if not others:
         return None
-    F, c, n = len(pw.features), pw.n_labels, len(shard.labels)
+    F, c, n = len(pw.features), shard.n_labels, len(shard.labels)
+    # the module's own c outputs (the stacked weights are padded to the widest module)
     kernels = [
         SharedGroup(
-            [(W[f][others], b[f][others]) for W, b in pw.layers], pw.label_lo[others], device
+            [(W[f][others], b[f][others]) for W, b in pw.layers[:-1]]
+            + [(pw.layers[-1][0][f][others][..., :c], pw.layers[-1][1][f][others][..., :c])],
+            pw.label_map[others][:, :c],
+            device,
         )
         for f in range(F)
     ]
@@ -253,15 +257,23 @@ def with_crossfit(table: pd.DataFrame, cf: pd.DataFrame) -> pd.DataFrame:
             "rerun the cross_fit jobs"
         )
     rows = cf.loc[table["image_id"]]
-    probs = np.stack(rows["probs"].to_numpy()).astype(np.float64)
     local = table["label_local"].to_numpy(np.int64)
-    lo = (table["label"] - table["label_local"]).to_numpy(np.int64)
+    prob_given = np.empty(len(table))
+    predicted = np.empty(len(table), dtype=np.int64)
+    # per module: its c labels (modules of label groups differ in c), sorted, so that local
+    # label k is the k-th (every label of a module has images)
+    for idx in table.groupby("module").indices.values():
+        probs = np.stack(rows["probs"].to_numpy()[idx]).astype(np.float64)  # (n, c)
+        held = np.sort(table["label"].to_numpy()[idx])
+        held = held[np.r_[True, held[1:] != held[:-1]]]
+        prob_given[idx] = probs[np.arange(len(idx)), local[idx]]
+        predicted[idx] = held[probs.argmax(axis=1)]
     out = table.assign(
         source="crossfit",
         fold=rows["fold"].to_numpy(),
-        probs=list(probs.astype(np.float32)),
-        prob_given=probs[np.arange(len(local)), local],
-        predicted_prob=probs.argmax(axis=1) + lo,
+        probs=[np.asarray(p, dtype=np.float32) for p in rows["probs"].to_numpy()],
+        prob_given=prob_given,
+        predicted_prob=predicted,
     )
     return out[OOS_COLUMNS].reset_index(drop=True)
 
@@ -282,7 +294,7 @@ def oos_table(
                 sh.submodule,
             )
             continue
-        local = sh.labels - sh.label_lo
+        local = sh.local_labels
         probs = res["probs"]
         mname = next(m for m, _ in pw.groups if number(m) == sh.module)
         frames.append(
@@ -305,7 +317,7 @@ def oos_table(
                     "super_majority": res["super_majority"],
                     "agreement": res["votes"] / res["p"],
                     "prob_given": probs[np.arange(len(local)), local],
-                    "predicted_prob": probs.argmax(axis=1) + sh.label_lo,
+                    "predicted_prob": sh.module_labels[probs.argmax(axis=1)],
                     "probs": list(probs.astype(np.float32)),
                     "label_votes": list(res["label_votes"]),
                 }

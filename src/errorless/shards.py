@@ -54,18 +54,52 @@ class Shard:
     ids: np.ndarray  # str (N,)
     module: int  # 1-based j
     submodule: int  # 1-based s
-    label_lo: int
-    label_hi: int
+    label_lo: int  # the module's smallest label
+    label_hi: int  # its largest label + 1
     num_labels: int
+    # the module's global labels, sorted (local label k = module_labels[k]); contiguous modules
+    # [label_lo, label_hi), a label group's (modules.groups) otherwise
+    module_labels: np.ndarray | None = None
+    num_modules: int | None = None  # K (stored with groups; else L / c)
+
+    def __post_init__(self):
+        if self.module_labels is None:
+            self.module_labels = np.arange(self.label_lo, self.label_hi, dtype=np.int64)
+        if self.num_modules is None:
+            self.num_modules = self.num_labels // (self.label_hi - self.label_lo)
+
+    @property
+    def n_labels(self) -> int:
+        """c of this module (modules of label groups differ in size)."""
+        return len(self.module_labels)
 
     @property
     def local_labels(self) -> np.ndarray:
-        return self.labels - self.label_lo
+        return local_of(self.module_labels, self.labels)
 
     @property
     def name(self) -> str:
-        k = self.num_labels // (self.label_hi - self.label_lo)
-        return shard_name(module_names(k)[self.module - 1], submodule_name(self.submodule))
+        return shard_name(
+            module_names(self.num_modules)[self.module - 1], submodule_name(self.submodule)
+        )
+
+
+def local_of(module_labels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Global labels -> positions in the module's sorted ``module_labels`` (-1 where absent)."""
+    module_labels = np.asarray(module_labels, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    pos = np.searchsorted(module_labels, labels)
+    pos = np.minimum(pos, len(module_labels) - 1)
+    return np.where(module_labels[pos] == labels, pos, -1)
+
+
+def module_index(c, L: int) -> np.ndarray:
+    """The 0-based module of every label: from ``c`` labels per module (contiguous) or ``c``
+    itself when it is already that array."""
+    if np.ndim(c) == 0:
+        num_modules(L, int(c))  # L divisible by c, or the one-line error
+        return np.arange(L, dtype=np.int64) // int(c)
+    return np.asarray(c, dtype=np.int64)
 
 
 def num_modules(num_labels: int, labels_per_module: int) -> int:
@@ -78,23 +112,26 @@ def num_modules(num_labels: int, labels_per_module: int) -> int:
 
 
 def assign(
-    labels: np.ndarray, batch_index: np.ndarray, row: np.ndarray, c: int, r: int, L: int
+    labels: np.ndarray, batch_index: np.ndarray, row: np.ndarray, c, r: int, L: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (order, module, submodule): the images sorted by (module, batch, label, row) and
-    each sorted image's 0-based module and submodule.
+    each sorted image's 0-based module and submodule. ``c``: labels per module (contiguous
+    modules) or the 0-based module of every label, int64 (L,) (``grid.ModulePlan.module_of``).
 
     Submodule: the image's position among the images of its label in (batch, row) order,
     cut into r parts of floor(n/r) (the last takes the rest; all in the last when n < r)."""
-    k = num_modules(L, c)
-    module = labels // c
+    module_of = module_index(c, L)
+    k = int(module_of.max()) + 1
+    module = module_of[labels]
     order = np.lexsort((row, labels, batch_index, module))  # last key is primary
     mod_sorted = module[order]
     counts = np.bincount(mod_sorted, minlength=k)
     empty = np.flatnonzero(counts == 0)
     if len(empty):
         j = int(empty[0])
+        held = np.flatnonzero(module_of == j)
         raise DataError(
-            f"module {module_names(k)[j]} (labels {j * c}..{(j + 1) * c - 1}) has no images; "
+            f"module {module_names(k)[j]} (labels {held[0]}..{held[-1]}) has no images; "
             f"{len(empty)} of {k} modules are empty (wrong dataset.labels or labels_per_module?)"
         )
     by_label = np.lexsort((row, batch_index, labels))  # each label's images in (batch, row)
@@ -124,8 +161,12 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     spill file (in the shards' sorted order, since batches are read in order); then one module
     at a time is read back and cut into its shards. Memory: about one batch plus one module,
     not the training set (ImageNet64: ~1.6 GB a batch, ~0.4 GB a module of 25 labels)."""
+    from .grid import module_plan
+
     t0 = time.time()
-    c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]
+    r = cfg["modules"]["submodules"]
+    plan = module_plan(cfg)
+    grouped = bool(cfg["modules"].get("groups"))
     names = datasets.train_batches(cfg)
     spill = out_dir / ".spill"
     created = out_dir  # the topmost folder this run creates: a failed run leaves none behind
@@ -135,13 +176,18 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     shutil.rmtree(spill, ignore_errors=True)
     spill.mkdir(parents=True)
     try:
-        meta, shape, L = _spill_batches(cfg, names, spill, c)
+        module_of = plan.module_of()
+        meta, shape, L = _spill_batches(cfg, names, spill, module_of)
         labels, batch_index, row, batch, ids = meta
-        k = num_modules(L, c)
-        order, mod, part = assign(labels, batch_index, row, c, r, L)
+        if L != plan.labels:
+            raise DataError(f"the data has {L} labels, the module plan {plan.labels}")
+        k = len(plan.modules)
+        order, mod, part = assign(labels, batch_index, row, module_of, r, L)
         starts = np.concatenate([[0], np.cumsum(np.bincount(mod, minlength=k))])
         rows = []
         for j, mname in enumerate(module_names(k)):
+            held = plan.modules[j]
+            lo, hi = int(held[0]), int(held[-1]) + 1
             # the spill file of module j holds its images in sorted order: (batch, label, row)
             images = np.fromfile(spill / f"{j}.u8", dtype=np.uint8).reshape(-1, *shape)
             os.unlink(spill / f"{j}.u8")
@@ -157,10 +203,13 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
                     "ids": ids[sel],
                     "module": np.int64(j + 1),
                     "submodule": np.int64(s + 1),
-                    "label_lo": np.int64(j * c),
-                    "label_hi": np.int64((j + 1) * c),
+                    "label_lo": np.int64(lo),
+                    "label_hi": np.int64(hi),
                     "num_labels": np.int64(L),
                 }
+                if grouped:  # contiguous shards keep their bytes (no retraining after an update)
+                    arrays["module_labels"] = np.asarray(held, dtype=np.int64)
+                    arrays["num_modules"] = np.int64(k)
                 path = out_dir / f"{mname}_{sname}.npz"
                 changed = not _same(path, arrays)
                 if changed:
@@ -170,8 +219,8 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
                         module=mname,
                         submodule=sname,
                         images=len(sel),
-                        label_lo=j * c,
-                        label_hi=(j + 1) * c,
+                        label_lo=lo,
+                        label_hi=hi,
                         changed=changed,
                         path=str(path),
                     )
@@ -193,7 +242,7 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _spill_batches(cfg: dict[str, Any], names: list[str], spill: Path, c: int):
+def _spill_batches(cfg: dict[str, Any], names: list[str], spill: Path, module_of: np.ndarray):
     """Read the source batches in order; append each batch's images of module j, sorted by
     (label, row), to ``spill/{j}.u8``. Returns the per-image metadata in source order
     (labels, batch index, row, batch name, id), the image shape and L."""
@@ -209,7 +258,7 @@ def _spill_batches(cfg: dict[str, Any], names: list[str], spill: Path, c: int):
                 f"source batches have different image shapes: {names[0]} {tuple(shape)}, "
                 f"{name} {tuple(s.images.shape[1:])}"
             )
-        module = s.labels // c
+        module = module_of[s.labels]
         within = np.lexsort((s.row, s.labels, module))  # by module, then label, then row
         bounds = np.searchsorted(module[within], np.arange(module.max() + 2))
         for j in np.flatnonzero(np.diff(bounds)):
@@ -263,6 +312,7 @@ def load_shard(path: str | Path) -> Shard:
             if missing:
                 raise DataError(f"{path}: not a shard, missing keys {missing}")
             d = {k: z[k] for k in KEYS}
+            extra = {k: z[k] for k in ("module_labels", "num_modules") if k in z.files}
     except DataError:
         raise
     except Exception as e:
@@ -278,6 +328,8 @@ def load_shard(path: str | Path) -> Shard:
         label_lo=int(d["label_lo"]),
         label_hi=int(d["label_hi"]),
         num_labels=int(d["num_labels"]),
+        module_labels=extra.get("module_labels"),
+        num_modules=int(extra["num_modules"]) if "num_modules" in extra else None,
     )
 
 

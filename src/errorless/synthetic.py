@@ -42,7 +42,7 @@ from .config import module_names, settings_arguments, settings_from_args, submod
 from .copies import transform_copy
 from .errors import ConfigError
 from .io import write_if_changed, write_text
-from .shards import assign, num_modules
+from .shards import assign
 
 log = logging.getLogger(__name__)
 PLANTED_COLUMNS = [
@@ -125,6 +125,15 @@ def generate(cfg: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarra
     )
 
 
+def module_layout(cfg: dict[str, Any], L: int) -> tuple[np.ndarray, int, int]:
+    """(the 0-based module of every label, r, K) of the run's module plan
+    (:func:`errorless.grid.module_plan`: contiguous, or the label groups)."""
+    from .grid import module_plan
+
+    plan = module_plan(cfg, L)
+    return plan.module_of(), cfg["modules"]["submodules"], len(plan.modules)
+
+
 def draw_batches(
     rng, cfg, section, draw
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[dict]]:
@@ -133,8 +142,7 @@ def draw_batches(
     ``draw(labels) -> images`` makes them; then the planted pairs; then ``val_data``."""
     s = cfg[section]
     L, per = s["labels"], s["images_per_label"]
-    c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]
-    k = num_modules(L, c)
+    c, r, k = module_layout(cfg, L)
     batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for b in range(1, s["batches"] + 1):
         labels = np.repeat(np.arange(L), per)
@@ -243,13 +251,14 @@ def plant_flip(rng, batches, names, labels, bidx, row, pick, c, section) -> tupl
     (kind ``label_flip``: id_a and label_a = the image and its given (wrong) label, label_b =
     its true label, no id_b; module and submodule filled in by :func:`plant`) and the image's
     position."""
-    if c < 2:
+    # c: the 0-based module of every label (module_layout)
+    if np.bincount(c).min() < 2:
         raise ConfigError(
             f"{section}.plant_flips: a flip needs another label in the module (labels_per_module >= 2)"
         )
     i = pick(np.ones(len(labels), bool))
-    lo = (labels[i] // c) * c
-    new = lo + int(rng.choice([v for v in range(c) if lo + v != labels[i]]))
+    mates = np.flatnonzero(c == c[labels[i]])
+    new = int(rng.choice([v for v in mates.tolist() if v != labels[i]]))
     true = int(labels[i])
     labels[i] = new
     batches[names[bidx[i]]][1][row[i]] = new
@@ -388,8 +397,7 @@ def _plan(cfg: dict[str, Any], chunk: int):
     patterns = class_patterns(rng, s["labels"], s["image_size"], s["separation"])
     patterns = patterns.astype(np.float32)
     L, per = s["labels"], s["images_per_label"]
-    c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]
-    k = num_modules(L, c)
+    c, r, k = module_layout(cfg, L)
     batches: dict[str, tuple[_LazyImages, np.ndarray]] = {}
 
     def batch(b: int, n_per: int):

@@ -231,7 +231,7 @@ class Job:
 
     @property
     def n_labels(self) -> int:
-        return self.shard.label_hi - self.shard.label_lo
+        return self.shard.n_labels
 
     @property
     def sizes(self) -> list[int]:
@@ -265,10 +265,11 @@ def read_shard(path: str) -> tuple[Shard, np.ndarray]:
     shard = load_shard(path)
     if shard.labels.shape[0] == 0:
         raise DataError(f"{path}: shard has no images")
-    y_np = shard.labels - shard.label_lo
-    if y_np.min() < 0 or y_np.max() >= shard.label_hi - shard.label_lo:
+    y_np = shard.local_labels
+    if y_np.min() < 0:
         raise DataError(
-            f"{path}: labels outside the module's range [{shard.label_lo}, {shard.label_hi})"
+            f"{path}: labels outside the module's labels "
+            f"({shard.label_lo}..{shard.label_hi - 1}: {shard.n_labels} labels)"
         )
     return shard, y_np
 
@@ -301,7 +302,7 @@ def load_job(args: argparse.Namespace) -> Job:
             submodule,
             len(y_np),
             xs_np[-1].shape[1],
-            shard.label_hi - shard.label_lo,
+            shard.n_labels,
             time.perf_counter() - t,
         )
     if len({x.shape[1] for x in xs_np}) > 1:
@@ -570,6 +571,7 @@ def fnn_records(job: Job, i: int, s_res, sp_res, t_res):
         n_inputs=int(x.shape[1]),
         n_labels=c,
         label_lo=shard.label_lo,
+        module_labels=shard.module_labels.tolist(),
         hidden=job.hidden,
         n_params=fnn.n_params(job.sizes),
         accuracy_sgd=s_res.accuracy,
@@ -638,18 +640,18 @@ def fnn_records(job: Job, i: int, s_res, sp_res, t_res):
         rec.update({k: v for k, v in extra.items() if k != "epochs"})
         rec.update(
             residual_ids=ids[wrong].tolist(),
-            residual_labels=(y_np[wrong] + shard.label_lo).tolist(),
-            residual_predicted=(pred[wrong] + shard.label_lo).tolist(),
+            residual_labels=shard.module_labels[y_np[wrong]].tolist(),
+            residual_predicted=shard.module_labels[pred[wrong]].tolist(),
         )
         if method == "T":
             in_conflict = np.zeros(n, dtype=bool)
             for grp in t_res.conflicts:
                 in_conflict[grp] = True
             rec["conflicts"] = [
-                {"ids": ids[g].tolist(), "labels": (y_np[g] + shard.label_lo).tolist()}
+                {"ids": ids[g].tolist(), "labels": shard.module_labels[y_np[g]].tolist()}
                 for g in t_res.conflicts
             ]
-            rec["no_anchor_labels"] = [int(v) + shard.label_lo for v in t_res.no_anchor]
+            rec["no_anchor_labels"] = [int(shard.module_labels[v]) for v in t_res.no_anchor]
             rec["status"] = classify_status(
                 wrong, in_conflict, y_np, set(t_res.no_anchor), t_res.stop_reason
             )

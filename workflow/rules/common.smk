@@ -99,9 +99,15 @@ def settings_json(*keys, **extra):
     return json.dumps(sub, sort_keys=True)
 
 
+def groups_file():
+    """The label groups file (modules.groups) as a list: one path or none."""
+    return [config["modules"]["groups"]] if config["modules"]["groups"] else []
+
+
 def data_inputs():
-    """Source batch files the shards are cut from (synthetic, photos: written by rule synthesize)."""
-    return [str(p) for p in datasets.batch_files(config)]
+    """Source batch files the shards are cut from (synthetic, photos: written by rule
+    synthesize) and the label groups file (modules.groups) when given."""
+    return [str(p) for p in datasets.batch_files(config)] + groups_file()
 
 
 def final_targets():
@@ -166,6 +172,36 @@ def report_quality_inputs(wildcards):
     if FORMAT in datasets.GENERATED:
         files["planted"] = f"{DATA}/planted.csv"
     return files
+
+
+def confusion_inputs(wildcards):
+    """Every batch's predictions; the files that name the labels and group them, when given."""
+    files = {
+        "predictions": [
+            f"{RESULTS}/evaluation/predictions/{batch}.parquet"
+            for batch in EVAL_BATCHES
+        ]
+    }
+    if config["dataset"]["label_names"]:
+        files["names"] = config["dataset"]["label_names"]
+    if config["modules"]["groups"]:
+        files["groups"] = config["modules"]["groups"]
+    return files
+
+
+def report_confusion_inputs(wildcards):
+    """The confusion tables (their folder is read), the shards (thumbnails), the
+    double-labelling and label-issue tables (marks on the thumbnails)."""
+    return {
+        "counts": f"{RESULTS}/evaluation/confusion/counts.parquet",
+        "tables": [
+            f"{RESULTS}/evaluation/confusion/{name}"
+            for name in ("modules.parquet", "pairs.csv", "summary.csv", "labels.csv")
+        ],
+        "manifest": f"{RESULTS}/shards/manifest.tsv",
+        "suspects": f"{RESULTS}/double_labeling.parquet",
+        "issues": f"{RESULTS}/quality/label_issues.parquet",
+    }
 
 
 def evaluation_inputs(wildcards):

@@ -18,6 +18,8 @@ GENERATORS = {"synthetic": "synthesize", "photos": "photos"}
 if FORMAT in GENERATORS:
 
     rule synthesize:
+        input:
+            groups_file(),  # the plants are placed by module (modules.groups)
         output:
             batches=expand(f"{DATA}/{{b}}", b=EVAL_BATCHES),
             planted=f"{DATA}/planted.csv",

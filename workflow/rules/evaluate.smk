@@ -97,3 +97,30 @@ rule summarize:
         out=lambda wildcards, output: os.path.dirname(output.accuracy),
     shell:
         "python -m errorless summarize --predictions {input} --out-dir {params.out} > {log} 2>&1"
+
+
+rule confusion:
+    input:
+        unpack(confusion_inputs),
+    output:
+        counts=f"{RESULTS}/evaluation/confusion/counts.parquet",
+        modules=f"{RESULTS}/evaluation/confusion/modules.parquet",
+        pairs=f"{RESULTS}/evaluation/confusion/pairs.csv",
+        summary=f"{RESULTS}/evaluation/confusion/summary.csv",
+        labels=f"{RESULTS}/evaluation/confusion/labels.csv",
+    log:
+        f"{RESULTS}/logs/confusion.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/confusion.tsv"
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT_MEM,
+        runtime=LIGHT_MIN,
+    params:
+        settings=settings_json("dataset", *DATA_SECTIONS, "modules", "confusion"),
+        out=lambda wildcards, output: os.path.dirname(output.counts),
+    shell:
+        "python -m errorless confusion --settings {params.settings:q} "
+        "--predictions {input.predictions} --out-dir {params.out} > {log} 2>&1"

@@ -159,6 +159,55 @@ rule report_quality:
         "--issues-figure {output.issues_figure} > {log} 2>&1"
 
 
+rule report_confusion:
+    input:
+        unpack(report_confusion_inputs),
+    output:
+        table=report(
+            f"{REPORT}/confusion_pairs.html",
+            caption="../report/report_confusion_pairs.rst",
+            category="2. Model evaluation",
+            subcategory="confusion",
+            labels={"table": "confusion: most confused label pairs"},
+        ),
+        thumbnails=report(
+            f"{REPORT}/confusion_pairs.png",
+            caption="../report/report_confusion_thumbnails.rst",
+            category="2. Model evaluation",
+            subcategory="confusion",
+            labels={"figure": "confusion: images behind the top pairs"},
+        ),
+        heatmaps=report(
+            f"{REPORT}/confusion_modules.png",
+            caption="../report/report_confusion_modules.rst",
+            category="2. Model evaluation",
+            subcategory="confusion",
+            labels={"figure": "confusion: heatmap per module"},
+        ),
+        matrix=report(
+            f"{REPORT}/confusion_module_matrix.png",
+            caption="../report/report_confusion_module_matrix.rst",
+            category="2. Model evaluation",
+            subcategory="confusion",
+            labels={"figure": "confusion: module x module"},
+        ),
+    log:
+        f"{RESULTS}/logs/report/confusion.log",
+    conda:
+        "../../envs/errorless.yaml"
+    threads: 1
+    resources:
+        mem_mb=LIGHT_MEM,
+        runtime=LIGHT_MIN,
+    params:
+        confusion=lambda wildcards, input: os.path.dirname(input.counts),
+        out=lambda wildcards, output: os.path.dirname(output.table),
+    shell:
+        "python -m errorless report-figures --section confusion --out-dir {params.out} "
+        "--confusion {params.confusion} --manifest {input.manifest} "
+        "--suspects {input.suspects} --issues {input.issues} > {log} 2>&1"
+
+
 rule report_run:
     input:
         training=f"{RESULTS}/training.parquet",
@@ -170,6 +219,7 @@ rule report_run:
             f"{REPORT}/training_table.csv",
             f"{REPORT}/accuracy_vs_features.csv",
             f"{REPORT}/planted_check.html",
+            f"{REPORT}/confusion_pairs.html",
         ],
     output:
         facts=report(
@@ -216,5 +266,6 @@ REPORT_TARGETS = [
     *rules.report_training.output,
     *rules.report_evaluation.output,
     *rules.report_quality.output,
+    *rules.report_confusion.output,
     *rules.report_run.output,
 ]
