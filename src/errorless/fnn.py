@@ -212,7 +212,10 @@ class SharedGroup:
 
     def __init__(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], labels, device="cpu"):
         self.G, self.D = layers[0][0].shape[:2]
-        self.params = widen(as_params(layers, device))
+        # the saved stacked layers as they are: one input expanded over the members (baddbmm,
+        # no copy) equals the widened first layer bit for bit (tests/test_model.py) and skips
+        # widen's transposed copy of every first layer (bench/evaluate_bench.py: 1.25 GB)
+        self.params = as_params(layers, device)
         labels = torch.as_tensor(labels, dtype=torch.int64, device=device)
         if labels.ndim == 1:  # label_lo: contiguous modules
             c = layers[-1][0].shape[-1]

@@ -33,6 +33,12 @@ FAST = [
 ]
 
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+# one line per sbatch call of an array (profiles/slurm: `slurm-array-jobs: train`)
+ARRAY_SUBMITTED = re.compile(
+    r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)"
+)
+# Snakemake's job blocks: "rule train:" ... "    jobid: 7" ... "    wildcards: proto=h1_m1, ..."
+JOB_BLOCK = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", re.M)
 STEPS_DONE = re.compile(r"(\d+) of (\d+) steps \(\d+%\) done")
 RUN_ID = re.compile(r"SLURM run ID: (\S+)")
 
@@ -85,7 +91,18 @@ class Run:
 
     @property
     def sbatch_calls(self) -> int:
-        return len(self.submitted)
+        """Distinct Slurm job ids: one per sbatch call (an array's tasks share their job id)."""
+        return len({jobid for _, _, jobid in self.submitted})
+
+    @property
+    def arrays(self) -> dict[int, list[str]]:
+        """Slurm id of each array submission -> the sorted wildcards of its tasks."""
+        out: dict[int, list[str]] = {}
+        for _rule, wc, jobid in self.submitted:
+            out.setdefault(jobid, []).append(wc)
+        return {k: sorted(v) for k, v in out.items() if k in self.array_ids}
+
+    array_ids: set[int] = field(default_factory=set)
 
     def submitted_for(self, rule: str) -> list[str]:
         """Wildcard strings of the submissions of `rule` (group jobs: `group_<name>_<rules>`)."""
@@ -166,7 +183,22 @@ def snakemake(
         rule = parts[i + 1].removeprefix("rule_")
         wc = parts[i + 2] if len(parts) > i + 3 else ""
         subs.append((rule, wc, int(jobid)))
-    return Run(p.returncode, out, workdir, subs)
+    # array tasks: the submission line names Snakemake job ids; their job blocks give rule and
+    # wildcards (joined by "_" as in the plugin's log path)
+    blocks = {}
+    for rule, body in JOB_BLOCK.findall(out):
+        jid = re.search(r"^    jobid: (\d+)$", body, re.M)
+        wcs = re.search(r"^    wildcards: (.*)$", body, re.M)
+        wc = "_".join(kv.split("=", 1)[1] for kv in wcs.group(1).split(", ")) if wcs else ""
+        if jid:
+            blocks[jid.group(1)] = (rule, wc)
+    array_ids = set()
+    for ids, jobid in ARRAY_SUBMITTED.findall(out):
+        array_ids.add(int(jobid))
+        for sid in ids.split(","):
+            rule, wc = blocks.get(sid, ("?", sid))
+            subs.append((rule, wc, int(jobid)))
+    return Run(p.returncode, out, workdir, subs, array_ids)
 
 
 def copy_workdir(src: Path, dst: Path) -> Path:

@@ -30,11 +30,13 @@ def train_jobs(run) -> list[str]:
     return sorted(run.submitted_for("train"))
 
 
-def test_base_run_submits_one_job_per_step(base_run):
-    # synthesize + modularize + 8 train + gather, each its own sbatch
+def test_base_run_submits_training_as_one_array(base_run):
+    # synthesize + modularize + gather each their own sbatch; the 8 trainings one array
+    # (profiles/slurm: `slurm-array-jobs: train`): 4 sbatch calls for 11 steps
     assert base_run.steps == (11, 11), base_run.tail()
     assert len(train_jobs(base_run)) == len(FEATURES) * len(SHARDS)
-    assert base_run.sbatch_calls == 11
+    assert list(base_run.arrays.values()) == [train_jobs(base_run)], base_run.tail()
+    assert base_run.sbatch_calls == 4
     assert "SLURM status is" not in base_run.output  # nothing failed or retried
     nothing = snakemake(base_run.workdir, HERE / "small.yaml", *TARGETS, "--dry-run", timeout=120)
     assert nothing.returncode == 0 and "Nothing to be done" in nothing.output, nothing.tail()
@@ -51,7 +53,8 @@ def test_failed_job_then_fix_reruns_only_the_failed_jobs(base_run, tmp_path):
 
     broken = snakemake(wd, HERE / "small.yaml", *TARGETS, "--retries", "0", timeout=180)
     assert broken.returncode != 0, broken.tail()
-    assert train_jobs(broken) == ["h1_m1_G_m01_s1", "h1_m1_R_m01_s1"], broken.tail()
+    # the 2 trainings of the shard went out as one array, both tasks failed
+    assert list(broken.arrays.values()) == [train_jobs(broken)], broken.tail()
     assert "Error in rule train" in broken.output
     log = (wd / "results/logs/train/h1_m1/R/m01_s1.log").read_text()
     assert "m01_s1.npz: unreadable shard" in log, log
@@ -60,7 +63,9 @@ def test_failed_job_then_fix_reruns_only_the_failed_jobs(base_run, tmp_path):
     shutil.copy2(saved, shard)  # the fix: the original bytes, the original mtime
     fixed = snakemake(wd, HERE / "small.yaml", *TARGETS, timeout=180)
     assert fixed.returncode == 0, fixed.tail()
+    # exactly the failed array tasks, again as an array of their own
     assert train_jobs(fixed) == ["h1_m1_G_m01_s1", "h1_m1_R_m01_s1"], fixed.tail()
+    assert list(fixed.arrays.values()) == [train_jobs(fixed)], fixed.tail()
     assert {r for r, _, _ in fixed.submitted} == {"train", "gather"}  # no synthesize/modularize
     assert fixed.steps == (3, 3), fixed.tail()  # 2 train + gather
 
@@ -137,6 +142,25 @@ def test_timeout_is_retried_and_resumes_from_checkpoint(tmp_path):
     assert not (wd / "results/checkpoints/h1_m1/R/m01_s1.pt").exists()  # removed once done
 
 
+def test_killed_array_tasks_resume_from_checkpoint(tmp_path):
+    """Two trainings as one array (tests/slurm/timeout.yaml with features R and G): Slurm kills
+    both tasks at their 1-minute limit in the middle of GDT; each is resubmitted (attempt 2,
+    2 minutes) and resumes from its own checkpoint."""
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    targets = [f"results/fnn/h1_m1/{f}/m01_s1.metrics.json" for f in FEATURES]
+    run = snakemake(wd, HERE / "timeout.yaml", *targets, "--config", "features=[R,G]", timeout=480)
+    assert run.returncode == 0, run.tail()
+    assert "SLURM status is: 'TIMEOUT'" in run.output, run.tail()
+    assert list(run.arrays.values())[0] == ["h1_m1_G_m01_s1", "h1_m1_R_m01_s1"], run.tail()
+    assert len(train_jobs(run)) == 4, run.tail()  # 2 killed array tasks + 2 resubmissions
+    for f in FEATURES:
+        log = (wd / f"results/logs/train/h1_m1/{f}/m01_s1.log").read_text()
+        assert "resuming from checkpoint" in log and "GDT resumes at round" in log, log
+        metrics = json.loads((wd / f"results/fnn/h1_m1/{f}/m01_s1.metrics.json").read_text())
+        assert metrics["job"]["gdt_resumed"] is True
+
+
 def test_packed_profile_submits_fewer_jobs(base_run, tmp_path, small_config):
     """The same DAG through profiles/slurm-packed: the 8 trainings go out as 2 group jobs."""
     wd = tmp_path / "wd"
@@ -156,7 +180,7 @@ def test_packed_profile_submits_fewer_jobs(base_run, tmp_path, small_config):
     assert run.steps == base_run.steps == (11, 11)
     groups = [s for s in run.submitted if s[0].startswith("group_fnn")]
     assert len(groups) == 2, run.tail()
-    assert run.sbatch_calls == 5 < base_run.sbatch_calls == 11
+    assert run.sbatch_calls == 5 and base_run.steps == (11, 11)
     for f in FEATURES:
         for s in SHARDS:
             assert (wd / f"results/fnn/h1_m1/{f}/{s}.metrics.json").exists()
