@@ -160,7 +160,7 @@ def photos(out: Path, cores: int, extra: list[str]) -> dict:
 
 def markdown(figs: dict, meta: dict) -> str:
     lines = [
-        "# Confusion: measured figures",
+        "## Confusion: measured figures",
         "",
         "Written by `bench/confusion_bench.py` (docs/confusion.md explains the tables).",
         "",
@@ -170,7 +170,7 @@ def markdown(figs: dict, meta: dict) -> str:
     if "mnist" in figs:
         m = figs["mnist"]
         lines += [
-            "## MNIST test set: the most confused pairs",
+            "### MNIST test set: the most confused pairs",
             "",
             f"Pipeline {m['command']}: {m['seconds']:.0f} s wall; rule confusion "
             f"{m['confusion_seconds']:.1f} s. Top-1 vote of the largest featured model on the "
@@ -184,7 +184,7 @@ def markdown(figs: dict, meta: dict) -> str:
         ph = figs["photos"]
         secs = ", ".join(f"{k} {v:.0f} s" for k, v in ph["seconds"].items())
         lines += [
-            "## Photos: contiguous modules vs modules grouped by photograph",
+            "### Photos: contiguous modules vs modules grouped by photograph",
             "",
             f"config/photos.yaml against config/photos.yaml + config/photos-grouped.yaml (wall: {secs}). "
             "Top-1 vote; error-free FNNs of the proto-model; the share of the vote's errors whose "
