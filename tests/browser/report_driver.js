@@ -19,15 +19,29 @@
       await wait(200);
       app.showCategory(cat);
       await wait(300);
-      const menu = document.body.innerText;
+      const catMenu = document.body.innerText;
+      const subs = Object.keys(categories[cat]);
       const items = [];
-      for (const sub of Object.keys(categories[cat])) {
+      for (const sub of subs) {
+        // a category of several subcategories lists them (folders); its results are listed
+        // once the reader opens one
+        let menu = catMenu;
+        if (subs.length > 1) {  // from the category's list, as a reader does
+          app.setView({ navbarMode: "menu" });
+          await wait(200);
+          app.showCategory(cat);
+          await wait(200);
+          app.setView({ navbarMode: "subcategory", category: cat, subcategory: sub });
+          await wait(300);
+          menu = document.body.innerText;
+        }
+        const subListed = subs.length === 1 || catMenu.includes(sub);
         for (const path of categories[cat][sub]) {
           const entry = results[path];
           const name = path.split("/").pop();
           const labels = Object.values(entry.labels || {});
-          const item = { path, name, labels, mime: entry.mime_type,
-                         listed: labels.length > 0 && labels.every((l) => menu.includes(l)) };
+          const item = { path, name, labels, mime: entry.mime_type, subcategory: sub,
+                         listed: subListed && labels.length > 0 && labels.every((l) => menu.includes(l)) };
           if (/\.(png|svg|jpe?g)$/.test(path)) {
             app.setView({ content: "img", contentPath: entry.data_uri, resultPath: path });
             await wait(300);
