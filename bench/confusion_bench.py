@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from record import commit, machine  # bench/record.py (the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist-test"
@@ -208,10 +207,8 @@ def main() -> int:
     a = ap.parse_args()
     meta = {
         "date": datetime.date.today().isoformat(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch CPU",
+        "commit": commit(),  # bench/record.py: also says when the code differs from it
+        "machine": machine(),
         "command": "python bench/confusion_bench.py " + " ".join(sys.argv[1:]),
         "data": ", ".join(
             {

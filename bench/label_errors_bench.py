@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from record import record, record_argument  # noqa: E402  (bench/record.py)
+from record import commit, machine, record, record_argument  # noqa: E402  (bench/record.py)
 
 from errorless import datasets  # noqa: E402
 from errorless.config import load_config  # noqa: E402
@@ -257,10 +256,8 @@ def main() -> int:
     truth = confirmed(a.data)
     meta = {
         "date": datetime.date.today().isoformat(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip(),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+        "commit": commit(),  # bench/record.py: also says when the code differs from it
+        "machine": machine(),
         "data": f"MNIST test set ({a.data.name}: t10k IDX files, 10,000 images) as the training set; "
         f"{len(truth)} human-confirmed label errors",
     }
