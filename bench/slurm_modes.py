@@ -1,18 +1,16 @@
 """Submissions and wall time of the default run on Slurm: arrays, packed groups, one job per FNN.
 
 Runs `config.yaml` (the default run, 48 trainings) three times on the live cluster, each in a
-fresh working directory, and prints and writes docs/benchmarks/slurm-modes.md. Needs a running
+fresh working directory, and prints the figures; with --record writes docs/benchmarks/slurm-modes.md. Needs a running
 cluster (tests/slurm/cluster.sh start) and the Slurm executor plugin; takes tens of minutes.
 
-    python bench/slurm_modes.py [--modes arrays,groups,per-fnn] [--workdir /tmp/errorless-modes]
+    python bench/slurm_modes.py [--modes arrays,groups,per-fnn] [--workdir /tmp/errorless-modes] [--record]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -20,7 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from record import record, record_argument  # bench/record.py (the script's folder)
+
 ROOT = Path(__file__).resolve().parents[1]
+
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 ARRAY = re.compile(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)")
 STEPS = re.compile(r"(\d+) of (\d+) steps \(\d+%\) done")
@@ -67,32 +68,34 @@ def main() -> None:
     ap.add_argument("--modes", default="arrays,groups,per-fnn")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/errorless-modes"))
     ap.add_argument("--timeout", type=int, default=3000, help="seconds per run")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks/slurm-modes.md")
+    record_argument(ap)
     a = ap.parse_args()
     rows = [run(m, a.workdir, a.timeout) for m in a.modes.split(",")]
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    head = (
-        f"Date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit}, machine "
-        f"{platform.node()} ({os.cpu_count()} CPUs, one-node Slurm, tests/slurm/cluster.sh), "
-        "data set: the default config.yaml (synthetic, 48 trainings).\n"
-        f"Command: `python bench/slurm_modes.py --modes {a.modes}`\n"
-    )
-    table = [
-        "| mode | rc | sbatch calls | Slurm jobs/tasks | steps | wall (s) |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    table += [
-        f"| {r['mode']} | {r['rc']} | {r['sbatch']} | {r['slurm_jobs']} | {r['steps']} "
-        f"| {r['wall_s']:.0f} |"
-        for r in rows
-    ]
-    cmds = "\n".join(f"- {r['mode']}: `{r['command']}`" for r in rows)
-    text = f"# Slurm modes: measured\n\n{head}\n" + "\n".join(table) + f"\n\nRuns:\n{cmds}\n"
-    print(text)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(text)
+    figures = []
+    for r in rows:
+        m = r["mode"]
+        figures += [
+            (f"{m}: exit status", r["rc"]),
+            (f"{m}: sbatch calls", r["sbatch"]),
+            (f"{m}: Slurm jobs + array tasks", r["slurm_jobs"]),
+            (f"{m}: Snakemake steps done", r["steps"]),
+            (f"{m}: wall time (s)", round(r["wall_s"])),
+        ]
+    for k, v in figures:
+        print(f"{k:40s} {v}")
+    for r in rows:
+        print(f"{r['mode']}: {r['command']}")
+    if a.record:
+        cmds = "; ".join(f"{r['mode']}: `{r['command']}`" for r in rows)
+        record(
+            "slurm-modes",
+            "Slurm submission modes: the default run as arrays, packed groups, one job per FNN",
+            "the default config.yaml (synthetic, 48 trainings), one-node Slurm cluster on this "
+            "machine (tests/slurm/cluster.sh), each mode in a fresh working directory",
+            figures,
+            notes=f"Each mode's snakemake command: {cmds}. Wall time is from the first "
+            "submission to the end of the run, every stage of the default run included.",
+        )
 
 
 if __name__ == "__main__":
