@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from errorless.config import FEATURES
-from errorless.evaluate import model_votes, proto_kernels, vote
+from errorless.evaluate.evaluate import model_votes, proto_kernels, vote
 from errorless.features import transform_many
-from errorless.gather import ProtoWeights
+from errorless.gather.gather import ProtoWeights
 
 
 def random_proto(

@@ -21,8 +21,9 @@ import torch
 from record import record, record_argument  # bench/record.py (the script's folder)
 from sklearn.datasets import load_digits
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdt, sgd
 
 VARIANTS = {
     "paper": dict(max_steps=25),

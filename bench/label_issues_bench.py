@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from record import record, record_argument  # noqa: E402  (bench/record.py)
 
-from errorless import labelissues as li  # noqa: E402
 from errorless.config import load_config  # noqa: E402
-from errorless.doublelabel import read_planted  # noqa: E402
+from errorless.data.shards import load_shard  # noqa: E402
 from errorless.features import transform_many  # noqa: E402
-from errorless.gather import protos_in  # noqa: E402
-from errorless.shards import load_shard  # noqa: E402
+from errorless.gather.gather import protos_in  # noqa: E402
+from errorless.quality import labelissues as li  # noqa: E402
+from errorless.quality.doublelabel import read_planted  # noqa: E402
 
 
 def logistic_oos(cfg, shards: Path, folds: str, C: float) -> pd.DataFrame:

@@ -105,7 +105,7 @@ def step_data(a):
 
 
 def step_sample(a):
-    from errorless.gather import job_at
+    from errorless.gather.gather import job_at
 
     targets = [str(job_at(a.results, *j).metrics) for j in SAMPLE]
     wall, rss, _ = timed(smk(a, "--config", "train={group: fnn}", "--", *targets))
@@ -121,14 +121,14 @@ def step_sample(a):
 
 
 def step_fake(a):
-    from errorless.gather import jobs_from_manifest
+    from errorless.gather.gather import jobs_from_manifest
     from errorless.io import arrays_digest
 
     cfg = load(a)
     jobs = jobs_from_manifest(a.results / "shards" / "manifest.tsv", cfg, a.results)
     templates = {}
     for j in SAMPLE:
-        from errorless.gather import job_at
+        from errorless.gather.gather import job_at
 
         templates[j[0]] = json.loads(job_at(a.results, *j).metrics.read_text())
     rng = np.random.default_rng(0)
@@ -195,7 +195,8 @@ def step_evaluate(a):
     code = f"""
 import json, sys, time, numpy as np
 sys.path.insert(0, {str(ROOT / "src")!r})
-from errorless import evaluate, gather
+from errorless.evaluate import evaluate
+from errorless.gather import gather
 from errorless.io import write_parquet
 cfg = json.loads(open({str(a.cfgfile)!r}).read())
 cfg["evaluation"]["weights_mb"] = {a.weights_mb or None}

@@ -10,7 +10,7 @@ settings. Members differ as the FNNs of one module do:
 * ``--data blobs``: Gaussian blobs as in ``bench/train_one.py`` (the same labels, another
   draw of centres and noise per member — easy, not like images);
 * ``--data photos``: real-photo crops of the first ``--labels`` photograph labels
-  (:func:`errorless.photos.photograph_labels`, the drawings left out, as
+  (:func:`errorless.data.photos.photograph_labels`, the drawings left out, as
   ``bench/train_one.py --data photos``) through the pipeline's transform; member i uses
   feature ``FEATURES[i mod 17]`` of submodule ``i div 17`` (its own crops), so 34 members are
   the 17 features x 2 submodules of one module.
@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import FEATURES, GDTSettings, SGDSettings
+from errorless.train import gdt, sgd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import record, record_argument  # noqa: E402
@@ -51,7 +52,7 @@ def photo_members(
     """(M, N, 900) inputs and (M, N) labels: member i = feature i mod 17 of submodule i div 17."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from errorless import photos
+    from errorless.data import photos
     from errorless.features import transform
 
     labels = np.asarray(photos.photograph_labels()[:c])

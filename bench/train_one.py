@@ -4,7 +4,7 @@
 
 ``--data blobs`` (default): Gaussian blobs, 4 centres per class plus noise — easy, and not like
 images. ``--data photos``: an ImageNet-size real-photo shard: ``--images`` 64×64 crops of the
-photographs bundled with scikit-image / scikit-learn (:mod:`errorless.photos`), ``--labels``
+photographs bundled with scikit-image / scikit-learn (:mod:`errorless.data.photos`), ``--labels``
 labels (photo parts), through the pipeline's transform of ``--feature`` (pool 2, trim 1 → 900
 inputs) — what one training job of the paper's grid sees.
 
@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from record import record, record_argument  # bench/record.py (the script's folder)
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdt, sgd
 
 
 def synthetic_inputs(
@@ -44,7 +45,7 @@ def photo_inputs(n: int, c: int, feature: str, seed: int) -> tuple[np.ndarray, n
     """``n`` real-photo crops of the first ``c`` photograph labels (the colour wheel and logo
     drawings left out: their quadrants are near-identical inputs in single features, see
     ``photos.GRAPHICS``), transformed as a training job does (900 inputs)."""
-    from errorless import photos
+    from errorless.data import photos
     from errorless.features import transform
 
     labels = photos.photograph_labels()[:c]

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdt, sgd
 
 torch.set_num_threads(1)
 
@@ -227,7 +228,8 @@ def test_group_job_killed_mid_gdt_resumes_to_the_clean_result(tmp_path, monkeypa
     file and writes bit-identical files."""
     from test_train import load_npz, settings, write_shard
 
-    from errorless import cli, train
+    from errorless import cli
+    from errorless.train import train
 
     shard = write_shard(tmp_path / "m02_s1.npz", n=200, signal=10)
     sett = settings(gdt={"delta0": 0.05, "streak": 1000, "checkpoint_seconds": 0})

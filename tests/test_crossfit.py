@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from errorless import crossfit as cf
 from errorless import fnn
 from errorless.config import SGDSettings, load_config
+from errorless.data.shards import Shard
 from errorless.errors import ConfigError, DataError
 from errorless.features import transform_many
-from errorless.shards import Shard
+from errorless.quality import crossfit as cf
 
 TRANSFORM = {"pool": 2, "trim": 0, "decimals": 4}
 
@@ -196,7 +196,7 @@ def test_cross_fit_errors_name_the_fold_and_the_setting():
 def test_planted_flips_in_real_digits_rank_first():
     """sklearn's real digits with 5 % of the labels changed at random: the flips are the
     lowest label qualities (cleanlab self-confidence of the cross-fitted probabilities)."""
-    from errorless import labelissues as li
+    from errorless.quality import labelissues as li
 
     images, true = digits()
     rng = np.random.default_rng(0)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from errorless import datasets, synthetic
 from errorless.config import load_config
+from errorless.data import datasets, synthetic
 from errorless.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]

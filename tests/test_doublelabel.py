@@ -14,10 +14,10 @@ import pytest
 from test_duplicates import write_manifest
 from test_duplicates import write_shard as write_shard_rows
 
-from errorless import doublelabel as dl
 from errorless.cli import main
-from errorless.duplicates import output_schema
 from errorless.errors import DataError
+from errorless.quality import doublelabel as dl
+from errorless.quality.duplicates import output_schema
 
 SETTINGS = {
     "features": ["R", "G", "B"],

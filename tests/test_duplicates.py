@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from errorless import duplicates as dup
-from errorless import nearcopy as nc
-from errorless import photos
 from errorless.cli import main
-from errorless.copies import NEAR_KINDS, transform_copy
-from errorless.duplicates import describe, find_duplicates
+from errorless.data import photos
+from errorless.data.copies import NEAR_KINDS, transform_copy
+from errorless.quality import duplicates as dup
+from errorless.quality import nearcopy as nc
+from errorless.quality.duplicates import describe, find_duplicates
 
 
 def _pairs(res) -> dict[tuple[int, int], str]:
@@ -680,7 +680,7 @@ def write_shard(
 
 def write_manifest(folder: Path, names: list[str]) -> Path:
     """A shard manifest listing the shards ``names`` (``m01_s1`` ...) of ``folder``."""
-    from errorless.shards import write_manifest as write
+    from errorless.data.shards import write_manifest as write
 
     rows = [
         {"module": n[:3], "submodule": n[4:], "images": 6, "label_lo": 0, "label_hi": 2}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from errorless.evaluate import (
+from errorless.evaluate.evaluate import (
     model_votes,
     summarize,
     top1_rate,
@@ -17,7 +17,7 @@ from errorless.evaluate import (
     vote,
 )
 from errorless.fnn import truncate
-from errorless.gather import ProtoWeights
+from errorless.gather.gather import ProtoWeights
 
 # ---------------------------------------------------------------- a model trained "by hand"
 
@@ -70,7 +70,7 @@ def handmade_proto(
 
 def handmade_weights_table(features: list[str], n_labels: int, c: int, settings: dict, r: int = 2):
     """weights.parquet rows (T_h1_m1) of the hand-made model, as :func:`gather.weights_table`."""
-    from errorless.gather import weights_table
+    from errorless.gather.gather import weights_table
 
     rows = []
     for feature in features:
@@ -298,7 +298,7 @@ def test_training_table_counts_error_free_fnns_and_partitions():
 
 
 def test_training_evaluation_recomputes_accuracy_on_shards(tmp_path, monkeypatch):
-    from errorless import gather
+    from errorless.gather import gather
 
     labels = np.repeat(np.arange(4), 3)
     shard_dir = tmp_path / "shards"
@@ -409,7 +409,7 @@ def test_evaluate_and_summarize_commands(tmp_path):
 
 
 def test_table_2_counts_budget_stops_apart_from_unfittable_data():
-    from errorless.evaluate import with_status_counts
+    from errorless.evaluate.evaluate import with_status_counts
 
     table = pd.DataFrame({"proto": ["S_h1_m1", "T_h1_m1"], "fnns": [4, 4]})
     status = pd.DataFrame(

@@ -11,7 +11,7 @@ import pytest
 
 from errorless.cli import main
 from errorless.errors import DataError
-from errorless.gather import gather, job_at, load_fnn, load_proto
+from errorless.gather.gather import gather, job_at, load_fnn, load_proto
 from errorless.io import arrays_digest
 
 FEATURES = ["R", "G"]

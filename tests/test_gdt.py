@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdt, sgd
 
 torch.set_num_threads(1)
 

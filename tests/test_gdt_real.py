@@ -14,8 +14,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdt, sgd
 
 torch.set_num_threads(1)
 
@@ -166,7 +167,7 @@ def test_digits_demo_through_the_pipeline_is_error_free(tmp_path, cfg):
 def test_real_photo_shard_trains_error_free(feature):
     """A pipeline-sized shard of real photographs (5 photo-part labels, 600 crops, h1 256, the
     pipeline's transform): SGD stops at 98 %, GDT fits every crop, and the saved weights too."""
-    from errorless import photos
+    from errorless.data import photos
     from errorless.features import transform
 
     labels = np.asarray(photos.photograph_labels()[5:10])  # coffee and chelsea parts

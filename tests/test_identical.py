@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from errorless import gdt
-from errorless.duplicates import exact_pairs, key_groups
 from errorless.identical import mixed_groups, row_groups
+from errorless.quality.duplicates import exact_pairs, key_groups
+from errorless.train import gdt
 
 
 def test_groups_and_mixed_groups_equal_a_dict_of_row_bytes():

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from errorless import labelissues as li
 from errorless.config import load_config
+from errorless.data.shards import Shard, assign
 from errorless.errors import ConfigError, DataError
-from errorless.gather import ProtoWeights
-from errorless.shards import Shard, assign
+from errorless.gather.gather import ProtoWeights
+from errorless.quality import labelissues as li
 
 TRANSFORM = {"pool": 1, "trim": 0, "decimals": 4}
 
@@ -138,7 +138,7 @@ def test_one_submodule_pipeline_outputs(tmp_path):
 
 
 def test_flip_planting_keeps_shards_and_modules():
-    from errorless import synthetic
+    from errorless.data import synthetic
 
     cfg = load_config(
         overrides={
@@ -187,7 +187,12 @@ def test_flip_planting_keeps_shards_and_modules():
 
 
 def test_double_labelling_check_ignores_flips():
-    from errorless.doublelabel import REPORT_COLUMNS, TrainingEvidence, finish, planted_check
+    from errorless.quality.doublelabel import (
+        REPORT_COLUMNS,
+        TrainingEvidence,
+        finish,
+        planted_check,
+    )
 
     planted = pd.DataFrame(
         [
@@ -265,7 +270,7 @@ def test_planted_flips_are_found_on_real_digits():
     from errorless import fnn
     from errorless.config import SGDSettings
     from errorless.features import transform
-    from errorless.sgd import train_sgd
+    from errorless.train.sgd import train_sgd
 
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -439,9 +444,9 @@ def test_one_file_digits_every_submodule_holds_every_label_and_votes_far_above_c
     right for a few % of the images; now both hold every digit."""
     from errorless import fnn
     from errorless.config import SGDSettings
+    from errorless.data.shards import load_shard, modularize
     from errorless.features import transform
-    from errorless.sgd import train_sgd
-    from errorless.shards import load_shard, modularize
+    from errorless.train.sgd import train_sgd
 
     cfg = load_config(
         overrides={

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from errorless import figures as fg
-from errorless import htmltables as ht
-from errorless import report as rp
 from errorless.errors import DataError
-from errorless.evaluate import choose_wheel_fnn
+from errorless.evaluate.evaluate import choose_wheel_fnn
+from errorless.report import figures as fg
+from errorless.report import htmltables as ht
+from errorless.report import report as rp
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

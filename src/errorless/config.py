@@ -15,10 +15,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from . import datasets
-from .datasets import GREY_FORMATS  # noqa: F401 (re-exported)
-from .errors import ConfigError
-from .names import model_name, module_names, submodule_names  # noqa: F401 (re-exported)
+from errorless.data import datasets
+from errorless.data.datasets import GREY_FORMATS  # noqa: F401 (re-exported)
+from errorless.errors import ConfigError
+from errorless.names import model_name, module_names, submodule_names  # noqa: F401 (re-exported)
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "config.schema.yaml"
 
@@ -170,7 +170,7 @@ def check_finite(value: Any, key: str = "") -> None:
 
 def check_planes(features: list[str], planes: tuple[int, str] | None) -> None:
     """Grey data (1 plane) has the single feature 'gray', colour data (3 planes) the colour
-    features: ``planes`` is :func:`errorless.datasets.planes` (None: not known, no check)."""
+    features: ``planes`` is :func:`errorless.data.datasets.planes` (None: not known, no check)."""
     if planes is None:
         return
     n, source = planes
@@ -189,7 +189,7 @@ def check_planes(features: list[str], planes: tuple[int, str] | None) -> None:
 
 def check_consistency(config: dict[str, Any]) -> None:
     """Rules the schema cannot express. Grey or colour features: from the format, or for npz
-    from the training file's .npy header (:func:`errorless.datasets.planes`); checked here, at
+    from the training file's .npy header (:func:`errorless.data.datasets.planes`); checked here, at
     planning and when a command loads a config, not in the jobs (restricted settings)."""
     for key, value in (("results", config["results"]), ("dataset.path", config["dataset"]["path"])):
         if Path(value).resolve() == Path("/").resolve():

@@ -4,13 +4,13 @@
 * shard ``<module>_<submodule>``, e.g. ``m03_s2``;
 * trained model ``<arch>_m<replicate>``, e.g. ``h1_m1``;
 * proto-model ``<method>_<model>``, e.g. ``T_h1_m1`` (method S, Sp or T);
-* cross-fitting fold ``f1 … fK`` (label-issue evidence, ``errorless.crossfit``);
+* cross-fitting fold ``f1 … fK`` (label-issue evidence, ``errorless.quality.crossfit``);
 * featured model ``Model-<p>`` (the first p features' FNNs voting), e.g. ``Model-3``.
 """
 
 from __future__ import annotations
 
-from .errors import DataError
+from errorless.errors import DataError
 
 
 def module_name(j: int, width: int = 2) -> str:

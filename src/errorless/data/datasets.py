@@ -14,8 +14,8 @@ Formats:
   plain or ``.gz`` (the plain file wins when both exist). ``dataset.idx_train`` names the pair
   used as the training set; the other pair is the held-out set. Grey (N, S, S, 1).
 - ``digits``: scikit-learn's bundled 8×8 handwritten digits (grey, values 0..16 scaled to 0..255).
-- ``synthetic``: written by :mod:`errorless.synthetic` in the imagenet64 (or 32) layout.
-- ``photos``: crops of bundled real photographs, written by :mod:`errorless.photos` in the same layout.
+- ``synthetic``: written by :mod:`errorless.data.synthetic` in the imagenet64 (or 32) layout.
+- ``photos``: crops of bundled real photographs, written by :mod:`errorless.data.photos` in the same layout.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from errorless.errors import DataError
 
 IMAGENET = {"imagenet64": 64, "imagenet32": 32, "imagenet64-npz": 64, "imagenet32-npz": 32}
 DEFAULT_LABELS = {"cifar10": 10, "cifar100": 100, "digits": 10, "mnist": 10}

@@ -5,7 +5,7 @@ a wrong label is simply memorised by its own submodule's FNNs. What finds it is 
 made **without** that image: an out-of-sample (cross-validated) probability, the input of
 confident learning (Northcutt et al., 2021). Two sources (docs/label-issues.md):
 
-* **cross-fitted FNNs** (``errorless.crossfit``, on by default: ``label_issues.crossfit.folds``
+* **cross-fitted FNNs** (``errorless.quality.crossfit``, on by default: ``label_issues.crossfit.folds``
   K ≥ 2): per module, each fold's images predicted by FNNs trained on the other folds, with
   augmentation; the strongest evidence the method's own FNNs give;
 * **the other submodules' FNNs** of the trained model: every image of module j lies in one
@@ -46,11 +46,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import device_argument, settings_arguments, settings_from_args
-from .errors import ConfigError, DataError
-from .io import atomic_path, write_parquet, write_text
-from .names import number, submodule_name
-from .shards import manifest_shards
+from errorless.config import device_argument, settings_arguments, settings_from_args
+from errorless.data.shards import manifest_shards
+from errorless.errors import ConfigError, DataError
+from errorless.io import atomic_path, write_parquet, write_text
+from errorless.names import number, submodule_name
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ CHECK_COLUMNS = [
 
 
 def default_proto(cfg: dict[str, Any]) -> str:
-    from .config import methods, proto_names
+    from errorless.config import methods, proto_names
 
     if cfg["label_issues"]["proto"]:
         return cfg["label_issues"]["proto"]
@@ -126,9 +126,9 @@ def shard_out_of_sample(
     Returns probs (N, c), label_votes (N, c), vote label (global), votes, super_majority;
     None when the module has no other submodule.
     """
-    from .evaluate import vote
-    from .features import transform_many
-    from .fnn import SharedGroup
+    from errorless.evaluate.evaluate import vote
+    from errorless.features import transform_many
+    from errorless.fnn import SharedGroup
 
     others = [
         g
@@ -189,9 +189,9 @@ def out_of_sample(
     ``modules.submodules`` ≥ 2) and the probabilities of the cross-fitted FNNs (the
     ``crossfit`` Parquet files of ``errorless cross-fit``) or, without them, of the other
     submodules. Empty, with a log line, when neither exists."""
-    from .evaluate import torch_device
-    from .gather import load_proto
-    from .shards import load_shard
+    from errorless.data.shards import load_shard
+    from errorless.evaluate.evaluate import torch_device
+    from errorless.gather.gather import load_proto
 
     r = cfg["modules"]["submodules"]
     table = empty_oos()
@@ -217,7 +217,7 @@ def out_of_sample(
 
 
 def read_crossfit(path: str | Path) -> pd.DataFrame:
-    from .crossfit import COLUMNS
+    from errorless.quality.crossfit import COLUMNS
 
     try:
         df = pd.read_parquet(path)
@@ -604,7 +604,7 @@ def issues_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .doublelabel import fetch_images
+    from errorless.quality.doublelabel import fetch_images
 
     show = issues[issues["flagged"]].head(top)
     if len(show) == 0:
@@ -648,7 +648,7 @@ def issues_figure(
 
 
 def oos_arguments(p: argparse.ArgumentParser) -> None:
-    from .evaluate import fnn_arguments
+    from errorless.evaluate.evaluate import fnn_arguments
 
     settings_arguments(p)
     fnn_arguments(p, "shards/manifest.tsv (the run's shards)", shards_required=True)
@@ -714,7 +714,7 @@ def issues_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def issues_main(args: argparse.Namespace) -> int:
-    from .doublelabel import read_planted
+    from errorless.quality.doublelabel import read_planted
 
     cfg = settings_from_args(args)
     flag = cfg["label_issues"]["flag"]

@@ -9,7 +9,7 @@ shape), over the whole data set (every shard, across modules), and scales to Ima
   image shape and dtype) into 128-bit keys; equal keys form groups; groups holding more than
   one label are reported (kind ``exact``).
 * **near** / **mirrored**: one representative per exact group goes through
-  ``errorless.nearcopy`` (thumbnails, faiss candidates, aligned verification): copies after
+  ``errorless.quality.nearcopy`` (thumbnails, faiss candidates, aligned verification): copies after
   JPEG, rescaling, crops, shifts, brightness/contrast changes (``near``) or a left-right
   mirror (``mirrored``), each pair with its similarity (aligned correlation, 1 = identical).
 """
@@ -33,13 +33,18 @@ import numpy as np
 import pandas as pd
 from xxhash import xxh3_128_digest
 
-from .config import results_arguments, results_paths, settings_arguments, settings_from_args
-from .errors import DataError
-from .identical import mixed_groups, row_groups
-from .io import write_json, write_parquet
-from .names import split_shard
-from .nearcopy import NearSettings, Thumbs, near_copies, thumbs
-from .shards import manifest_shards
+from errorless.config import (
+    results_arguments,
+    results_paths,
+    settings_arguments,
+    settings_from_args,
+)
+from errorless.data.shards import manifest_shards
+from errorless.errors import DataError
+from errorless.identical import mixed_groups, row_groups
+from errorless.io import write_json, write_parquet
+from errorless.names import split_shard
+from errorless.quality.nearcopy import NearSettings, Thumbs, near_copies, thumbs
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +309,7 @@ class Inputs:
 
     def images(self, rows: np.ndarray) -> np.ndarray:
         """The images of sorted rows, read back from their shards (only the shards they are in)."""
-        from .shards import load_shard
+        from errorless.data.shards import load_shard
 
         rows = np.asarray(rows, np.int64)
         shard = np.searchsorted(self.starts, rows, side="right") - 1
@@ -320,7 +325,7 @@ class Inputs:
 def load_inputs(paths: Sequence[Path], seed: int = 0) -> Inputs:
     """Keys and thumbnails of the images of ``paths`` (the shards of :func:`manifest_shards`;
     one shard in memory at a time)."""
-    from .shards import load_shard
+    from errorless.data.shards import load_shard
 
     sizes = []
     for p in paths:

@@ -34,7 +34,7 @@ Python API (no disk):
 As a pipeline data format (``dataset.format: photos``, settings ``photos:``; ``errorless
 photos --out DIR``), :func:`write` writes the crops in the imagenet64 (or 32) pickle layout
 (``train_data_batch_1..N``, ``val_data``) with the planted double labels of
-:mod:`errorless.synthetic` (``planted.csv``, same batch layout, planting and writing
+:mod:`errorless.data.synthetic` (``planted.csv``, same batch layout, planting and writing
 functions) and ``labels.csv`` (each label's photo and part box).
 """
 
@@ -49,10 +49,10 @@ from typing import Any
 
 import numpy as np
 
-from . import synthetic
-from .config import settings_arguments, settings_from_args
-from .errors import ConfigError
-from .io import write_text
+from errorless.config import settings_arguments, settings_from_args
+from errorless.data import synthetic
+from errorless.errors import ConfigError
+from errorless.io import write_text
 
 log = logging.getLogger(__name__)
 

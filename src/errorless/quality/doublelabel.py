@@ -43,7 +43,7 @@ Planted-truth check (synthetic and photos data): only rows with an image match
 when every one of its images belongs to a planted pair whose two images are both in the row.
 A plant is **found** when some reported row contains both of its images. Per plant kind
 (``same_shard``, ``cross_module``: exact copies; ``jpeg``, ``rescale``, ``crop``, ``shift``,
-``flip``, ``brightness``, ``contrast``, ``combo``: near copies, see ``errorless.copies``):
+``flip``, ``brightness``, ``contrast``, ``combo``: near copies, see ``errorless.data.copies``):
 recall = found / planted, and reported / correct count the rows holding a plant of that kind.
 ``overall``: precision = correct rows / every reported row — a row holding no plant counts
 against it (also listed alone as ``not_planted``). ``indistinguishable`` and
@@ -64,19 +64,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import (
+from errorless.config import (
     proto_names,
     results_arguments,
     results_paths,
     settings_arguments,
     settings_from_args,
 )
-from .datasets import GENERATED
-from .errors import DataError
-from .grid import fnn_jobs
-from .io import atomic_path, write_parquet, write_text
-from .names import module_name, proto_name, shard_name, split_shard, submodule_name
-from .shards import manifest_shards
+from errorless.data.datasets import GENERATED
+from errorless.data.shards import manifest_shards
+from errorless.errors import DataError
+from errorless.grid import fnn_jobs
+from errorless.io import atomic_path, write_parquet, write_text
+from errorless.names import module_name, proto_name, shard_name, split_shard, submodule_name
 
 log = logging.getLogger(__name__)
 
@@ -492,7 +492,7 @@ def planted_check(
     """(summary per kind + overall, one line per plant). See the module docstring."""
     planted = planted[
         planted["kind"] != "label_flip"
-    ]  # single-image label flips: errorless.labelissues checks them
+    ]  # single-image label flips: errorless.quality.labelissues checks them
     plants = [
         (str(k), frozenset((str(a), str(b))))
         for k, a, b in zip(planted["kind"], planted["id_a"], planted["id_b"], strict=True)
@@ -614,7 +614,7 @@ def no_ground_truth(reason: str) -> pd.DataFrame:
 
 def fetch_images(shards: Sequence[Path], ids: set[str]) -> dict[str, np.ndarray]:
     """Images by id from the shards (a shard is fully read only if it holds a wanted id)."""
-    from .shards import load_shard
+    from errorless.data.shards import load_shard
 
     out: dict[str, np.ndarray] = {}
     if not ids:

@@ -9,7 +9,7 @@ for folder images), and images in any supported layout:
   files) to the training size; the image id is the file's path relative to the folder;
 * ``npz``: ``images`` uint8 (N, H, W, C), optional ``labels`` (0-based) and ``ids``;
 * ``imagenet64``, ``imagenet32``, ``imagenet64-npz``, ``imagenet32-npz``, ``cifar10``,
-  ``cifar100``: one batch file, read by :mod:`errorless.datasets` (labels shifted to 0-based);
+  ``cifar100``: one batch file, read by :mod:`errorless.data.datasets` (labels shifted to 0-based);
 * ``mnist``: an IDX images file ``<prefix>-images-idx3-ubyte[.gz]``, read with its labels file
   ``<prefix>-labels-idx1-ubyte[.gz]`` beside it (grey).
 
@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import FEATURES, GREY_FEATURE
-from .datasets import GENERATED, IMAGENET
-from .errors import ConfigError, DataError
-from .names import shard_name, split_proto
+from errorless.config import FEATURES, GREY_FEATURE
+from errorless.data.datasets import GENERATED, IMAGENET
+from errorless.errors import ConfigError, DataError
+from errorless.names import shard_name, split_proto
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def load_images(path: Path, fmt: str, cfg: dict[str, Any], size: int | None, gre
             else np.array([f"{path.stem}:{i}" for i in range(len(images))])
         )
         return images, labels, ids
-    from . import datasets
+    from errorless.data import datasets
 
     sub = copy.deepcopy(cfg)
     sub.setdefault("dataset", {}).update(format=fmt, path=str(path.parent), labels=None)
@@ -182,8 +182,8 @@ def predict(
     batch_size: int = 4096,
 ) -> pd.DataFrame:
     """Predicted labels with their vote counts, one row per image."""
-    from .evaluate import model_votes, torch_device
-    from .gather import load_proto, protos_in
+    from errorless.evaluate.evaluate import model_votes, torch_device
+    from errorless.gather.gather import load_proto, protos_in
 
     wpath = Path(weights) if weights else Path(results) / "weights.parquet"
     if not wpath.exists():
@@ -281,8 +281,8 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def predict_main(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .io import write_text
+    from errorless.config import load_config
+    from errorless.io import write_text
 
     config = args.config
     if config is None and (Path(args.results) / "config.yaml").exists():

@@ -10,11 +10,11 @@ Planted double labels (ground truth in ``planted.csv`` next to the batches):
   (module, submodule) shard: B keeps its label, so one input carries two labels in one shard;
 - ``cross_module``: the same, with B in another module (no single FNN can see it);
 - near copies (``jpeg``, ``rescale``, ``crop``, ``shift``, ``flip``, ``brightness``,
-  ``contrast``, ``combo``; ``errorless.copies``): B becomes A changed the way real data sets
+  ``contrast``, ``combo``; ``errorless.data.copies``): B becomes A changed the way real data sets
   change copies, one kind per plant; alternately in A's shard and in another module
   (``placement``).
 - ``label_flip`` (``plant_flips``): one image gets another label of its own module, no copy (the
-  single-image label errors GDT memorises; found by ``errorless.labelissues``).
+  single-image label errors GDT memorises; found by ``errorless.quality.labelissues``).
 
 At ImageNet size (``synthetic.stream: true``; 1,000 labels x 1,280 images) :func:`write_streaming`
 writes one batch at a time: images are drawn in chunks, each from its own seed
@@ -38,11 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import module_names, settings_arguments, settings_from_args, submodule_names
-from .copies import transform_copy
-from .errors import ConfigError
-from .io import write_if_changed, write_text
-from .shards import assign
+from errorless.config import module_names, settings_arguments, settings_from_args, submodule_names
+from errorless.data.copies import transform_copy
+from errorless.data.shards import assign
+from errorless.errors import ConfigError
+from errorless.io import write_if_changed, write_text
 
 log = logging.getLogger(__name__)
 PLANTED_COLUMNS = [
@@ -128,7 +128,7 @@ def generate(cfg: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarra
 def module_layout(cfg: dict[str, Any], L: int) -> tuple[np.ndarray, int, int]:
     """(the 0-based module of every label, r, K) of the run's module plan
     (:func:`errorless.grid.module_plan`: contiguous, or the label groups)."""
-    from .grid import module_plan
+    from errorless.grid import module_plan
 
     plan = module_plan(cfg, L)
     return plan.module_of(), cfg["modules"]["submodules"], len(plan.modules)

@@ -40,14 +40,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import fnn
-from .config import SGDSettings, device_argument, settings_arguments, settings_from_args
-from .errors import ConfigError, DataError
-from .features import transform_many
-from .io import write_parquet
-from .names import split_fold
-from .sgd import Member, Trainer
-from .shards import Shard, load_shard, manifest_shards
+from errorless import fnn
+from errorless.config import SGDSettings, device_argument, settings_arguments, settings_from_args
+from errorless.data.shards import Shard, load_shard, manifest_shards
+from errorless.errors import ConfigError, DataError
+from errorless.features import transform_many
+from errorless.io import write_parquet
+from errorless.names import split_fold
+from errorless.train.sgd import Member, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ def cross_fit(
 ) -> pd.DataFrame:
     """The images of fold ``fold`` of ``module`` with the probabilities (over the module's c
     labels) of FNNs trained on the module's other folds (COLUMNS + ``probs``)."""
-    from .train import resolve_device
+    from errorless.train.train import resolve_device
 
     cf = CrossFitSettings.from_dict(cfg["label_issues"]["crossfit"])
     K = cf.folds

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import fnn
-from .config import GDTSettings
-from .identical import mixed_groups, row_groups
+from errorless import fnn
+from errorless.config import GDTSettings
+from errorless.identical import mixed_groups, row_groups
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 2.0

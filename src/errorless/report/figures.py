@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path
-from .names import featured_number, number, proto_key, split_proto
+from errorless.io import atomic_path
+from errorless.names import featured_number, number, proto_key, split_proto
 
 METHOD_TITLE = {"S": "S (SGD to threshold)", "Sp": "S′ (released threshold)", "T": "T (GDT)"}
 
@@ -434,7 +434,7 @@ def compute_figure(phases: pd.DataFrame, path: Path) -> None:
     save(fig, path)
 
 
-# ---------------------------------------------------------------- confusion (errorless.confusion)
+# ---------------------------------------------------------------- confusion (errorless.evaluate.confusion)
 
 
 def _short(name: str, width: int = 14) -> str:

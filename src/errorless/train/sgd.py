@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import fnn
-from .config import SGDSettings
+from errorless import fnn
+from errorless.config import SGDSettings
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 2.0  # progress lines at most this often (plus the first and the last)

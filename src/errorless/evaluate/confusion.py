@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import settings_arguments, settings_from_args
-from .errors import DataError
-from .io import write_parquet, write_text
+from errorless.config import settings_arguments, settings_from_args
+from errorless.errors import DataError
+from errorless.io import write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +212,9 @@ def pair_examples(paths: Sequence[str | Path], pairs: pd.DataFrame, k: int) -> p
 def label_table(cfg: dict[str, Any]) -> pd.DataFrame:
     """``label, name, module, group`` of every label of the run (the module plan of
     :func:`errorless.grid.module_plan`; group empty without ``modules.groups``)."""
-    from .datasets import label_names
-    from .grid import module_plan
-    from .names import module_names
+    from errorless.data.datasets import label_names
+    from errorless.grid import module_plan
+    from errorless.names import module_names
 
     plan = module_plan(cfg)
     L = plan.labels

@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import fnn
-from .config import GDTSettings, SGDSettings, TransformSettings, parse_settings
-from .errors import ConfigError, DataError
-from .features import transform
-from .gdt import GDT, classify_status, run_group
-from .io import arrays_digest, atomic_path, remove_stale_temporaries, write_json, write_npz
-from .names import proto_name, split_model, split_shard
-from .sgd import pack_result, train_sgd_group, unpack_result
-from .shards import Shard, load_shard
+from errorless import fnn
+from errorless.config import GDTSettings, SGDSettings, TransformSettings, parse_settings
+from errorless.data.shards import Shard, load_shard
+from errorless.errors import ConfigError, DataError
+from errorless.features import transform
+from errorless.io import arrays_digest, atomic_path, remove_stale_temporaries, write_json, write_npz
+from errorless.names import proto_name, split_model, split_shard
+from errorless.train.gdt import GDT, classify_status, run_group
+from errorless.train.sgd import pack_result, train_sgd_group, unpack_result
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 2  # 2: one checkpoint per job holds every FNN of a group

@@ -45,10 +45,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .confusion import module_block
-from .datasets import GENERATED
-from .errors import DataError
-from .figures import (
+from errorless.data.datasets import GENERATED
+from errorless.errors import DataError
+from errorless.evaluate.confusion import module_block
+from errorless.io import atomic_path, write_text
+from errorless.names import number, proto_key, shard_name
+from errorless.report.figures import (
     accuracy_figure,
     compute_figure,
     confusion_wheel_figure,
@@ -58,9 +60,7 @@ from .figures import (
     perfect_figure,
     proto_title,
 )
-from .htmltables import html_page, html_table, note
-from .io import atomic_path, write_text
-from .names import number, proto_key, shard_name
+from errorless.report.htmltables import html_page, html_table, note
 
 log = logging.getLogger(__name__)
 
@@ -408,11 +408,11 @@ def thumbnails_figures(args: argparse.Namespace, report: pd.DataFrame) -> None:
     (not by the rules that rank them) so that double_labeling.thumbnails reruns only the report."""
     if not (args.suspects_figure or args.issues_figure):
         return
-    from .doublelabel import read_planted, suspects_figure
-    from .labelissues import flip_ids, issues_figure
+    from errorless.quality.doublelabel import read_planted, suspects_figure
+    from errorless.quality.labelissues import flip_ids, issues_figure
 
     top = int(_config(args)["double_labeling"]["thumbnails"])
-    from .shards import manifest_shards
+    from errorless.data.shards import manifest_shards
 
     shards = list(manifest_shards(args.manifest).values()) if args.manifest else []
     if args.suspects_figure:
@@ -478,7 +478,7 @@ def mark_text(image_id: str, suspects: set[str], issues: set[str]) -> str:
 
 
 def confusion_section(args: argparse.Namespace, out: Path) -> None:
-    from .figures import (
+    from errorless.report.figures import (
         confusion_heatmaps_figure,
         module_matrix_figure,
         pair_thumbnails_figure,
@@ -539,8 +539,8 @@ def confusion_section(args: argparse.Namespace, out: Path) -> None:
     write_text(out / "confusion_pairs.html", html_page("Most confused label pairs", body))
 
     # thumbnails of the images behind the top pairs
-    from .doublelabel import fetch_images
-    from .shards import manifest_shards
+    from errorless.data.shards import manifest_shards
+    from errorless.quality.doublelabel import fetch_images
 
     rows = []
     for r in top.head(THUMBNAIL_PAIRS).itertuples():
@@ -751,7 +751,7 @@ def run_section(args: argparse.Namespace, out: Path) -> None:
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "settings", None):
-        from .config import parse_settings
+        from errorless.config import parse_settings
 
         return parse_settings(args.settings)
     if not getattr(args, "config", None):

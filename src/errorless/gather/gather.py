@@ -36,10 +36,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import DataError
-from .grid import fnn_jobs
-from .io import arrays_digest, atomic_path, write_parquet
-from .names import is_number_name, number, proto_name, shard_name, split_model, split_shard
+from errorless.errors import DataError
+from errorless.grid import fnn_jobs
+from errorless.io import arrays_digest, atomic_path, write_parquet
+from errorless.names import is_number_name, number, proto_name, shard_name, split_model, split_shard
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def jobs_from_manifest(manifest: str | Path, cfg: dict[str, Any], results: str |
     """The full job grid: config models × config features × the shards of ``manifest.tsv``."""
     import pandas as pd
 
-    from .config import proto_names
+    from errorless.config import proto_names
 
     manifest = Path(manifest)
     if not manifest.exists():
@@ -679,7 +679,7 @@ def gather_main(args: argparse.Namespace) -> int:
     if args.jobs_file:
         jobs = jobs_from_file(args.jobs_file, args.results)
     elif args.manifest:
-        from .config import load_config
+        from errorless.config import load_config
 
         jobs = jobs_from_manifest(args.manifest, load_config(args.config), args.results)
     else:

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from . import datasets
-from .config import module_names, settings_arguments, settings_from_args, submodule_names
-from .errors import ConfigError, DataError
-from .io import write_npz, write_text
-from .names import shard_name, submodule_name
+from errorless.config import module_names, settings_arguments, settings_from_args, submodule_names
+from errorless.data import datasets
+from errorless.errors import ConfigError, DataError
+from errorless.io import write_npz, write_text
+from errorless.names import shard_name, submodule_name
 
 log = logging.getLogger(__name__)
 KEYS = (
@@ -161,7 +161,7 @@ def modularize(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     spill file (in the shards' sorted order, since batches are read in order); then one module
     at a time is read back and cut into its shards. Memory: about one batch plus one module,
     not the training set (ImageNet64: ~1.6 GB a batch, ~0.4 GB a module of 25 labels)."""
-    from .grid import module_plan
+    from errorless.grid import module_plan
 
     t0 = time.time()
     r = cfg["modules"]["submodules"]

@@ -62,11 +62,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import fnn
-from .config import device_argument, settings_arguments, settings_from_args
-from .errors import ConfigError, DataError
-from .io import write_json, write_npz, write_parquet, write_text
-from .names import featured_model, number, proto_key, shard_name
+from errorless import fnn
+from errorless.config import device_argument, settings_arguments, settings_from_args
+from errorless.errors import ConfigError, DataError
+from errorless.io import write_json, write_npz, write_parquet, write_text
+from errorless.names import featured_model, number, proto_key, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def model_votes(
     Per image block: each feature is transformed once, its G FNNs run batched, and all
     featured models and protocols vote on the same FNN outputs.
     """
-    from .features import transform_many
+    from errorless.features import transform_many
 
     bad = [p for p in ps if p > len(pw.features) or p < 1]
     if bad:
@@ -276,7 +276,7 @@ def proto_votes(
     most ``max_weights_mb`` of float32 weights held; ``None`` = the whole proto-model at once):
     each pass votes over its modules' groups, :func:`merge_votes` joins the passes (the
     images are transformed once per pass). Returns (votes, groups, FNNs, labels per FNN)."""
-    from .gather import load_proto, module_sizes
+    from errorless.gather.gather import load_proto, module_sizes
 
     passes = module_passes(module_sizes(weights, proto), max_weights_mb)
     merged: dict[tuple[int, str], Vote] = {}
@@ -318,8 +318,8 @@ def evaluate_batch(
     cfg: dict[str, Any], batch: str, weights: str | Path, protos: Sequence[str] | None = None
 ):
     """Predictions table (pandas) and speed record for one source batch."""
-    from . import datasets
-    from .gather import protos_in
+    from errorless.data import datasets
+    from errorless.gather.gather import protos_in
 
     data = datasets.load_batch(cfg, batch)
     protos = list(protos) if protos else protos_in(weights)
@@ -471,7 +471,7 @@ def training_evaluation(
     cfg: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(table per proto, table per FNN). Without ``shards`` only the recorded accuracies are used."""
-    from .gather import load_proto
+    from errorless.gather.gather import load_proto
 
     check = cfg["weights"]["check_decimals"]
     saved = cfg["weights"]["decimals"]
@@ -487,8 +487,8 @@ def training_evaluation(
                 rows.append({**fnn_key, "accuracy_recorded": acc, "accuracy": acc})
                 rows[-1].update(accuracy_cut=np.nan, changed_predictions=np.nan)
             continue
-        from .features import transform
-        from .shards import load_shard
+        from errorless.data.shards import load_shard
+        from errorless.features import transform
 
         pw = load_proto(weights, proto, feats)
         for g, (m, s) in enumerate(pw.groups):
@@ -609,9 +609,9 @@ def wheel_data(
     one panel per proto-model of its model (``probs`` (P, N, c) float32, ``protos`` (P,)),
     the images' local ``labels`` (N,), ``label_lo``/``label_hi`` and the FNN's names. No
     panels (``protos`` empty) without a trained FNN or without the shards."""
-    from .features import transform
-    from .gather import load_fnn
-    from .shards import load_shard
+    from errorless.data.shards import load_shard
+    from errorless.features import transform
+    from errorless.gather.gather import load_fnn
 
     pick = choose_wheel_fnn(training, cfg["features"])
     empty = {"protos": np.array([], dtype=str), "probs": np.zeros((0, 0, 0), np.float32)}
@@ -679,7 +679,7 @@ def fnn_arguments(p: argparse.ArgumentParser, shards: str, shards_required: bool
 
 def shards_of(args: argparse.Namespace) -> dict[str, Path] | None:
     """The shards of ``--manifest`` by name, None without it."""
-    from .shards import manifest_shards
+    from errorless.data.shards import manifest_shards
 
     return manifest_shards(args.manifest) if args.manifest else None
 
