@@ -40,7 +40,8 @@ from errorless.quality.duplicates import (
     near_search_arguments,
     peak_rss_mb,
 )
-from errorless.quality.nearcopy import NearSettings, Thumbs
+from errorless.quality.nearsettings import NearSettings
+from errorless.quality.thumbnails import Thumbs
 
 
 def plant(
@@ -84,7 +85,7 @@ def score(pairs, truth, n_unplanted_rows) -> dict:
 
 def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumbs) -> np.ndarray:
     """(P,) how far apart two images are under the transform the search claims for them: the
-    thumbnail fit (errorless.quality.nearcopy.similarity, mirrored for "mirrored" pairs) refined here by
+    thumbnail fit (errorless.quality.alignment.similarity, mirrored for "mirrored" pairs) refined here by
     up to ±1 px and ±2 % per axis; both grey images blurred by σ = 1 px (resampling), no gain or
     offset (unplanted crops of one photo share its exposure); the largest RMS difference in an
     8 × 8-pixel window (every position, at least half inside the overlap), in grey levels 0-255. Not the
@@ -93,22 +94,22 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
 
     from scipy.ndimage import gaussian_filter, uniform_filter
 
-    from errorless.quality import nearcopy as nc
+    from errorless.quality import alignment, thumbnails
 
     if not pairs:
         return np.zeros(0)
     a, b = (np.array(v) for v in zip(*pairs, strict=True))
     f = np.array([k == "mirrored" for k in kinds])
-    _, par, rev = nc.similarity(
+    _, par, rev = alignment.similarity(
         thumbs.grey[a], thumbs.grey[b], thumbs.colour[a], thumbs.colour[b], f
     )
     p, h = len(a), images.shape[1]
-    grey = gaussian_filter(nc._grey(images[np.r_[a, b]]), (0, 1, 1))
+    grey = gaussian_filter(thumbnails._grey(images[np.r_[a, b]]), (0, 1, 1))
     ga, gb = grey[:p], grey[p:]
     src, dst = np.where(rev[:, None, None], gb, ga), np.where(rev[:, None, None], ga, gb)
     src[f] = src[f][:, :, ::-1]
     side, win = h - 2, 8
-    xb, yb, flat = nc._grid(h, 1, 1)
+    xb, yb, flat = alignment._grid(h, 1, 1)
     dv = dst.reshape(p, -1)[:, flat]
 
     def windows(x):  # (P, side²) -> (P, side, side) means over the 8 × 8 window around each pixel
@@ -120,9 +121,9 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
         q = par.copy()
         q[:, 0] *= fx
         q[:, 2] *= fy
-        q[:, 1] = (q[:, 1] + dx / 2) * h / nc.SIDE  # thumbnail px -> image px
-        q[:, 3] = (q[:, 3] + dy / 2) * h / nc.SIDE
-        sv, inside = nc._sample(src, *nc._warp(src, q, xb, yb))
+        q[:, 1] = (q[:, 1] + dx / 2) * h / thumbnails.SIDE  # thumbnail px -> image px
+        q[:, 3] = (q[:, 3] + dy / 2) * h / thumbnails.SIDE
+        sv, inside = alignment._sample(src, *alignment._warp(src, q, xb, yb))
         m = inside.astype(np.float64)
         cover = windows(m)
         rms = np.sqrt(np.maximum(windows((dv - sv) ** 2 * m), 0) / np.maximum(cover, 1e-9))
@@ -241,7 +242,7 @@ def _show(images, pairs, path) -> None:
 
 def random_images(rng: np.random.Generator, n: int, side: int = 64) -> np.ndarray:
     """Distinct smooth random colour images (coarse 8×8 noise, bilinear-upsampled, plus fine noise)."""
-    from errorless.quality.nearcopy import area_matrix
+    from errorless.quality.thumbnails import area_matrix
 
     up = area_matrix(8, side)  # (side, 8): each pixel takes its coarse cell
     out = np.empty((n, side, side, 3), np.uint8)

@@ -44,7 +44,9 @@ from errorless.errors import DataError
 from errorless.identical import mixed_groups, row_groups
 from errorless.io import write_json, write_parquet
 from errorless.names import split_shard
-from errorless.quality.nearcopy import NearSettings, Thumbs, near_copies, thumbs
+from errorless.quality.nearcopy import near_copies
+from errorless.quality.nearsettings import NearSettings
+from errorless.quality.thumbnails import Thumbs, thumbs
 
 log = logging.getLogger(__name__)
 
