@@ -64,6 +64,7 @@ import torch
 
 from errorless import fnn
 from errorless.config import device_argument, settings_arguments, settings_from_args
+from errorless.device import resolve_device
 from errorless.errors import ConfigError, DataError
 from errorless.io import write_json, write_npz, write_parquet, write_text
 from errorless.names import featured_model, number, proto_key, shard_name
@@ -305,12 +306,6 @@ def proto_votes(
     return merged, groups, fnns, n_labels
 
 
-def torch_device(name: str) -> str:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config key device: cuda asked but no GPU is visible to torch")
-    return name
-
-
 # ---------------------------------------------------------------- evaluate one batch
 
 
@@ -325,7 +320,7 @@ def evaluate_batch(
     protos = list(protos) if protos else protos_in(weights)
     ps = sorted(cfg["featured_models"])
     protocols = list(PROTOCOLS) if cfg["evaluation"]["top3"] else ["top1"]
-    device = torch_device(cfg["device"])
+    device = resolve_device(cfg["device"]).type
     split = "heldout" if batch == datasets.validation_batch(cfg) else "train"
     frames, speed = [], {"batch": batch, "images": len(data), "device": device, "protos": {}}
     for proto in protos:

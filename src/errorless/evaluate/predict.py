@@ -182,7 +182,8 @@ def predict(
     batch_size: int = 4096,
 ) -> pd.DataFrame:
     """Predicted labels with their vote counts, one row per image."""
-    from errorless.evaluate.evaluate import model_votes, torch_device
+    from errorless.device import resolve_device
+    from errorless.evaluate.evaluate import model_votes
     from errorless.gather.gather import load_proto, protos_in
 
     wpath = Path(weights) if weights else Path(results) / "weights.parquet"
@@ -230,7 +231,7 @@ def predict(
         [p],
         [protocol],
         transform=cfg["transform"],
-        device=torch_device(device),
+        device=resolve_device(device).type,
         batch_size=batch_size,
     )[(p, protocol)]
     groups = np.array([shard_name(m, s) for m, s in pw.groups])

@@ -279,7 +279,7 @@ def cross_fit(
 ) -> pd.DataFrame:
     """The images of fold ``fold`` of ``module`` with the probabilities (over the module's c
     labels) of FNNs trained on the module's other folds (COLUMNS + ``probs``)."""
-    from errorless.train.train import resolve_device
+    from errorless.device import resolve_device
 
     cf = CrossFitSettings.from_dict(cfg["label_issues"]["crossfit"])
     K = cf.folds

@@ -190,7 +190,7 @@ def out_of_sample(
     ``crossfit`` Parquet files of ``errorless cross-fit``) or, without them, of the other
     submodules. Empty, with a log line, when neither exists."""
     from errorless.data.shards import load_shard
-    from errorless.evaluate.evaluate import torch_device
+    from errorless.device import resolve_device
     from errorless.gather.gather import load_proto
 
     r = cfg["modules"]["submodules"]
@@ -202,7 +202,7 @@ def out_of_sample(
             pw,
             shards,
             cfg["transform"],
-            torch_device(cfg["device"]),
+            resolve_device(cfg["device"]).type,
             cfg["evaluation"]["batch_size"],
         )
     if crossfit:

@@ -29,6 +29,7 @@ import torch
 from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings, TransformSettings, parse_settings
 from errorless.data.shards import Shard, load_shard
+from errorless.device import resolve_device
 from errorless.errors import ConfigError, DataError
 from errorless.features import transform
 from errorless.io import arrays_digest, atomic_path, remove_stale_temporaries, write_json, write_npz
@@ -76,15 +77,6 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
 def job_seed(base: int, model: str, feature: str, module: str, submodule: str) -> int:
     """Base seed + a stable (process-independent) hash of the job's wildcards."""
     return int(base) + zlib.crc32(f"{model}/{feature}/{module}/{submodule}".encode())
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "config key device: 'cuda' requested but no CUDA device is available "
-            "(torch.cuda.is_available() is False); use device: cpu or a GPU node"
-        )
-    return torch.device(name)
 
 
 def parse_model(model: str, cfg: dict[str, Any]) -> tuple[str, int, list[int]]:
