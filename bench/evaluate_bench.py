@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from errorless.config import FEATURES
-from errorless.evaluate.evaluate import model_votes, proto_kernels, vote
+from errorless.evaluate.inference import model_votes, proto_kernels
+from errorless.evaluate.vote import vote
 from errorless.features import transform_many
 from errorless.gather.gather import ProtoWeights
 

@@ -195,12 +195,14 @@ def step_evaluate(a):
     code = f"""
 import json, sys, time, numpy as np
 sys.path.insert(0, {str(ROOT / "src")!r})
-from errorless.evaluate import evaluate
+from errorless.evaluate import cli as evaluate
+from errorless.evaluate import inference
+from errorless.evaluate import vote
 from errorless.gather import gather
 from errorless.io import write_parquet
 cfg = json.loads(open({str(a.cfgfile)!r}).read())
 cfg["evaluation"]["weights_mb"] = {a.weights_mb or None}
-real = evaluate.proto_votes
+real = inference.proto_votes
 M, LAST = {a.eval_images}, {a.last_images or a.eval_images}
 protos = gather.protos_in({str(a.results / "weights.parquet")!r})
 spent = []
@@ -211,9 +213,9 @@ def sampled(images, weights, proto, *args, **kw):  # the forward pass on the fir
     spent.append((time.perf_counter() - t, fnns, m))
     reps = -(-len(images) // m)
     tile = lambda x: np.tile(x, reps)[: len(images)]
-    return {{k: evaluate.Vote(*(tile(getattr(v, f)) for f in ("label", "votes", "group",
+    return {{k: vote.Vote(*(tile(getattr(v, f)) for f in ("label", "votes", "group",
         "super_majority", "variance", "distance"))) for k, v in votes.items()}}, groups, fnns, n
-evaluate.proto_votes = sampled
+inference.proto_votes = sampled
 load_proto, loading = gather.load_proto, []
 def timed_load(*args, **kw):  # reading weights.parquet, apart from the forward pass
     t = time.perf_counter()
@@ -222,7 +224,7 @@ def timed_load(*args, **kw):  # reading weights.parquet, apart from the forward 
     return out
 gather.load_proto = timed_load
 t = time.perf_counter()
-table, speed = evaluate.evaluate_batch(cfg, {a.batch!r}, {str(a.results / "weights.parquet")!r})
+table, speed = inference.evaluate_batch(cfg, {a.batch!r}, {str(a.results / "weights.parquet")!r})
 write_parquet({str(a.results / "eval_bench.parquet")!r}, table)
 sec = sum(s for s, _, _ in spent)
 rd = sum(loading)

@@ -310,7 +310,7 @@ def test_padded_stack_of_unequal_modules_equals_each_fnn_alone():
     import torch
 
     from errorless import fnn
-    from errorless.evaluate.evaluate import proto_kernels
+    from errorless.evaluate.inference import proto_kernels
     from errorless.gather.gather import ProtoWeights
 
     rng = np.random.default_rng(1)

@@ -8,14 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from errorless.evaluate.evaluate import (
-    model_votes,
-    summarize,
-    top1_rate,
-    training_evaluation,
-    training_table,
-    vote,
-)
+from errorless.evaluate.inference import model_votes
+from errorless.evaluate.summary import summarize
+from errorless.evaluate.table2 import training_evaluation, training_table
+from errorless.evaluate.vote import top1_rate, vote
 from errorless.fnn import truncate
 from errorless.gather.gather import ProtoWeights
 
@@ -409,7 +405,7 @@ def test_evaluate_and_summarize_commands(tmp_path):
 
 
 def test_table_2_counts_budget_stops_apart_from_unfittable_data():
-    from errorless.evaluate.evaluate import with_status_counts
+    from errorless.evaluate.table2 import with_status_counts
 
     table = pd.DataFrame({"proto": ["S_h1_m1", "T_h1_m1"], "fnns": [4, 4]})
     status = pd.DataFrame(

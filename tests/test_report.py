@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from errorless.errors import DataError
-from errorless.evaluate.evaluate import choose_wheel_fnn
+from errorless.evaluate.table2 import choose_wheel_fnn
 from errorless.report import figures as fg
 from errorless.report import htmltables as ht
 from errorless.report import report as rp

@@ -229,7 +229,7 @@ def _random_proto_table(features, modules, c, D, seed=0, same_as_first=()):
 def test_evaluation_in_module_passes_equals_one_pass(tmp_path, max_mb):
     import pyarrow.parquet as pq
 
-    from errorless.evaluate.evaluate import model_votes, proto_votes
+    from errorless.evaluate.inference import model_votes, proto_votes
     from errorless.features import transform_many
     from errorless.gather.gather import load_proto
 
@@ -261,7 +261,7 @@ def test_evaluation_in_module_passes_equals_one_pass(tmp_path, max_mb):
 
 
 def test_module_passes_fit_the_budget():
-    from errorless.evaluate.evaluate import module_passes
+    from errorless.evaluate.inference import module_passes
 
     sizes = {"m01": 400_000, "m02": 400_000, "m03": 400_000, "m04": 900_000}
     assert module_passes(sizes, None) == [["m01", "m02", "m03", "m04"]]

@@ -38,17 +38,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "collect every job's weights and metrics into Parquet",
     ),
     "evaluate-training": (
-        "errorless.evaluate.evaluate",
+        "errorless.evaluate.cli",
         "training",
         "training evaluation table (paper Table 2)",
     ),
     "evaluate": (
-        "errorless.evaluate.evaluate",
+        "errorless.evaluate.cli",
         "evaluate",
         "majority-vote evaluation of one source batch",
     ),
     "summarize": (
-        "errorless.evaluate.evaluate",
+        "errorless.evaluate.cli",
         "summarize",
         "accuracy, Top-1 and confusion tables from predictions",
     ),

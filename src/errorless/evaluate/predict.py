@@ -183,7 +183,7 @@ def predict(
 ) -> pd.DataFrame:
     """Predicted labels with their vote counts, one row per image."""
     from errorless.device import resolve_device
-    from errorless.evaluate.evaluate import model_votes
+    from errorless.evaluate.inference import model_votes
     from errorless.gather.gather import load_proto, protos_in
 
     wpath = Path(weights) if weights else Path(results) / "weights.parquet"

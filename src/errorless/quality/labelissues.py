@@ -126,7 +126,7 @@ def shard_out_of_sample(
     Returns probs (N, c), label_votes (N, c), vote label (global), votes, super_majority;
     None when the module has no other submodule.
     """
-    from errorless.evaluate.evaluate import vote
+    from errorless.evaluate.vote import vote
     from errorless.features import transform_many
     from errorless.fnn import SharedGroup
 
@@ -648,7 +648,7 @@ def issues_figure(
 
 
 def oos_arguments(p: argparse.ArgumentParser) -> None:
-    from errorless.evaluate.evaluate import fnn_arguments
+    from errorless.evaluate.cli import fnn_arguments
 
     settings_arguments(p)
     fnn_arguments(p, "shards/manifest.tsv (the run's shards)", shards_required=True)
