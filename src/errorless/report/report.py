@@ -408,8 +408,10 @@ def thumbnails_figures(args: argparse.Namespace, report: pd.DataFrame) -> None:
     (not by the rules that rank them) so that double_labeling.thumbnails reruns only the report."""
     if not (args.suspects_figure or args.issues_figure):
         return
-    from errorless.quality.doublelabel import read_planted, suspects_figure
-    from errorless.quality.labelissues import flip_ids, issues_figure
+    from errorless.quality.doublelabel import suspects_figure
+    from errorless.quality.issue_check import flip_ids
+    from errorless.quality.labelissues import issues_figure
+    from errorless.quality.planted import read_planted
 
     top = int(_config(args)["double_labeling"]["thumbnails"])
     from errorless.data.shards import manifest_shards
@@ -540,7 +542,7 @@ def confusion_section(args: argparse.Namespace, out: Path) -> None:
 
     # thumbnails of the images behind the top pairs
     from errorless.data.shards import manifest_shards
-    from errorless.quality.doublelabel import fetch_images
+    from errorless.quality.gallery import fetch_images
 
     rows = []
     for r in top.head(THUMBNAIL_PAIRS).itertuples():

@@ -1,0 +1,39 @@
+"""Thumbnails of images by id for the quality figures: the images fetched from the shards, and
+one image drawn as stored."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- figure
+
+
+def fetch_images(shards: Sequence[Path], ids: set[str]) -> dict[str, np.ndarray]:
+    """Images by id from the shards (a shard is fully read only if it holds a wanted id)."""
+    from errorless.data.shards import load_shard
+
+    out: dict[str, np.ndarray] = {}
+    if not ids:
+        return out
+    for p in shards:
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                sid = z["ids"].astype(str)
+        except Exception as e:
+            log.warning("%s: cannot read ids (%s); its images are not shown", p, e)
+            continue
+        want = np.flatnonzero(np.isin(sid, list(ids - out.keys())))
+        if len(want):
+            sh = load_shard(p)
+            for k in want.tolist():
+                out[str(sid[k])] = sh.images[k]
+        if len(out) == len(ids):
+            break
+    return out
