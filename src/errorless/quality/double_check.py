@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from errorless.quality.evidence import TrainingEvidence
+from errorless.quality.planted import rate
 
 EXACT_PLANTS = ("same_shard", "cross_module")
 CHECK_COLUMNS = [
@@ -147,9 +148,16 @@ def check_row(
     reported, correct): precision = correct / reported, recall = found / planted (NaN when
     undefined)."""
     planted, found, reported, correct = counts
-    precision = correct / reported if reported else np.nan
-    recall = found / planted if planted else np.nan
-    values = (kind, planted, found, reported, correct, precision, recall, flagged, note)
+    values = (
+        kind,
+        planted,
+        found,
+        reported,
+        correct,
+        rate(correct, reported),
+        rate(found, planted),
+    )
+    values = (*values, flagged, note)
     return dict(zip(CHECK_COLUMNS, values, strict=True))
 
 

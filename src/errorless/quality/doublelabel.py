@@ -73,7 +73,7 @@ from errorless.errors import DataError
 from errorless.io import atomic_path, write_text
 from errorless.quality.double_check import DETAIL_COLUMNS, no_ground_truth, planted_check
 from errorless.quality.evidence import expected_fnns, read_training, training_evidence
-from errorless.quality.gallery import fetch_images
+from errorless.quality.gallery import fetch_images, show_image
 from errorless.quality.planted import read_planted
 from errorless.quality.suspects import combine, read_duplicates, write_report
 
@@ -134,13 +134,7 @@ def suspects_figure(
                 if img is None:
                     ax.text(0.5, 0.5, "image\nnot found", ha="center", va="center", fontsize=8)
                 else:
-                    ax.imshow(
-                        img[..., 0] if img.shape[-1] == 1 else img,
-                        cmap="gray" if img.shape[-1] == 1 else None,
-                        vmin=0,  # grey as stored: a darker copy looks darker (no per-image stretch)
-                        vmax=255,
-                        interpolation="nearest",
-                    )
+                    show_image(ax, img)
                 ax.set_title(f"label {labels[c]}\n{ids[c]}", fontsize=7)
             more = r["group_size"] - len(ids)
             axes[k][0].set_ylabel(

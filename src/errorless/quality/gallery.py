@@ -12,9 +12,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------- figure
-
-
 def fetch_images(shards: Sequence[Path], ids: set[str]) -> dict[str, np.ndarray]:
     """Images by id from the shards (a shard is fully read only if it holds a wanted id)."""
     from errorless.data.shards import load_shard
@@ -37,3 +34,15 @@ def fetch_images(shards: Sequence[Path], ids: set[str]) -> dict[str, np.ndarray]
         if len(out) == len(ids):
             break
     return out
+
+
+def show_image(ax, img: np.ndarray) -> None:
+    """Draw one image on ``ax`` as stored: grey as grey, no per-image stretch (a darker copy
+    looks darker)."""
+    ax.imshow(
+        img[..., 0] if img.shape[-1] == 1 else img,
+        cmap="gray" if img.shape[-1] == 1 else None,
+        vmin=0,
+        vmax=255,
+        interpolation="nearest",
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from errorless.quality.flags import FLAGS, flag_rule
+from errorless.quality.planted import copy_ids, flip_ids, rate
 
 CHECK_COLUMNS = [
     "evidence",
@@ -26,15 +26,6 @@ CHECK_COLUMNS = [
 # ---------------------------------------------------------------- planted check
 
 
-def flip_ids(planted: pd.DataFrame) -> set[str]:
-    return {str(i) for i in planted.loc[planted["kind"] == "label_flip", "id_a"]}
-
-
-def copy_ids(planted: pd.DataFrame) -> set[str]:
-    """Images that carry a planted copy (id_b of a copy plant): mislabelled by construction."""
-    return {str(i) for i in planted.loc[planted["kind"] != "label_flip", "id_b"].dropna()}
-
-
 def score_flags(flagged_ids: set[str], ranked_ids: list[str], flips: set[str]) -> dict[str, float]:
     """Precision / recall of a flagged set and of the top-k ranked (k = number of flips)."""
     k = len(flips)
@@ -43,10 +34,10 @@ def score_flags(flagged_ids: set[str], ranked_ids: list[str], flips: set[str]) -
     return {
         "flagged": len(flagged_ids),
         "correct": hit,
-        "precision": hit / len(flagged_ids) if flagged_ids else np.nan,
-        "recall": hit / k if k else np.nan,
+        "precision": rate(hit, len(flagged_ids)),
+        "recall": rate(hit, k),
         "topk_correct": len(top & flips),
-        "topk_precision": len(top & flips) / k if k else np.nan,
+        "topk_precision": rate(len(top & flips), k),
     }
 
 

@@ -49,8 +49,9 @@ from errorless.data.shards import manifest_shards
 from errorless.errors import ConfigError
 from errorless.io import atomic_path, write_parquet, write_text
 from errorless.quality.flags import ISSUE_COLUMNS, find_issues, load_pred_probs
-from errorless.quality.issue_check import flip_ids, no_check, planted_check
+from errorless.quality.issue_check import no_check, planted_check
 from errorless.quality.out_of_sample import default_proto, empty_oos, out_of_sample, train_votes
+from errorless.quality.planted import flip_ids
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def issues_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from errorless.quality.gallery import fetch_images
+    from errorless.quality.gallery import fetch_images, show_image
 
     show = issues[issues["flagged"]].head(top)
     if len(show) == 0:
@@ -88,13 +89,7 @@ def issues_figure(
         for ax, r in zip(axes.flat, show.to_dict("records"), strict=False):
             img = images.get(r["image_id"])
             if img is not None:
-                ax.imshow(
-                    img[..., 0] if img.shape[-1] == 1 else img,
-                    cmap="gray" if img.shape[-1] == 1 else None,
-                    vmin=0,  # grey as stored: a darker copy looks darker (no per-image stretch)
-                    vmax=255,
-                    interpolation="nearest",
-                )
+                show_image(ax, img)
             mark = " (planted flip)" if planted and r["image_id"] in planted else ""
             ax.set_title(
                 f"#{r['rank']} {r['image_id']}{mark}\ngiven {r['label']}, vote {r['predicted']} "

@@ -12,6 +12,7 @@ import pandas as pd
 
 from errorless.io import atomic_path
 from errorless.names import featured_number, number, proto_key, split_proto
+from errorless.quality.gallery import show_image
 
 METHOD_TITLE = {"S": "S (SGD to threshold)", "Sp": "S′ (released threshold)", "T": "T (GDT)"}
 
@@ -556,14 +557,7 @@ def pair_thumbnails_figure(
             if img is None:
                 ax.text(0.5, 0.5, "image\nnot in a shard", ha="center", va="center", fontsize=7)
             else:
-                grey = img.shape[-1] == 1
-                ax.imshow(
-                    img[..., 0] if grey else img,
-                    cmap="gray" if grey else None,
-                    vmin=0,
-                    vmax=255,
-                    interpolation="nearest",
-                )
+                show_image(ax, img)
             ax.set_title(caption, fontsize=6)
         axes[r][0].set_ylabel(head, fontsize=7)
     fig.suptitle(title, fontsize=9)

@@ -409,9 +409,8 @@ def thumbnails_figures(args: argparse.Namespace, report: pd.DataFrame) -> None:
     if not (args.suspects_figure or args.issues_figure):
         return
     from errorless.quality.doublelabel import suspects_figure
-    from errorless.quality.issue_check import flip_ids
     from errorless.quality.labelissues import issues_figure
-    from errorless.quality.planted import read_planted
+    from errorless.quality.planted import flip_ids, read_planted
 
     top = int(_config(args)["double_labeling"]["thumbnails"])
     from errorless.data.shards import manifest_shards
