@@ -100,7 +100,7 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
         return np.zeros(0)
     a, b = (np.array(v) for v in zip(*pairs, strict=True))
     f = np.array([k == "mirrored" for k in kinds])
-    _, par, rev = alignment.similarity(
+    _, par, rev, *_ = alignment.both_ways(
         thumbs.grey[a], thumbs.grey[b], thumbs.colour[a], thumbs.colour[b], f
     )
     p, h = len(a), images.shape[1]

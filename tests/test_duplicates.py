@@ -272,7 +272,7 @@ def test_colour_wheel_and_constant_channel_are_not_duplicates() -> None:
     keys, t = describe(x)
     res = find_duplicates(keys, t, np.arange(4))
     assert res.pairs.empty
-    sims, _, _ = alignment.similarity(
+    sims, *_ = alignment.both_ways(
         t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False])
     )
     # the same grey shape, but only at 5x the contrast (0.587 / 0.114), and other colours
@@ -345,10 +345,10 @@ def test_verification_on_threads_equals_one_thread() -> None:
     b = np.r_[n + np.arange(len(kinds)), b[keep]]
     f = np.r_[[k == "flip" for k in kinds], rng.random(len(keep)) < 0.3]
     args = (t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, 64)
-    one, two = alignment.similarity(*args, threads=1), alignment.similarity(*args, threads=2)
+    one, two = alignment.both_ways(*args, threads=1), alignment.both_ways(*args, threads=2)
     assert all(np.array_equal(u, v) for u, v in zip(one, two, strict=True))
     assert (one[0][: len(kinds), 0] > 0.9).all()  # the copies reach the fine levels
-    _, par, rev = one
+    _, par, rev, *_ = one
     fr = [fullres.full_residual(x[a], x[b], f, par, rev, block=50, threads=n) for n in (1, 2)]
     assert np.array_equal(fr[0], fr[1]) and fr[0].shape == (len(a), 3)
     assert np.allclose(
@@ -412,7 +412,7 @@ def test_logo_rim_look_alikes_are_not_paired_its_copies_are() -> None:
     x = np.stack([rim, zoomed, drawn, *copies])
     labels = np.arange(len(x))
     keys, t = describe(x)
-    sims, par, _ = alignment.similarity(
+    sims, par, *_ = alignment.both_ways(
         t.grey[[1]], t.grey[[0]], t.colour[[1]], t.colour[[0]], np.array([True])
     )  # zoomed, mirrored, onto rim
     assert sims[0, 0] >= 0.95 and not alignment.consistent(par)[0]
@@ -512,7 +512,7 @@ def test_finely_textured_copy_shifted_by_half_a_thumbnail_pixel_is_found() -> No
     )
     t = thumbnails.thumbs(x)
     a, b = np.array([0, 2, 4]), np.array([1, 3, 5])
-    sims, _, _ = alignment.similarity(
+    sims, *_ = alignment.both_ways(
         t.grey[a], t.grey[b], t.colour[a], t.colour[b], np.zeros(3, bool)
     )
     assert (sims[:, 0] >= nearsettings.NearSettings.similarity).all(), sims
@@ -619,7 +619,7 @@ def test_brighter_copy_of_a_bright_crop_is_found() -> None:
     src = _crop(24, (45, 44, 175, 174), mirror=True)
     x = np.stack([src, np.clip(np.rint(src * 1.15), 0, 255).astype(np.uint8)])
     keys, t = describe(x)
-    sims, par, _ = alignment.similarity(
+    sims, par, *_ = alignment.both_ways(
         t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False])
     )
     assert abs(par[0, 5]) > alignment.MAX_OFFSET and sims[0, 0] >= 0.95  # offset at grey 0

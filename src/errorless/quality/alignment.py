@@ -230,24 +230,6 @@ def _one_way(
 REVERSE_FROM = 0.8  # pairs at least this similar one way are also fitted the other way
 
 
-def similarity(
-    ga: np.ndarray,
-    gb: np.ndarray,
-    ca: np.ndarray,
-    cb: np.ndarray,
-    flipped: np.ndarray,
-    block: int = 2048,
-    threads: int = 1,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
-    where flipped). The fit is not symmetric (which image covers the other after a crop, where
-    Gauss-Newton starts), so promising pairs are also fitted b onto a; the direction with the
-    higher similarity counts. Also returns the fitted parameters (P, 6) and whether they map
-    b onto a (``reverse``) rather than a onto b. Blocks of ``block`` pairs, ``threads`` at a
-    time (the same result for any number of threads)."""
-    return both_ways(ga, gb, ca, cb, flipped, block, threads)[:3]
-
-
 def both_ways(
     ga: np.ndarray,
     gb: np.ndarray,
@@ -257,9 +239,14 @@ def both_ways(
     block: int = 2048,
     threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``similarity``'s (sims, par, reverse), plus the fit the other direction gave (P, 6) and
-    its similarity (P,): −1 where that direction was not fitted (below REVERSE_FROM) or its fit
-    is not one a copy can need (``plausible``)."""
+    """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
+    where flipped). The fit is not symmetric (which image covers the other after a crop, where
+    Gauss-Newton starts), so promising pairs are also fitted b onto a; the direction with the
+    higher similarity counts. Also returns the fitted parameters (P, 6) and whether they map
+    b onto a (``reverse``) rather than a onto b, then the fit the other direction gave (P, 6)
+    and its similarity (P,): −1 where that direction was not fitted (below REVERSE_FROM) or its
+    fit is not one a copy can need (``plausible``). Blocks of ``block`` pairs, ``threads`` at a
+    time (the same result for any number of threads)."""
 
     def one(lo: int) -> tuple[np.ndarray, ...]:
         hi = min(len(ga), lo + block)

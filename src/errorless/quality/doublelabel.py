@@ -73,7 +73,7 @@ from errorless.errors import DataError
 from errorless.io import atomic_path, write_text
 from errorless.quality.double_check import DETAIL_COLUMNS, no_ground_truth, planted_check
 from errorless.quality.evidence import expected_fnns, read_training, training_evidence
-from errorless.quality.gallery import fetch_images, show_image
+from errorless.quality.gallery import fetch_images, thumbnail_cell
 from errorless.quality.planted import read_planted
 from errorless.quality.suspects import combine, read_duplicates, write_report
 
@@ -124,18 +124,11 @@ def suspects_figure(
         )
         for k, (r, ids, labels) in enumerate(groups):
             for c in range(cols):
-                ax = axes[k][c]
-                ax.set_xticks([])
-                ax.set_yticks([])
                 if c >= len(ids):
-                    ax.axis("off")
+                    axes[k][c].axis("off")
                     continue
-                img = images.get(ids[c])
-                if img is None:
-                    ax.text(0.5, 0.5, "image\nnot found", ha="center", va="center", fontsize=8)
-                else:
-                    show_image(ax, img)
-                ax.set_title(f"label {labels[c]}\n{ids[c]}", fontsize=7)
+                title = f"label {labels[c]}\n{ids[c]}"
+                thumbnail_cell(axes[k][c], images.get(ids[c]), title, "image\nnot found", 8, 7)
             more = r["group_size"] - len(ids)
             axes[k][0].set_ylabel(
                 f"#{r['rank']}  score {r['score']:.2f}\n"

@@ -247,9 +247,9 @@ def find_duplicates(
     images: np.ndarray | ImageRows | None = None,
 ) -> DuplicateResult:
     """Exact, near and mirrored copies with different labels, from the images' keys
-    (``image_keys``) and thumbnails (``nearcopy.thumbs``). ``images``: the images (an array,
+    (``image_keys``) and thumbnails (``thumbnails.thumbs``). ``images``: the images (an array,
     or a function of sorted row indices that returns those rows' images), with which pairs
-    that match on the thumbnails are confirmed at full resolution (``nearcopy.full_residual``);
+    that match on the thumbnails are confirmed at full resolution (``fullres.full_residual``);
     without it, the thumbnails decide alone (less precise)."""
     s = settings or NearSettings()
     labels = np.asarray(labels)

@@ -123,7 +123,7 @@ def full_residual(
 ) -> np.ndarray:
     """(P, 3) the largest block residuals (``_local_residual``: relative to the image's and to
     the block's contrast) and the new-structure score (``_new_structure``) of image pairs
-    (P, H, W, C) uint8 after the thumbnail alignment ``par`` (from ``similarity``: a mirrored
+    (P, H, W, C) uint8 after the thumbnail alignment ``par`` (from ``alignment.both_ways``: a mirrored
     where ``flipped``, b fitted onto a where ``reverse``), each the smallest over the
     ``blur_match`` comparisons (both images blurred by ``sigma`` px at 64 px first). Blocks of
     ``block`` pairs, ``threads`` at a time."""

@@ -46,3 +46,17 @@ def show_image(ax, img: np.ndarray) -> None:
         vmax=255,
         interpolation="nearest",
     )
+
+
+def thumbnail_cell(
+    ax, img: np.ndarray | None, title: str, missing: str, missing_size: int, title_size: int
+) -> None:
+    """One cell of a grid of thumbnails: the image as stored (or ``missing`` where it was not
+    found) under ``title``, no ticks."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if img is None:
+        ax.text(0.5, 0.5, missing, ha="center", va="center", fontsize=missing_size)
+    else:
+        show_image(ax, img)
+    ax.set_title(title, fontsize=title_size)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from errorless.io import atomic_path
 from errorless.names import featured_number, number, proto_key, split_proto
-from errorless.quality.gallery import show_image
+from errorless.quality.gallery import thumbnail_cell
 
 METHOD_TITLE = {"S": "S (SGD to threshold)", "Sp": "S′ (released threshold)", "T": "T (GDT)"}
 
@@ -546,19 +546,12 @@ def pair_thumbnails_figure(
     )
     for r, (head, thumbs) in enumerate(rows):
         for c in range(cols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if c >= len(thumbs):
-                ax.axis("off")
+                axes[r][c].axis("off")
                 continue
             image_id, caption = thumbs[c]
-            img = images.get(image_id)
-            if img is None:
-                ax.text(0.5, 0.5, "image\nnot in a shard", ha="center", va="center", fontsize=7)
-            else:
-                show_image(ax, img)
-            ax.set_title(caption, fontsize=6)
+            missing = "image\nnot in a shard"
+            thumbnail_cell(axes[r][c], images.get(image_id), caption, missing, 7, 6)
         axes[r][0].set_ylabel(head, fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
