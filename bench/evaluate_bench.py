@@ -19,7 +19,7 @@ from errorless.config import FEATURES
 from errorless.evaluate.inference import model_votes, proto_kernels
 from errorless.evaluate.vote import vote
 from errorless.features import transform_many
-from errorless.gather.gather import ProtoWeights
+from errorless.gather.load import ProtoWeights
 
 
 def random_proto(

@@ -36,7 +36,7 @@ from record import record, record_argument  # noqa: E402  (bench/record.py)
 from errorless.config import load_config  # noqa: E402
 from errorless.data.shards import load_shard  # noqa: E402
 from errorless.features import transform_many  # noqa: E402
-from errorless.gather.gather import protos_in  # noqa: E402
+from errorless.gather.load import protos_in  # noqa: E402
 from errorless.quality import flags, issue_check, out_of_sample  # noqa: E402
 from errorless.quality.planted import read_planted  # noqa: E402
 

@@ -311,7 +311,7 @@ def test_padded_stack_of_unequal_modules_equals_each_fnn_alone():
 
     from errorless import fnn
     from errorless.evaluate.inference import proto_kernels
-    from errorless.gather.gather import ProtoWeights
+    from errorless.gather.load import ProtoWeights
 
     rng = np.random.default_rng(1)
     D, H = 6, 5

@@ -13,7 +13,7 @@ from errorless.evaluate.summary import summarize
 from errorless.evaluate.table2 import training_evaluation, training_table
 from errorless.evaluate.vote import top1_rate, vote
 from errorless.fnn import truncate
-from errorless.gather.gather import ProtoWeights
+from errorless.gather.load import ProtoWeights
 
 # ---------------------------------------------------------------- a model trained "by hand"
 
@@ -65,8 +65,8 @@ def handmade_proto(
 
 
 def handmade_weights_table(features: list[str], n_labels: int, c: int, settings: dict, r: int = 2):
-    """weights.parquet rows (T_h1_m1) of the hand-made model, as :func:`gather.weights_table`."""
-    from errorless.gather.gather import weights_table
+    """weights.parquet rows (T_h1_m1) of the hand-made model, as :func:`tables.weights_table`."""
+    from errorless.gather.tables import weights_table
 
     rows = []
     for feature in features:

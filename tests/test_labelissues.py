@@ -10,7 +10,7 @@ import torch
 from errorless.config import load_config
 from errorless.data.shards import Shard, assign
 from errorless.errors import ConfigError, DataError
-from errorless.gather.gather import ProtoWeights
+from errorless.gather.load import ProtoWeights
 from errorless.quality import flags, issue_check, out_of_sample
 from errorless.quality import labelissues as li
 

@@ -123,7 +123,7 @@ def proto_votes(
     most ``max_weights_mb`` of float32 weights held; ``None`` = the whole proto-model at once):
     each pass votes over its modules' groups, :func:`merge_votes` joins the passes (the
     images are transformed once per pass). Returns (votes, groups, FNNs, labels per FNN)."""
-    from errorless.gather.gather import load_proto, module_sizes
+    from errorless.gather.load import load_proto, module_sizes
 
     passes = module_passes(module_sizes(weights, proto), max_weights_mb)
     merged: dict[tuple[int, str], Vote] = {}
@@ -160,7 +160,7 @@ def evaluate_batch(
 ):
     """Predictions table (pandas) and speed record for one source batch."""
     from errorless.data import datasets
-    from errorless.gather.gather import protos_in
+    from errorless.gather.load import protos_in
 
     data = datasets.load_batch(cfg, batch)
     protos = list(protos) if protos else protos_in(weights)

@@ -184,7 +184,7 @@ def predict(
     """Predicted labels with their vote counts, one row per image."""
     from errorless.device import resolve_device
     from errorless.evaluate.inference import model_votes
-    from errorless.gather.gather import load_proto, protos_in
+    from errorless.gather.load import load_proto, protos_in
 
     wpath = Path(weights) if weights else Path(results) / "weights.parquet"
     if not wpath.exists():

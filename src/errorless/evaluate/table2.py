@@ -37,7 +37,7 @@ def training_evaluation(
     cfg: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(table per proto, table per FNN). Without ``shards`` only the recorded accuracies are used."""
-    from errorless.gather.gather import load_proto
+    from errorless.gather.load import load_proto
 
     check = cfg["weights"]["check_decimals"]
     saved = cfg["weights"]["decimals"]
@@ -177,7 +177,7 @@ def wheel_data(
     panels (``protos`` empty) without a trained FNN or without the shards."""
     from errorless.data.shards import load_shard
     from errorless.features import transform
-    from errorless.gather.gather import load_fnn
+    from errorless.gather.load import load_fnn
 
     pick = choose_wheel_fnn(training, cfg["features"])
     empty = {"protos": np.array([], dtype=str), "probs": np.zeros((0, 0, 0), np.float32)}

@@ -123,7 +123,7 @@ def out_of_sample(
     submodules. Empty, with a log line, when neither exists."""
     from errorless.data.shards import load_shard
     from errorless.device import resolve_device
-    from errorless.gather.gather import load_proto
+    from errorless.gather.load import load_proto
 
     r = cfg["modules"]["submodules"]
     table = empty_oos()
