@@ -294,7 +294,7 @@ def test_training_table_counts_error_free_fnns_and_partitions():
 
 
 def test_training_evaluation_recomputes_accuracy_on_shards(tmp_path, monkeypatch):
-    from errorless.gather import gather
+    from errorless.gather import load
 
     labels = np.repeat(np.arange(4), 3)
     shard_dir = tmp_path / "shards"
@@ -315,7 +315,7 @@ def test_training_evaluation_recomputes_accuracy_on_shards(tmp_path, monkeypatch
             num_labels=4,
         )
     pw = handmade_proto(["R", "G"], n_labels=4, c=2)
-    monkeypatch.setattr(gather, "load_proto", lambda *_a, **_k: pw)
+    monkeypatch.setattr(load, "load_proto", lambda *_a, **_k: pw)
     training = pd.DataFrame(
         {
             "proto": "T_h1_m1",
