@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from errorless.config import load_config
-from errorless.data.datasets import label_names
+from errorless.data.labelnames import label_names
 from errorless.errors import ConfigError
 from errorless.evaluate.confusion import (
     KEYS,

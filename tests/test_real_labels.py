@@ -78,7 +78,7 @@ def test_mnist_test_set_labels_errors_rank_high(mnist_run):
 def test_mnist_as_one_grey_npz_file_gives_the_same_shards(mnist_run, tmp_path):
     """The same 10,000 images as one ``train.npz`` (images (N, 28, 28, 1)): the layout a user
     brings. Its shards hold the same images and labels as the IDX run's."""
-    from errorless.data.datasets import read_idx_pair
+    from errorless.data.idx import read_idx_pair
     from errorless.data.shards import load_shard
 
     data, res = mnist_run

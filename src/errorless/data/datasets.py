@@ -20,18 +20,23 @@ Formats:
 
 from __future__ import annotations
 
-import gzip
-import io
-import pickle
-import sys
 import zipfile
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from errorless.data.idx import IDX_KINDS, IDX_PAIRS, idx_path, read_idx_pair
+from errorless.data.imageset import ImageSet, concat
+from errorless.data.readers import (
+    array_at,
+    checked_set,
+    planes_to_hwc,
+    read_digits,
+    read_labels,
+    read_npz,
+    read_pickle,
+)
 from errorless.errors import DataError
 
 IMAGENET = {"imagenet64": 64, "imagenet32": 32, "imagenet64-npz": 64, "imagenet32-npz": 32}
@@ -41,48 +46,6 @@ GENERATED = ("synthetic", "photos")
 # formats whose images always have one plane; npz is grey or colour as its images say (C = 1
 # or 3: planes()), every other format is colour
 GREY_FORMATS = frozenset({"digits", "mnist"})
-# the IDX layout of MNIST, Fashion-MNIST and KMNIST: two pairs of files, named by prefix
-IDX_PAIRS = ("train", "t10k")
-IDX_KINDS = {"images": ("idx3", 0x00000803), "labels": ("idx1", 0x00000801)}
-
-
-@dataclass
-class ImageSet:
-    images: np.ndarray  # uint8 (N, H, W, C)
-    labels: np.ndarray  # int64 (N,), 0-based global
-    batch: np.ndarray  # str (N,), source batch name
-    row: np.ndarray  # int64 (N,), row within its source batch
-    num_labels: int
-    names: np.ndarray | None = None  # optional ids given by the data set itself (npz "ids")
-
-    @property
-    def ids(self) -> np.ndarray:
-        return self.names if self.names is not None else default_ids(self.batch, self.row)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def default_ids(batch: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """``batch:row`` ids, for data sets that give none of their own."""
-    return np.char.add(np.char.add(batch.astype(str), ":"), row.astype(str))
-
-
-def concat(sets: list[ImageSet]) -> ImageSet:
-    shapes = {s.images.shape[1:] for s in sets}
-    if len(shapes) > 1:
-        raise DataError(f"source batches have different image shapes: {sorted(shapes)}")
-    names = None
-    if any(s.names is not None for s in sets):
-        names = np.concatenate([s.ids for s in sets])
-    return ImageSet(
-        images=np.concatenate([s.images for s in sets]),
-        labels=np.concatenate([s.labels for s in sets]),
-        batch=np.concatenate([s.batch for s in sets]),
-        row=np.concatenate([s.row for s in sets]),
-        num_labels=sets[0].num_labels,
-        names=names,
-    )
 
 
 # ---------------------------------------------------------------- which batches exist
@@ -177,14 +140,6 @@ def batch_path(cfg: dict[str, Any], name: str) -> Path:
     if fmt == "mnist":
         return idx_path(root, name, "images")
     return root / name
-
-
-def idx_path(root: Path, prefix: str, kind: str) -> Path:
-    """``{prefix}-{kind}-idx?-ubyte`` in ``root``: the plain file if it exists, else the ``.gz``
-    file if that exists, else the plain name (what messages about a missing file show)."""
-    plain = root / f"{prefix}-{kind}-{IDX_KINDS[kind][0]}-ubyte"
-    packed = plain.with_name(plain.name + ".gz")
-    return packed if not plain.exists() and packed.exists() else plain
 
 
 def source_files(cfg: dict[str, Any], name: str) -> list[Path]:
@@ -307,34 +262,36 @@ def load_batch(cfg: dict[str, Any], name: str, contiguous: bool = True) -> Image
     fmt = cfg["dataset"]["format"]
     path = batch_path(cfg, name)
     if fmt == "digits":
-        return _digits(num_labels(cfg))
+        return read_digits(num_labels(cfg))
     if fmt == "mnist":
         images_file, labels_file = source_files(cfg, name)
         images, labels = read_idx_pair(images_file, labels_file)
-        return _checked(labels_file, name, images[..., None], labels, num_labels(cfg))
+        return checked_set(labels_file, name, images[..., None], labels, num_labels(cfg))
     dfmt = data_format(cfg)
     if dfmt in IMAGENET:
         side = IMAGENET[dfmt]
-        d = _read_npz(path) if dfmt.endswith("-npz") else _read_pickle(path)
-        images = _planes_to_hwc(path, _key(d, path, "data"), side)
-        labels = _labels(path, _key(d, path, "labels"), len(images), low=1) - 1
-        return _checked(path, name, images, labels, num_labels(cfg), low=1, contiguous=contiguous)
+        d = read_npz(path) if dfmt.endswith("-npz") else read_pickle(path)
+        images = planes_to_hwc(path, array_at(d, path, "data"), side)
+        labels = read_labels(path, array_at(d, path, "labels"), len(images), low=1) - 1
+        return checked_set(
+            path, name, images, labels, num_labels(cfg), low=1, contiguous=contiguous
+        )
     if fmt in ("cifar10", "cifar100"):
-        d = _read_pickle(path)
+        d = read_pickle(path)
         key = "labels" if fmt == "cifar10" else "fine_labels"
-        images = _planes_to_hwc(path, _key(d, path, "data"), 32)
-        labels = _labels(path, _key(d, path, key), len(images), low=0)
-        return _checked(path, name, images, labels, num_labels(cfg), contiguous=contiguous)
+        images = planes_to_hwc(path, array_at(d, path, "data"), 32)
+        labels = read_labels(path, array_at(d, path, key), len(images), low=0)
+        return checked_set(path, name, images, labels, num_labels(cfg), contiguous=contiguous)
     if fmt == "npz":
-        d = _read_npz(path)
-        images = np.asarray(_key(d, path, "images"))
+        d = read_npz(path)
+        images = np.asarray(array_at(d, path, "images"))
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise DataError(
                 f"{path}: 'images' must be uint8 (N, H, W, C) with C = 1 or 3, "
                 f"got {images.dtype} {images.shape}"
             )
-        labels = _labels(path, _key(d, path, "labels"), len(images), low=0)
-        s = _checked(path, name, images, labels, num_labels(cfg) or int(labels.max()) + 1)
+        labels = read_labels(path, array_at(d, path, "labels"), len(images), low=0)
+        s = checked_set(path, name, images, labels, num_labels(cfg) or int(labels.max()) + 1)
         if "ids" in d:
             ids = np.asarray(d["ids"]).astype(str)
             if ids.shape != (len(images),) or len(np.unique(ids)) != len(ids):
@@ -342,319 +299,3 @@ def load_batch(cfg: dict[str, Any], name: str, contiguous: bool = True) -> Image
             s.names = ids
         return s
     raise DataError(f"config key dataset.format: unknown format {fmt!r}")
-
-
-def _checked(
-    path: Path,
-    name: str,
-    images: np.ndarray,
-    labels: np.ndarray,
-    L: int | None,
-    low: int = 0,
-    contiguous: bool = True,
-) -> ImageSet:
-    """``labels`` are 0-based here; ``low`` is the file's own numbering (1 for imagenet), used
-    in messages so that they quote the label as it is written in the file."""
-    n = len(labels)
-    if L is not None and n and labels.max() >= L:
-        bad = int(labels.max()) + low
-        raise DataError(
-            f"{path}: label {bad} outside the expected range {low}..{L - 1 + low}; "
-            f"set dataset.labels if the data set has more labels"
-        )
-    return ImageSet(
-        images=np.ascontiguousarray(images) if contiguous else images,
-        labels=labels,
-        batch=np.full(n, name),
-        row=np.arange(n, dtype=np.int64),
-        num_labels=int(L) if L is not None else int(labels.max()) + 1,
-    )
-
-
-# The only globals a data-set pickle may name: numpy's array/scalar reconstruction (both
-# numpy 1.x ``numpy.core`` and 2.x ``numpy._core`` spellings, protocols 2-5) and ``_codecs.encode``
-# (bytes pickled by Python 3 at protocol 2). Anything else -- os.system, builtins.eval, a class
-# of someone else's package -- is refused before it is called: data sets come from elsewhere.
-SAFE_GLOBALS = frozenset(
-    (module, name)
-    for core in ("numpy.core", "numpy._core")
-    for module, name in (
-        (f"{core}.multiarray", "_reconstruct"),
-        (f"{core}.multiarray", "scalar"),
-        (f"{core}.numeric", "_frombuffer"),
-    )
-) | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in SAFE_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
-        return super().find_class(module, name)
-
-
-def _unpickle(raw: bytes):
-    """Restricted unpickling. CPython reports some errors while a corrupt pickle's half-built
-    objects are freed by printing them itself (``PyErr_Print`` -> ``sys.excepthook``, or
-    ``sys.unraisablehook``; e.g. "deallocated bytearray object has exported buffers" after a
-    protocol-5 buffer of absurd length); they are dropped here: the exception that follows
-    names the problem in one line."""
-    hooks = sys.unraisablehook, sys.excepthook
-    sys.unraisablehook = lambda *_: None
-    sys.excepthook = lambda *_: None
-    try:
-        unpickler = _SafeUnpickler(io.BytesIO(raw), encoding="bytes")
-        try:
-            return unpickler.load()
-        finally:
-            del unpickler
-    finally:
-        sys.unraisablehook, sys.excepthook = hooks
-
-
-def _read_pickle(path: Path) -> dict:
-    if not path.exists():
-        raise DataError(f"{path}: data file missing (check dataset.path and dataset.batches)")
-    try:
-        # read the bytes first: a corrupt length field then meets the end of the buffer
-        # instead of asking the file for gigabytes
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the data file: {e.strerror or e}") from None
-    if not raw:
-        raise DataError(f"{path}: data file is empty (0 bytes)")
-    try:
-        d = _unpickle(raw)
-    except Exception as e:  # noqa: BLE001 - any failure of the unpickler is the file's fault
-        # (MemoryError, OverflowError, RecursionError, TypeError from a corrupt REDUCE, ...)
-        msg = " ".join(str(e).split())[:200]
-        why = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-        raise DataError(
-            f"{path}: not a readable pickle batch (truncated or corrupt?): {why}"
-        ) from None
-    if not isinstance(d, dict):
-        raise DataError(f"{path}: expected a dict with 'data' and 'labels', got {type(d).__name__}")
-    if not all(isinstance(k, (str, bytes)) for k in d):
-        raise DataError(f"{path}: expected a dict with string keys 'data' and 'labels'")
-    try:
-        return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: a key of the batch dict is not text") from None
-
-
-def _read_npz(path: Path) -> dict:
-    if not path.exists():
-        raise DataError(f"{path}: data file missing (check dataset.path)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, MemoryError, ...: the file's fault
-        msg = " ".join(str(e).split())[:200]
-        raise DataError(
-            f"{path}: not a readable .npz file (truncated or corrupt?): {type(e).__name__}: {msg}"
-        ) from None
-
-
-def _key(d: dict, path: Path, key: str):
-    if key not in d:
-        raise DataError(f"{path}: missing key {key!r} (has {sorted(d)})")
-    return d[key]
-
-
-def _planes_to_hwc(path: Path, data, side: int) -> np.ndarray:
-    if not isinstance(data, np.ndarray):
-        raise DataError(f"{path}: 'data' must be a uint8 array, got {type(data).__name__}")
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * side * side:
-        raise DataError(
-            f"{path}: 'data' must be uint8 (N, {3 * side * side}) = 3 planes of {side}x{side}, "
-            f"got {data.dtype} {data.shape}"
-        )
-    return data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)  # (N, S, S, 3)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _labels(path: Path, labels, n: int, low: int) -> np.ndarray:
-    """Integer labels only: a float (1.5) or a boolean (True) is an error, never truncated."""
-    if n == 0:
-        raise DataError(f"{path}: the batch has no images (N = 0)")
-    if isinstance(labels, np.ndarray):
-        if labels.dtype.kind not in "iu":
-            raise DataError(f"{path}: labels must be integers, got a {labels.dtype} array")
-    elif isinstance(labels, (list, tuple)):
-        bad = next((v for v in labels if not _is_int(v)), None)
-        if bad is not None:
-            raise DataError(
-                f"{path}: labels must be integers, got {type(bad).__name__} {bad!r:.40}"
-            )
-    else:
-        raise DataError(f"{path}: labels must be a list of integers, got {type(labels).__name__}")
-    try:
-        y = (
-            np.asarray(labels).astype(np.int64, casting="safe")
-            if isinstance(labels, np.ndarray)
-            else np.array(labels, dtype=np.int64)
-        )
-    except (TypeError, OverflowError):
-        raise DataError(f"{path}: labels do not fit 64-bit integers") from None
-    if y.shape != (n,):
-        raise DataError(f"{path}: {y.size} labels for {n} images")
-    if n and y.min() < low:
-        raise DataError(f"{path}: label {int(y.min())} below {low} (labels must start at {low})")
-    return y
-
-
-def _digits(L: int | None) -> ImageSet:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
-    labels = d.target.astype(np.int64)
-    return _checked(Path("sklearn:digits"), "digits", images, labels, L or 10)
-
-
-# ---------------------------------------------------------------- IDX (MNIST and its kin)
-
-
-def read_idx_pair(images_file: Path, labels_file: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (N, S, S), labels int64 (N,)) of one IDX pair; the counts must agree."""
-    images = read_idx(images_file, "images")
-    labels = read_idx(labels_file, "labels")
-    if len(labels) != len(images):
-        raise DataError(
-            f"{labels_file}: {len(labels)} labels for the {len(images)} images of "
-            f"{images_file.name}"
-        )
-    return images, labels.astype(np.int64)
-
-
-def read_idx(path: Path, kind: str) -> np.ndarray:
-    """One IDX file (plain or ``.gz``) of unsigned bytes: ``images`` (magic 0x00000803, 3
-    dimensions: N, rows, cols; square, N >= 1) or ``labels`` (0x00000801, 1 dimension: N).
-    The file must hold exactly the bytes its header announces. Every fault is a one-line
-    DataError naming the file; the pixels are one ``np.frombuffer``, no loop over images."""
-    magic = IDX_KINDS[kind][1]
-    ndim = magic & 0xFF  # the magic's last byte: the number of dimensions
-    if not path.is_file():
-        raise DataError(f"{path}: IDX {kind} file missing (check dataset.path)")
-    head = 4 + 4 * ndim
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as fh:
-            header = fh.read(head)
-            if len(header) >= 4 and int.from_bytes(header[:4], "big") != magic:
-                found = int.from_bytes(header[:4], "big")
-                raise DataError(
-                    f"{path}: not an IDX {kind} file: magic number 0x{found:08x}, expected "
-                    f"0x{magic:08x} (unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
-                )
-            if len(header) < head:
-                raise DataError(f"{path}: truncated IDX header ({len(header)} of {head} bytes)")
-            dims = tuple(int(d) for d in np.frombuffer(header, ">u4", ndim, 4))
-            size = int(np.prod(dims, dtype=object))
-            body = _read_at_most(fh, size + 1)  # one more: longer than announced is an error
-    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
-        msg = " ".join(str(e).split())[:200]
-        raise DataError(
-            f"{path}: not a readable IDX {kind} file (truncated or corrupt?): "
-            f"{type(e).__name__}: {msg}"
-        ) from None
-    shape = " x ".join(str(d) for d in dims)
-    if len(body) != size:
-        what = "truncated" if len(body) < size else "too long"
-        got = f"{len(body)} bytes" if len(body) < size else "more"
-        if len(body) > size and path.suffix != ".gz":
-            got = f"{path.stat().st_size - head} bytes"
-        raise DataError(
-            f"{path}: {what}: the header announces {shape} = {size} bytes of data, "
-            f"the file holds {got}"
-        )
-    if dims[0] == 0:
-        raise DataError(f"{path}: the file has no {kind} (N = 0)")
-    if kind == "images" and (dims[1] != dims[2] or dims[1] == 0):
-        raise DataError(f"{path}: images of {dims[1]} x {dims[2]} px; square images expected")
-    return np.frombuffer(body, np.uint8).reshape(dims)
-
-
-def _read_at_most(fh, n: int, chunk: int = 1 << 24) -> bytearray:
-    """Up to ``n`` bytes, read in chunks: a header announcing terabytes meets the end of the
-    file instead of asking for the memory (a bytearray: the images made of it are writable,
-    like those of the other loaders)."""
-    buf = bytearray()
-    while len(buf) < n:
-        part = fh.read(min(chunk, n - len(buf)))
-        if not part:
-            break
-        buf += part
-    return buf
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array (N,) or (N, S, S) as an IDX file (gzipped when ``path`` ends in
-    .gz): tests and small data sets."""
-    raw = idx_bytes(array)
-    Path(path).write_bytes(gzip.compress(raw, mtime=0) if str(path).endswith(".gz") else raw)
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The unpacked IDX file of a uint8 array: magic, big-endian dimensions, the bytes."""
-    a = np.ascontiguousarray(array, dtype=np.uint8)
-    return (0x800 + a.ndim).to_bytes(4, "big") + np.asarray(a.shape, ">u4").tobytes() + a.tobytes()
-
-
-# ---------------------------------------------------------------- label names
-
-
-def label_names_file(cfg: dict[str, Any]) -> Path | None:
-    """The file that names the labels: ``dataset.label_names`` when set, else the data set's
-    own (CIFAR-10 ``batches.meta``, CIFAR-100 ``meta``, the photos' ``labels.csv``), or None."""
-    if cfg["dataset"].get("label_names"):
-        return Path(cfg["dataset"]["label_names"])
-    root, fmt = Path(cfg["dataset"]["path"]), cfg["dataset"]["format"]
-    own = {"cifar10": "batches.meta", "cifar100": "meta", "photos": "labels.csv"}.get(fmt)
-    return root / own if own else None
-
-
-def label_names(cfg: dict[str, Any], labels: int) -> list[str]:
-    """A name for each of the ``labels`` labels (see :func:`label_names_file`); the label
-    number where nothing names it. ``dataset.label_names`` is a CSV with the header
-    ``label,name`` (labels 0-based) or a text file of one name per line in label order."""
-    path = label_names_file(cfg)
-    names = [str(i) for i in range(labels)]
-    if path is None:
-        return names
-    given = cfg["dataset"].get("label_names")
-    where = f"config key dataset.label_names: {path}" if given else str(path)
-    if not path.is_file():
-        if given:
-            raise DataError(f"{where} does not exist")
-        return names
-    try:
-        if path.suffix in (".meta", "") and path.name in ("batches.meta", "meta"):
-            d = _read_pickle(path)
-            key = "label_names" if "label_names" in d else "fine_label_names"
-            found = {i: _text(n) for i, n in enumerate(_key(d, path, key))}
-        else:
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            head = [c.strip() for c in lines[0].split(",")] if lines else []
-            if head[:2] == ["label", "name"]:
-                found = {}
-                for n, ln in enumerate(lines[1:], start=2):
-                    label, _, name = ln.partition(",")
-                    if not label.strip().isdigit():
-                        raise DataError(f"{where}, line {n}: {label!r} is not a label number")
-                    found[int(label)] = name.split(",")[0].strip()
-            else:
-                found = dict(enumerate(ln.strip() for ln in lines))
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{where} cannot be read: {e}") from None
-    for i, name in found.items():
-        if 0 <= i < labels and name:
-            names[i] = name
-    return names
-
-
-def _text(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from errorless.config import module_names, settings_arguments, settings_from_args, submodule_names
-from errorless.data import datasets
+from errorless.data import datasets, imageset
 from errorless.errors import ConfigError, DataError
 from errorless.io import write_npz, write_text
 from errorless.names import shard_name, submodule_name
@@ -273,17 +273,17 @@ def _spill_batches(cfg: dict[str, Any], names: list[str], spill: Path, module_of
         del s
     sizes = np.cumsum([len(r_) for r_ in row])  # images per batch, cumulated
     labels, batch_index, row, batch = (np.concatenate(a) for a in (labels, batch_index, row, batch))
-    # ids as ImageSet.ids / datasets.concat make them (the same strings and dtype as before)
+    # ids as ImageSet.ids / imageset.concat make them (the same strings and dtype as before)
     if any(g is not None for g in given):
         parts = np.split(np.arange(len(labels)), sizes[:-1])
         ids = np.concatenate(
             [
-                g if g is not None else datasets.default_ids(batch[p], row[p])
+                g if g is not None else imageset.default_ids(batch[p], row[p])
                 for g, p in zip(given, parts, strict=True)
             ]
         )
     else:
-        ids = datasets.default_ids(batch, row)
+        ids = imageset.default_ids(batch, row)
     return (labels, batch_index, row, batch, ids.astype(str)), shape, L
 
 

@@ -212,7 +212,7 @@ def pair_examples(paths: Sequence[str | Path], pairs: pd.DataFrame, k: int) -> p
 def label_table(cfg: dict[str, Any]) -> pd.DataFrame:
     """``label, name, module, group`` of every label of the run (the module plan of
     :func:`errorless.grid.module_plan`; group empty without ``modules.groups``)."""
-    from errorless.data.datasets import label_names
+    from errorless.data.labelnames import label_names
     from errorless.grid import module_plan
     from errorless.names import module_names
 
