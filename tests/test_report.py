@@ -17,7 +17,7 @@ import pytest
 
 from errorless.errors import DataError
 from errorless.evaluate.table2 import choose_wheel_fnn
-from errorless.report import evaluation, runfacts, training
+from errorless.report import confusion_figures, evaluation, runfacts, training
 from errorless.report import figures as fg
 from errorless.report import htmltables as ht
 from errorless.report import report as rp
@@ -137,12 +137,16 @@ def test_wheel_choice_prefers_an_sgd_error_that_gdt_fixed():
 
 def test_wheel_geometry():
     c = 5
-    sp = fg.spokes(c)
+    sp = confusion_figures.spokes(c)
     assert np.allclose(np.linalg.norm(sp, axis=1), 1)
     assert np.allclose(sp[0], [0, 1])  # label 0 at the top
     onehot = np.eye(c)
-    assert np.allclose(fg.wheel_points(onehot), sp)  # a certain output sits on its spoke tip
-    assert np.allclose(fg.wheel_points(np.full((1, c), 1 / c)), 0)  # no preference: the centre
+    assert np.allclose(
+        confusion_figures.wheel_points(onehot), sp
+    )  # a certain output sits on its spoke tip
+    assert np.allclose(
+        confusion_figures.wheel_points(np.full((1, c), 1 / c)), 0
+    )  # no preference: the centre
 
 
 def test_confusion_wheel_figure(tmp_path):
@@ -152,7 +156,7 @@ def test_confusion_wheel_figure(tmp_path):
     s[np.arange(30), labels] = 0.8
     s[:3] = np.roll(s[:3], 1, axis=1)  # three misclassified
     t = np.eye(5)[labels] * 0.96 + 0.01
-    fg.confusion_wheel_figure(
+    confusion_figures.confusion_wheel_figure(
         [("S_h1_m1", s), ("T_h1_m1", t + rng.uniform(0, 1e-3, t.shape))],
         labels,
         10,

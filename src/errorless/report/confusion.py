@@ -14,10 +14,7 @@ import pandas as pd
 from errorless.evaluate.confusion import module_block
 from errorless.io import write_text
 from errorless.names import proto_key
-from errorless.report.figures import (
-    empty_figure,
-    proto_title,
-)
+from errorless.report.figures import empty_figure, proto_title
 from errorless.report.htmltables import html_page, html_table, note
 from errorless.report.inputs import read_table
 
@@ -73,7 +70,7 @@ def mark_text(image_id: str, suspects: set[str], issues: set[str]) -> str:
 
 
 def confusion_section(args: argparse.Namespace, out: Path) -> None:
-    from errorless.report.figures import (
+    from errorless.report.confusion_figures import (
         confusion_heatmaps_figure,
         module_matrix_figure,
         pair_thumbnails_figure,

@@ -10,10 +10,7 @@ import pandas as pd
 
 from errorless.io import atomic_path, write_text
 from errorless.names import proto_key
-from errorless.report.figures import (
-    accuracy_figure,
-    perfect_figure,
-)
+from errorless.report.figures import accuracy_figure, perfect_figure
 from errorless.report.htmltables import html_page, html_table, note
 from errorless.report.inputs import read_table
 

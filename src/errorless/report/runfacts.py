@@ -13,9 +13,7 @@ import pandas as pd
 from errorless.data.datasets import GENERATED
 from errorless.io import write_text
 from errorless.names import proto_key
-from errorless.report.figures import (
-    compute_figure,
-)
+from errorless.report.figures import compute_figure
 from errorless.report.htmltables import html_page, html_table, note
 from errorless.report.inputs import _config, read_table
 

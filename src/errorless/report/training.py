@@ -13,8 +13,8 @@ import pandas as pd
 from errorless.errors import DataError
 from errorless.io import atomic_path, write_text
 from errorless.names import number, proto_key
+from errorless.report.confusion_figures import confusion_wheel_figure
 from errorless.report.figures import (
-    confusion_wheel_figure,
     empty_figure,
     error_free_grid_figure,
     gdt_path_figure,
