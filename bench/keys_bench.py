@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from errorless.quality.duplicates import image_keys  # noqa: E402
+from errorless.quality.exact import image_keys  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import record, record_argument  # noqa: E402

@@ -16,7 +16,7 @@ import pytest
 from errorless.cli import main
 from errorless.data import photos
 from errorless.data.copies import NEAR_KINDS, transform_copy
-from errorless.quality import alignment, candidates, fullres, nearsettings, thumbnails
+from errorless.quality import alignment, candidates, exact, fullres, nearsettings, thumbnails
 from errorless.quality import duplicates as dup
 from errorless.quality import nearcopy as nc
 from errorless.quality.duplicates import describe, find_duplicates
@@ -83,15 +83,15 @@ def test_image_keys_equal_a_plain_loop() -> None:
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, size=(9, 5, 7, 3), dtype=np.uint8)
     for seed in (0, 3):
-        keys = dup.image_keys(x, seed=seed, block=4)
+        keys = exact.image_keys(x, seed=seed, block=4)
         text = f"errorless.image_keys:{seed}:|u1:(5, 7, 3)".encode()
         s = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
-        assert dup.key_seed((5, 7, 3), np.uint8, seed) == s
+        assert exact.key_seed((5, 7, 3), np.uint8, seed) == s
         for i in range(len(x)):
             digest = xxhash.xxh3_128(x[i].tobytes(), seed=s).digest()
             assert keys[i].tolist() == np.frombuffer(digest, "<u8").tolist()
     assert keys.dtype == np.uint64 and keys.shape == (9, 2)
-    assert dup.image_keys(x[:0]).shape == (0, 2)
+    assert exact.image_keys(x[:0]).shape == (0, 2)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_image_keys_two_byte_changes_all_distinct(shape, i, j) -> None:
     The former linear hash fails it on bytes 7 and 15 (the top bytes of two words)."""
     n, step = 65_536, 8_192
     keys = np.concatenate(
-        [dup.image_keys(_two_byte_images(lo, lo + step, shape, i, j)) for lo in range(0, n, step)]
+        [exact.image_keys(_two_byte_images(lo, lo + step, shape, i, j)) for lo in range(0, n, step)]
     )
     assert _n_distinct(keys) == n
     if (i, j) == (7, 15):
@@ -122,7 +122,7 @@ def test_image_keys_single_bit_flips_all_distinct() -> None:
     k = np.arange(x.size * 8)
     flat[1 + k, k // 8] ^= (1 << (k % 8)).astype(np.uint8)  # image 1 + k: bit k flipped
     assert len(np.unique(flat, axis=0)) == len(flat)
-    keys = dup.image_keys(flat.reshape(-1, *x.shape), block=1000)
+    keys = exact.image_keys(flat.reshape(-1, *x.shape), block=1000)
     assert _n_distinct(keys) == len(flat) == 6_145
 
 
@@ -133,18 +133,18 @@ def test_image_keys_equal_bytes_equal_keys() -> None:
     assert not view.flags.c_contiguous
     copy = np.ascontiguousarray(view)
     fortran = np.asfortranarray(view)
-    keys = dup.image_keys(view, block=3)
+    keys = exact.image_keys(view, block=3)
     for other in (copy, fortran, copy.copy()):
-        assert np.array_equal(dup.image_keys(other, block=7), keys)
-    assert np.array_equal(dup.image_keys(view, block=1), keys)  # blocks do not matter
-    assert np.array_equal(dup.image_keys(copy[[5, 5, 0]]), keys[[5, 5, 0]])  # per image
+        assert np.array_equal(exact.image_keys(other, block=7), keys)
+    assert np.array_equal(exact.image_keys(view, block=1), keys)  # blocks do not matter
+    assert np.array_equal(exact.image_keys(copy[[5, 5, 0]]), keys[[5, 5, 0]])  # per image
     twins = np.concatenate([copy, copy[::-1]])
-    assert np.array_equal(dup.image_keys(twins)[20:], keys[::-1])
+    assert np.array_equal(exact.image_keys(twins)[20:], keys[::-1])
     assert _n_distinct(keys) == 20  # random images: all different
     # the same bytes under another shape, dtype or seed are other keys
-    assert not (dup.image_keys(copy.reshape(20, 32, 8, 3)) == keys).all(axis=1).any()
-    assert not (dup.image_keys(copy.view(np.int8)) == keys).all(axis=1).any()
-    assert not (dup.image_keys(copy, seed=1) == keys).all(axis=1).any()
+    assert not (exact.image_keys(copy.reshape(20, 32, 8, 3)) == keys).all(axis=1).any()
+    assert not (exact.image_keys(copy.view(np.int8)) == keys).all(axis=1).any()
+    assert not (exact.image_keys(copy, seed=1) == keys).all(axis=1).any()
 
 
 def test_image_keys_stream_non_contiguous_input_block_by_block() -> None:
@@ -155,7 +155,7 @@ def test_image_keys_stream_non_contiguous_input_block_by_block() -> None:
     view = base[..., 1:4]  # (as numpy's reshape to rows would copy it whole)
     tracemalloc.start()
     try:
-        dup.image_keys(view, block=256)  # one block: 0.79 MB
+        exact.image_keys(view, block=256)  # one block: 0.79 MB
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -163,7 +163,7 @@ def test_image_keys_stream_non_contiguous_input_block_by_block() -> None:
 
 
 def test_large_group_gives_star_pairs() -> None:
-    n = dup.MAX_GROUP_PAIRS + 10
+    n = exact.MAX_GROUP_PAIRS + 10
     x = np.ones((n, 8, 8, 3), np.uint8)
     labels = np.arange(n) % 3
     keys, t = describe(x)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from errorless.identical import mixed_groups, row_groups
-from errorless.quality.duplicates import exact_pairs, key_groups
+from errorless.quality.exact import exact_pairs, key_groups
 from errorless.train import gdt
 
 
