@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -190,6 +190,89 @@ class GDTResult:
     log: list[str] = field(default_factory=list)
 
 
+@dataclass
+class GDTState:
+    """The loop state of one GDT run: everything a checkpoint holds, serialised once
+    (:meth:`to_dict`, :meth:`from_dict`: one entry per field, under the field's name)."""
+
+    best: fnn.Params  # best weights so far (unrounded) and their real accuracy
+    best_acc: float
+    theta_ok: fnn.Params  # θ at the last accepted λ of the open round
+    gen: torch.Generator = field(metadata={"key": "gen_state"})  # anchors' random draws
+    round: int = 0  # rounds started
+    in_round: bool = False
+    finished: bool = False
+    stop_reason: str = ""
+    lam_ok: float = 0.0
+    delta: float = 0.0
+    streak: int = 0
+    round_steps: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    lambda_path: list[float] = field(default_factory=list)
+    delta_path: list[float] = field(default_factory=list)
+    accepted_path: list[bool] = field(default_factory=list)
+    round_starts: list[int] = field(default_factory=list)
+    round_ends: list[str] = field(default_factory=list)  # why each round ended (END_*)
+    steps_path: list[int] = field(default_factory=list)  # gradient steps per λ-step (K, 2K, …)
+    consolidation_steps: int = 0
+    no_anchor: set[int] = field(default_factory=set)
+    cont_c: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # kept at X[i]
+    cont_e: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # on paths
+    anchor_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # a(e)
+    seconds: float = 0.0  # seconds spent before this process (carried over a resume)
+
+    def to_dict(self, seconds: float) -> dict[str, Any]:
+        """The checkpoint form: tensors on the CPU, copies of the arrays and lists, the
+        generator's state, and ``seconds`` spent so far."""
+        out = {f.metadata.get("key", f.name): _saved(getattr(self, f.name)) for f in fields(self)}
+        out["seconds"] = float(seconds)
+        return out
+
+    @classmethod
+    def from_dict(cls, st: dict[str, Any], device: torch.device) -> GDTState:
+        """The state a checkpoint (:meth:`to_dict`) holds, its weights on ``device``."""
+        missing = [f.metadata.get("key", f.name) for f in fields(cls)]
+        missing = [k for k in missing if k not in st]
+        if missing:
+            raise ValueError(f"GDT checkpoint state lacks {missing}: written by another version")
+        values = {}
+        for f in fields(cls):
+            v = st[f.metadata.get("key", f.name)]
+            if f.name in ("best", "theta_ok"):
+                v = [(w.to(device), b.to(device)) for w, b in v]
+            elif f.name == "gen":
+                v = torch.Generator().set_state(v)
+            elif f.name == "no_anchor":
+                v = set(v)
+            elif f.name == "seconds":
+                v = float(v)
+            values[f.name] = v
+        return cls(**values)
+
+
+def _saved(v: Any) -> Any:
+    """One field's checkpoint form (:meth:`GDTState.to_dict`)."""
+    if isinstance(v, torch.Generator):
+        return v.get_state()
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    if isinstance(v, set):
+        return sorted(v)
+    if isinstance(v, list) and v and isinstance(v[0], tuple):  # weights: [(W, b), ...]
+        return [(w.cpu().clone(), b.cpu().clone()) for w, b in v]
+    return list(v) if isinstance(v, list) else v
+
+
+@dataclass
+class Step:
+    """The λ-step a member is in: its λ, the gradient steps done and the most it may take."""
+
+    lam: float
+    done: int
+    cap: int
+
+
 class GDT:
     """The GDT loop as a resumable state machine; ``state_dict``/``load_state_dict`` checkpoint it."""
 
@@ -210,7 +293,6 @@ class GDT:
         self.loss, self.decimals = loss, decimals
         self.y_np = y.cpu().numpy()
         self.n_classes = int(n_classes if n_classes is not None else int(self.y_np.max()) + 1)
-        self.gen = torch.Generator().manual_seed(int(seed))
         if s.conflict_precheck:
             self.conflicts = find_conflicts(x.cpu().numpy(), self.y_np)
         else:
@@ -218,121 +300,55 @@ class GDT:
         self.in_conflict = np.zeros(x.shape[0], dtype=bool)
         for g in self.conflicts:
             self.in_conflict[g] = True
-        # loop state (everything below is checkpointed)
-        self.best = fnn.clone(params)
-        self.best_acc = fnn.accuracy(self.best, x, y)
-        self.theta_ok = fnn.clone(params)
-        self.round = 0  # rounds started
-        self.in_round = False
-        self.finished = False
-        self.stop_reason = ""
-        self.lam_ok, self.delta, self.streak, self.round_steps = 0.0, s.delta0, 0, 0
-        self.accepted = self.rejected = 0
-        self.lambda_path: list[float] = []
-        self.delta_path: list[float] = []
-        self.accepted_path: list[bool] = []
-        self.round_starts: list[int] = []
-        self.round_ends: list[str] = []  # why each round ended (END_*)
-        self.steps_path: list[int] = []  # gradient steps each λ-step took (K, 2K, …)
-        self.consolidation_steps = 0
-        self.no_anchor: set[int] = set()
-        self.cont_c = np.zeros(0, dtype=np.int64)  # correct samples kept at X[i]
-        self.cont_e = np.zeros(0, dtype=np.int64)  # errors on homotopy paths
-        self.anchor_of = np.zeros(0, dtype=np.int64)  # a(e) per cont_e
-        self.seconds_before = 0.0
+        best = fnn.clone(params)
+        self.state = GDTState(  # the loop state: what a checkpoint holds
+            best=best,
+            best_acc=fnn.accuracy(best, x, y),
+            theta_ok=fnn.clone(params),
+            gen=torch.Generator().manual_seed(int(seed)),
+            delta=s.delta0,
+        )
         self.resumed = False
         self.tag = f"[{name}] " if name else ""  # log prefix of a group member
         # (x rows, labels, row weights) views while run_group holds the member in stacked buffers
         self.slot: tuple[Tensor, Tensor, Tensor] | None = None
-        self._charged: float | None = None  # a group member's share of the group's wall time
+        self.step: Step | None = None  # the λ-step under way (run_group)
+        # (start, charged): when this process began the run, and a stacked member's share of
+        # the group's wall time (None: the run's own wall time counts)
+        self.clock: tuple[float | None, float | None] = (None, None)
 
     # -- checkpoint -------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "best": [(w.cpu().clone(), b.cpu().clone()) for w, b in self.best],
-            "best_acc": self.best_acc,
-            "theta_ok": [(w.cpu().clone(), b.cpu().clone()) for w, b in self.theta_ok],
-            "round": self.round,
-            "in_round": self.in_round,
-            "finished": self.finished,
-            "stop_reason": self.stop_reason,
-            "lam_ok": self.lam_ok,
-            "delta": self.delta,
-            "streak": self.streak,
-            "round_steps": self.round_steps,
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "lambda_path": list(self.lambda_path),
-            "delta_path": list(self.delta_path),
-            "accepted_path": list(self.accepted_path),
-            "round_starts": list(self.round_starts),
-            "round_ends": list(self.round_ends),
-            "steps_path": list(self.steps_path),
-            "consolidation_steps": self.consolidation_steps,
-            "no_anchor": sorted(self.no_anchor),
-            "cont_c": self.cont_c.copy(),
-            "cont_e": self.cont_e.copy(),
-            "anchor_of": self.anchor_of.copy(),
-            "seconds": self.elapsed(),
-            "gen_state": self.gen.get_state(),
-        }
+        return self.state.to_dict(seconds=self.elapsed())
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
-        dev = self.x.device
-        self.best = [(w.to(dev), b.to(dev)) for w, b in st["best"]]
-        self.theta_ok = [(w.to(dev), b.to(dev)) for w, b in st["theta_ok"]]
-        for k in (
-            "best_acc",
-            "round",
-            "in_round",
-            "finished",
-            "stop_reason",
-            "lam_ok",
-            "delta",
-            "streak",
-            "round_steps",
-            "accepted",
-            "rejected",
-            "lambda_path",
-            "delta_path",
-            "accepted_path",
-            "round_starts",
-            "round_ends",
-            "steps_path",
-            "consolidation_steps",
-            "cont_c",
-            "cont_e",
-            "anchor_of",
-        ):
-            setattr(self, k, st[k])
-        self.no_anchor = set(st["no_anchor"])
-        self.seconds_before = float(st["seconds"])
-        self.gen.set_state(st["gen_state"])
+        self.state = GDTState.from_dict(st, self.x.device)
         self.resumed = True
-        if self.in_round:
-            self._build_batch()
+        if self.state.in_round:
+            self.build_batch()
 
     def elapsed(self) -> float:
         """Seconds spent (carried over a resume); a group member counts its share of the group."""
-        if self._charged is not None:
-            return self.seconds_before + self._charged
-        return self.seconds_before + (
-            time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
-        )
+        start, charged = self.clock
+        if charged is not None:
+            return self.state.seconds + charged
+        return self.state.seconds + (time.perf_counter() - start if start is not None else 0.0)
 
     # -- rounds -----------------------------------------------------------------
 
     def _start_round(self) -> bool:
         """New E, anchors and homotopy pairs from the best weights; False if nothing to do."""
-        logits = fnn.logits_of(self.best, self.x)
+        logits = fnn.logits_of(self.state.best, self.x)
         pred = logits.argmax(dim=1).cpu().numpy()
         dist = fnn.distance(logits).cpu().numpy()
         y = self.y_np
         correct = (pred == y) & ~self.in_conflict
         errors = np.flatnonzero((pred != y) & ~self.in_conflict)
         if errors.size == 0:
-            self.stop_reason = STOP_ERROR_FREE if not self.in_conflict.any() else STOP_NOTHING_LEFT
+            self.state.stop_reason = (
+                STOP_ERROR_FREE if not self.in_conflict.any() else STOP_NOTHING_LEFT
+            )
             return False
         anchors = select_anchors(y, dist, correct, self.s.anchors, self.n_classes)
         has = anchors.count[y[errors]] > 0
@@ -345,46 +361,51 @@ class GDT:
                 lacking,
                 int((~has).sum()),
             )
-            self.no_anchor.update(int(c) for c in lacking)
+            self.state.no_anchor.update(int(c) for c in lacking)
         work = errors[has]
         if work.size == 0:
-            self.stop_reason = STOP_NOTHING_LEFT
+            self.state.stop_reason = STOP_NOTHING_LEFT
             return False
-        self.round += 1
-        self.in_round = True
-        self.cont_c = np.flatnonzero(correct)
-        self.cont_e = work
-        self.anchor_of = pick_anchors(y[work], anchors, self.gen)
-        self.lam_ok, self.delta, self.streak, self.round_steps = 0.0, self.s.delta0, 0, 0
-        self.theta_ok = fnn.clone(self.best)
-        self.round_starts.append(len(self.lambda_path))
-        self._build_batch()
+        self.state.round += 1
+        self.state.in_round = True
+        self.state.cont_c = np.flatnonzero(correct)
+        self.state.cont_e = work
+        self.state.anchor_of = pick_anchors(y[work], anchors, self.state.gen)
+        self.state.lam_ok, self.state.delta, self.state.streak, self.state.round_steps = (
+            0.0,
+            self.s.delta0,
+            0,
+            0,
+        )
+        self.state.theta_ok = fnn.clone(self.state.best)
+        self.state.round_starts.append(len(self.state.lambda_path))
+        self.build_batch()
         self._consolidate()
         log.info(
             "%sGDT round %d: accuracy %.5f, %d errors on homotopy paths, %d correct kept, %d conflict "
             "members left out",
             self.tag,
-            self.round,
-            self.best_acc,
+            self.state.round,
+            self.state.best_acc,
             work.size,
-            self.cont_c.size,
+            self.state.cont_c.size,
             int(self.in_conflict.sum()),
         )
         return True
 
-    def _build_batch(self) -> None:
+    def build_batch(self) -> None:
         """Continuation batch: rows [C | E]; the E rows are rewritten at every λ. In a group
         (:func:`run_group`) the rows and θ live in the group's stacked buffers."""
         dev = self.x.device
-        c = torch.as_tensor(self.cont_c, device=dev)
-        e = torch.as_tensor(self.cont_e, device=dev)
-        a = torch.as_tensor(self.anchor_of, device=dev)
+        c = torch.as_tensor(self.state.cont_c, device=dev)
+        e = torch.as_tensor(self.state.cont_e, device=dev)
+        a = torch.as_tensor(self.state.anchor_of, device=dev)
         self.n_c = int(c.shape[0])
         self.xa, self.xe = self.x[a], self.x[e]
         if self.slot is None:
             self.xb = torch.cat([self.x[c], self.xa])  # (n_c + |E|, D); E rows = λ=0
             self.yb = torch.cat([self.y[c], self.y[e]])
-            self.theta = fnn.clone(self.theta_ok)  # work buffers
+            self.theta = fnn.clone(self.state.theta_ok)  # work buffers
             return
         xbuf, ybuf, wbuf = self.slot
         rows = self.n_c + int(e.shape[0])
@@ -396,22 +417,22 @@ class GDT:
         ybuf[rows:] = 0  # padding rows: any label, weight 0
         wbuf.zero_()
         wbuf[:rows] = 1.0 / rows
-        fnn.copy_into(self.theta, self.theta_ok)
+        fnn.copy_into(self.theta, self.state.theta_ok)
 
     def _end_round(self) -> None:
-        self.in_round = False
-        acc = fnn.accuracy(self.theta_ok, self.x, self.y)
-        if acc >= self.best_acc:
-            self.best, self.best_acc = fnn.clone(self.theta_ok), acc
+        self.state.in_round = False
+        acc = fnn.accuracy(self.state.theta_ok, self.x, self.y)
+        if acc >= self.state.best_acc:
+            self.state.best, self.state.best_acc = fnn.clone(self.state.theta_ok), acc
         log.info(
             "%sGDT round %d ends at λ=%.6f (Δ=%.3g, %d λ-steps): real accuracy %.5f, best %.5f",
             self.tag,
-            self.round,
-            self.lam_ok,
-            self.delta,
-            self.round_steps,
+            self.state.round,
+            self.state.lam_ok,
+            self.state.delta,
+            self.state.round_steps,
             acc,
-            self.best_acc,
+            self.state.best_acc,
         )
 
     # -- one λ-step --------------------------------------------------------------
@@ -431,7 +452,7 @@ class GDT:
     def _begin(self, lam: float) -> None:
         """Start a descent at ``lam`` from θ_ok: the E rows moved to x(λ), θ ← θ_ok."""
         homotopy_inputs(self.xa, self.xe, lam, out=self.xb[self.n_c :])
-        fnn.copy_into(self.theta, self.theta_ok)
+        fnn.copy_into(self.theta, self.state.theta_ok)
 
     def _descend(self, lam: float, max_steps: int) -> tuple[bool, int]:
         """From θ_ok, normalised full-batch steps on {x(λ), y} in chunks of K until the batch
@@ -469,13 +490,13 @@ class GDT:
         if self.s.consolidate_steps <= 0:
             return
         ok, used = self._descend(0.0, max(self.s.consolidate_steps, self.s.steps))
-        self.consolidation_steps += used
+        self.state.consolidation_steps += used
         if ok:
-            fnn.copy_into(self.theta_ok, self.theta)
+            fnn.copy_into(self.state.theta_ok, self.theta)
         log.debug(
             "%sGDT round %d: consolidation at λ=0, %d steps, %s",
             self.tag,
-            self.round,
+            self.state.round,
             used,
             "kept" if ok else "dropped (batch not 100 % correct)",
         )
@@ -484,106 +505,151 @@ class GDT:
         """Before a λ-step: stop (rounds or time spent, nothing to fit: None) or start a round
         when none is open; returns the λ of the next attempt."""
         s = self.s
-        if self.finished:
+        if self.state.finished:
             return None
-        if not self.in_round:
-            if self.round >= s.rounds:
-                exhausted = all(e in (END_LAMBDA_1, END_FLOOR) for e in self.round_ends)
-                self.stop_reason = STOP_ROUNDS if exhausted else STOP_LAMBDA_BUDGET
-                self.finished = True
+        if not self.state.in_round:
+            if self.state.round >= s.rounds:
+                exhausted = all(e in (END_LAMBDA_1, END_FLOOR) for e in self.state.round_ends)
+                self.state.stop_reason = STOP_ROUNDS if exhausted else STOP_LAMBDA_BUDGET
+                self.state.finished = True
                 return None
             if self.elapsed() >= s.max_seconds:
-                self.stop_reason, self.finished = STOP_TIME_BUDGET, True
+                self.state.stop_reason, self.state.finished = STOP_TIME_BUDGET, True
                 return None
             if not self._start_round():
-                self.finished = True
+                self.state.finished = True
                 return None
-        return min(1.0, self.lam_ok + self.delta)
+        return min(1.0, self.state.lam_ok + self.state.delta)
 
     def _conclude(self, lam: float, ok: bool, used: int) -> None:
         """Book a finished λ-step attempt (θ holds its end point): accept or reject, Δ and the
         streak, and close the round (and the run) when it ended."""
         s = self.s
-        self.steps_path.append(used)
-        self.lambda_path.append(lam)
-        self.delta_path.append(self.delta)
-        self.accepted_path.append(ok)
-        self.round_steps += 1
+        self.state.steps_path.append(used)
+        self.state.lambda_path.append(lam)
+        self.state.delta_path.append(self.state.delta)
+        self.state.accepted_path.append(ok)
+        self.state.round_steps += 1
         if ok:
-            self.accepted += 1
-            self.lam_ok = lam
-            fnn.copy_into(self.theta_ok, self.theta)
-            self.streak += 1
-            if self.streak >= s.streak:
-                self.delta *= s.factor
-                self.streak = 0
+            self.state.accepted += 1
+            self.state.lam_ok = lam
+            fnn.copy_into(self.state.theta_ok, self.theta)
+            self.state.streak += 1
+            if self.state.streak >= s.streak:
+                self.state.delta *= s.factor
+                self.state.streak = 0
         else:
-            self.rejected += 1
-            self.streak = 0
-            self.delta /= s.factor
+            self.state.rejected += 1
+            self.state.streak = 0
+            self.state.delta /= s.factor
         log.debug(
             "%sλ-step %d: λ=%.6f %s, Δ→%.4g",
             self.tag,
-            len(self.lambda_path),
+            len(self.state.lambda_path),
             lam,
             "accept" if ok else "reject",
-            self.delta,
+            self.state.delta,
         )
         out_of_time = self.elapsed() >= s.max_seconds
         end = (
             END_LAMBDA_1
-            if self.lam_ok >= 1.0
+            if self.state.lam_ok >= 1.0
             else END_FLOOR
-            if self.delta < s.delta_floor
+            if self.state.delta < s.delta_floor
             else END_LAMBDA_BUDGET
-            if self.round_steps >= s.max_lambda_steps
+            if self.state.round_steps >= s.max_lambda_steps
             else END_TIME
             if out_of_time
             else None
         )
         if end is not None:
-            log.info("%sGDT round %d ends: %s", self.tag, self.round, end)
-            self.round_ends.append(end)
+            log.info("%sGDT round %d ends: %s", self.tag, self.state.round, end)
+            self.state.round_ends.append(end)
             self._end_round()
-            if self.lam_ok >= 1.0 and self.best_acc >= 1.0:
-                self.stop_reason, self.finished = STOP_ERROR_FREE, True
+            if self.state.lam_ok >= 1.0 and self.state.best_acc >= 1.0:
+                self.state.stop_reason, self.state.finished = STOP_ERROR_FREE, True
             elif out_of_time:
-                self.stop_reason, self.finished = STOP_TIME_BUDGET, True
+                self.state.stop_reason, self.state.finished = STOP_TIME_BUDGET, True
 
-    def _log_progress(self) -> None:
+    def log_progress(self) -> None:
         log.info(
             "%sGDT round %d, λ-step %d: λ_ok=%.6f Δ=%.4g (%d accepted, %d rejected, %.0f s)",
             self.tag,
-            self.round,
-            self.round_steps,
-            self.lam_ok,
-            self.delta,
-            self.accepted,
-            self.rejected,
+            self.state.round,
+            self.state.round_steps,
+            self.state.lam_ok,
+            self.state.delta,
+            self.state.accepted,
+            self.state.rejected,
             self.elapsed(),
         )
 
     def result(self) -> GDTResult:
         return GDTResult(
-            params=fnn.clone(self.best),
-            accuracy=self.best_acc,
-            rounds=self.round,
-            accepted=self.accepted,
-            rejected=self.rejected,
-            lambda_path=list(self.lambda_path),
-            delta_path=list(self.delta_path),
-            accepted_path=list(self.accepted_path),
-            round_starts=list(self.round_starts),
-            round_ends=list(self.round_ends),
-            steps_path=list(self.steps_path),
-            steps_taken=self.consolidation_steps + sum(self.steps_path),
-            consolidation_steps=self.consolidation_steps,
+            params=fnn.clone(self.state.best),
+            accuracy=self.state.best_acc,
+            rounds=self.state.round,
+            accepted=self.state.accepted,
+            rejected=self.state.rejected,
+            lambda_path=list(self.state.lambda_path),
+            delta_path=list(self.state.delta_path),
+            accepted_path=list(self.state.accepted_path),
+            round_starts=list(self.state.round_starts),
+            round_ends=list(self.state.round_ends),
+            steps_path=list(self.state.steps_path),
+            steps_taken=self.state.consolidation_steps + sum(self.state.steps_path),
+            consolidation_steps=self.state.consolidation_steps,
             conflicts=list(self.conflicts),
-            no_anchor=sorted(self.no_anchor),
-            stop_reason=self.stop_reason,
+            no_anchor=sorted(self.state.no_anchor),
+            stop_reason=self.state.stop_reason,
             seconds=self.elapsed(),
             resumed=self.resumed,
         )
+
+    # -- one member's steps, driven by run_group ----------------------------------
+
+    def start_clock(self, t0: float, shared: bool) -> None:
+        """Time the run from ``t0``; a member of a stacked group is charged its share instead."""
+        self.clock = (t0, 0.0 if shared else None)
+
+    def charge(self, seconds: float) -> None:
+        """Add ``seconds`` of the group's wall time to a stacked member's time."""
+        start, charged = self.clock
+        self.clock = (start, (charged or 0.0) + seconds)
+
+    def begin_step(self) -> bool:
+        """Start the next λ-step (a new round if none is open); False: the run has finished."""
+        lam = self._next_lambda()
+        if lam is None:
+            return False
+        self._begin(lam)
+        self.step = Step(lam, 0, max(self.s.max_steps, self.s.steps))
+        return True
+
+    def after_chunk(self, k: int, batch_ok: bool) -> tuple[bool, bool]:
+        """Book ``k`` gradient steps of the current λ-step whose batch test gave ``batch_ok``;
+        returns (whether the λ-step concluded, whether the member goes on)."""
+        st = self.step
+        st.done += k
+        good = batch_ok and self._rounded_correct(st.lam)
+        if good or st.done + k > st.cap:
+            self._conclude(st.lam, good, st.done)
+            return True, self.begin_step()
+        return False, True
+
+    def attach(self, slot: tuple[Tensor, Tensor, Tensor], theta: fnn.Params) -> None:
+        """Hold θ and the batch rows in a group's stacked buffers (``slot``: x rows, labels,
+        row weights); a member re-attached after a restack keeps its batch."""
+        rows = self.xb.shape[0] if self.slot is not None else None
+        self.slot, self.theta = slot, theta
+        if rows is not None:
+            self.xb, self.yb = slot[0][:rows], slot[1][:rows]
+
+    def detach(self) -> None:
+        """Leave the stacked buffers, with copies of θ (not views)."""
+        if self.slot is not None:
+            self.theta = fnn.clone(self.theta)
+            self.slot = None
 
     # -- driver ------------------------------------------------------------------
 
@@ -615,17 +681,16 @@ def run_group(
     stacked = len(runs) > 1
     t0 = time.perf_counter()
     for r in runs:
-        r._t0 = t0
-        r._charged = 0.0 if stacked else None
+        r.start_clock(t0, shared=stacked)
         if r.resumed:
             log.info(
                 "%sGDT resumes at round %d, λ=%.6f, Δ=%.4g (%d accepted, %d rejected)",
                 r.tag,
-                r.round,
-                r.lam_ok,
-                r.delta,
-                r.accepted,
-                r.rejected,
+                r.state.round,
+                r.state.lam_ok,
+                r.state.delta,
+                r.state.accepted,
+                r.state.rejected,
             )
         elif r.conflicts:
             log.info(
@@ -635,25 +700,19 @@ def run_group(
                 len(r.conflicts),
                 int(r.in_conflict.sum()),
             )
-    live = [r for r in runs if not r.finished]
+    live = [r for r in runs if not r.state.finished]
     theta: fnn.Params = []
     xbuf = ybuf = wbuf = torch.zeros(0)
 
     def attach() -> None:
         """Point each live member's θ and batch rows at its slice of the stacked buffers."""
         for i, r in enumerate(live):
-            rows = r.xb.shape[0] if r.slot is not None else None  # a restack keeps the batch
-            r.slot = (xbuf[i], ybuf[i], wbuf[i])
-            r.theta = fnn.member(theta, i)
-            if rows is not None:
-                r.xb, r.yb = xbuf[i][:rows], ybuf[i][:rows]
+            r.attach((xbuf[i], ybuf[i], wbuf[i]), fnn.member(theta, i))
 
     def keep_only(keep: list[int]) -> None:
         nonlocal live, theta, xbuf, ybuf, wbuf
-        for i in sorted(set(range(len(live))) - set(keep)):  # leaves with copies, not views
-            if live[i].slot is not None:
-                live[i].theta = fnn.clone(live[i].theta)
-                live[i].slot = None
+        for i in sorted(set(range(len(live))) - set(keep)):
+            live[i].detach()
         live = [live[i] for i in keep]
         if stacked and live:
             rows = torch.as_tensor(keep, dtype=torch.int64, device=xbuf.device)
@@ -665,27 +724,18 @@ def run_group(
             )
             attach()
 
-    def begin(r: GDT) -> bool:
-        """Start the member's next λ-step (a new round if none is open); False: it finished."""
-        lam = r._next_lambda()
-        if lam is None:
-            return False
-        r._begin(lam)
-        r._cur = (lam, 0, max(s.max_steps, s.steps))
-        return True
-
     if stacked and live:
         n, d = live[0].x.shape
         dev = live[0].x.device
-        theta = fnn.stack([r.theta_ok for r in live])
+        theta = fnn.stack([r.state.theta_ok for r in live])
         xbuf = torch.zeros(len(live), n, d, device=dev)
         ybuf = torch.zeros(len(live), n, dtype=torch.int64, device=dev)
         wbuf = torch.zeros(len(live), n, device=dev)
         attach()
         for r in live:
-            if r.in_round:  # resumed inside a round: its batch is rebuilt in the buffers
-                r._build_batch()
-    keep_only([i for i, r in enumerate(live) if begin(r)])
+            if r.state.in_round:  # resumed inside a round: its batch is rebuilt in the buffers
+                r.build_batch()
+    keep_only([i for i, r in enumerate(live) if r.begin_step()])
     last_ckpt, last_log = time.perf_counter(), -1e9
     k = s.steps
     while live:
@@ -696,28 +746,21 @@ def run_group(
             ok = ((pred == ybuf) | (wbuf == 0)).all(dim=1).cpu().tolist()  # the group's one sync
             share = (time.perf_counter() - tick) / len(live)
             for r in live:
-                r._charged += share
+                r.charge(share)
         else:
             r = live[0]
             descend(r.theta, r.xb, r.yb, k, s, r.loss)
             ok = [bool((fnn.predict(r.theta, r.xb) == r.yb).all().item())]
         concluded, keep = False, []
         for i, r in enumerate(live):
-            lam, done, cap = r._cur
-            done += k
-            good = ok[i] and r._rounded_correct(lam)
-            if good or done + k > cap:
-                r._conclude(lam, good, done)
-                concluded = True
-                if begin(r):
-                    keep.append(i)
-            else:
-                r._cur = (lam, done, cap)
+            ended, goes_on = r.after_chunk(k, ok[i])
+            concluded = concluded or ended
+            if goes_on:
                 keep.append(i)
         now = time.perf_counter()
         if concluded and now - last_log >= LOG_EVERY_S:
             for r in live:
-                r._log_progress()
+                r.log_progress()
             last_log = now
         # Checkpoint after a λ-step, accepted or rejected: both end at a deterministic point
         # (a reject restores θ_ok), so a job that spends hours rejecting steps does not redo
@@ -725,7 +768,7 @@ def run_group(
         if (
             on_checkpoint is not None
             and concluded
-            and not all(r.finished for r in runs)
+            and not all(r.state.finished for r in runs)
             and now - last_ckpt >= s.checkpoint_seconds
         ):
             on_checkpoint([r.state_dict() for r in runs])
