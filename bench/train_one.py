@@ -25,7 +25,7 @@ from record import record, record_argument  # bench/record.py (the script's fold
 
 from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
-from errorless.train import gdt, sgd
+from errorless.train import gdt, gdtgroup, gdtmath, sgd
 
 
 def synthetic_inputs(
@@ -145,8 +145,8 @@ def main() -> None:
 
     # Step rate of the full-batch GDT steps alone (same code path as GDT's λ-steps).
     theta = fnn.clone(s_res.params)
-    t_step = timed(lambda: gdt.descend(theta, x, y, 5, g_set, fnn.CROSS_ENTROPY), sync, 2) / 5
-    step_flops = gdt.flops_per_step(args.images, sizes)
+    t_step = timed(lambda: gdtmath.descend(theta, x, y, 5, g_set, fnn.CROSS_ENTROPY), sync, 2) / 5
+    step_flops = gdtmath.flops_per_step(args.images, sizes)
     step_rate = step_flops / t_step
     print(
         f"GDT full-batch step: {t_step * 1e3:.1f} ms, {step_flops / 1e9:.2f} GFLOP, "
@@ -155,7 +155,7 @@ def main() -> None:
 
     run = gdt.GDT(s_res.params, x, y, g_set, args.seed + 1, decimals=4, n_classes=args.labels)
     t = time.perf_counter()
-    r = run.run()
+    r = gdtgroup.run_one(run)
     sync()
     t_gdt = time.perf_counter() - t
     n_steps = len(r.lambda_path)

@@ -203,7 +203,7 @@ def wheel_data(
     }
 
 
-# T statuses counted in Table 2 (gdt.classify_status); S/Sp rows get no counts
+# T statuses counted in Table 2 (gdtstate.classify_status); S/Sp rows get no counts
 STATUS_COLUMNS = {
     "conflicts": "conflict_fnns",
     "no_anchor": "no_anchor_fnns",

@@ -20,7 +20,7 @@ from errorless.grid import fnn_jobs
 from errorless.names import module_name, proto_name, shard_name, split_shard, submodule_name
 
 BUDGET_STATUS = (
-    "budget"  # gdt.BUDGET: a T-FNN that stopped on a budget with consistent images wrong
+    "budget"  # gdtstate.BUDGET: a T-FNN that stopped on a budget with consistent images wrong
 )
 
 

@@ -34,7 +34,9 @@ from errorless.errors import ConfigError, DataError
 from errorless.features import transform
 from errorless.io import arrays_digest, atomic_path, remove_stale_temporaries, write_json, write_npz
 from errorless.names import proto_name, split_model, split_shard
-from errorless.train.gdt import GDT, classify_status, run_group
+from errorless.train.gdt import GDT
+from errorless.train.gdtgroup import run_group
+from errorless.train.gdtstate import classify_status
 from errorless.train.sgd import pack_result, train_sgd_group, unpack_result
 
 log = logging.getLogger(__name__)
