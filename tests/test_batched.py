@@ -231,13 +231,13 @@ def test_group_job_killed_mid_gdt_resumes_to_the_clean_result(tmp_path, monkeypa
     from test_train import load_npz, settings, write_shard
 
     from errorless import cli
-    from errorless.train import train
+    from errorless.train import checkpoint
 
     shard = write_shard(tmp_path / "m02_s1.npz", n=200, signal=10)
     sett = settings(gdt={"delta0": 0.05, "streak": 1000, "checkpoint_seconds": 0})
     feats = ["R", "G", "B"]
     assert cli.main(_group_args(tmp_path, shard, "ref", sett, feats)) == 0
-    saved = train.save_checkpoint
+    saved = checkpoint.save_checkpoint
 
     class Killed(BaseException):
         pass
@@ -249,12 +249,12 @@ def test_group_job_killed_mid_gdt_resumes_to_the_clean_result(tmp_path, monkeypa
             if count[0] == 5:
                 raise Killed
 
-    monkeypatch.setattr(train, "save_checkpoint", dies)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", dies)
     args = _group_args(tmp_path, shard, "run", sett, feats)
     ckpt = Path(args[args.index("--checkpoint") + 1])
     with pytest.raises(Killed):
         cli.main(args)
-    monkeypatch.setattr(train, "save_checkpoint", saved)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", saved)
     assert ckpt.exists() and not (tmp_path / "run-R.weights.npz").exists()
     assert cli.main(args) == 0
     for f in feats:
