@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from errorless.errors import DataError
+from errorless.names import image_ids
 
 
 @dataclass
@@ -21,15 +22,10 @@ class ImageSet:
 
     @property
     def ids(self) -> np.ndarray:
-        return self.names if self.names is not None else default_ids(self.batch, self.row)
+        return self.names if self.names is not None else image_ids(self.batch, self.row)
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def default_ids(batch: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """``batch:row`` ids, for data sets that give none of their own."""
-    return np.char.add(np.char.add(batch.astype(str), ":"), row.astype(str))
 
 
 def concat(sets: list[ImageSet]) -> ImageSet:

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from errorless.config import module_names, settings_arguments, settings_from_args, submodule_names
-from errorless.data import datasets, imageset
+from errorless.data import datasets
 from errorless.errors import ConfigError, DataError
 from errorless.io import write_npz, write_text
-from errorless.names import shard_name, submodule_name
+from errorless.names import image_ids, shard_name, submodule_name
 
 log = logging.getLogger(__name__)
 KEYS = (
@@ -278,12 +278,12 @@ def _spill_batches(cfg: dict[str, Any], names: list[str], spill: Path, module_of
         parts = np.split(np.arange(len(labels)), sizes[:-1])
         ids = np.concatenate(
             [
-                g if g is not None else imageset.default_ids(batch[p], row[p])
+                g if g is not None else image_ids(batch[p], row[p])
                 for g, p in zip(given, parts, strict=True)
             ]
         )
     else:
-        ids = imageset.default_ids(batch, row)
+        ids = image_ids(batch, row)
     return (labels, batch_index, row, batch, ids.astype(str)), shape, L
 
 

@@ -43,6 +43,7 @@ from errorless.data.copies import transform_copy
 from errorless.data.shards import assign
 from errorless.errors import ConfigError
 from errorless.io import write_if_changed, write_text
+from errorless.names import image_id
 
 log = logging.getLogger(__name__)
 PLANTED_COLUMNS = [
@@ -206,9 +207,9 @@ def plant(rng, batches, cfg, k, c, r, section: str = "synthetic") -> list[dict]:
         out.append(
             dict(
                 kind=kind,
-                id_a=f"{na}:{row[a]}",
+                id_a=image_id(na, row[a]),
                 label_a=int(labels[a]),
-                id_b=f"{nb}:{row[b]}",
+                id_b=image_id(nb, row[b]),
                 label_b=int(labels[b]),
                 module_a=ma,
                 submodule_a=sa,
@@ -264,7 +265,7 @@ def plant_flip(rng, batches, names, labels, bidx, row, pick, c, section) -> tupl
     batches[names[bidx[i]]][1][row[i]] = new
     row_ = dict(
         kind="label_flip",
-        id_a=f"{names[bidx[i]]}:{row[i]}",
+        id_a=image_id(names[bidx[i]], row[i]),
         label_a=int(new),
         id_b="",
         label_b=true,

@@ -37,7 +37,7 @@ import pandas as pd
 from errorless.config import FEATURES, GREY_FEATURE
 from errorless.data.datasets import GENERATED, IMAGENET
 from errorless.errors import ConfigError, DataError
-from errorless.names import shard_name, split_proto
+from errorless.names import image_id, shard_name, split_proto
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def load_images(path: Path, fmt: str, cfg: dict[str, Any], size: int | None, gre
         ids = (
             d["ids"].astype(str)
             if "ids" in d
-            else np.array([f"{path.stem}:{i}" for i in range(len(images))])
+            else np.array([image_id(path.stem, i) for i in range(len(images))])
         )
         return images, labels, ids
     from errorless.data import datasets

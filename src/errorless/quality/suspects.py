@@ -12,6 +12,7 @@ import pandas as pd
 
 from errorless.errors import DataError
 from errorless.io import atomic_path, write_parquet
+from errorless.names import image_id_key, split_image_id
 from errorless.quality.evidence import TrainingEvidence
 
 EVIDENCE_ORDER = (
@@ -102,13 +103,15 @@ def combine(
     suspects: list[Suspect] = []
     for _, g in dups[dups["kind"] == "exact"].groupby("group", sort=True):
         ids = list(dict.fromkeys(list(g["id_a"]) + list(g["id_b"])))
-        suspects.append(Suspect(sorted(ids, key=_id_key), {"exact_duplicate"}, "exact", 1.0))
+        suspects.append(Suspect(sorted(ids, key=image_id_key), {"exact_duplicate"}, "exact", 1.0))
     near = dups[dups["kind"] != "exact"]
     for a, b, k, sim in zip(
         near["id_a"], near["id_b"], near["kind"], near["similarity"], strict=True
     ):
         suspects.append(
-            Suspect(sorted([str(a), str(b)], key=_id_key), {"near_duplicate"}, str(k), float(sim))
+            Suspect(
+                sorted([str(a), str(b)], key=image_id_key), {"near_duplicate"}, str(k), float(sim)
+            )
         )
     order = {f: i for i, f in enumerate(features or [])}
     for key in sorted(ev.conflicts, key=sorted):
@@ -121,27 +124,15 @@ def combine(
                 ev.conflict_features.get(key, set()), key=lambda f: (order.get(f, len(order)), f)
             )
             what = f"indistinguishable in feature{'s' if len(feats) > 1 else ''} {', '.join(feats)}"
-            suspects.append(Suspect(sorted(key, key=_id_key), {"indistinguishable"}, what))
+            suspects.append(Suspect(sorted(key, key=image_id_key), {"indistinguishable"}, what))
     covered = {i for s in suspects for i in s.ids}
-    for i in sorted(ev.failed.keys() - covered, key=_id_key):
+    for i in sorted(ev.failed.keys() - covered, key=image_id_key):
         suspects.append(Suspect([i], set()))
     covered.update(ev.failed)
-    for i in sorted(ev.budget.keys() - covered, key=_id_key):
+    for i in sorted(ev.budget.keys() - covered, key=image_id_key):
         suspects.append(Suspect([i], set()))
     rows = [_row(s, ev, label, shard, near_similarity) for s in suspects]
     return finish(pd.DataFrame(rows, columns=[c for c in REPORT_COLUMNS if c != "rank"]))
-
-
-def _id_key(i: str) -> tuple[str, int]:
-    batch, _, row = i.rpartition(":")
-    return (batch, int(row)) if row.isdigit() else (i, -1)
-
-
-def _split_id(i: str | None) -> tuple[str | None, int | None]:
-    if i is None:
-        return None, None
-    batch, _, row = i.rpartition(":")
-    return (batch, int(row)) if batch and row.isdigit() else (i, None)
 
 
 def _row(s: Suspect, ev: TrainingEvidence, label: dict, shard: dict, thr: float) -> dict[str, Any]:
@@ -177,7 +168,7 @@ def _row(s: Suspect, ev: TrainingEvidence, label: dict, shard: dict, thr: float)
         ),
     }
     for side, i in (("a", a), ("b", b)):
-        batch, r = _split_id(i)
+        batch, r = split_image_id(i)
         m, sub = shard.get(i, (None, None)) if i is not None else (None, None)
         row.update(
             {
