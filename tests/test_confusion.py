@@ -304,7 +304,7 @@ def test_photos_grouped_config_has_one_module_per_photograph(monkeypatch):
 
 
 def test_padded_stack_of_unequal_modules_equals_each_fnn_alone():
-    """FNNs of modules of 3 and 2 labels stacked (gather.ProtoWeights padded with bias -inf):
+    """FNNs of modules of 3 and 2 labels stacked (gather.load.ProtoWeights padded with bias -inf):
     every FNN's top labels and distances equal those of its own, unpadded weights read
     through its module's labels; a padded output is named only after the real ones."""
     import torch

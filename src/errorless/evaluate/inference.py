@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def proto_kernels(pw, device="cpu") -> list[fnn.SharedGroup]:
-    """One :class:`fnn.SharedGroup` per feature of a :class:`gather.ProtoWeights`."""
+    """One :class:`fnn.SharedGroup` per feature of a :class:`gather.load.ProtoWeights`."""
     return [
         fnn.SharedGroup([(W[f], b[f]) for W, b in pw.layers], pw.label_map, device)
         for f in range(len(pw.features))

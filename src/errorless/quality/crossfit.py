@@ -110,7 +110,7 @@ def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 def fold_seed(base: int, module: str, fold: str) -> int:
-    """Base seed + a stable hash of the job's wildcards (as ``train.job_seed``)."""
+    """Base seed + a stable hash of the job's wildcards (as ``train.job.job_seed``)."""
     return int(base) + zlib.crc32(f"crossfit/{module}/{fold}".encode())
 
 

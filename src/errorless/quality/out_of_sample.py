@@ -214,7 +214,7 @@ def oos_table(
     pw, shards, transform: dict[str, int], device: str = "cpu", batch_size: int = 4096
 ) -> pd.DataFrame:
     """The other submodules' out-of-sample votes and probabilities (OOS_COLUMNS, ``source``
-    submodules) for a :class:`gather.ProtoWeights` and :class:`shards.Shard` objects."""
+    submodules) for a :class:`gather.load.ProtoWeights` and :class:`shards.Shard` objects."""
     frames = []
     for sh in shards:
         res = shard_out_of_sample(pw, sh, transform, device, batch_size)
