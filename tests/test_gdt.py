@@ -273,3 +273,34 @@ def test_plateau_rule_lowers_the_learning_rate():
     for _ in range(30):
         fixed.after_epoch(0.5)
     assert fixed.lr == 0.1
+
+
+# the keys of a GDT checkpoint before GDTState (hand-listed state_dict): such checkpoints still resume
+OLD_STATE_KEYS = {
+    "best", "best_acc", "theta_ok", "round", "in_round", "finished", "stop_reason", "lam_ok",
+    "delta", "streak", "round_steps", "accepted", "rejected", "lambda_path", "delta_path",
+    "accepted_path", "round_starts", "round_ends", "steps_path", "consolidation_steps",
+    "no_anchor", "cont_c", "cont_e", "anchor_of", "seconds", "gen_state",
+}  # fmt: skip
+
+
+def test_gdt_state_is_serialised_once_with_the_previous_checkpoint_keys():
+    x, y = _planted(seed=1)
+    X, Y, s = sgd_start(x, y)
+    st = GDTSettings(conflict_precheck=False, rounds=1, delta_floor=1e-2, checkpoint_seconds=0)
+    states = []
+    gdtgroup.run_one(gdt.GDT(s.params, X, Y, st, 5, decimals=4, n_classes=5), states.append)
+    saved = states[len(states) // 2]
+    assert set(saved) == OLD_STATE_KEYS
+    again = gdtstate.GDTState.from_dict(saved, X.device).to_dict(seconds=saved["seconds"])
+    assert set(again) == OLD_STATE_KEYS
+    for k, v in saved.items():
+        if k in ("best", "theta_ok"):
+            pairs = zip(v, again[k], strict=True)
+            assert all(torch.equal(a, b) for p, q in pairs for a, b in zip(p, q, strict=True))
+        elif isinstance(v, (np.ndarray, torch.Tensor)):
+            assert np.array_equal(np.asarray(v), np.asarray(again[k])), k
+        else:
+            assert v == again[k], k
+    with pytest.raises(ValueError, match="lacks"):
+        gdtstate.GDTState.from_dict({k: v for k, v in saved.items() if k != "delta"}, X.device)
