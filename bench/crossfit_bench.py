@@ -14,7 +14,7 @@ from data the choice never saw:
 (``../shared/data/mnist-test``) the same way: a measurement of a budget, not a choice (the
 choice is made on the two sets above).
 
-For each setting it trains every (module, fold) in-process (``errorless.crossfit.cross_fit``,
+For each setting it trains every (module, fold) in-process (``errorless.quality.crossfit.cross_fit``,
 the pipeline's function) and prints the out-of-sample accuracy, the flips among the k, 2k and
 4k lowest label qualities (k = number of flips), cleanlab's flagged images and the flips among
 them, and the time.
@@ -41,9 +41,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from record import record, record_argument  # noqa: E402  (bench/record.py)
 
-from errorless import crossfit, photos  # noqa: E402
 from errorless.config import load_config  # noqa: E402
-from errorless.shards import load_shard, modularize  # noqa: E402
+from errorless.data import photos  # noqa: E402
+from errorless.data.shards import load_shard, modularize  # noqa: E402
+from errorless.quality import crossfit  # noqa: E402
 
 NO_AUGMENT = {"shift": 0, "rotate": 0, "scale": 0, "shear": 0}
 SETTINGS = {

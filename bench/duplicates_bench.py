@@ -1,10 +1,10 @@
-"""Benchmark of the duplicate search (errorless.duplicates) on images.
+"""Benchmark of the duplicate search (errorless.quality.duplicates) on images.
 
-``--data photos`` (default): crops of the real photographs of ``errorless.photos`` — the
+``--data photos`` (default): crops of the real photographs of ``errorless.data.photos`` — the
 photograph labels only (``photos.photograph_labels()``, as ``bench/train_one.py``; ``--drawings``
 adds the colour wheel and the logo, whose quarters are mirror images, so crops of two of their
 labels can be the same picture) — non-overlapping photo parts, half of the crops mirrored,
-plus ``--per-kind`` planted copies of each near-copy kind of ``errorless.copies`` (JPEG,
+plus ``--per-kind`` planted copies of each near-copy kind of ``errorless.data.copies`` (JPEG,
 rescale, crop, shift, flip, brightness, contrast, two combined), each under another label.
 Prints recall per kind, the false pairs among the unplanted crops (crops of different labels
 never share a source pixel, so every reported pair between them is false) per 10,000 crops,
@@ -32,10 +32,16 @@ import time
 import numpy as np
 from record import record, record_argument  # bench/record.py (the script's folder)
 
-from errorless import photos
-from errorless.copies import NEAR_KINDS, transform_copy
-from errorless.duplicates import describe, find_duplicates, near_search_arguments, peak_rss_mb
-from errorless.nearcopy import NearSettings, Thumbs
+from errorless.data import photos
+from errorless.data.copies import NEAR_KINDS, transform_copy
+from errorless.quality.duplicates import (
+    describe,
+    find_duplicates,
+    near_search_arguments,
+    peak_rss_mb,
+)
+from errorless.quality.nearsettings import NearSettings
+from errorless.quality.thumbnails import Thumbs
 
 
 def plant(
@@ -79,7 +85,7 @@ def score(pairs, truth, n_unplanted_rows) -> dict:
 
 def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumbs) -> np.ndarray:
     """(P,) how far apart two images are under the transform the search claims for them: the
-    thumbnail fit (errorless.nearcopy.similarity, mirrored for "mirrored" pairs) refined here by
+    thumbnail fit (errorless.quality.alignment.similarity, mirrored for "mirrored" pairs) refined here by
     up to ±1 px and ±2 % per axis; both grey images blurred by σ = 1 px (resampling), no gain or
     offset (unplanted crops of one photo share its exposure); the largest RMS difference in an
     8 × 8-pixel window (every position, at least half inside the overlap), in grey levels 0-255. Not the
@@ -88,22 +94,22 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
 
     from scipy.ndimage import gaussian_filter, uniform_filter
 
-    from errorless import nearcopy as nc
+    from errorless.quality import alignment, thumbnails
 
     if not pairs:
         return np.zeros(0)
     a, b = (np.array(v) for v in zip(*pairs, strict=True))
     f = np.array([k == "mirrored" for k in kinds])
-    _, par, rev = nc.similarity(
+    _, par, rev, *_ = alignment.both_ways(
         thumbs.grey[a], thumbs.grey[b], thumbs.colour[a], thumbs.colour[b], f
     )
     p, h = len(a), images.shape[1]
-    grey = gaussian_filter(nc._grey(images[np.r_[a, b]]), (0, 1, 1))
+    grey = gaussian_filter(thumbnails._grey(images[np.r_[a, b]]), (0, 1, 1))
     ga, gb = grey[:p], grey[p:]
     src, dst = np.where(rev[:, None, None], gb, ga), np.where(rev[:, None, None], ga, gb)
     src[f] = src[f][:, :, ::-1]
     side, win = h - 2, 8
-    xb, yb, flat = nc._grid(h, 1, 1)
+    xb, yb, flat = alignment._grid(h, 1, 1)
     dv = dst.reshape(p, -1)[:, flat]
 
     def windows(x):  # (P, side²) -> (P, side, side) means over the 8 × 8 window around each pixel
@@ -115,9 +121,9 @@ def pixel_difference(images: np.ndarray, pairs: list, kinds: list, thumbs: Thumb
         q = par.copy()
         q[:, 0] *= fx
         q[:, 2] *= fy
-        q[:, 1] = (q[:, 1] + dx / 2) * h / nc.SIDE  # thumbnail px -> image px
-        q[:, 3] = (q[:, 3] + dy / 2) * h / nc.SIDE
-        sv, inside = nc._sample(src, *nc._warp(src, q, xb, yb))
+        q[:, 1] = (q[:, 1] + dx / 2) * h / thumbnails.SIDE  # thumbnail px -> image px
+        q[:, 3] = (q[:, 3] + dy / 2) * h / thumbnails.SIDE
+        sv, inside = alignment._sample(src, *alignment._warp(src, q, xb, yb))
         m = inside.astype(np.float64)
         cover = windows(m)
         rms = np.sqrt(np.maximum(windows((dv - sv) ** 2 * m), 0) / np.maximum(cover, 1e-9))
@@ -172,7 +178,7 @@ def photos_bench(a) -> dict:
     same = diff <= a.same_tolerance
     other = [p for p, s_ in zip(false, same, strict=True) if not s_]
     out = {
-        "data": f"errorless.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}"
+        "data": f"errorless.data.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}"
         + (" (photographs and the two drawings)" if a.drawings else " (photographs only)"),
         "unplanted_crops": n,
         "planted_copies": len(truth),
@@ -236,7 +242,7 @@ def _show(images, pairs, path) -> None:
 
 def random_images(rng: np.random.Generator, n: int, side: int = 64) -> np.ndarray:
     """Distinct smooth random colour images (coarse 8×8 noise, bilinear-upsampled, plus fine noise)."""
-    from errorless.nearcopy import area_matrix
+    from errorless.quality.thumbnails import area_matrix
 
     up = area_matrix(8, side)  # (side, 8): each pixel takes its coarse cell
     out = np.empty((n, side, side, 3), np.uint8)

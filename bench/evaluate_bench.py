@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from errorless.config import FEATURES
-from errorless.evaluate import model_votes, proto_kernels, vote
+from errorless.evaluate.inference import model_votes, proto_kernels
+from errorless.evaluate.vote import vote
 from errorless.features import transform_many
-from errorless.gather import ProtoWeights
+from errorless.gather.load import ProtoWeights
 
 
 def random_proto(

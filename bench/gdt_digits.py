@@ -21,8 +21,9 @@ import torch
 from record import record, record_argument  # bench/record.py (the script's folder)
 from sklearn.datasets import load_digits
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdtgroup, sgd
 
 VARIANTS = {
     "paper": dict(max_steps=25),
@@ -50,7 +51,7 @@ def one_run(
     gen = torch.Generator().manual_seed(seed)
     params = fnn.init_params([64, 80, 10], gen, kind=sgd_s.init, bound=sgd_s.init_bound)
     s, _ = sgd.train_sgd(params, x, y, sgd_s, gen)
-    r = gdt.run_gdt(
+    r = gdtgroup.run_gdt(
         s.params,
         x,
         y,

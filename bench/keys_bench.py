@@ -1,9 +1,9 @@
-"""Speed of the exact-copy keys (``duplicates.image_keys``) at ImageNet size.
+"""Speed of the exact-copy keys (``exact.image_keys``) at ImageNet size.
 
 Makes N random 64×64×3 uint8 images block by block (never the whole 15.7 GB set; making them is
 not timed) and times, on each block, three 128-bit keys of every image:
 
-* ``xxh3_128``: ``duplicates.image_keys`` itself (xxHash's XXH3-128, one call per image);
+* ``xxh3_128``: ``exact.image_keys`` itself (xxHash's XXH3-128, one call per image);
 * ``blake2b``: the same loop with ``hashlib.blake2b(digest_size=16)`` (the standard-library
   alternative; unseeded, so a little faster than a seeded version would be);
 * ``linear (old)``: the former key, Σ wᵢ·rᵢ mod 2⁶⁴ over 64-bit words with two random odd
@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from errorless.duplicates import image_keys  # noqa: E402
+from errorless.quality.exact import image_keys  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import record, record_argument  # noqa: E402
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
                 figures.append((f"{name}: distinct keys of 65,536 two-byte-change images", k))
         record(
             "keys_bench",
-            "Exact-copy keys (duplicates.image_keys)",
+            "Exact-copy keys (exact.image_keys)",
             f"{a.n:,} random {a.size}x{a.size}x3 uint8 images, made in blocks of {a.block:,} "
             "(making them is not timed)",
             figures,

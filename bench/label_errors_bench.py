@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from record import commit, machine, record, record_argument  # noqa: E402  (bench/record.py)
 
-from errorless import datasets  # noqa: E402
 from errorless.config import load_config  # noqa: E402
+from errorless.data import datasets  # noqa: E402
 from errorless.features import transform  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "mnist-test"
@@ -148,13 +148,13 @@ def pipeline_figures(res: Path, truth: list[str]) -> dict:
 def own_submodule_figures(cfg: dict, res: Path, truth: list[str]) -> dict:
     """The same ranking from the model's own out-of-sample FNNs (the other submodule's, T
     weights), recomputed in-process: what the pipeline ranked before cross-fitting."""
-    from errorless import labelissues as li
-    from errorless.shards import manifest_shards
+    from errorless.data.shards import manifest_shards
+    from errorless.quality import flags, out_of_sample
 
     t0 = time.perf_counter()
     paths = list(manifest_shards(res / "shards" / "manifest.tsv").values())
-    oos = li.out_of_sample(cfg, res / "weights.parquet", paths)
-    issues = li.find_issues(oos, cfg["label_issues"]["flag"])
+    oos = out_of_sample.out_of_sample(cfg, res / "weights.parquet", paths)
+    issues = flags.find_issues(oos, cfg["label_issues"]["flag"])
     ranked = issues.sort_values(["label_quality", "image_id"], kind="stable")["image_id"]
     return {
         "the other submodule's FNNs (T weights, the model's own)": {

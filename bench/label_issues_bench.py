@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from record import record, record_argument  # noqa: E402  (bench/record.py)
 
-from errorless import labelissues as li  # noqa: E402
 from errorless.config import load_config  # noqa: E402
-from errorless.doublelabel import read_planted  # noqa: E402
+from errorless.data.shards import load_shard  # noqa: E402
 from errorless.features import transform_many  # noqa: E402
-from errorless.gather import protos_in  # noqa: E402
-from errorless.shards import load_shard  # noqa: E402
+from errorless.gather.load import protos_in  # noqa: E402
+from errorless.quality import flags, issue_check, out_of_sample  # noqa: E402
+from errorless.quality.planted import read_planted  # noqa: E402
 
 
 def logistic_oos(cfg, shards: Path, folds: str, C: float) -> pd.DataFrame:
@@ -96,7 +96,7 @@ def logistic_oos(cfg, shards: Path, folds: str, C: float) -> pd.DataFrame:
 
 
 def score(issues: pd.DataFrame, planted: pd.DataFrame, method: str, rules) -> list[dict]:
-    check = li.planted_check(issues, planted, rules[0]).set_index("evidence")
+    check = issue_check.planted_check(issues, planted, rules[0]).set_index("evidence")
     top = check.iloc[-1]
     out = []
     for rule in rules:
@@ -138,13 +138,13 @@ def main() -> int:
     paths = sorted((res / "shards").glob("*.npz"))
     for proto in protos_in(res / "weights.parquet"):
         t0 = time.perf_counter()
-        table = li.out_of_sample(cfg, res / "weights.parquet", paths, proto)
+        table = out_of_sample.out_of_sample(cfg, res / "weights.parquet", paths, proto)
         sec = time.perf_counter() - t0
         if proto == oos["proto"][0] and (oos["source"] == "submodules").all():
             # the pipeline's table (cross-fitting off), recomputed in-process
             assert np.allclose(np.stack(table["probs"]), np.stack(oos["probs"]), atol=1e-6)
         rows += score(
-            li.find_issues(table, "either"),
+            flags.find_issues(table, "either"),
             planted,
             f"ensemble {proto} (p={table['p'][0]}, {sec:.1f} s)",
             ["cleanlab", "vote", "either", "both"],
@@ -154,7 +154,7 @@ def main() -> int:
         lr = logistic_oos(cfg, res / "shards", folds, a.C)
         sec = time.perf_counter() - t0
         rows += score(
-            li.find_issues(lr, "cleanlab"),
+            flags.find_issues(lr, "cleanlab"),
             planted,
             f"logistic regression ({folds}, {sec:.0f} s)",
             ["cleanlab"],

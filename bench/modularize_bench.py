@@ -59,8 +59,8 @@ def write_layout(out: Path, n: int, size: int, labels: int, batches: int, seed: 
 def write_synthetic(out: Path, n: int, size: int, labels: int, batches: int, seed: int) -> None:
     """The streaming synthetic generator instead (class patterns, planted pairs; n rounded
     down to labels x batches x k images)."""
-    from errorless import synthetic
     from errorless.config import load_config
+    from errorless.data import synthetic
 
     per = max(2, n // (labels * batches))
     cfg = load_config(
@@ -121,7 +121,7 @@ def main() -> int:
         "--data",
         choices=("random", "synthetic"),
         default="random",
-        help="random pixels, or the streaming synthetic generator (errorless.synthetic)",
+        help="random pixels, or the streaming synthetic generator (errorless.data.synthetic)",
     )
     record_argument(ap)
     a = ap.parse_args()

@@ -85,7 +85,7 @@ def main() -> None:
         record(
             "near_memory",
             "Near-copy search: peak memory against images and candidates",
-            f"errorless.photos crops, 64x64, photographs only, seed {a.seed}, "
+            f"errorless.data.photos crops, 64x64, photographs only, seed {a.seed}, "
             f"{a.per_kind} planted copies of each kind",
             figures,
             notes="Same pairs in every row of one size (the passes change the memory, not the "

@@ -1,5 +1,5 @@
 """Why not imagehash's pHash: Hamming distance of each near-copy kind to its source, and of
-distinct photo crops, on 64×64 crops of real photographs (errorless.photos).
+distinct photo crops, on 64×64 crops of real photographs (errorless.data.photos).
 
     python bench/phash_check.py
 """
@@ -8,8 +8,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from errorless import photos
-from errorless.copies import NEAR_KINDS, transform_copy
+from errorless.data import photos
+from errorless.data.copies import NEAR_KINDS, transform_copy
 
 images, labels, _ = photos.make_crops(58, 20, size=64, seed=3)
 rng = np.random.default_rng(2)

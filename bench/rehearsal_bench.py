@@ -105,7 +105,7 @@ def step_data(a):
 
 
 def step_sample(a):
-    from errorless.gather import job_at
+    from errorless.gather.jobs import job_at
 
     targets = [str(job_at(a.results, *j).metrics) for j in SAMPLE]
     wall, rss, _ = timed(smk(a, "--config", "train={group: fnn}", "--", *targets))
@@ -121,14 +121,14 @@ def step_sample(a):
 
 
 def step_fake(a):
-    from errorless.gather import jobs_from_manifest
+    from errorless.gather.jobs import jobs_from_manifest
     from errorless.io import arrays_digest
 
     cfg = load(a)
     jobs = jobs_from_manifest(a.results / "shards" / "manifest.tsv", cfg, a.results)
     templates = {}
     for j in SAMPLE:
-        from errorless.gather import job_at
+        from errorless.gather.jobs import job_at
 
         templates[j[0]] = json.loads(job_at(a.results, *j).metrics.read_text())
     rng = np.random.default_rng(0)
@@ -195,13 +195,17 @@ def step_evaluate(a):
     code = f"""
 import json, sys, time, numpy as np
 sys.path.insert(0, {str(ROOT / "src")!r})
-from errorless import evaluate, gather
+from errorless.evaluate import cli as evaluate
+from errorless.evaluate import inference
+from errorless.evaluate import vote
+from errorless.gather import gather
+from errorless.gather import load
 from errorless.io import write_parquet
 cfg = json.loads(open({str(a.cfgfile)!r}).read())
 cfg["evaluation"]["weights_mb"] = {a.weights_mb or None}
-real = evaluate.proto_votes
+real = inference.proto_votes
 M, LAST = {a.eval_images}, {a.last_images or a.eval_images}
-protos = gather.protos_in({str(a.results / "weights.parquet")!r})
+protos = load.protos_in({str(a.results / "weights.parquet")!r})
 spent = []
 def sampled(images, weights, proto, *args, **kw):  # the forward pass on the first M images
     t = time.perf_counter()                         # (LAST for the last proto), tiled to all
@@ -210,18 +214,18 @@ def sampled(images, weights, proto, *args, **kw):  # the forward pass on the fir
     spent.append((time.perf_counter() - t, fnns, m))
     reps = -(-len(images) // m)
     tile = lambda x: np.tile(x, reps)[: len(images)]
-    return {{k: evaluate.Vote(*(tile(getattr(v, f)) for f in ("label", "votes", "group",
+    return {{k: vote.Vote(*(tile(getattr(v, f)) for f in ("label", "votes", "group",
         "super_majority", "variance", "distance"))) for k, v in votes.items()}}, groups, fnns, n
-evaluate.proto_votes = sampled
-load_proto, loading = gather.load_proto, []
+inference.proto_votes = sampled
+load_proto, loading = load.load_proto, []
 def timed_load(*args, **kw):  # reading weights.parquet, apart from the forward pass
     t = time.perf_counter()
     out = load_proto(*args, **kw)
     loading.append(time.perf_counter() - t)
     return out
-gather.load_proto = timed_load
+load.load_proto = timed_load
 t = time.perf_counter()
-table, speed = evaluate.evaluate_batch(cfg, {a.batch!r}, {str(a.results / "weights.parquet")!r})
+table, speed = inference.evaluate_batch(cfg, {a.batch!r}, {str(a.results / "weights.parquet")!r})
 write_parquet({str(a.results / "eval_bench.parquet")!r}, table)
 sec = sum(s for s, _, _ in spent)
 rd = sum(loading)

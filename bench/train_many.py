@@ -10,13 +10,13 @@ settings. Members differ as the FNNs of one module do:
 * ``--data blobs``: Gaussian blobs as in ``bench/train_one.py`` (the same labels, another
   draw of centres and noise per member — easy, not like images);
 * ``--data photos``: real-photo crops of the first ``--labels`` photograph labels
-  (:func:`errorless.photos.photograph_labels`, the drawings left out, as
+  (:func:`errorless.data.photos.photograph_labels`, the drawings left out, as
   ``bench/train_one.py --data photos``) through the pipeline's transform; member i uses
   feature ``FEATURES[i mod 17]`` of submodule ``i div 17`` (its own crops), so 34 members are
   the 17 features x 2 submodules of one module.
 
 The batched path trains all M members as one group (``sgd.train_sgd_group`` and
-``gdt.run_group``: what a ``train.group: shard`` job runs); the per-FNN path trains the first
+``gdtgroup.run_group``: what a ``train.group: shard`` job runs); the per-FNN path trains the first
 ``--single`` members (default all) one after another with the single-FNN functions (what one
 ``train`` job runs, without its process start-up; half of them before the group, half after,
 so that a change of machine load biases neither path). Prints both in FNNs per hour (wall) and
@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import FEATURES, GDTSettings, SGDSettings
+from errorless.train import gdt, gdtgroup, gdtstate, sgd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import record, record_argument  # noqa: E402
@@ -51,7 +52,7 @@ def photo_members(
     """(M, N, 900) inputs and (M, N) labels: member i = feature i mod 17 of submodule i div 17."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from errorless import photos
+    from errorless.data import photos
     from errorless.features import transform
 
     labels = np.asarray(photos.photograph_labels()[:c])
@@ -76,12 +77,12 @@ def blob_members(m: int, n: int, d: int, c: int, noise: float, seed: int):
     return np.stack(xs), np.stack(ys), [f"blobs{i + 1}" for i in range(m)]
 
 
-def outcome(params: fnn.Params, r: gdt.GDTResult, x: torch.Tensor, y: torch.Tensor) -> str:
+def outcome(params: fnn.Params, r: gdtstate.GDTResult, x: torch.Tensor, y: torch.Tensor) -> str:
     wrong = (fnn.predict(fnn.round_params(params, 4), x) != y).cpu().numpy()
     in_conflict = np.zeros(len(wrong), bool)
     for g in r.conflicts:
         in_conflict[g] = True
-    status = gdt.classify_status(
+    status = gdtstate.classify_status(
         wrong, in_conflict, y.cpu().numpy(), set(r.no_anchor), r.stop_reason
     )
     return (
@@ -154,7 +155,7 @@ def main() -> None:
         t, c = time.perf_counter(), time.process_time()
         p, gen = start(i)
         s_res, _ = sgd.train_sgd(p, x[i], y[i], s_set, gen)
-        r = gdt.run_gdt(
+        r = gdtgroup.run_gdt(
             s_res.params, x[i], y[i], g_set, args.seed + 1 + i, decimals=4, n_classes=args.labels
         )
         sync()
@@ -191,7 +192,7 @@ def main() -> None:
         )
         for i in range(m)
     ]
-    t_res = gdt.run_group(runs)
+    t_res = gdtgroup.run_group(runs)
     sync()
     t_batched, c_batched = time.perf_counter() - t, time.process_time() - c
     batched_out = [outcome(r.params, r, x[i], y[i]) for i, r in enumerate(t_res)]

@@ -4,7 +4,7 @@
 
 ``--data blobs`` (default): Gaussian blobs, 4 centres per class plus noise — easy, and not like
 images. ``--data photos``: an ImageNet-size real-photo shard: ``--images`` 64×64 crops of the
-photographs bundled with scikit-image / scikit-learn (:mod:`errorless.photos`), ``--labels``
+photographs bundled with scikit-image / scikit-learn (:mod:`errorless.data.photos`), ``--labels``
 labels (photo parts), through the pipeline's transform of ``--feature`` (pool 2, trim 1 → 900
 inputs) — what one training job of the paper's grid sees.
 
@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from record import record, record_argument  # bench/record.py (the script's folder)
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdt, gdtgroup, gdtmath, sgd
 
 
 def synthetic_inputs(
@@ -44,7 +45,7 @@ def photo_inputs(n: int, c: int, feature: str, seed: int) -> tuple[np.ndarray, n
     """``n`` real-photo crops of the first ``c`` photograph labels (the colour wheel and logo
     drawings left out: their quadrants are near-identical inputs in single features, see
     ``photos.GRAPHICS``), transformed as a training job does (900 inputs)."""
-    from errorless import photos
+    from errorless.data import photos
     from errorless.features import transform
 
     labels = photos.photograph_labels()[:c]
@@ -144,8 +145,8 @@ def main() -> None:
 
     # Step rate of the full-batch GDT steps alone (same code path as GDT's λ-steps).
     theta = fnn.clone(s_res.params)
-    t_step = timed(lambda: gdt.descend(theta, x, y, 5, g_set, fnn.CROSS_ENTROPY), sync, 2) / 5
-    step_flops = gdt.flops_per_step(args.images, sizes)
+    t_step = timed(lambda: gdtmath.descend(theta, x, y, 5, g_set, fnn.CROSS_ENTROPY), sync, 2) / 5
+    step_flops = gdtmath.flops_per_step(args.images, sizes)
     step_rate = step_flops / t_step
     print(
         f"GDT full-batch step: {t_step * 1e3:.1f} ms, {step_flops / 1e9:.2f} GFLOP, "
@@ -154,7 +155,7 @@ def main() -> None:
 
     run = gdt.GDT(s_res.params, x, y, g_set, args.seed + 1, decimals=4, n_classes=args.labels)
     t = time.perf_counter()
-    r = run.run()
+    r = gdtgroup.run_one(run)
     sync()
     t_gdt = time.perf_counter() - t
     n_steps = len(r.lambda_path)

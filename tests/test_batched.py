@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdt, gdtgroup, gdtstate, sgd
 
 torch.set_num_threads(1)
 
@@ -88,7 +89,9 @@ def _statuses(results, x, y):
         for g in r.conflicts:
             in_conflict[g] = True
         out.append(
-            gdt.classify_status(wrong, in_conflict, y[i].numpy(), set(r.no_anchor), r.stop_reason)
+            gdtstate.classify_status(
+                wrong, in_conflict, y[i].numpy(), set(r.no_anchor), r.stop_reason
+            )
         )
     return out
 
@@ -112,16 +115,16 @@ def test_group_training_ends_as_each_member_alone():
         gdt.GDT(starts[i][0].params, x[i], y[i], g, 7 + i, decimals=4, n_classes=4, name=f"m{i}")
         for i in range(4)
     ]
-    together = gdt.run_group(runs)
+    together = gdtgroup.run_group(runs)
     alone = []
     for i in range(4):
         p = fnn.init_params(sizes, i)
         s_res, _ = sgd.train_sgd(p, x[i], y[i], s, torch.Generator().manual_seed(i))
         assert s_res.epochs == starts[i][0].epochs
-        alone.append(gdt.run_gdt(s_res.params, x[i], y[i], g, 7 + i, decimals=4, n_classes=4))
+        alone.append(gdtgroup.run_gdt(s_res.params, x[i], y[i], g, 7 + i, decimals=4, n_classes=4))
     st_t, st_a = _statuses(together, x, y), _statuses(alone, x, y)
     assert st_t == st_a
-    assert st_t[2] == gdt.CONFLICTS and st_t.count(gdt.ERROR_FREE) == 3
+    assert st_t[2] == gdtstate.CONFLICTS and st_t.count(gdtstate.ERROR_FREE) == 3
     assert [r.stop_reason for r in together] == [r.stop_reason for r in alone]
     assert [r.accepted_path for r in together] == [r.accepted_path for r in alone]
     assert all(len(r.lambda_path) >= 3 for r in together)  # GDT did work for every member
@@ -146,13 +149,13 @@ def test_group_gdt_resumes_from_any_checkpoint_as_an_uninterrupted_run():
         ]
 
     states: list[list[dict]] = []
-    full = gdt.run_group(runs(), states.append)
+    full = gdtgroup.run_group(runs(), states.append)
     assert len(states) >= 6 and len({tuple(r.steps_path) for r in full}) > 1  # members out of step
     for st in (states[1], states[len(states) // 2], states[-1]):
         again = runs()
         for r, d in zip(again, st, strict=True):
             r.load_state_dict(d)
-        res = gdt.run_group(again)
+        res = gdtgroup.run_group(again)
         for a, b in zip(full, res, strict=True):
             assert a.lambda_path == b.lambda_path and a.stop_reason == b.stop_reason
             for (w1, b1), (w2, b2) in zip(a.params, b.params, strict=True):
@@ -227,13 +230,14 @@ def test_group_job_killed_mid_gdt_resumes_to_the_clean_result(tmp_path, monkeypa
     file and writes bit-identical files."""
     from test_train import load_npz, settings, write_shard
 
-    from errorless import cli, train
+    from errorless import cli
+    from errorless.train import checkpoint
 
     shard = write_shard(tmp_path / "m02_s1.npz", n=200, signal=10)
     sett = settings(gdt={"delta0": 0.05, "streak": 1000, "checkpoint_seconds": 0})
     feats = ["R", "G", "B"]
     assert cli.main(_group_args(tmp_path, shard, "ref", sett, feats)) == 0
-    saved = train.save_checkpoint
+    saved = checkpoint.save_checkpoint
 
     class Killed(BaseException):
         pass
@@ -245,12 +249,12 @@ def test_group_job_killed_mid_gdt_resumes_to_the_clean_result(tmp_path, monkeypa
             if count[0] == 5:
                 raise Killed
 
-    monkeypatch.setattr(train, "save_checkpoint", dies)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", dies)
     args = _group_args(tmp_path, shard, "run", sett, feats)
     ckpt = Path(args[args.index("--checkpoint") + 1])
     with pytest.raises(Killed):
         cli.main(args)
-    monkeypatch.setattr(train, "save_checkpoint", saved)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", saved)
     assert ckpt.exists() and not (tmp_path / "run-R.weights.npz").exists()
     assert cli.main(args) == 0
     for f in feats:

@@ -1,4 +1,4 @@
-"""The confusion tables (errorless.confusion) against plain loops, the module plan of
+"""The confusion tables (errorless.evaluate.confusion) against plain loops, the module plan of
 ``modules.groups`` and its one-line errors, label names."""
 
 import itertools
@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from errorless.config import load_config
-from errorless.confusion import (
+from errorless.data.labelnames import label_names
+from errorless.errors import ConfigError
+from errorless.evaluate.confusion import (
     KEYS,
     count_predictions,
     module_block,
@@ -22,8 +24,6 @@ from errorless.confusion import (
     with_modules,
     write_confusion,
 )
-from errorless.datasets import label_names
-from errorless.errors import ConfigError
 from errorless.grid import cut_group, job_grid, module_plan
 
 
@@ -251,7 +251,7 @@ def test_groups_of_unequal_sizes_plan_train_and_evaluate(tmp_path):
     seconds = time.perf_counter() - t0
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = tmp_path / "results"
-    from errorless.shards import load_shard, manifest_shards
+    from errorless.data.shards import load_shard, manifest_shards
 
     shards = {k: load_shard(p) for k, p in manifest_shards(res / "shards/manifest.tsv").items()}
     held = {k[:3]: sh.module_labels.tolist() for k, sh in shards.items()}
@@ -288,7 +288,7 @@ def test_photos_grouped_config_has_one_module_per_photograph(monkeypatch):
     photo) and config/photos-grouped.yaml plans one module per photograph."""
     import yaml
 
-    from errorless.photos import parts, source_photos
+    from errorless.data.photos import parts, source_photos
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)  # the configs' paths are relative to the checkout
@@ -304,14 +304,14 @@ def test_photos_grouped_config_has_one_module_per_photograph(monkeypatch):
 
 
 def test_padded_stack_of_unequal_modules_equals_each_fnn_alone():
-    """FNNs of modules of 3 and 2 labels stacked (gather.ProtoWeights padded with bias -inf):
+    """FNNs of modules of 3 and 2 labels stacked (gather.load.ProtoWeights padded with bias -inf):
     every FNN's top labels and distances equal those of its own, unpadded weights read
     through its module's labels; a padded output is named only after the real ones."""
     import torch
 
     from errorless import fnn
-    from errorless.evaluate import proto_kernels
-    from errorless.gather import ProtoWeights
+    from errorless.evaluate.inference import proto_kernels
+    from errorless.gather.load import ProtoWeights
 
     rng = np.random.default_rng(1)
     D, H = 6, 5

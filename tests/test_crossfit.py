@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from errorless import crossfit as cf
 from errorless import fnn
 from errorless.config import SGDSettings, load_config
+from errorless.data.shards import Shard
 from errorless.errors import ConfigError, DataError
 from errorless.features import transform_many
-from errorless.shards import Shard
+from errorless.quality import crossfit as cf
 
 TRANSFORM = {"pool": 2, "trim": 0, "decimals": 4}
 
@@ -196,7 +196,7 @@ def test_cross_fit_errors_name_the_fold_and_the_setting():
 def test_planted_flips_in_real_digits_rank_first():
     """sklearn's real digits with 5 % of the labels changed at random: the flips are the
     lowest label qualities (cleanlab self-confidence of the cross-fitted probabilities)."""
-    from errorless import labelissues as li
+    from errorless.quality import flags, out_of_sample
 
     images, true = digits()
     rng = np.random.default_rng(0)
@@ -206,8 +206,8 @@ def test_planted_flips_in_real_digits_rank_first():
     cfg = config(folds=5, epochs=20)
     shards = module_shards(images, given)
     table = pd.concat([cf.cross_fit(cfg, shards, "m01", f"f{k}") for k in range(1, 6)])
-    oos = li.with_crossfit(li.empty_oos(), table)
-    issues = li.find_issues(oos, "cleanlab")
+    oos = out_of_sample.with_crossfit(out_of_sample.empty_oos(), table)
+    issues = flags.find_issues(oos, "cleanlab")
     top = set(issues.sort_values("label_quality")["image_id"].head(90))
     hits = len(top & {f"digits:{i}" for i in flip})
     print(f"flips in the top 90: {hits}; flagged {int(issues['flagged'].sum())}")

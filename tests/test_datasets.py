@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from errorless import datasets, synthetic
 from errorless.config import load_config
+from errorless.data import datasets, idx, synthetic
 from errorless.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -346,8 +346,8 @@ def idx_pair(folder, prefix, images, labels, gz=False):
     """Write one IDX pair (images (N, S, S), labels (N,)) as MNIST publishes it."""
     folder.mkdir(parents=True, exist_ok=True)
     ext = ".gz" if gz else ""
-    datasets.write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", images)
-    datasets.write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", labels)
+    idx.write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", images)
+    idx.write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", labels)
 
 
 @pytest.fixture
@@ -445,7 +445,7 @@ def test_bad_idx_input_is_one_line_naming_the_file(tmp_path, which, raw, message
     elif gz:
         path.unlink()
         path = path.with_name(path.name + ".gz")
-        good = gzip.compress(datasets.idx_bytes(np.array([1, 2])))
+        good = gzip.compress(idx.idx_bytes(np.array([1, 2])))
         path.write_bytes(raw if raw is not None else good[: len(good) // 2])
     else:
         path.write_bytes(raw)
@@ -585,12 +585,10 @@ def test_mnist_test_set_reads_as_published(mnist_test_dir):
     datasets.check_source(cfg)
     s = datasets.load_training(cfg)
     assert s.images.shape == (10000, 28, 28, 1) and s.num_labels == 10
-    assert hashlib.md5(datasets.idx_bytes(s.images[..., 0])).hexdigest() == (
+    assert hashlib.md5(idx.idx_bytes(s.images[..., 0])).hexdigest() == (
         "2646ac647ad5339dbf082846283269ea"
     )
-    assert hashlib.md5(datasets.idx_bytes(s.labels)).hexdigest() == (
-        "27ae3e4e09519cfbb04c329615203637"
-    )
+    assert hashlib.md5(idx.idx_bytes(s.labels)).hexdigest() == ("27ae3e4e09519cfbb04c329615203637")
     assert s.ids[947] == "t10k:947" and np.bincount(s.labels).min() > 800
 
 

@@ -14,10 +14,10 @@ import pytest
 from test_duplicates import write_manifest
 from test_duplicates import write_shard as write_shard_rows
 
-from errorless import doublelabel as dl
 from errorless.cli import main
-from errorless.duplicates import output_schema
 from errorless.errors import DataError
+from errorless.quality import double_check, evidence, suspects
+from errorless.quality.duplicates import output_schema
 
 SETTINGS = {
     "features": ["R", "G", "B"],
@@ -141,7 +141,8 @@ def test_report_on_planted_data(planted_run: Path) -> None:
     assert run(results, "--planted", str(results.parent / "planted.csv")) == 0
     rep = pd.read_parquet(results / "double_labeling.parquet")
     assert (
-        pq.read_schema(results / "double_labeling.parquet").remove_metadata() == dl.report_schema()
+        pq.read_schema(results / "double_labeling.parquet").remove_metadata()
+        == suspects.report_schema()
     )
     by_ev = dict(zip(rep["evidence"], rep["ids"], strict=True))
     assert by_ev == {
@@ -171,7 +172,7 @@ def test_report_on_planted_data(planted_run: Path) -> None:
     assert single["fnn_failed"] == "T_h1_m1/R/m01_s1"
     assert rep.loc[rep["evidence"] == "exact_duplicate", "n_features"].item() == 3
     csv = pd.read_csv(results / "double_labeling.csv")
-    assert list(csv.columns) == dl.REPORT_COLUMNS and len(csv) == 4
+    assert list(csv.columns) == suspects.REPORT_COLUMNS and len(csv) == 4
     check = pd.read_csv(results / "quality" / "planted_check.csv").set_index("kind")
     assert check.loc["overall", ["planted", "found", "reported", "correct"]].tolist() == [
         3,
@@ -187,10 +188,10 @@ def test_report_on_planted_data(planted_run: Path) -> None:
 
 
 def test_precision_recall_known_case() -> None:
-    ev = dl.TrainingEvidence()
+    ev = evidence.TrainingEvidence()
     ev.residual_ids = {"b:1"}
     ev.failed = {"b:1": {"T/R/m01_s1"}}
-    report = dl.finish(
+    report = suspects.finish(
         pd.DataFrame(
             [
                 # correct pair (a planted same_shard pair)
@@ -239,7 +240,7 @@ def test_precision_recall_known_case() -> None:
                     "submodule_a": "s1",
                 },
             ],
-            columns=[c for c in dl.REPORT_COLUMNS if c != "rank"],
+            columns=[c for c in suspects.REPORT_COLUMNS if c != "rank"],
         )
     )
     planted = pd.DataFrame(
@@ -249,7 +250,7 @@ def test_precision_recall_known_case() -> None:
             "id_b": ["b:1", "b:4", "b:11", "b:13"],
         }
     )
-    summary, detail = dl.planted_check(report, planted, ev)
+    summary, detail = double_check.planted_check(report, planted, ev)
     s = summary.set_index("kind")
     assert s.loc["overall", ["planted", "found", "reported", "correct"]].tolist() == [4, 2, 3, 1]
     assert s.loc["overall", "precision"] == pytest.approx(1 / 3)
@@ -286,8 +287,8 @@ def test_empty_report_is_typed(tmp_path: Path) -> None:
     rc = main(["double-labeling", "--settings", json.dumps(SETTINGS), "--results", str(results)])
     assert rc == 0
     table = pq.read_table(results / "double_labeling.parquet")
-    assert table.num_rows == 0 and table.schema.remove_metadata() == dl.report_schema()
-    assert pd.read_csv(results / "double_labeling.csv").columns.tolist() == dl.REPORT_COLUMNS
+    assert table.num_rows == 0 and table.schema.remove_metadata() == suspects.report_schema()
+    assert pd.read_csv(results / "double_labeling.csv").columns.tolist() == suspects.REPORT_COLUMNS
     check = pd.read_csv(results / "quality" / "planted_check.csv")
     assert check["note"].iloc[0].startswith("no ground truth")
     assert (results / "quality" / "suspects.png").exists()
@@ -298,7 +299,7 @@ def test_missing_training_names_the_file(tmp_path: Path, capsys: pytest.CaptureF
     assert rc == 2
     assert str(tmp_path / "training.parquet") in capsys.readouterr().err
     with pytest.raises(DataError, match="training.parquet"):
-        dl.read_training(tmp_path / "training.parquet")
+        evidence.read_training(tmp_path / "training.parquet")
 
 
 def test_missing_records_are_named(planted_run: Path) -> None:
@@ -308,7 +309,7 @@ def test_missing_records_are_named(planted_run: Path) -> None:
     cfg = {**SETTINGS}
     from errorless.config import validate
 
-    ev = dl.training_evidence(df, dl.expected_fnns(validate(cfg), ["m01_s1", "m02_s1"]))
+    ev = evidence.training_evidence(df, evidence.expected_fnns(validate(cfg), ["m01_s1", "m02_s1"]))
     assert ev.missing == ["T_h1_m1/G/m02_s1"]
     assert run(planted_run) == 2
     assert run(planted_run, "--allow-missing") == 0
@@ -329,7 +330,7 @@ def test_conflicts_as_list_column_and_int_modules() -> None:
             }
         ]
     )
-    ev = dl.training_evidence(df)
+    ev = evidence.training_evidence(df)
     assert ev.shard["x:2"] == ("m03", "s2") and ev.label["x:2"] == 5
     assert frozenset(("x:1", "x:2")) in ev.conflicts and ev.n_failed["x:2"] == 1
 

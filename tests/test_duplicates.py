@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from errorless import duplicates as dup
-from errorless import nearcopy as nc
-from errorless import photos
 from errorless.cli import main
-from errorless.copies import NEAR_KINDS, transform_copy
-from errorless.duplicates import describe, find_duplicates
+from errorless.data import photos
+from errorless.data.copies import NEAR_KINDS, transform_copy
+from errorless.quality import alignment, candidates, exact, fullres, nearsettings, thumbnails
+from errorless.quality import duplicates as dup
+from errorless.quality import nearcopy as nc
+from errorless.quality.duplicates import describe, find_duplicates
 
 
 def _pairs(res) -> dict[tuple[int, int], str]:
@@ -82,15 +83,15 @@ def test_image_keys_equal_a_plain_loop() -> None:
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, size=(9, 5, 7, 3), dtype=np.uint8)
     for seed in (0, 3):
-        keys = dup.image_keys(x, seed=seed, block=4)
+        keys = exact.image_keys(x, seed=seed, block=4)
         text = f"errorless.image_keys:{seed}:|u1:(5, 7, 3)".encode()
         s = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
-        assert dup.key_seed((5, 7, 3), np.uint8, seed) == s
+        assert exact.key_seed((5, 7, 3), np.uint8, seed) == s
         for i in range(len(x)):
             digest = xxhash.xxh3_128(x[i].tobytes(), seed=s).digest()
             assert keys[i].tolist() == np.frombuffer(digest, "<u8").tolist()
     assert keys.dtype == np.uint64 and keys.shape == (9, 2)
-    assert dup.image_keys(x[:0]).shape == (0, 2)
+    assert exact.image_keys(x[:0]).shape == (0, 2)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +104,7 @@ def test_image_keys_two_byte_changes_all_distinct(shape, i, j) -> None:
     The former linear hash fails it on bytes 7 and 15 (the top bytes of two words)."""
     n, step = 65_536, 8_192
     keys = np.concatenate(
-        [dup.image_keys(_two_byte_images(lo, lo + step, shape, i, j)) for lo in range(0, n, step)]
+        [exact.image_keys(_two_byte_images(lo, lo + step, shape, i, j)) for lo in range(0, n, step)]
     )
     assert _n_distinct(keys) == n
     if (i, j) == (7, 15):
@@ -121,7 +122,7 @@ def test_image_keys_single_bit_flips_all_distinct() -> None:
     k = np.arange(x.size * 8)
     flat[1 + k, k // 8] ^= (1 << (k % 8)).astype(np.uint8)  # image 1 + k: bit k flipped
     assert len(np.unique(flat, axis=0)) == len(flat)
-    keys = dup.image_keys(flat.reshape(-1, *x.shape), block=1000)
+    keys = exact.image_keys(flat.reshape(-1, *x.shape), block=1000)
     assert _n_distinct(keys) == len(flat) == 6_145
 
 
@@ -132,18 +133,18 @@ def test_image_keys_equal_bytes_equal_keys() -> None:
     assert not view.flags.c_contiguous
     copy = np.ascontiguousarray(view)
     fortran = np.asfortranarray(view)
-    keys = dup.image_keys(view, block=3)
+    keys = exact.image_keys(view, block=3)
     for other in (copy, fortran, copy.copy()):
-        assert np.array_equal(dup.image_keys(other, block=7), keys)
-    assert np.array_equal(dup.image_keys(view, block=1), keys)  # blocks do not matter
-    assert np.array_equal(dup.image_keys(copy[[5, 5, 0]]), keys[[5, 5, 0]])  # per image
+        assert np.array_equal(exact.image_keys(other, block=7), keys)
+    assert np.array_equal(exact.image_keys(view, block=1), keys)  # blocks do not matter
+    assert np.array_equal(exact.image_keys(copy[[5, 5, 0]]), keys[[5, 5, 0]])  # per image
     twins = np.concatenate([copy, copy[::-1]])
-    assert np.array_equal(dup.image_keys(twins)[20:], keys[::-1])
+    assert np.array_equal(exact.image_keys(twins)[20:], keys[::-1])
     assert _n_distinct(keys) == 20  # random images: all different
     # the same bytes under another shape, dtype or seed are other keys
-    assert not (dup.image_keys(copy.reshape(20, 32, 8, 3)) == keys).all(axis=1).any()
-    assert not (dup.image_keys(copy.view(np.int8)) == keys).all(axis=1).any()
-    assert not (dup.image_keys(copy, seed=1) == keys).all(axis=1).any()
+    assert not (exact.image_keys(copy.reshape(20, 32, 8, 3)) == keys).all(axis=1).any()
+    assert not (exact.image_keys(copy.view(np.int8)) == keys).all(axis=1).any()
+    assert not (exact.image_keys(copy, seed=1) == keys).all(axis=1).any()
 
 
 def test_image_keys_stream_non_contiguous_input_block_by_block() -> None:
@@ -154,7 +155,7 @@ def test_image_keys_stream_non_contiguous_input_block_by_block() -> None:
     view = base[..., 1:4]  # (as numpy's reshape to rows would copy it whole)
     tracemalloc.start()
     try:
-        dup.image_keys(view, block=256)  # one block: 0.79 MB
+        exact.image_keys(view, block=256)  # one block: 0.79 MB
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -162,7 +163,7 @@ def test_image_keys_stream_non_contiguous_input_block_by_block() -> None:
 
 
 def test_large_group_gives_star_pairs() -> None:
-    n = dup.MAX_GROUP_PAIRS + 10
+    n = exact.MAX_GROUP_PAIRS + 10
     x = np.ones((n, 8, 8, 3), np.uint8)
     labels = np.arange(n) % 3
     keys, t = describe(x)
@@ -177,8 +178,8 @@ def test_large_group_gives_star_pairs() -> None:
 def test_thumbnails_equal_a_plain_loop() -> None:
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, size=(5, 64, 64, 3), dtype=np.uint8)
-    t = nc.thumbs(x, block=2)
-    odd = nc.thumbs(x[:, :63, :62])  # not a multiple of 32: the interpolation-matrix path
+    t = thumbnails.thumbs(x, block=2)
+    odd = thumbnails.thumbs(x[:, :63, :62])  # not a multiple of 32: the interpolation-matrix path
     for i in range(len(x)):
         img = x[i].astype(np.float64)
         col = np.array(
@@ -202,10 +203,10 @@ def test_thumbnails_equal_a_plain_loop() -> None:
 
 
 def test_area_matrix_rows_average() -> None:
-    m = nc.area_matrix(64, 8)
+    m = thumbnails.area_matrix(64, 8)
     np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-6)
     assert (m[0, :8] == 1 / 8).all() and (m[0, 8:] == 0).all()
-    z = nc.area_matrix(32, 8, 4.0, 28.0)  # central part: 3 px per output
+    z = thumbnails.area_matrix(32, 8, 4.0, 28.0)  # central part: 3 px per output
     assert np.flatnonzero(z[0]).tolist() == [4, 5, 6]
 
 
@@ -271,13 +272,13 @@ def test_colour_wheel_and_constant_channel_are_not_duplicates() -> None:
     keys, t = describe(x)
     res = find_duplicates(keys, t, np.arange(4))
     assert res.pairs.empty
-    sims, _, _ = nc.similarity(
+    sims, *_ = alignment.both_ways(
         t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False])
     )
     # the same grey shape, but only at 5x the contrast (0.587 / 0.114), and other colours
     assert sims[0, 0] == -1.0 and sims[0, 2] < 0.5
-    _, _, par = nc.align(t.grey[[0]].astype(np.float32), t.grey[[1]].astype(np.float32))
-    assert par[0, 4] == pytest.approx(0.587 / 0.114, rel=0.05) and not nc.plausible(par)[0]
+    _, _, par = alignment.align(t.grey[[0]].astype(np.float32), t.grey[[1]].astype(np.float32))
+    assert par[0, 4] == pytest.approx(0.587 / 0.114, rel=0.05) and not alignment.plausible(par)[0]
 
 
 def _crop(label: int, box: tuple[int, int, int, int], mirror: bool = False) -> np.ndarray:
@@ -344,13 +345,15 @@ def test_verification_on_threads_equals_one_thread() -> None:
     b = np.r_[n + np.arange(len(kinds)), b[keep]]
     f = np.r_[[k == "flip" for k in kinds], rng.random(len(keep)) < 0.3]
     args = (t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, 64)
-    one, two = nc.similarity(*args, threads=1), nc.similarity(*args, threads=2)
+    one, two = alignment.both_ways(*args, threads=1), alignment.both_ways(*args, threads=2)
     assert all(np.array_equal(u, v) for u, v in zip(one, two, strict=True))
     assert (one[0][: len(kinds), 0] > 0.9).all()  # the copies reach the fine levels
-    _, par, rev = one
-    fr = [nc.full_residual(x[a], x[b], f, par, rev, block=50, threads=n) for n in (1, 2)]
+    _, par, rev, *_ = one
+    fr = [fullres.full_residual(x[a], x[b], f, par, rev, block=50, threads=n) for n in (1, 2)]
     assert np.array_equal(fr[0], fr[1]) and fr[0].shape == (len(a), 3)
-    assert np.allclose(fr[0], nc.full_residual(x[a], x[b], f, par, rev, block=len(a)), rtol=1e-4)
+    assert np.allclose(
+        fr[0], fullres.full_residual(x[a], x[b], f, par, rev, block=len(a)), rtol=1e-4
+    )
 
 
 def test_verification_in_passes_bounded_by_memory_gives_the_same_pairs() -> None:
@@ -368,7 +371,7 @@ def test_verification_in_passes_bounded_by_memory_gives_the_same_pairs() -> None
     rows = np.arange(len(x) - 1)  # one of the two flat images is searched
 
     def run(verify_mb: float) -> nc.NearResult:
-        s = nc.NearSettings(block=64, verify_mb=verify_mb)
+        s = nearsettings.NearSettings(block=64, verify_mb=verify_mb)
         return nc.near_copies(t, y, s, images=lambda r: x[r], rows=rows)
 
     one, many = run(1e4), run(0.01)
@@ -392,7 +395,7 @@ def test_consistent_scales_are_those_of_a_crop() -> None:
         [1.22, 0.88],  # zooms one axis in and the other out: no copy does that
         [0.78, 1.0],  # squeezes one axis 22 % more than the other
     ]
-    assert nc.consistent(par).tolist() == [True, True, True, True, False, False]
+    assert alignment.consistent(par).tolist() == [True, True, True, True, False, False]
 
 
 def test_logo_rim_look_alikes_are_not_paired_its_copies_are() -> None:
@@ -409,10 +412,10 @@ def test_logo_rim_look_alikes_are_not_paired_its_copies_are() -> None:
     x = np.stack([rim, zoomed, drawn, *copies])
     labels = np.arange(len(x))
     keys, t = describe(x)
-    sims, par, _ = nc.similarity(
+    sims, par, *_ = alignment.both_ways(
         t.grey[[1]], t.grey[[0]], t.colour[[1]], t.colour[[0]], np.array([True])
     )  # zoomed, mirrored, onto rim
-    assert sims[0, 0] >= 0.95 and not nc.consistent(par)[0]
+    assert sims[0, 0] >= 0.95 and not alignment.consistent(par)[0]
     thumbs_only = _pairs(find_duplicates(keys, t, labels))
     assert any(2 in p for p in thumbs_only)  # the thumbnails cannot tell
     found = _pairs(find_duplicates(keys, t, labels, images=x))
@@ -451,14 +454,16 @@ def test_line_look_alikes_from_two_brick_quarters_are_not_paired_their_copies_ar
     rng = np.random.default_rng(0)
     copies = [transform_copy(v, k, rng) for v, k in ((a, "jpeg"), (b, "brightness"), (c, "shift"))]
     x = np.stack([a, b, c, *copies])
-    assert (nc.structure(x[:3]) < nc.NearSettings.line_structure).all()
+    assert (fullres.structure(x[:3]) < nearsettings.NearSettings.line_structure).all()
     keys, t = describe(x)
     labels = np.arange(len(x))
     found = _pairs(find_duplicates(keys, t, labels, images=x))
     assert {p: k for p, k in found.items() if p[1] < 3} == {}, found
     assert all(found.get((i, i + 3)) == "near" for i in range(3)), found
     # without the line pairs' limit the look-alikes pass: the limit is what refuses them
-    loose = nc.NearSettings(line_local_residual=nc.NearSettings.max_local_residual)
+    loose = nearsettings.NearSettings(
+        line_local_residual=nearsettings.NearSettings.max_local_residual
+    )
     found = _pairs(find_duplicates(keys, t, labels, loose, images=x))
     assert [p for p in found if p[1] < 3], found
 
@@ -483,7 +488,9 @@ def test_repeating_wall_crops_differ_at_a_coarser_scale_their_copies_do_not() ->
     last = len(x) - 1
     assert (0, 1) not in found, found
     assert found.get((0, 2)) == "near" and found.get((0, last)) == "near", found
-    loose = nc.NearSettings(max_coarse_residual=np.inf)  # the coarse limit is what refuses it
+    loose = nearsettings.NearSettings(
+        max_coarse_residual=np.inf
+    )  # the coarse limit is what refuses it
     assert (0, 1) in _pairs(find_duplicates(keys, t, labels, loose, images=x))
 
 
@@ -503,11 +510,13 @@ def test_finely_textured_copy_shifted_by_half_a_thumbnail_pixel_is_found() -> No
     x = np.stack(
         [grass, moved(grass, 3, 3), brick, moved(brick, -3, -1), wall, moved(wall, -2, -2)]
     )
-    t = nc.thumbs(x)
+    t = thumbnails.thumbs(x)
     a, b = np.array([0, 2, 4]), np.array([1, 3, 5])
-    sims, _, _ = nc.similarity(t.grey[a], t.grey[b], t.colour[a], t.colour[b], np.zeros(3, bool))
-    assert (sims[:, 0] >= nc.NearSettings.similarity).all(), sims
-    assert (sims[:, 2] >= nc.NearSettings.colour).all(), sims
+    sims, *_ = alignment.both_ways(
+        t.grey[a], t.grey[b], t.colour[a], t.colour[b], np.zeros(3, bool)
+    )
+    assert (sims[:, 0] >= nearsettings.NearSettings.similarity).all(), sims
+    assert (sims[:, 2] >= nearsettings.NearSettings.colour).all(), sims
     keys, t = describe(x)
     found = _pairs(find_duplicates(keys, t, np.arange(len(x)), images=x))
     assert all(found.get((i, i + 1)) == "near" for i in (0, 2, 4)), found
@@ -520,9 +529,9 @@ def test_structure_equals_the_eigenvalues_of_a_plain_tensor() -> None:
     x = rng.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
     x[1] = np.where(np.arange(32) % 8 < 3, 200, 60)[None, :, None].astype(np.uint8)  # stripes
     x[2] = np.clip(np.arange(32)[:, None] + np.arange(32)[None, :], 0, 255)[..., None] * 4  # ramp
-    got = nc.structure(x, block=2)
+    got = fullres.structure(x, block=2)
     for i in range(len(x)):
-        g = gaussian_filter(x[i].astype(np.float64) @ nc.GREY, 0.5, mode="nearest")
+        g = gaussian_filter(x[i].astype(np.float64) @ thumbnails.GREY, 0.5, mode="nearest")
         gy, gx = np.gradient(g)
         tensor = [[(gx * gx).sum(), (gx * gy).sum()], [(gx * gy).sum(), (gy * gy).sum()]]
         low, high = np.linalg.eigvalsh(np.array(tensor))
@@ -536,10 +545,12 @@ def test_whitening_weighs_every_direction_alike_up_to_the_floor() -> None:
     scale = np.geomspace(10, 0.01, 64)
     d = (rng.normal(size=(20_000, 64)) * scale) @ basis.T
     parts = [d[i : i + 5000].astype(np.float32) for i in range(0, len(d), 5000)]
-    assert nc._whitening(parts, 0.0) is None
-    assert nc._whitening([parts[0][: nc.WHITEN_MIN - 1]], 0.03) is None  # too few to estimate
+    assert candidates._whitening(parts, 0.0) is None
+    assert (
+        candidates._whitening([parts[0][: candidates.WHITEN_MIN - 1]], 0.03) is None
+    )  # too few to estimate
     floor = 0.03
-    w = nc._whitening(parts, floor).astype(np.float64)
+    w = candidates._whitening(parts, floor).astype(np.float64)
     u = d / np.linalg.norm(d, axis=1, keepdims=True)
     cov = u.T @ u
     lam = np.linalg.eigvalsh(cov)
@@ -566,7 +577,7 @@ def test_whitened_descriptors_verify_fewer_pairs_on_photos_same_copies() -> None
     found = {}
     # off (the default) and the measured lead of docs/double-labelling.md
     for whiten in (0.0, 0.03):
-        a, b, _, _ = nc.candidates(t, labels, nc.NearSettings(whiten=whiten))
+        a, b, _, _ = candidates.candidates(t, labels, nearsettings.NearSettings(whiten=whiten))
         found[whiten] = set(zip(a.tolist(), b.tolist(), strict=True))
     plain, whitened = found[0.0], found[0.03]
     assert len(whitened) < 0.6 * len(plain), (len(whitened), len(plain))
@@ -579,8 +590,8 @@ def test_new_structure_equals_a_plain_loop() -> None:
     av, bv = rng.normal(100, 20, (p, side * side)), rng.normal(90, 30, (p, side * side))
     m = np.ones((p, side * side))
     m[0, :side] = 0  # first row outside the overlap
-    got = nc._new_structure(av, bv, m, side)
-    w = max(3, round(nc.NEW_WINDOW * (side + 2 * nc.FULL_TRIM) / 64))
+    got = fullres._new_structure(av, bv, m, side)
+    w = max(3, round(fullres.NEW_WINDOW * (side + 2 * fullres.FULL_TRIM) / 64))
     for i in range(p):
         cnt = m[i].sum()
         da = (av[i] - (av[i] * m[i]).sum() / cnt) * m[i]
@@ -597,7 +608,7 @@ def test_new_structure_equals_a_plain_loop() -> None:
                 if mm[r0 : r0 + w, c0 : c0 + w].min() < 1:
                     continue
                 sa, sb = a2[r0 : r0 + w, c0 : c0 + w].std(), b2[r0 : r0 + w, c0 : c0 + w].std()
-                best = max(best, abs(sb - sa) / (min(sa, sb) + nc.NEW_FLOOR * sd))
+                best = max(best, abs(sb - sa) / (min(sa, sb) + fullres.NEW_FLOOR * sd))
         assert got[i] == pytest.approx(best, rel=1e-4)
 
 
@@ -608,10 +619,10 @@ def test_brighter_copy_of_a_bright_crop_is_found() -> None:
     src = _crop(24, (45, 44, 175, 174), mirror=True)
     x = np.stack([src, np.clip(np.rint(src * 1.15), 0, 255).astype(np.uint8)])
     keys, t = describe(x)
-    sims, par, _ = nc.similarity(
+    sims, par, *_ = alignment.both_ways(
         t.grey[[0]], t.grey[[1]], t.colour[[0]], t.colour[[1]], np.array([False])
     )
-    assert abs(par[0, 5]) > nc.MAX_OFFSET and sims[0, 0] >= 0.95  # offset at grey 0
+    assert abs(par[0, 5]) > alignment.MAX_OFFSET and sims[0, 0] >= 0.95  # offset at grey 0
     assert _pairs(find_duplicates(keys, t, np.arange(2), images=x)) == {(0, 1): "near"}
 
 
@@ -623,8 +634,8 @@ def test_local_residual_equals_a_plain_loop() -> None:
     b[1, :20] += 5  # one block far off
     m = np.ones_like(a)
     m[2, : side * 7] = 0  # pair 2: the top blocks are (mostly) outside the overlap
-    glob, local = nc._local_residual(a, b, m, side)
-    k = side // nc.BLOCKS
+    glob, local = fullres._local_residual(a, b, m, side)
+    k = side // fullres.BLOCKS
     for p in range(3):
         w = m[p] > 0
         g, h = np.polyfit(a[p][w], b[p][w], 1)
@@ -633,14 +644,14 @@ def test_local_residual_equals_a_plain_loop() -> None:
         pa = (g * a[p]).reshape(side, side)
         bb, mm = b[p].reshape(side, side), m[p].reshape(side, side)
         worst_g = worst_l = 0.0
-        for i in range(nc.BLOCKS):
-            for j in range(nc.BLOCKS):
+        for i in range(fullres.BLOCKS):
+            for j in range(fullres.BLOCKS):
                 sl = (slice(i * k, (i + 1) * k), slice(j * k, (j + 1) * k))
                 inside = mm[sl] > 0
                 if inside.sum() < 0.5 * k * k:
                     continue
                 rms = np.sqrt((e[sl][inside] ** 2).mean())
-                contrast = max(bb[sl][inside].std(), pa[sl][inside].std(), nc.LOCAL_FLOOR * sd)
+                contrast = max(bb[sl][inside].std(), pa[sl][inside].std(), fullres.LOCAL_FLOOR * sd)
                 worst_g, worst_l = max(worst_g, rms / sd), max(worst_l, rms / contrast)
         assert glob[p] == pytest.approx(worst_g, rel=1e-3) and local[p] == pytest.approx(
             worst_l, rel=1e-3
@@ -652,7 +663,9 @@ def test_mirror_query_equals_mirrored_descriptor() -> None:
     rng = np.random.default_rng(6)
     g = rng.uniform(0, 255, size=(3, 32, 32)).astype(np.float32)
     np.testing.assert_allclose(
-        nc.descriptors(g, flip=True), nc.descriptors(g[:, :, ::-1].copy()), atol=1e-5
+        candidates.descriptors(g, flip=True),
+        candidates.descriptors(g[:, :, ::-1].copy()),
+        atol=1e-5,
     )
 
 
@@ -680,7 +693,7 @@ def write_shard(
 
 def write_manifest(folder: Path, names: list[str]) -> Path:
     """A shard manifest listing the shards ``names`` (``m01_s1`` ...) of ``folder``."""
-    from errorless.shards import write_manifest as write
+    from errorless.data.shards import write_manifest as write
 
     rows = [
         {"module": n[:3], "submodule": n[4:], "images": 6, "label_lo": 0, "label_hi": 2}
@@ -811,7 +824,7 @@ def test_images_without_contrast_are_counted_over_the_searched_rows() -> None:
     flat = [np.full((64, 64, 3), v, np.uint8) for v in (0, 90, 200)]
     x = np.stack([astro, astro_jpeg, *others, *flat])  # flat: rows 14-16
     labels = np.arange(len(x))
-    t = nc.thumbs(x)
+    t = thumbnails.thumbs(x)
     res = nc.near_copies(t, labels, images=lambda r: x[r])
     assert list(zip(res.a, res.b, res.kind, strict=True)) == [(0, 1, "near")]
     assert res.stats["n_without_contrast"] == 3

@@ -8,16 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from errorless.evaluate import (
-    model_votes,
-    summarize,
-    top1_rate,
-    training_evaluation,
-    training_table,
-    vote,
-)
+from errorless.evaluate.inference import model_votes
+from errorless.evaluate.summary import summarize
+from errorless.evaluate.table2 import training_evaluation, training_table
+from errorless.evaluate.vote import top1_rate, vote
 from errorless.fnn import truncate
-from errorless.gather import ProtoWeights
+from errorless.gather.load import ProtoWeights
 
 # ---------------------------------------------------------------- a model trained "by hand"
 
@@ -69,8 +65,8 @@ def handmade_proto(
 
 
 def handmade_weights_table(features: list[str], n_labels: int, c: int, settings: dict, r: int = 2):
-    """weights.parquet rows (T_h1_m1) of the hand-made model, as :func:`gather.weights_table`."""
-    from errorless.gather import weights_table
+    """weights.parquet rows (T_h1_m1) of the hand-made model, as :func:`tables.weights_table`."""
+    from errorless.gather.tables import weights_table
 
     rows = []
     for feature in features:
@@ -298,7 +294,7 @@ def test_training_table_counts_error_free_fnns_and_partitions():
 
 
 def test_training_evaluation_recomputes_accuracy_on_shards(tmp_path, monkeypatch):
-    from errorless import gather
+    from errorless.gather import load
 
     labels = np.repeat(np.arange(4), 3)
     shard_dir = tmp_path / "shards"
@@ -319,7 +315,7 @@ def test_training_evaluation_recomputes_accuracy_on_shards(tmp_path, monkeypatch
             num_labels=4,
         )
     pw = handmade_proto(["R", "G"], n_labels=4, c=2)
-    monkeypatch.setattr(gather, "load_proto", lambda *_a, **_k: pw)
+    monkeypatch.setattr(load, "load_proto", lambda *_a, **_k: pw)
     training = pd.DataFrame(
         {
             "proto": "T_h1_m1",
@@ -409,7 +405,7 @@ def test_evaluate_and_summarize_commands(tmp_path):
 
 
 def test_table_2_counts_budget_stops_apart_from_unfittable_data():
-    from errorless.evaluate import with_status_counts
+    from errorless.evaluate.table2 import with_status_counts
 
     table = pd.DataFrame({"proto": ["S_h1_m1", "T_h1_m1"], "fnns": [4, 4]})
     status = pd.DataFrame(

@@ -386,7 +386,7 @@ IDX_SETTINGS = json.dumps(
 
 def idx_originals() -> dict[str, bytes]:
     """The unpacked images and labels files of one IDX pair, as MNIST publishes them."""
-    from errorless.datasets import idx_bytes
+    from errorless.data.idx import idx_bytes
 
     rng = np.random.default_rng(SEED)
     images = rng.integers(0, 256, size=(IDX_N, IDX_SIDE, IDX_SIDE), dtype=np.uint8)

@@ -11,7 +11,9 @@ import pytest
 
 from errorless.cli import main
 from errorless.errors import DataError
-from errorless.gather import gather, job_at, load_fnn, load_proto
+from errorless.gather.gather import gather
+from errorless.gather.jobs import job_at
+from errorless.gather.load import load_fnn, load_proto
 from errorless.io import arrays_digest
 
 FEATURES = ["R", "G"]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdt, gdtgroup, gdtmath, gdtstate, sgd
 
 torch.set_num_threads(1)
 
@@ -55,16 +56,16 @@ def test_step_length_formula():
     for g in (1e-6, 0.1, 1.0, 3.0, 50.0):
         s = math.exp(-g)
         want = a * (1 + b * s / (1 + s)) / g
-        got = gdt.step_length(torch.tensor(g, dtype=torch.float64), a, b).item()
+        got = gdtmath.step_length(torch.tensor(g, dtype=torch.float64), a, b).item()
         assert got == pytest.approx(want, rel=1e-12)
     # the move η·||g|| lies between a and a(1 + b/2) = 0.11
-    assert gdt.step_length(
+    assert gdtmath.step_length(
         torch.tensor(1e-9, dtype=torch.float64), a, b
     ).item() * 1e-9 == pytest.approx(0.11, rel=1e-6)
-    assert gdt.step_length(
+    assert gdtmath.step_length(
         torch.tensor(100.0, dtype=torch.float64), a, b
     ).item() * 100 == pytest.approx(0.01, rel=1e-6)
-    assert gdt.step_length(torch.tensor(0.0), a, b).isfinite()  # zero gradient: no NaN
+    assert gdtmath.step_length(torch.tensor(0.0), a, b).isfinite()  # zero gradient: no NaN
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse_softmax"])
@@ -117,7 +118,7 @@ def test_forward_distance_rounding_against_loops():
 def test_find_conflicts():
     x = np.array([[0.0, 1], [1, 1], [-0.0, 1], [1, 1], [2, 2], [2, 2], [3, 3]], dtype=np.float32)
     y = np.array([0, 1, 1, 1, 2, 2, 0])
-    groups = gdt.find_conflicts(x, y)
+    groups = gdtmath.find_conflicts(x, y)
     # rows 0 and 2 are identical (-0.0 == 0.0) with labels 0/1; rows 1/3 and 4/5 agree on labels
     assert [g.tolist() for g in groups] == [[0, 2]]
 
@@ -128,23 +129,23 @@ def test_select_and_pick_anchors_against_loops():
     dist = rng.random(60)
     eligible = rng.random(60) < 0.7
     eligible[y == 3] = False  # class 3: no anchors
-    anchors = gdt.select_anchors(y, dist, eligible, 5, 4)
+    anchors = gdtmath.select_anchors(y, dist, eligible, 5, 4)
     for c in range(4):
         cand = sorted((dist[i], i) for i in range(60) if eligible[i] and y[i] == c)[:5]
         got = anchors.flat[anchors.start[c] : anchors.start[c] + anchors.count[c]]
         assert got.tolist() == [i for _, i in cand]
     labels = np.array([0, 1, 2, 0, 1, 2] * 5)
-    picked = gdt.pick_anchors(labels, anchors, torch.Generator().manual_seed(0))
+    picked = gdtmath.pick_anchors(labels, anchors, torch.Generator().manual_seed(0))
     assert all(y[a] == lab and eligible[a] for a, lab in zip(picked, labels, strict=True))
-    again = gdt.pick_anchors(labels, anchors, torch.Generator().manual_seed(0))
+    again = gdtmath.pick_anchors(labels, anchors, torch.Generator().manual_seed(0))
     assert picked.tolist() == again.tolist()
 
 
 def test_homotopy_inputs():
     xa, xe = torch.zeros(2, 3), torch.ones(2, 3)
-    torch.testing.assert_close(gdt.homotopy_inputs(xa, xe, 0.25), torch.full((2, 3), 0.25))
-    torch.testing.assert_close(gdt.homotopy_inputs(xa, xe, 0.0), xa)
-    torch.testing.assert_close(gdt.homotopy_inputs(xa, xe, 1.0), xe)
+    torch.testing.assert_close(gdtmath.homotopy_inputs(xa, xe, 0.25), torch.full((2, 3), 0.25))
+    torch.testing.assert_close(gdtmath.homotopy_inputs(xa, xe, 0.0), xa)
+    torch.testing.assert_close(gdtmath.homotopy_inputs(xa, xe, 1.0), xe)
 
 
 # ---------------------------------------------------------------- behaviour
@@ -154,8 +155,8 @@ def test_sgd_stops_at_threshold_and_gdt_reaches_100():
     x, y = blobs()
     X, Y, s = sgd_start(x, y, threshold=0.9)
     assert 0.9 <= s.accuracy < 1.0 and s.reached
-    r = gdt.run_gdt(s.params, X, Y, GDTSettings(), 7, decimals=4, n_classes=5)
-    assert r.accuracy == 1.0 and r.stop_reason == gdt.ERROR_FREE
+    r = gdtgroup.run_gdt(s.params, X, Y, GDTSettings(), 7, decimals=4, n_classes=5)
+    assert r.accuracy == 1.0 and r.stop_reason == gdtstate.ERROR_FREE
     assert fnn.accuracy(fnn.round_params(r.params, 4), X, Y) == 1.0
     assert r.lambda_path[-1] == 1.0 and r.accepted_path[-1]
     assert r.accepted == sum(r.accepted_path) and r.rejected == len(r.accepted_path) - r.accepted
@@ -172,29 +173,29 @@ def _planted(seed: int = 0):
 def test_conflict_precheck_on_reports_pair_and_fits_rest():
     x, y = _planted()
     X, Y, s = sgd_start(x, y)
-    r = gdt.run_gdt(s.params, X, Y, GDTSettings(), 7, decimals=4, n_classes=5)
+    r = gdtgroup.run_gdt(s.params, X, Y, GDTSettings(), 7, decimals=4, n_classes=5)
     assert [g.tolist() for g in r.conflicts] == [[10, 11]]
     wrong = (fnn.predict(r.params, X) != Y).numpy()
     in_conflict = np.zeros(len(y), dtype=bool)
     in_conflict[[10, 11]] = True
     assert not wrong[~in_conflict].any()  # the consistent rest is error-free
-    assert gdt.classify_status(wrong, in_conflict, y, set()) == gdt.CONFLICTS
+    assert gdtstate.classify_status(wrong, in_conflict, y, set()) == gdtstate.CONFLICTS
 
 
 def test_conflict_precheck_off_stops_within_budget():
     x, y = _planted()
     X, Y, s = sgd_start(x, y)
     st = GDTSettings(conflict_precheck=False, rounds=2, delta_floor=1e-3, max_lambda_steps=60)
-    r = gdt.run_gdt(s.params, X, Y, st, 7, decimals=4, n_classes=5)
+    r = gdtgroup.run_gdt(s.params, X, Y, st, 7, decimals=4, n_classes=5)
     assert r.conflicts == [] and r.rounds <= 2 and len(r.lambda_path) <= 2 * 60
     wrong = (fnn.predict(r.params, X) != Y).numpy()
     residual = set(np.flatnonzero(wrong).tolist())
     assert residual & {10, 11} and len(residual & {10, 11}) == 1
     # the unfittable pair stops every round on the Δ floor: an exhausted search, not a budget stop
-    assert r.stop_reason == gdt.STOP_ROUNDS and set(r.round_ends) == {gdt.END_FLOOR}
+    assert r.stop_reason == gdtstate.STOP_ROUNDS and set(r.round_ends) == {gdtstate.END_FLOOR}
     assert (
-        gdt.classify_status(wrong, np.zeros(len(y), bool), y, set(r.no_anchor), r.stop_reason)
-        == gdt.RESIDUAL
+        gdtstate.classify_status(wrong, np.zeros(len(y), bool), y, set(r.no_anchor), r.stop_reason)
+        == gdtstate.RESIDUAL
     )
 
 
@@ -203,11 +204,14 @@ def test_no_anchor_is_reported_not_raised():
     X, Y, s = sgd_start(x, y)
     params = fnn.clone(s.params)
     params[-1][1][4] = -1e3  # class 4 is never predicted: errors but no anchor
-    r = gdt.run_gdt(params, X, Y, GDTSettings(rounds=2), 7, decimals=4, n_classes=5)
+    r = gdtgroup.run_gdt(params, X, Y, GDTSettings(rounds=2), 7, decimals=4, n_classes=5)
     assert r.no_anchor == [4]
     wrong = (fnn.predict(r.params, X) != Y).numpy()
     assert wrong[y == 4].all() and not wrong[y != 4].any()
-    assert gdt.classify_status(wrong, np.zeros(len(y), bool), y, set(r.no_anchor)) == gdt.NO_ANCHOR
+    assert (
+        gdtstate.classify_status(wrong, np.zeros(len(y), bool), y, set(r.no_anchor))
+        == gdtstate.NO_ANCHOR
+    )
 
 
 def test_same_seed_same_weights_and_resume_from_state_is_bit_identical():
@@ -215,8 +219,8 @@ def test_same_seed_same_weights_and_resume_from_state_is_bit_identical():
     X, Y, s = sgd_start(x, y)
     st = GDTSettings(conflict_precheck=False, rounds=2, delta_floor=1e-2, checkpoint_seconds=0)
     states = []
-    full = gdt.GDT(s.params, X, Y, st, 5, decimals=4, n_classes=5).run(states.append)
-    again = gdt.run_gdt(s.params, X, Y, st, 5, decimals=4, n_classes=5)
+    full = gdtgroup.run_one(gdt.GDT(s.params, X, Y, st, 5, decimals=4, n_classes=5), states.append)
+    again = gdtgroup.run_gdt(s.params, X, Y, st, 5, decimals=4, n_classes=5)
     for (w1, b1), (w2, b2) in zip(full.params, again.params, strict=True):
         assert torch.equal(w1, w2) and torch.equal(b1, b2)
     assert full.lambda_path == again.lambda_path
@@ -224,7 +228,7 @@ def test_same_seed_same_weights_and_resume_from_state_is_bit_identical():
     for st_dict in (states[1], states[-2]):  # resume in the middle of the continuation
         run = gdt.GDT(s.params, X, Y, st, 5, decimals=4, n_classes=5)
         run.load_state_dict(st_dict)
-        res = run.run()
+        res = gdtgroup.run_one(run)
         assert res.resumed and res.lambda_path == full.lambda_path
         for (w1, b1), (w2, b2) in zip(full.params, res.params, strict=True):
             assert torch.equal(w1, w2) and torch.equal(b1, b2)
@@ -269,3 +273,34 @@ def test_plateau_rule_lowers_the_learning_rate():
     for _ in range(30):
         fixed.after_epoch(0.5)
     assert fixed.lr == 0.1
+
+
+# the keys of a GDT checkpoint before GDTState (hand-listed state_dict): such checkpoints still resume
+OLD_STATE_KEYS = {
+    "best", "best_acc", "theta_ok", "round", "in_round", "finished", "stop_reason", "lam_ok",
+    "delta", "streak", "round_steps", "accepted", "rejected", "lambda_path", "delta_path",
+    "accepted_path", "round_starts", "round_ends", "steps_path", "consolidation_steps",
+    "no_anchor", "cont_c", "cont_e", "anchor_of", "seconds", "gen_state",
+}  # fmt: skip
+
+
+def test_gdt_state_is_serialised_once_with_the_previous_checkpoint_keys():
+    x, y = _planted(seed=1)
+    X, Y, s = sgd_start(x, y)
+    st = GDTSettings(conflict_precheck=False, rounds=1, delta_floor=1e-2, checkpoint_seconds=0)
+    states = []
+    gdtgroup.run_one(gdt.GDT(s.params, X, Y, st, 5, decimals=4, n_classes=5), states.append)
+    saved = states[len(states) // 2]
+    assert set(saved) == OLD_STATE_KEYS
+    again = gdtstate.GDTState.from_dict(saved, X.device).to_dict(seconds=saved["seconds"])
+    assert set(again) == OLD_STATE_KEYS
+    for k, v in saved.items():
+        if k in ("best", "theta_ok"):
+            pairs = zip(v, again[k], strict=True)
+            assert all(torch.equal(a, b) for p, q in pairs for a, b in zip(p, q, strict=True))
+        elif isinstance(v, (np.ndarray, torch.Tensor)):
+            assert np.array_equal(np.asarray(v), np.asarray(again[k])), k
+        else:
+            assert v == again[k], k
+    with pytest.raises(ValueError, match="lacks"):
+        gdtstate.GDTState.from_dict({k: v for k, v in saved.items() if k != "delta"}, X.device)

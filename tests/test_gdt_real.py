@@ -14,8 +14,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from errorless import fnn, gdt, sgd
+from errorless import fnn
 from errorless.config import GDTSettings, SGDSettings
+from errorless.train import gdtgroup, gdtstate, sgd
 
 torch.set_num_threads(1)
 
@@ -42,11 +43,13 @@ def test_spec_k_step_test_gets_stuck_on_digits_and_going_on_fits():
     the batch is correct reaches 100 % in a handful of λ-steps."""
     x, y = digits_demo()
     s = sgd_weights(x, y, 1)
-    stuck = gdt.run_gdt(s.params, x, y, GDTSettings(max_steps=25), 1, decimals=4, n_classes=10)
+    stuck = gdtgroup.run_gdt(s.params, x, y, GDTSettings(max_steps=25), 1, decimals=4, n_classes=10)
     assert stuck.accepted == 0 and stuck.accuracy == s.accuracy
-    assert stuck.stop_reason == gdt.STOP_ROUNDS and set(stuck.round_ends) == {gdt.END_FLOOR}
-    r = gdt.run_gdt(s.params, x, y, GDTSettings(), 1, decimals=4, n_classes=10)
-    assert r.accuracy == 1.0 and r.stop_reason == gdt.STOP_ERROR_FREE and r.rejected == 0
+    assert stuck.stop_reason == gdtstate.STOP_ROUNDS and set(stuck.round_ends) == {
+        gdtstate.END_FLOOR
+    }
+    r = gdtgroup.run_gdt(s.params, x, y, GDTSettings(), 1, decimals=4, n_classes=10)
+    assert r.accuracy == 1.0 and r.stop_reason == gdtstate.STOP_ERROR_FREE and r.rejected == 0
     assert fnn.accuracy(fnn.round_params(r.params, 4), x, y) == 1.0  # as saved
     # some λ-step needed more than K steps, none more than the cap
     assert max(r.steps_path) > 25 and max(r.steps_path) <= 125
@@ -56,7 +59,7 @@ def test_spec_k_step_test_gets_stuck_on_digits_and_going_on_fits():
 def test_consolidation_at_lambda_0_is_counted_and_fits():
     x, y = digits_demo()
     s = sgd_weights(x, y, 3)
-    r = gdt.run_gdt(
+    r = gdtgroup.run_gdt(
         s.params,
         x,
         y,
@@ -76,7 +79,7 @@ def test_authors_configuration_reaches_98_then_100(seed):
     sgd_s = SGDSettings(loss="mse_softmax", init="uniform", init_bound=5.0, lr=10.0, lr_decay=1.0)
     s = sgd_weights(x, y, seed, sgd_s)
     assert s.params[0][0].abs().max() > 4.0  # the authors' scale, not PyTorch's 1/8
-    r = gdt.run_gdt(
+    r = gdtgroup.run_gdt(
         s.params,
         x,
         y,
@@ -86,7 +89,7 @@ def test_authors_configuration_reaches_98_then_100(seed):
         n_classes=10,
         loss=fnn.Loss("mse_softmax", 100.0),
     )
-    assert r.accuracy == 1.0 and r.stop_reason == gdt.STOP_ERROR_FREE
+    assert r.accuracy == 1.0 and r.stop_reason == gdtstate.STOP_ERROR_FREE
 
 
 def test_uniform_init_bounds_and_determinism():
@@ -103,7 +106,7 @@ def test_uniform_init_bounds_and_determinism():
 
 def _status(r, x, y):
     wrong = (fnn.predict(fnn.round_params(r.params, 4), x) != y).numpy()
-    return gdt.classify_status(
+    return gdtstate.classify_status(
         wrong, np.zeros(len(wrong), bool), y.numpy(), set(r.no_anchor), r.stop_reason
     )
 
@@ -112,19 +115,23 @@ def test_budget_stops_are_their_own_status():
     """Consistent data left unfitted by a budget is `budget`, not `residual_errors`."""
     x, y = digits_demo()
     s = sgd_weights(x, y, 1)
-    timed = gdt.run_gdt(s.params, x, y, GDTSettings(max_seconds=1e-9), 1, decimals=4, n_classes=10)
-    assert timed.stop_reason == gdt.STOP_TIME_BUDGET and timed.accuracy < 1.0
-    assert _status(timed, x, y) == gdt.BUDGET
-    short = gdt.run_gdt(
+    timed = gdtgroup.run_gdt(
+        s.params, x, y, GDTSettings(max_seconds=1e-9), 1, decimals=4, n_classes=10
+    )
+    assert timed.stop_reason == gdtstate.STOP_TIME_BUDGET and timed.accuracy < 1.0
+    assert _status(timed, x, y) == gdtstate.BUDGET
+    short = gdtgroup.run_gdt(
         s.params, x, y, GDTSettings(max_lambda_steps=2, rounds=2), 1, decimals=4, n_classes=10
     )
-    assert short.round_ends == [gdt.END_LAMBDA_BUDGET] * 2
-    assert short.stop_reason == gdt.STOP_LAMBDA_BUDGET and _status(short, x, y) == gdt.BUDGET
+    assert short.round_ends == [gdtstate.END_LAMBDA_BUDGET] * 2
+    assert (
+        short.stop_reason == gdtstate.STOP_LAMBDA_BUDGET and _status(short, x, y) == gdtstate.BUDGET
+    )
     # the search exhausted (every round ended on the Δ floor): evidence, not a budget stop
-    stuck = gdt.run_gdt(
+    stuck = gdtgroup.run_gdt(
         s.params, x, y, GDTSettings(max_steps=25, rounds=2), 1, decimals=4, n_classes=10
     )
-    assert stuck.stop_reason == gdt.STOP_ROUNDS and _status(stuck, x, y) == gdt.RESIDUAL
+    assert stuck.stop_reason == gdtstate.STOP_ROUNDS and _status(stuck, x, y) == gdtstate.RESIDUAL
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +165,9 @@ def test_digits_demo_through_the_pipeline_is_error_free(tmp_path, cfg):
     assert r.returncode == 0, r.stderr[-3000:]
     t = pd.read_parquet(tmp_path / "out/training.parquet")
     t = t[t["method"] == "T"]
-    assert len(t) == 3 and (t["status"] == gdt.ERROR_FREE).all() and (t["accuracy"] == 1.0).all()
+    assert (
+        len(t) == 3 and (t["status"] == gdtstate.ERROR_FREE).all() and (t["accuracy"] == 1.0).all()
+    )
     assert (t["accuracy_sgd"] < 1.0).all() and (t["n_images"] == 1797).all()
 
 
@@ -166,7 +175,7 @@ def test_digits_demo_through_the_pipeline_is_error_free(tmp_path, cfg):
 def test_real_photo_shard_trains_error_free(feature):
     """A pipeline-sized shard of real photographs (5 photo-part labels, 600 crops, h1 256, the
     pipeline's transform): SGD stops at 98 %, GDT fits every crop, and the saved weights too."""
-    from errorless import photos
+    from errorless.data import photos
     from errorless.features import transform
 
     labels = np.asarray(photos.photograph_labels()[5:10])  # coffee and chelsea parts
@@ -176,8 +185,8 @@ def test_real_photo_shard_trains_error_free(feature):
     gen = torch.Generator().manual_seed(3)
     s, _ = sgd.train_sgd(fnn.init_params([900, 256, 5], gen), x, yt, SGDSettings(), gen)
     assert s.reached and s.accuracy < 1.0
-    r = gdt.run_gdt(s.params, x, yt, GDTSettings(), 3, decimals=4, n_classes=5)
+    r = gdtgroup.run_gdt(s.params, x, yt, GDTSettings(), 3, decimals=4, n_classes=5)
     assert (
-        r.stop_reason == gdt.STOP_ERROR_FREE
+        r.stop_reason == gdtstate.STOP_ERROR_FREE
         and fnn.accuracy(fnn.round_params(r.params, 4), x, yt) == 1.0
     )

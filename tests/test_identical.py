@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from errorless import gdt
-from errorless.duplicates import exact_pairs, key_groups
 from errorless.identical import mixed_groups, row_groups
+from errorless.quality.exact import exact_pairs, key_groups
+from errorless.train import gdtmath
 
 
 def test_groups_and_mixed_groups_equal_a_dict_of_row_bytes():
@@ -26,7 +26,7 @@ def test_groups_and_mixed_groups_equal_a_dict_of_row_bytes():
     assert sorted(g.tolist() for g in got) == want
     assert list(ids) == sorted(ids) and all(len(set(group[g].tolist())) == 1 for g in got)
     # the GDT pre-check is the same detection (after -0.0 -> +0.0)
-    assert [g.tolist() for g in gdt.find_conflicts(x, y)] == [g.tolist() for g in got]
+    assert [g.tolist() for g in gdtmath.find_conflicts(x, y)] == [g.tolist() for g in got]
 
 
 def test_exact_copies_use_the_same_groups():

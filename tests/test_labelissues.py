@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from errorless import labelissues as li
 from errorless.config import load_config
+from errorless.data.shards import Shard, assign
 from errorless.errors import ConfigError, DataError
-from errorless.gather import ProtoWeights
-from errorless.shards import Shard, assign
+from errorless.gather.load import ProtoWeights
+from errorless.quality import flags, issue_check, out_of_sample
+from errorless.quality import labelissues as li
 
 TRANSFORM = {"pool": 1, "trim": 0, "decimals": 4}
 
@@ -60,7 +61,9 @@ def test_out_of_sample_equals_a_plain_loop():
     images = rng.integers(0, 256, size=(7, 4, 4, 3), dtype=np.uint8)
     labels = rng.integers(c, 2 * c, size=7)  # module 2
     sh = make_shard(images, labels, module=2, submodule=2, c=c, L=k * c)
-    res = li.shard_out_of_sample(pw, sh, TRANSFORM, batch_size=3)  # blocks of 3: the block loop too
+    res = out_of_sample.shard_out_of_sample(
+        pw, sh, TRANSFORM, batch_size=3
+    )  # blocks of 3: the block loop too
     probs, counts = np.zeros((7, c)), np.zeros((7, c), dtype=np.int64)
     n = 0
     for f, feat in enumerate(pw.features):
@@ -97,19 +100,19 @@ def test_no_leakage_only_the_other_submodule_votes():
     sh = make_shard(
         rng.integers(0, 256, size=(5, 4, 4, 3), dtype=np.uint8), np.zeros(5, int), 1, 1, c, c
     )
-    res = li.shard_out_of_sample(pw, sh, TRANSFORM)
+    res = out_of_sample.shard_out_of_sample(pw, sh, TRANSFORM)
     np.testing.assert_allclose(res["probs"][:, 2], 1.0, atol=1e-6)
     assert (res["predicted"] == 2).all() and res["super_majority"].all()
     assert (res["label_votes"][:, 0] == 0).all()
-    df = li.oos_table(pw, [sh], TRANSFORM)
+    df = out_of_sample.oos_table(pw, [sh], TRANSFORM)
     assert df["prob_given"].max() < 1e-6 and (df["module"] == "m01").all()
 
 
 def test_one_submodule_is_skipped_with_a_log_line(caplog, tmp_path):
     cfg = load_config(overrides={"modules": {"submodules": 1}})
     with caplog.at_level(logging.WARNING):
-        df = li.out_of_sample(cfg, tmp_path / "no-weights.parquet", [])
-    assert len(df) == 0 and list(df.columns) == li.OOS_COLUMNS
+        df = out_of_sample.out_of_sample(cfg, tmp_path / "no-weights.parquet", [])
+    assert len(df) == 0 and list(df.columns) == out_of_sample.OOS_COLUMNS
     assert "submodules = 1" in caplog.text and "skipped" in caplog.text
 
 
@@ -119,7 +122,7 @@ def test_one_submodule_pipeline_outputs(tmp_path):
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text("modules: {submodules: 1}\n")
     oos = tmp_path / "oos.parquet"
-    li.empty_oos().to_parquet(oos)
+    out_of_sample.empty_oos().to_parquet(oos)
     args = argparse.Namespace(
         config=str(cfg_path),
         settings=None,
@@ -138,7 +141,7 @@ def test_one_submodule_pipeline_outputs(tmp_path):
 
 
 def test_flip_planting_keeps_shards_and_modules():
-    from errorless import synthetic
+    from errorless.data import synthetic
 
     cfg = load_config(
         overrides={
@@ -187,7 +190,9 @@ def test_flip_planting_keeps_shards_and_modules():
 
 
 def test_double_labelling_check_ignores_flips():
-    from errorless.doublelabel import REPORT_COLUMNS, TrainingEvidence, finish, planted_check
+    from errorless.quality.double_check import planted_check
+    from errorless.quality.evidence import TrainingEvidence
+    from errorless.quality.suspects import REPORT_COLUMNS, finish
 
     planted = pd.DataFrame(
         [
@@ -237,8 +242,8 @@ def test_find_issues_and_planted_check_counts():
             "label_votes": [np.zeros(c, int)] * n,
         }
     )
-    issues = li.find_issues(oos, "either")
-    assert list(issues.columns) == li.ISSUE_COLUMNS
+    issues = flags.find_issues(oos, "either")
+    assert list(issues.columns) == flags.ISSUE_COLUMNS
     assert set(issues.loc[issues["vote_against"], "image_id"]) == {"b:0", "b:10"}
     assert {"b:0", "b:10"} <= set(issues.loc[issues["flagged"], "image_id"])
     assert issues["rank"].tolist() == list(range(1, n + 1)) and issues["flagged"].iloc[0]
@@ -249,7 +254,7 @@ def test_find_issues_and_planted_check_counts():
             "id_b": ["", "", "", "b:6"],
         }
     )
-    check = li.planted_check(issues, planted, "vote").set_index("evidence")
+    check = issue_check.planted_check(issues, planted, "vote").set_index("evidence")
     assert check.loc["vote", "used"] and check.loc["vote", "flagged"] == 2
     assert check.loc["vote", "correct"] == 2 and check.loc["vote", "precision"] == 1.0
     assert check.loc["vote", "recall"] == pytest.approx(2 / 3)
@@ -265,7 +270,7 @@ def test_planted_flips_are_found_on_real_digits():
     from errorless import fnn
     from errorless.config import SGDSettings
     from errorless.features import transform
-    from errorless.sgd import train_sgd
+    from errorless.train.sgd import train_sgd
 
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -294,11 +299,11 @@ def test_planted_flips_are_found_on_real_digits():
         for q in range(2)
     ]
     pw = ProtoWeights("S_h1_m1", ["gray"], groups, np.array([0, 0, 5, 5]), layers, {})
-    issues = li.find_issues(li.oos_table(pw, shards, TRANSFORM), "either")
+    issues = flags.find_issues(out_of_sample.oos_table(pw, shards, TRANSFORM), "either")
     planted = pd.DataFrame(
         {"kind": "label_flip", "id_a": [f"digits:{i}" for i in flip], "id_b": ""}
     )
-    check = li.planted_check(issues, planted, "either").set_index("evidence")
+    check = issue_check.planted_check(issues, planted, "either").set_index("evidence")
     print(check.to_string())
     # measured: cleanlab 21/40 flagged are flips (recall 0.875), top-24 21 flips; with one feature
     # the "super-majority" is a single FNN's vote, so the vote alone flags every model error
@@ -341,7 +346,7 @@ def oos_frame(n=12, c=3, batches=("b1", "b2"), seed=0):
             "probs": list(probs),
             "label_votes": [np.zeros(c, int)] * n,
         }
-    )[li.OOS_COLUMNS]
+    )[out_of_sample.OOS_COLUMNS]
 
 
 def test_crossfit_probabilities_replace_the_submodule_ones():
@@ -351,18 +356,20 @@ def test_crossfit_probabilities_replace_the_submodule_ones():
     cf = oos[["image_id", "batch", "row", "module", "submodule", "label", "label_local"]].assign(
         fold=[f"f{i % 2 + 1}" for i in range(len(oos))], probs=list(cfp.astype(np.float32))
     )
-    both = li.with_crossfit(oos, cf.iloc[::-1])  # any row order
-    assert list(both.columns) == li.OOS_COLUMNS and (both["source"] == "crossfit").all()
+    both = out_of_sample.with_crossfit(oos, cf.iloc[::-1])  # any row order
+    assert list(both.columns) == out_of_sample.OOS_COLUMNS and (both["source"] == "crossfit").all()
     np.testing.assert_allclose(np.stack(both["probs"]), cfp, atol=1e-6)
     np.testing.assert_array_equal(both["votes"], oos["votes"])  # the submodule vote is kept
-    alone = li.with_crossfit(li.empty_oos(), cf)  # one submodule: the rows come from cross-fit
+    alone = out_of_sample.with_crossfit(
+        out_of_sample.empty_oos(), cf
+    )  # one submodule: the rows come from cross-fit
     assert (
         len(alone) == len(oos) and (alone["votes"] == 0).all() and (alone["predicted"] == -1).all()
     )
     with pytest.raises(DataError, match="cross-fit tables cover 11 images, the shards 12"):
-        li.with_crossfit(oos, cf.iloc[1:])
+        out_of_sample.with_crossfit(oos, cf.iloc[1:])
     with pytest.raises(DataError, match="hold image b1:0 twice"):
-        li.with_crossfit(oos, pd.concat([cf, cf.iloc[:1]]))
+        out_of_sample.with_crossfit(oos, pd.concat([cf, cf.iloc[:1]]))
 
 
 def test_training_vote_mistakes_are_their_own_evidence(tmp_path):
@@ -380,12 +387,12 @@ def test_training_vote_mistakes_are_their_own_evidence(tmp_path):
     pred.loc[[3, 7], "predicted"] = 2  # T's vote wrong on b1:3 (label 0) and b2:1 (label 1)
     pred.loc[15, "predicted"] = 0  # S's vote wrong elsewhere
     pred.to_parquet(tmp_path / "p.parquet")
-    votes = li.train_votes([tmp_path / "p.parquet"], "T_h1_m1")
-    issues = li.find_issues(oos, "cleanlab", votes).set_index("image_id")
+    votes = out_of_sample.train_votes([tmp_path / "p.parquet"], "T_h1_m1")
+    issues = flags.find_issues(oos, "cleanlab", votes).set_index("image_id")
     assert set(issues.index[issues["train_vote_wrong"]]) == {"b1:3", "b2:1"}
     assert "train_vote" in issues.loc["b1:3", "evidence"]
     with pytest.raises(DataError, match="no training-set predictions of T_h1_m2"):
-        li.train_votes([tmp_path / "p.parquet"], "T_h1_m2")
+        out_of_sample.train_votes([tmp_path / "p.parquet"], "T_h1_m2")
 
 
 def test_user_probabilities_rank_as_cleanlab_ranks_them(tmp_path):
@@ -401,15 +408,15 @@ def test_user_probabilities_rank_as_cleanlab_ranks_them(tmp_path):
     np.save(tmp_path / "p.npy", P)
     data_order = [f"b1:{r}" for r in range(20)] + [f"b2:{r}" for r in range(20)]
     labels = oos.set_index("image_id").loc[data_order, "label"].to_numpy()
-    user = li.load_pred_probs(tmp_path / "p.npy", oos, ["b1", "b2"], L)
-    issues = li.find_issues(oos, "cleanlab", None, user, "auto")
+    user = flags.load_pred_probs(tmp_path / "p.npy", oos, ["b1", "b2"], L)
+    issues = flags.find_issues(oos, "cleanlab", None, user, "auto")
     want = get_label_quality_scores(labels, P)
     got = issues.set_index("image_id").loc[data_order, "user_quality"].to_numpy()
     np.testing.assert_allclose(got, want)
     ranked = issues.loc[~issues["flagged"], "image_id"].tolist()
     quality = dict(zip(data_order, want, strict=True))
     assert ranked == sorted(ranked, key=lambda i: (quality[i], i))  # ranked by the user's quality
-    own = li.find_issues(oos, "cleanlab", None, user, "own")
+    own = flags.find_issues(oos, "cleanlab", None, user, "own")
     assert own.loc[~own["flagged"], "label_quality"].is_monotonic_increasing
 
 
@@ -428,7 +435,7 @@ def test_bad_user_probabilities_are_one_line_naming_the_file(tmp_path, make, mes
     path = tmp_path / "probs.npy"
     make(path)
     with pytest.raises((ConfigError, DataError), match=message) as e:
-        li.load_pred_probs(path, oos_frame(), ["b1", "b2"], 8)
+        flags.load_pred_probs(path, oos_frame(), ["b1", "b2"], 8)
     assert str(path) in str(e.value) and "label_issues.pred_probs" in str(e.value)
     assert "\n" not in str(e.value)
 
@@ -439,9 +446,9 @@ def test_one_file_digits_every_submodule_holds_every_label_and_votes_far_above_c
     right for a few % of the images; now both hold every digit."""
     from errorless import fnn
     from errorless.config import SGDSettings
+    from errorless.data.shards import load_shard, modularize
     from errorless.features import transform
-    from errorless.sgd import train_sgd
-    from errorless.shards import load_shard, modularize
+    from errorless.train.sgd import train_sgd
 
     cfg = load_config(
         overrides={

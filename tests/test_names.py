@@ -1,5 +1,6 @@
 """errorless.names: every name of the job grid is made and read back by one module."""
 
+import numpy as np
 import pytest
 
 from errorless import names
@@ -38,3 +39,17 @@ def test_bad_module_names_are_refused(bad):
 def test_bad_shard_names_are_refused(bad):
     with pytest.raises(DataError, match="not a shard name"):
         names.split_shard(bad)
+
+
+def test_image_ids_are_made_and_read_back_in_names() -> None:
+    from errorless.names import image_id, image_id_key, image_ids, split_image_id
+
+    assert image_id("train_data_batch_3", 1207) == "train_data_batch_3:1207"
+    made = image_ids(np.array(["t10k", "val_data"]), np.array([947, 0]))
+    assert made.tolist() == ["t10k:947", "val_data:0"]
+    assert [split_image_id(i) for i in made] == [("t10k", 947), ("val_data", 0)]
+    assert split_image_id("photo.png") == ("photo.png", None) and split_image_id(None) == (
+        None,
+        None,
+    )
+    assert sorted(["b:10", "b:9", "a:2"], key=image_id_key) == ["a:2", "b:9", "b:10"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from errorless import datasets, photos
 from errorless.config import load_config, load_schema
+from errorless.data import datasets, photos
 from errorless.errors import ConfigError
 
 

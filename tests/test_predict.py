@@ -10,8 +10,8 @@ from test_evaluate import handmade_images, handmade_weights_table
 
 from errorless.cli import main
 from errorless.errors import ConfigError, DataError
+from errorless.evaluate.predict import predict
 from errorless.io import write_parquet
-from errorless.predict import predict
 
 FEATURES = ["R", "G", "B"]
 L, C = 8, 4  # two modules of four labels, two submodules each
@@ -138,7 +138,7 @@ def test_predict_without_config_uses_stored_transform_and_needs_size_for_folders
 
 def test_predict_grey_idx_files(tmp_path):
     """A grey model ('gray') predicts an MNIST-layout IDX pair (format found from the name)."""
-    from errorless.datasets import write_idx
+    from errorless.data.idx import write_idx
 
     out = tmp_path / "results"
     settings = {"features": ["gray"], "transform": {"pool": 2, "trim": 1, "decimals": 4}}

@@ -52,7 +52,7 @@ def mnist_run(tmp_path_factory, mnist_test_dir):
 
 def test_mnist_test_set_labels_errors_rank_high(mnist_run):
     data, res = mnist_run
-    from errorless.shards import load_shard, manifest_shards
+    from errorless.data.shards import load_shard, manifest_shards
 
     shards = [load_shard(p) for p in manifest_shards(res / "shards" / "manifest.tsv").values()]
     assert len(shards) == 2 and all(set(sh.labels) == set(range(10)) for sh in shards)
@@ -78,8 +78,8 @@ def test_mnist_test_set_labels_errors_rank_high(mnist_run):
 def test_mnist_as_one_grey_npz_file_gives_the_same_shards(mnist_run, tmp_path):
     """The same 10,000 images as one ``train.npz`` (images (N, 28, 28, 1)): the layout a user
     brings. Its shards hold the same images and labels as the IDX run's."""
-    from errorless.datasets import read_idx_pair
-    from errorless.shards import load_shard
+    from errorless.data.idx import read_idx_pair
+    from errorless.data.shards import load_shard
 
     data, res = mnist_run
     images, labels = read_idx_pair(  # (N, 28, 28) as published

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from errorless import figures as fg
-from errorless import htmltables as ht
-from errorless import report as rp
 from errorless.errors import DataError
-from errorless.evaluate import choose_wheel_fnn
+from errorless.evaluate.table2 import choose_wheel_fnn
+from errorless.report import confusion_figures, evaluation, runfacts, training
+from errorless.report import figures as fg
+from errorless.report import htmltables as ht
+from errorless.report import report as rp
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -87,7 +88,7 @@ def test_training_table_puts_protos_side_by_side():
             "error_free_partitions": [7, 0, 0],
         }
     )
-    side = rp.training_side_by_side(table)
+    side = training.training_side_by_side(table)
     assert list(side.columns) == ["S (S_h1_m1)", "S′ (Sp_h1_m1)", "T (T_h1_m1)"]
     assert side.loc["error-free FNNs", "T (T_h1_m1)"] == "42/48"
     assert side.loc["fully error-free partitions", "S (S_h1_m1)"] == "0/8"
@@ -103,7 +104,7 @@ def test_error_free_grid_figure(tmp_path):
 
 def test_gdt_path_choice_and_figure(tmp_path):
     t = training_records()
-    rec = rp.choose_gdt_fnn(t)
+    rec = training.choose_gdt_fnn(t)
     assert (rec["proto"], rec["feature"], rec["module"], rec["rejected"]) == (
         "T_h1_m1",
         "R",
@@ -113,7 +114,7 @@ def test_gdt_path_choice_and_figure(tmp_path):
     fg.gdt_path_figure(rec, tmp_path / "gdt.png")
     assert is_png(tmp_path / "gdt.png")
     # no GDT at all: a figure that says so, not a crash
-    assert rp.choose_gdt_fnn(t[t["method"] == "S"]) is None
+    assert training.choose_gdt_fnn(t[t["method"] == "S"]) is None
     fg.gdt_path_figure(None, tmp_path / "none.png")
     assert is_png(tmp_path / "none.png")
 
@@ -136,12 +137,16 @@ def test_wheel_choice_prefers_an_sgd_error_that_gdt_fixed():
 
 def test_wheel_geometry():
     c = 5
-    sp = fg.spokes(c)
+    sp = confusion_figures.spokes(c)
     assert np.allclose(np.linalg.norm(sp, axis=1), 1)
     assert np.allclose(sp[0], [0, 1])  # label 0 at the top
     onehot = np.eye(c)
-    assert np.allclose(fg.wheel_points(onehot), sp)  # a certain output sits on its spoke tip
-    assert np.allclose(fg.wheel_points(np.full((1, c), 1 / c)), 0)  # no preference: the centre
+    assert np.allclose(
+        confusion_figures.wheel_points(onehot), sp
+    )  # a certain output sits on its spoke tip
+    assert np.allclose(
+        confusion_figures.wheel_points(np.full((1, c), 1 / c)), 0
+    )  # no preference: the centre
 
 
 def test_confusion_wheel_figure(tmp_path):
@@ -151,7 +156,7 @@ def test_confusion_wheel_figure(tmp_path):
     s[np.arange(30), labels] = 0.8
     s[:3] = np.roll(s[:3], 1, axis=1)  # three misclassified
     t = np.eye(5)[labels] * 0.96 + 0.01
-    fg.confusion_wheel_figure(
+    confusion_figures.confusion_wheel_figure(
         [("S_h1_m1", s), ("T_h1_m1", t + rng.uniform(0, 1e-3, t.shape))],
         labels,
         10,
@@ -179,7 +184,7 @@ def test_wheel_is_drawn_from_the_evaluation_file_alone(tmp_path):
         note=np.array(""),
         **{k: np.array(v) for k, v in names.items()},
     )
-    assert rp.wheel_figure(tmp_path / "wheel.npz", tmp_path / "w.png") == names
+    assert training.wheel_figure(tmp_path / "wheel.npz", tmp_path / "w.png") == names
     assert is_png(tmp_path / "w.png")
     write_npz(
         tmp_path / "none.npz",
@@ -187,10 +192,10 @@ def test_wheel_is_drawn_from_the_evaluation_file_alone(tmp_path):
         probs=np.zeros((0, 0, 0), np.float32),
         note=np.array("no shards"),
     )
-    assert rp.wheel_figure(tmp_path / "none.npz", tmp_path / "n.png") is None
+    assert training.wheel_figure(tmp_path / "none.npz", tmp_path / "n.png") is None
     assert is_png(tmp_path / "n.png")
     with pytest.raises(DataError, match="evaluate-training"):
-        rp.wheel_figure(tmp_path / "missing.npz", tmp_path / "m.png")
+        training.wheel_figure(tmp_path / "missing.npz", tmp_path / "m.png")
 
 
 # ---------------------------------------------------------------- evaluation section
@@ -221,7 +226,7 @@ def accuracy_rows() -> pd.DataFrame:
 
 def test_accuracy_vs_features_table_and_plot(tmp_path):
     acc = accuracy_rows()
-    t = rp.accuracy_vs_features(acc)
+    t = evaluation.accuracy_vs_features(acc)
     assert len(t) == 2 * 2 * 2  # split × protocol × p
     assert list(t.columns[:4]) == ["split", "protocol", "features p", "model"]
     assert t.iloc[0]["split"] == "train" and t.iloc[0]["features p"] == 3
@@ -262,7 +267,7 @@ def test_perfect_labels_table_and_plot(tmp_path):
             }
         ]
     )
-    t = rp.perfect_table(perfect, per_batch)
+    t = evaluation.perfect_table(perfect, per_batch)
     r = t.iloc[0]
     assert (r["perfect in b1"], r["perfect in b2"]) == ("3", "2")
     assert r["labels perfect in every batch"] == "0 2" and r["mean per batch"] == 2.5
@@ -347,7 +352,7 @@ def test_run_section_reads_benchmarks(tmp_path):
         (bench / f"{name}.tsv").write_text(
             head + f"{s}\t0:00:0{int(s)}\t300\t800\t0\t0\t0\t0\t50\t{s / 2}\n"
         )
-    phases = rp.phase_table(rp.read_benchmarks(bench))
+    phases = runfacts.phase_table(runfacts.read_benchmarks(bench))
     by = phases.set_index("phase")
     assert by.loc["train", "jobs"] == 2 and by.loc["train", "wall s (sum)"] == 8.0
     assert by.loc["total", "jobs"] == 3 and by.loc["total", "CPU s (sum)"] == 5.0

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from errorless import datasets, synthetic
 from errorless.config import load_config
+from errorless.data import datasets, synthetic
 
 
 def _stream_cfg(tmp_path, **over):
@@ -94,7 +94,7 @@ def test_generator_choice_is_a_setting(tmp_path, stream):
 def _gather_grid(tmp_path, modules=3, features=("R", "G", "B"), models=("h1_m1", "h2_m1")):
     from test_gather import write_job
 
-    from errorless.gather import job_at
+    from errorless.gather.jobs import job_at
 
     results = tmp_path / "results"
     jobs = []
@@ -109,13 +109,8 @@ def _gather_grid(tmp_path, modules=3, features=("R", "G", "B"), models=("h1_m1",
 
 def _all_in_memory(jobs):
     """The old gather: every job's rows in one table (the oracle)."""
-    from errorless.gather import (
-        _weight_rows,
-        metrics_digest,
-        read_metrics,
-        read_weights,
-        weights_table,
-    )
+    from errorless.gather.jobs import metrics_digest, read_metrics, read_weights
+    from errorless.gather.tables import _weight_rows, weights_table
 
     rows = []
     for job in jobs:
@@ -129,7 +124,8 @@ def _all_in_memory(jobs):
 def test_streamed_weights_equal_the_all_in_memory_table_and_read_per_module(tmp_path):
     import pyarrow.parquet as pq
 
-    from errorless.gather import gather, load_proto, module_sizes, modules_in, protos_in
+    from errorless.gather.gather import gather
+    from errorless.gather.load import load_proto, module_sizes, modules_in, protos_in
 
     jobs = _gather_grid(tmp_path)
     out = tmp_path / "weights.parquet"
@@ -170,7 +166,7 @@ def test_gather_holds_about_one_module_not_all_weights(tmp_path):
 
     import test_gather
 
-    from errorless.gather import gather
+    from errorless.gather.gather import gather
 
     saved = test_gather.fake_weights
     test_gather.fake_weights = lambda seed: saved(seed, hidden=(64,), n_in=300)  # 80 KB an FNN
@@ -191,7 +187,7 @@ def test_gather_holds_about_one_module_not_all_weights(tmp_path):
 def _random_proto_table(features, modules, c, D, seed=0, same_as_first=()):
     """A weights table of one proto-model (T_h1_m1) with random FNNs; the modules named in
     ``same_as_first`` get module 1's weights (exact ties between groups across passes)."""
-    from errorless.gather import weights_table
+    from errorless.gather.tables import weights_table
 
     rng = np.random.default_rng(seed)
     rows, first = [], {}
@@ -229,9 +225,9 @@ def _random_proto_table(features, modules, c, D, seed=0, same_as_first=()):
 def test_evaluation_in_module_passes_equals_one_pass(tmp_path, max_mb):
     import pyarrow.parquet as pq
 
-    from errorless.evaluate import model_votes, proto_votes
+    from errorless.evaluate.inference import model_votes, proto_votes
     from errorless.features import transform_many
-    from errorless.gather import load_proto
+    from errorless.gather.load import load_proto
 
     transform = {"pool": 2, "trim": 1, "decimals": 4}
     features = ["R", "G", "B"]
@@ -261,7 +257,7 @@ def test_evaluation_in_module_passes_equals_one_pass(tmp_path, max_mb):
 
 
 def test_module_passes_fit_the_budget():
-    from errorless.evaluate import module_passes
+    from errorless.evaluate.inference import module_passes
 
     sizes = {"m01": 400_000, "m02": 400_000, "m03": 400_000, "m04": 900_000}
     assert module_passes(sizes, None) == [["m01", "m02", "m03", "m04"]]

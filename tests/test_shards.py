@@ -6,10 +6,10 @@ import pickle
 import numpy as np
 import pytest
 
-from errorless import synthetic
 from errorless.config import load_config
+from errorless.data import synthetic
+from errorless.data.shards import assign, load_shard, modularize
 from errorless.errors import ConfigError, DataError
-from errorless.shards import assign, load_shard, modularize
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ def test_shard_errors(tmp_path):
 
 def _in_memory_shards(cfg):
     """The plain reference: the whole training set in memory, sorted by assign()."""
-    from errorless import datasets
+    from errorless.data import datasets
 
     data = datasets.load_training(cfg)
     c, r = cfg["modules"]["labels_per_module"], cfg["modules"]["submodules"]

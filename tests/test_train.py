@@ -171,8 +171,8 @@ def test_train_writes_contract_files(tmp_path):
     assert recs["Sp"]["epochs"] == recs["S"]["epochs"] + 2
     assert t["lambda_path"][-1] == 1.0 and t["accepted"] == sum(t["accepted_path"])
     # reported accuracy is that of the saved (rounded) weights
+    from errorless.data.shards import load_shard
     from errorless.features import transform
-    from errorless.shards import load_shard
 
     sh = load_shard(shard)
     x = torch.tensor(transform(sh.images, "RG"))

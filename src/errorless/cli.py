@@ -12,78 +12,86 @@ import importlib
 import logging
 import sys
 
-from .errors import ErrorlessError
+from errorless.errors import ErrorlessError
 
 # command -> (module, function prefix, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synthesize": (
-        "errorless.synthetic",
+        "errorless.data.synthetic",
         "synthesize",
         "write the synthetic data set (imagenet64 layout)",
     ),
     "photos": (
-        "errorless.photos",
+        "errorless.data.photos",
         "photos",
         "write crops of the bundled photographs (imagenet64 layout)",
     ),
     "modularize": (
-        "errorless.shards",
+        "errorless.data.shards",
         "modularize",
         "split a data set into (module, submodule) shards",
     ),
-    "train": ("errorless.train", "train", "train one FNN: SGD to the threshold, then GDT"),
+    "train": ("errorless.train.train", "train", "train one FNN: SGD to the threshold, then GDT"),
     "gather": (
-        "errorless.gather",
+        "errorless.gather.gather",
         "gather",
         "collect every job's weights and metrics into Parquet",
     ),
     "evaluate-training": (
-        "errorless.evaluate",
+        "errorless.evaluate.cli",
         "training",
         "training evaluation table (paper Table 2)",
     ),
-    "evaluate": ("errorless.evaluate", "evaluate", "majority-vote evaluation of one source batch"),
+    "evaluate": (
+        "errorless.evaluate.cli",
+        "evaluate",
+        "majority-vote evaluation of one source batch",
+    ),
     "summarize": (
-        "errorless.evaluate",
+        "errorless.evaluate.cli",
         "summarize",
         "accuracy, Top-1 and confusion tables from predictions",
     ),
     "confusion": (
-        "errorless.confusion",
+        "errorless.evaluate.confusion",
         "confusion",
         "confusion counts, most confused pairs, errors inside modules (from predictions)",
     ),
     "predict": (
-        "errorless.predict",
+        "errorless.evaluate.predict",
         "predict",
         "predict labels of new images with a trained results folder",
     ),
     "duplicates": (
-        "errorless.duplicates",
+        "errorless.quality.duplicates",
         "duplicates",
         "exact and near duplicates with different labels",
     ),
     "double-labeling": (
-        "errorless.doublelabel",
+        "errorless.quality.doublelabel",
         "doublelabel",
         "double-labelling report and planted-truth check",
     ),
     "cross-fit": (
-        "errorless.crossfit",
+        "errorless.quality.crossfit",
         "crossfit",
         "cross-fitted FNNs of one (module, fold): out-of-sample probabilities",
     ),
     "out-of-sample": (
-        "errorless.labelissues",
+        "errorless.quality.labelissues",
         "oos",
         "out-of-sample votes of the other submodule's FNNs",
     ),
     "label-issues": (
-        "errorless.labelissues",
+        "errorless.quality.labelissues",
         "issues",
         "single mislabelled images: cleanlab + out-of-sample vote",
     ),
-    "report-figures": ("errorless.report", "figures", "figures and tables for the HTML report"),
+    "report-figures": (
+        "errorless.report.report",
+        "figures",
+        "figures and tables for the HTML report",
+    ),
     "info": ("errorless.cli", "info", "show the validated configuration and the job grid"),
     "config-docs": (
         "errorless.configdocs",
@@ -105,8 +113,8 @@ def info_arguments(p: argparse.ArgumentParser) -> None:
 def info_main(args: argparse.Namespace) -> int:
     import json
 
-    from .config import load_config
-    from .grid import job_grid, module_plan
+    from errorless.config import load_config
+    from errorless.grid import job_grid, module_plan
 
     cfg = load_config(args.config)
     print(json.dumps(cfg, indent=1))
@@ -133,8 +141,8 @@ def write_config_main(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from .config import validate
-    from .io import write_text
+    from errorless.config import validate
+    from errorless.io import write_text
 
     given = json.loads(args.settings)
     cfg = validate(dict(given))

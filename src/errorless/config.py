@@ -11,14 +11,14 @@ import copy
 import functools
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
-from . import datasets
-from .datasets import GREY_FORMATS  # noqa: F401 (re-exported)
-from .errors import ConfigError
-from .names import model_name, module_names, submodule_names  # noqa: F401 (re-exported)
+from errorless.data import datasets
+from errorless.data.datasets import GREY_FORMATS  # noqa: F401 (re-exported)
+from errorless.errors import ConfigError
+from errorless.names import model_name, module_names, submodule_names  # noqa: F401 (re-exported)
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "config.schema.yaml"
 
@@ -47,7 +47,7 @@ GREY_FEATURE = "gray"
 
 
 def load_schema() -> dict:
-    import yaml  # imported where needed: the training functions run without PyYAML
+    import yaml
 
     with open(SCHEMA_PATH) as fh:
         return yaml.safe_load(fh)
@@ -170,7 +170,7 @@ def check_finite(value: Any, key: str = "") -> None:
 
 def check_planes(features: list[str], planes: tuple[int, str] | None) -> None:
     """Grey data (1 plane) has the single feature 'gray', colour data (3 planes) the colour
-    features: ``planes`` is :func:`errorless.datasets.planes` (None: not known, no check)."""
+    features: ``planes`` is :func:`errorless.data.datasets.planes` (None: not known, no check)."""
     if planes is None:
         return
     n, source = planes
@@ -189,7 +189,7 @@ def check_planes(features: list[str], planes: tuple[int, str] | None) -> None:
 
 def check_consistency(config: dict[str, Any]) -> None:
     """Rules the schema cannot express. Grey or colour features: from the format, or for npz
-    from the training file's .npy header (:func:`errorless.datasets.planes`); checked here, at
+    from the training file's .npy header (:func:`errorless.data.datasets.planes`); checked here, at
     planning and when a command loads a config, not in the jobs (restricted settings)."""
     for key, value in (("results", config["results"]), ("dataset.path", config["dataset"]["path"])):
         if Path(value).resolve() == Path("/").resolve():
@@ -405,47 +405,29 @@ class _FromDict:
         return cls(**d)
 
 
-@dataclass(frozen=True)
-class TransformSettings(_FromDict):
-    pool: int = 2
-    trim: int = 1
-    decimals: int = 4
+# The typed settings of the training sections: their keys, types and defaults are the schema's
+# (schema/config.schema.yaml, the one place a default lives; docs/configuration.md is rendered
+# from it), made into frozen dataclasses here.
+_PY_TYPES = {"integer": int, "number": float, "boolean": bool, "string": str}
 
 
-@dataclass(frozen=True)
-class SGDSettings(_FromDict):
-    threshold: float = 0.98
-    max_epochs: int = 300
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    loss: str = "cross_entropy"
-    temperature: float = 100.0
-    released_epochs: int = 0
-    lr_patience: int = 10
-    lr_decay: float = 0.5
-    init: str = "pytorch"
-    init_bound: float = 5.0
+def settings_class(name: str, section: str) -> type:
+    """A frozen dataclass of one schema section: a field per key, in the schema's order, with the
+    schema's type and default; ``from_dict`` refuses unknown keys."""
+    props = load_schema()["properties"][section]["properties"]
+    spec = [  # a number's default is a float even where the schema writes 14400
+        (k, _PY_TYPES[p["type"]], field(default=_PY_TYPES[p["type"]](p["default"])))
+        for k, p in props.items()
+    ]
+    doc = f"The ``{section}`` settings (schema/config.schema.yaml, defaults included)."
+    cls = make_dataclass(name, spec, bases=(_FromDict,), frozen=True, namespace={"__doc__": doc})
+    cls.__module__ = __name__
+    return cls
 
 
-@dataclass(frozen=True)
-class GDTSettings(_FromDict):
-    enabled: bool = True
-    anchors: int = 10
-    steps: int = 25
-    max_steps: int = 125
-    consolidate_steps: int = 0
-    delta0: float = 0.1
-    factor: float = 1.5
-    streak: int = 6
-    eta_min: float = 0.01
-    eta_gain: float = 20.0
-    rounds: int = 8
-    delta_floor: float = 1e-4
-    max_lambda_steps: int = 400
-    max_seconds: float = 14400.0
-    conflict_precheck: bool = True
-    checkpoint_seconds: float = 120.0
+TransformSettings = settings_class("TransformSettings", "transform")
+SGDSettings = settings_class("SGDSettings", "sgd")
+GDTSettings = settings_class("GDTSettings", "gdt")
 
 
 def proto_names(config: dict[str, Any]) -> list[str]:

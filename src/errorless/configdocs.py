@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import load_schema
+from errorless.config import load_schema
 
 COMMAND = "python -m errorless config-docs --write docs/configuration.md"
 

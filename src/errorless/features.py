@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import FEATURES, GREY_FEATURE
-from .errors import ConfigError, DataError
+from errorless.config import FEATURES, GREY_FEATURE
+from errorless.errors import ConfigError, DataError
 
 POOL_ABOVE = 32  # inputs larger than this are pooled (64 -> 32); 32-px inputs are not
 CHUNK = 2048

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import methods, module_names, proto_names, submodule_names
-from .datasets import num_labels
-from .errors import ConfigError
-from .names import proto_name
+from errorless.config import methods, module_names, proto_names, submodule_names
+from errorless.data.datasets import num_labels
+from errorless.errors import ConfigError
+from errorless.names import proto_name
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Identical rows, found in one place: the GDT pre-check (byte-identical transformed inputs
-with different labels, ``gdt.find_conflicts``) and the exact-copy search (equal image keys
+with different labels, ``gdtmath.find_conflicts``) and the exact-copy search (equal image keys
 with different labels, ``duplicates``) both group equal rows here and keep the groups that
 carry more than one label."""
 

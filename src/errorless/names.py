@@ -4,13 +4,16 @@
 * shard ``<module>_<submodule>``, e.g. ``m03_s2``;
 * trained model ``<arch>_m<replicate>``, e.g. ``h1_m1``;
 * proto-model ``<method>_<model>``, e.g. ``T_h1_m1`` (method S, Sp or T);
-* cross-fitting fold ``f1 … fK`` (label-issue evidence, ``errorless.crossfit``);
-* featured model ``Model-<p>`` (the first p features' FNNs voting), e.g. ``Model-3``.
+* cross-fitting fold ``f1 … fK`` (label-issue evidence, ``errorless.quality.crossfit``);
+* featured model ``Model-<p>`` (the first p features' FNNs voting), e.g. ``Model-3``;
+* image id ``<source batch>:<row>``, e.g. ``train_data_batch_3:1207`` (row 0-based in the file).
 """
 
 from __future__ import annotations
 
-from .errors import DataError
+import numpy as np
+
+from errorless.errors import DataError
 
 
 def module_name(j: int, width: int = 2) -> str:
@@ -111,3 +114,29 @@ def featured_number(name: str) -> int:
     if prefix != "Model" or not p.isdigit():
         raise DataError(f"{name!r} is not a featured-model name (Model-<p>, e.g. Model-3)")
     return int(p)
+
+
+def image_id(batch: str, row: int) -> str:
+    """An image's id: ``"<source batch>:<row>"``."""
+    return f"{batch}:{row}"
+
+
+def image_ids(batch: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """:func:`image_id` of every (batch, row) pair, as one array of str."""
+    return np.char.add(np.char.add(batch.astype(str), ":"), row.astype(str))
+
+
+def split_image_id(image: str | None) -> tuple[str | None, int | None]:
+    """(source batch, row) of an image id; (the id, None) for an id not of that form (a user's
+    own ids), (None, None) for no id."""
+    if image is None:
+        return None, None
+    batch, _, row = image.rpartition(":")
+    return (batch, int(row)) if batch and row.isdigit() else (image, None)
+
+
+def image_id_key(image: str) -> tuple[str, int]:
+    """Sort key of image ids: by source batch, then row (not by the text: ``b:10`` after ``b:9``);
+    ids not of the form ``batch:row`` by themselves."""
+    batch, row = split_image_id(image)
+    return (batch, row if row is not None else -1)

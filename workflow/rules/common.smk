@@ -6,8 +6,8 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from errorless import config as ecfg
-from errorless import datasets
-from errorless.duplicates import planned_minutes
+from errorless.data import datasets
+from errorless.quality.duplicates import planned_minutes
 from errorless.errors import ErrorlessError
 from errorless.grid import job_grid
 from errorless.names import fold_names, split_model
@@ -51,7 +51,7 @@ try:  # a missing data folder or held-out file stops here, in one line
 except ErrorlessError as e:
     raise WorkflowError(str(e))
 EVAL_BATCHES = TRAIN_BATCHES + ([VAL_BATCH] if VAL_BATCH else [])
-# cross-fitted label-issue evidence (errorless.crossfit): one job per (module, fold)
+# cross-fitted label-issue evidence (errorless.quality.crossfit): one job per (module, fold)
 CROSSFIT = (
     config["label_issues"]["enabled"]
     and config["label_issues"]["crossfit"]["folds"] >= 2
@@ -346,7 +346,7 @@ GATHER_MEM, GATHER_MIN = scaled(
 # uint8 = 2,816 bytes) plus keys, descriptors and the index (measured: 1.28 M images, see
 # docs/performance.md), and one verification pass of double_labeling.verify_mb whatever the
 # number of candidates; its time grows with the candidate pairs to verify
-# (errorless.duplicates.planned_minutes)
+# (errorless.quality.duplicates.planned_minutes)
 DUP_MEM, DUP_MIN = scaled(
     1500
     + math.ceil(config["double_labeling"]["verify_mb"])

@@ -1,0 +1,1 @@
+"""The gather stage (workflow/rules/gather.smk): per-job files into Parquet."""

@@ -1,0 +1,279 @@
+"""Near copies, step 3: verification on the thumbnails — the coarse-to-fine Gauss-Newton fit of
+scale, shift, gain and offset, the aligned similarities and the fit checks
+(:mod:`errorless.quality.nearcopy` describes the steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from errorless.quality.thumbnails import SIDE, TRIM, _blur, in_blocks
+
+# What a copy can need, with a margin over the planted ranges (crops of 10 % per side zoom by
+# 1.25, shifts of 4 px are 2 thumbnail px, brightness/contrast ×0.8-1.2, two of them combined).
+# Measured on real-photo crops: the 1st-99th percentile of the fits of true copies lies inside
+# (scale 0.82-1.04, shift ±2 px, gain 0.81-1.2, offset ±27 grey levels), while most fits that
+# pair two different images need more (bench/duplicates_bench.py). The offset is measured at
+# the image's mean grey: a brighter copy (×1.2) of a bright image saturates at 255, and its
+# fit is a gain below 1 with a large offset at grey 0 (0.7·a + 78) that moves the mean by 20.
+MAX_SCALE, MAX_SHIFT, MAX_GAIN, MAX_OFFSET = 1.28, 3.5, 1.65, 60.0
+
+
+# A copy of the documented kinds changes the scale of an axis only by a crop (each axis
+# 0.80-0.96 of the original, cut 2-10 % per side) or not at all: both axes shrink from the larger
+# image to the smaller by similar factors. A fit that zooms one axis in and the other out, or
+# squeezes one axis 20 % more than the other, pairs two different pictures that share one
+# smooth shape (a disk's rim in two quarters of a logo). A crop alone allows |log(sx/sy)| up to
+# log(0.96/0.8) = 0.18. Planted copies of the real-photo bench, seed 0: |log(sx/sy)| at most
+# 0.14 and the larger scale (image that covers more mapped onto the other) at most 1.03, while
+# 18 of its 51 false pairs were outside; seed 1 (held out): one combo copy of 100 at 0.23.
+MAX_ANISOTROPY, MAX_ZOOM_OUT = 0.2, 1.05
+
+
+def _sample(img: np.ndarray, r: np.ndarray, c: np.ndarray, grad: bool = False):
+    """Bilinear values of img (P, H, W) at rows r, cols c (P, K); whether inside; with
+    ``grad`` also the derivatives along rows and columns of the bilinear surface."""
+    p, h, w = img.shape
+    inside = (r >= 0) & (r <= h - 1) & (c >= 0) & (c <= w - 1)
+    r = np.clip(r, 0, h - 1.001)
+    c = np.clip(c, 0, w - 1.001)
+    r0, c0 = r.astype(np.int64), c.astype(np.int64)
+    fr, fc = r - r0, c - c0
+    flat = img.reshape(p, -1)
+    base = r0 * w + c0
+    v00 = np.take_along_axis(flat, base, 1)
+    v01 = np.take_along_axis(flat, base + 1, 1)
+    v10 = np.take_along_axis(flat, base + w, 1)
+    v11 = np.take_along_axis(flat, base + w + 1, 1)
+    top = v00 + fc * (v01 - v00)
+    bot = v10 + fc * (v11 - v10)
+    if grad:
+        dc = (v01 - v00) + fr * ((v11 - v10) - (v01 - v00))
+        return top + fr * (bot - top), inside, bot - top, dc
+    return top + fr * (bot - top), inside
+
+
+LEVELS = (
+    (2.0, 8, 3),
+    (1.0, 5, 2),
+    (0.5, 3, 1),
+)  # (blur σ in thumbnail px, Gauss-Newton steps, grid step)
+SCALES = (1.0, 1 / 1.12, 1.12)  # starting scales tried (crops zoom in by up to 1.25)
+
+
+def _grid(side: int, trim: int, step: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    centre = (side - 1) / 2
+    ax = np.arange(trim, side - trim, step, dtype=np.float32) - centre
+    yy, xx = np.meshgrid(ax, ax, indexing="ij")
+    flat = ((yy + centre) * side + (xx + centre)).astype(np.int64).ravel()
+    return xx.ravel()[None, :], yy.ravel()[None, :], flat
+
+
+def _warp(img: np.ndarray, par: np.ndarray, xb: np.ndarray, yb: np.ndarray, unit: float = 1.0):
+    """img (P, H, W) sampled at a(s∘x + t) for b's offsets (xb, yb); t in 32-px units."""
+    centre = (img.shape[1] - 1) / 2
+    r = par[:, 2:3] * yb + par[:, 3:4] * unit + centre
+    c = par[:, 0:1] * xb + par[:, 1:2] * unit + centre
+    return r, c
+
+
+def _ncc(av: np.ndarray, bv: np.ndarray, m: np.ndarray) -> np.ndarray:
+    cnt = m.sum(axis=1)
+    mean_a = (av * m).sum(1) / np.maximum(cnt, 1)
+    mean_b = (bv * m).sum(1) / np.maximum(cnt, 1)
+    da, db = (av - mean_a[:, None]) * m, (bv - mean_b[:, None]) * m
+    den = np.sqrt((da * da).sum(1) * (db * db).sum(1))
+    ok = (cnt >= 0.5 * m.shape[1]) & (den > 0)
+    return np.where(ok, (da * db).sum(1) / np.maximum(den, 1e-12), -1.0)
+
+
+INTERP_SIGMA = 0.5  # thumbnail px: the smoothing of bilinear sampling half a pixel off, about
+COARSE_KEEP = 0.8  # pairs below this correlation after the coarse level are not refined
+
+
+def _fit(
+    al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np.ndarray, steps: int
+) -> None:
+    """Gauss-Newton steps on par (P, 6) in place for b(x) ≈ g·a(s∘x + t) + h."""
+    for _ in range(steps):
+        r, c = _warp(al, par, xb, yb)
+        av, inside, dy, dx = _sample(al, r, c, grad=True)
+        m = inside.astype(np.float32)
+        g = par[:, 4:5]
+        res = g * av + par[:, 5:6] - bv
+        jac = np.stack(
+            [g * dx * xb, g * dx, g * dy * yb, g * dy, av, np.ones_like(av)], axis=2
+        )  # (P, K, 6)
+        jm = jac * m[..., None]
+        hess = np.matmul(jm.transpose(0, 2, 1), jac) + 1e-3 * np.eye(6, dtype=np.float32)
+        grad = np.matmul(jm.transpose(0, 2, 1), res[..., None])
+        par -= np.linalg.solve(hess, grad)[..., 0]
+        par[:, [0, 2]] = np.clip(par[:, [0, 2]], 0.75, 1.33)
+        par[:, [1, 3]] = np.clip(par[:, [1, 3]], -6, 6)
+
+
+def align(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit b(x) ≈ g·a(s∘x + t) + h per pair of thumbnails (P, 32, 32), coarse to fine.
+    Returns (similarity, detail similarity, parameters (P, 6) = sx, tx, sy, ty, g, h):
+    similarity = correlation of the aligned thumbnails (σ = 0.5 blur) over their overlap;
+    detail similarity = the same for their band-pass (σ 0.5 minus σ 2) parts, which a smooth
+    gradient or a flat background cannot fake. Pairs that do not reach COARSE_KEEP at the
+    coarsest level are not refined (similarity and detail −1)."""
+    p = len(a)
+    grids = {sg: _grid(SIDE, TRIM, step) for sg, _, step in LEVELS}
+    sg0 = LEVELS[0][0]
+    a0, xb, yb = _blur(a, sg0), grids[sg0][0], grids[sg0][1]
+    b0 = _blur(b, sg0).reshape(p, -1)
+    # starting scale: the best correlation at the coarsest level
+    best, par = np.full(p, -2.0), np.zeros((p, 6), np.float32)
+    for s0 in SCALES:
+        cand = np.zeros((p, 6), np.float32)
+        cand[:, 0] = cand[:, 2] = s0
+        cand[:, 4] = 1.0
+        av, inside = _sample(a0, *_warp(a0, cand, xb, yb))
+        sim = _ncc(av, b0[:, grids[sg0][2]], inside.astype(np.float32))
+        better = sim > best
+        best[better], par[better] = sim[better], cand[better]
+    _fit(a0, b0[:, grids[sg0][2]], xb, yb, par, LEVELS[0][1])
+    av, inside = _sample(a0, *_warp(a0, par, xb, yb))
+    keep = np.flatnonzero(_ncc(av, b0[:, grids[sg0][2]], inside.astype(np.float32)) >= COARSE_KEEP)
+    sim_out, detail_out = np.full(p, -1.0, np.float32), np.full(p, -1.0, np.float32)
+    if not len(keep):
+        return sim_out, detail_out, par
+    a, b, a0, b0, pk = a[keep], b[keep], a0[keep], b0[keep], par[keep]
+    for sigma, steps, _ in LEVELS[1:]:
+        xb, yb, flat = grids[sigma]
+        al = _blur(a, sigma)
+        _fit(al, _blur(b, sigma).reshape(len(keep), -1)[:, flat], xb, yb, pk, steps)
+    xb, yb, flat = grids[LEVELS[-1][0]]
+    r, c = _warp(al, pk, xb, yb)
+    b_fine = _blur(b, LEVELS[-1][0]).reshape(len(keep), -1)
+    av, inside = _sample(al, r, c)
+    m = inside.astype(np.float32)
+    # sampling a between its pixels smooths it (a copy shifted by an odd number of pixels at
+    # 64 px is half a thumbnail pixel off): b smoothed alike may correlate better
+    b_soft = _blur(b, float(np.hypot(LEVELS[-1][0], INTERP_SIGMA))).reshape(len(keep), -1)
+    sim_out[keep] = np.maximum(_ncc(av, b_fine[:, flat], m), _ncc(av, b_soft[:, flat], m))
+    av_band, _ = _sample(al - a0, r, c)
+    detail_out[keep] = _ncc(av_band, (b_fine - b0)[:, flat], m)
+    par[keep] = pk
+    return sim_out, detail_out, par
+
+
+def plausible(par: np.ndarray, mean: np.ndarray | float = 0.0) -> np.ndarray:
+    """(P,) whether fitted parameters (P, 6) = sx, tx, sy, ty, gain, offset are within what a
+    copy needs; the offset is the change of the grey level ``mean`` (the mapped image's mean
+    grey, (P,)), g·mean + h − mean."""
+    sx, tx, sy, ty, g, h = par.T
+    return (
+        (sx >= 1 / MAX_SCALE)
+        & (sx <= MAX_SCALE)
+        & (sy >= 1 / MAX_SCALE)
+        & (sy <= MAX_SCALE)
+        & (np.abs(tx) <= MAX_SHIFT)
+        & (np.abs(ty) <= MAX_SHIFT)
+        & (g >= 1 / MAX_GAIN)
+        & (g <= MAX_GAIN)
+        & (np.abs((g - 1) * mean + h) <= MAX_OFFSET)
+    )
+
+
+def consistent(par: np.ndarray) -> np.ndarray:
+    """(P,) whether the scales of fitted parameters (P, 6) are those of a crop or of no change:
+    written as the map from the image that covers more onto the other (inverted when
+    sx·sy > 1), neither axis zooms out by more than MAX_ZOOM_OUT and the axes' scales differ by
+    at most a factor exp(MAX_ANISOTROPY)."""
+    sx, sy = par[:, 0].astype(np.float64), par[:, 2].astype(np.float64)
+    inv = sx * sy > 1
+    sx, sy = np.where(inv, 1 / sx, sx), np.where(inv, 1 / sy, sy)
+    return (np.abs(np.log(sx / sy)) <= MAX_ANISOTROPY) & (np.maximum(sx, sy) <= MAX_ZOOM_OUT)
+
+
+COLOUR_SIGMA = 1.5  # blur (colour-thumbnail px, 6 px at 64) of both colour thumbnails: the
+# colours' layout is compared, not their texture
+
+
+def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.ndarray:
+    """Correlation of the aligned colour thumbnails (P, 16, 16, 3), all three channels as one
+    vector centred by one mean: unchanged by brightness and contrast, low when the colours
+    differ (a blue and a green gradient of the same shape). Both are blurred by COLOUR_SIGMA
+    first: sampling one between its pixels (a copy shifted by 2 px is half a colour pixel off)
+    smooths it, which alone took the correlation of a finely textured grey crop and its copy
+    shifted by 2 px down to 0.70 (0.86 blurred; real-photo bench, seed 5)."""
+    from scipy.ndimage import gaussian_filter
+
+    p, side = len(ca), ca.shape[1]
+    sig = (0, COLOUR_SIGMA, COLOUR_SIGMA, 0)
+    ca = gaussian_filter(ca.astype(np.float32), sig, mode="nearest")
+    cb = gaussian_filter(cb.astype(np.float32), sig, mode="nearest")
+    xb, yb, flat = _grid(side, 1)
+    r, c = _warp(ca[..., 0], par, xb * 1.0, yb * 1.0, unit=side / SIDE)
+    av = np.concatenate([_sample(ca[..., ch], r, c)[0] for ch in range(3)], axis=1)
+    inside = _sample(ca[..., 0], r, c)[1]
+    bv = np.concatenate([cb[..., ch].reshape(p, -1)[:, flat] for ch in range(3)], axis=1)
+    m = np.tile(inside, 3).astype(np.float32)
+    return _ncc(av, bv, m)
+
+
+def _one_way(
+    ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray
+) -> np.ndarray:
+    a = ga.astype(np.float32)
+    a[flipped] = a[flipped][:, :, ::-1]
+    cola = ca.astype(np.float32)
+    cola[flipped] = cola[flipped][:, :, ::-1]
+    sim, detail, par = align(a, gb.astype(np.float32))
+    col = colour_similarity(cola, cb.astype(np.float32), par)
+    sim[~plausible(par, a.mean(axis=(1, 2)))] = -1.0  # a fit no copy of the documented kinds needs
+    return np.stack([sim, detail, col], axis=1), par
+
+
+REVERSE_FROM = 0.8  # pairs at least this similar one way are also fitted the other way
+
+
+def both_ways(
+    ga: np.ndarray,
+    gb: np.ndarray,
+    ca: np.ndarray,
+    cb: np.ndarray,
+    flipped: np.ndarray,
+    block: int = 2048,
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
+    where flipped). The fit is not symmetric (which image covers the other after a crop, where
+    Gauss-Newton starts), so promising pairs are also fitted b onto a; the direction with the
+    higher similarity counts. Also returns the fitted parameters (P, 6) and whether they map
+    b onto a (``reverse``) rather than a onto b, then the fit the other direction gave (P, 6)
+    and its similarity (P,): −1 where that direction was not fitted (below REVERSE_FROM) or its
+    fit is not one a copy can need (``plausible``). Blocks of ``block`` pairs, ``threads`` at a
+    time (the same result for any number of threads)."""
+
+    def one(lo: int) -> tuple[np.ndarray, ...]:
+        hi = min(len(ga), lo + block)
+        f = flipped[lo:hi]
+        fwd, par = _one_way(ga[lo:hi], gb[lo:hi], ca[lo:hi], cb[lo:hi], f)
+        reverse = np.zeros(hi - lo, bool)
+        other, other_sim = par.copy(), np.full(hi - lo, -1.0, np.float32)
+        redo = np.flatnonzero(fwd[:, 0] >= REVERSE_FROM)
+        if len(redo):  # mirrored: flip(a) ~ b  <=>  flip(b) ~ a
+            rev, rpar = _one_way(
+                gb[lo:hi][redo], ga[lo:hi][redo], cb[lo:hi][redo], ca[lo:hi][redo], f[redo]
+            )
+            better = rev[:, 0] > fwd[redo, 0]
+            other[redo] = np.where(better[:, None], par[redo], rpar)
+            other_sim[redo] = np.where(better, fwd[redo, 0], rev[:, 0])
+            fwd[redo[better]] = rev[better]
+            par[redo[better]] = rpar[better]
+            reverse[redo[better]] = True
+        return fwd, par, reverse, other, other_sim
+
+    parts = in_blocks(one, len(ga), block, threads)
+    if not parts:
+        return (
+            np.empty((0, 3), np.float32),
+            np.empty((0, 6), np.float32),
+            np.zeros(0, bool),
+            np.empty((0, 6), np.float32),
+            np.empty(0, np.float32),
+        )
+    return tuple(np.concatenate(v) for v in zip(*parts, strict=True))

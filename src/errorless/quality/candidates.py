@@ -1,0 +1,168 @@
+"""Near copies, step 2: candidate pairs from faiss on 8×8 thumbnail descriptors
+(:mod:`errorless.quality.nearcopy` describes the steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from errorless.quality.nearsettings import NearSettings
+from errorless.quality.thumbnails import DESC, SIDE, Thumbs, _blur, area_matrix
+
+DESC_BLUR = 1.5  # thumbnail blur before the descriptor: shifts of a few pixels stay inside one cell
+
+
+def descriptors(
+    grey: np.ndarray,
+    flip: bool = False,
+    zoom: float = 1.0,
+    shift: tuple[float, float] = (0.0, 0.0),
+    blurred: bool = False,
+) -> np.ndarray:
+    """(N, 64) float32 unit-norm centred 8×8 area averages of the thumbnails (optionally
+    mirrored, of the central 1/zoom part, or of a window shifted by (rows, cols) pixels).
+    ``blurred``: the thumbnails are already blurred by DESC_BLUR (one blur for several views)."""
+    half = SIDE / zoom / 2
+    r = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[0], SIDE / 2 + half + shift[0])
+    rc = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[1], SIDE / 2 + half + shift[1])
+    rc = rc[:, ::-1] if flip else rc
+    g = grey if blurred else _blur(grey.astype(np.float32), DESC_BLUR)
+    d = (r @ g @ rc.T).reshape(len(grey), -1)  # (N, 64)
+    d -= d.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(d, axis=1, keepdims=True)
+    return np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6)
+
+
+# ---------------------------------------------------------------- candidates
+
+
+def candidates(
+    t: Thumbs, labels: np.ndarray, s: NearSettings, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Candidate pairs (a, b, flipped) with different labels among the images with contrast
+    (of ``rows`` only, when given: no copy of the thumbnails); each pair once per orientation,
+    a < b."""
+    import faiss
+
+    rows = np.arange(len(t.contrast)) if rows is None else np.asarray(rows, np.int64)
+    active = rows[t.contrast[rows] >= s.min_contrast]
+    n = len(active)
+    k = min(s.neighbours + 1, n)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), "none"
+    dim = DESC * DESC
+
+    # the data set's mean descriptor is removed: what all images share (a common layout, a
+    # shared background) says nothing about which two are copies
+    rng = np.random.default_rng(s.seed)
+    sample = np.sort(rng.choice(n, size=min(n, 100_000), replace=False))
+
+    def blurred(rows: np.ndarray) -> np.ndarray:  # the thumbnails the views are cut from
+        g = _blur(t.grey[active[rows]].astype(np.float32), DESC_BLUR)
+        return g - _blur(g, s.highpass) if s.highpass > 0 else g
+
+    centre = np.concatenate(
+        [
+            descriptors(blurred(sample[i : i + s.block]), blurred=True)
+            for i in range(0, len(sample), s.block)
+        ]
+    ).mean(axis=0)
+
+    whitening = _whitening(
+        (
+            descriptors(blurred(sample[i : i + s.block]), blurred=True) - centre
+            for i in range(0, len(sample), s.block)
+        ),
+        s.whiten,
+    )
+
+    def unit(d: np.ndarray) -> np.ndarray:
+        d = d - centre
+        if whitening is not None:
+            d = d @ whitening
+        norm = np.linalg.norm(d, axis=1, keepdims=True)
+        return np.ascontiguousarray(np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6))
+
+    if n <= s.flat_limit:
+        index = faiss.IndexFlatIP(dim)
+        method = "flat"
+    else:
+        nlist = s.nlist or int(max(1, min(4 * np.sqrt(n), n // 40)))
+        sample = np.sort(rng.choice(n, size=int(min(n, max(40 * nlist, 50_000))), replace=False))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = s.seed
+        index.train(
+            np.concatenate(  # block by block: 180,000 float32 thumbnails would be 0.7 GB
+                [
+                    unit(descriptors(blurred(sample[i : i + s.block]), blurred=True))
+                    for i in range(0, len(sample), s.block)
+                ]
+            )
+        )
+        method = f"ivf(nlist={nlist},nprobe={min(s.nprobe, nlist)},shift nprobe={min(s.shift_nprobe, nlist)})"
+    for lo in range(0, n, s.block):
+        index.add(unit(descriptors(blurred(np.arange(lo, min(n, lo + s.block))), blurred=True)))
+    # views asked for: the image, its mirror image, both zoomed in (a crop of the image is close
+    # to the zoomed view), each with k neighbours; and windows moved by 2 thumbnail px (4 px at
+    # 64) with fewer neighbours. A pair is asked for from both sides, so on the IVF index two
+    # diagonal moves cover all four (a moved by (2, 2) against b is b moved by (-2, -2) against a)
+    # and are probed less deeply.
+    queries = [(flip, zoom, (0.0, 0.0), k) for flip in (False, True) for zoom in (1.0, s.zoom)]
+    moves = (
+        ((-2.0, -2.0), (-2.0, 2.0), (2.0, -2.0), (2.0, 2.0))
+        if method == "flat"
+        else ((2.0, 2.0), (2.0, -2.0))
+    )
+    queries += [(False, 1.0, move, min(k, 4)) for move in moves]
+    ca, cb, cf = [], [], []
+    for lo in range(0, n, s.block):
+        hi = min(n, lo + s.block)
+        g = blurred(np.arange(lo, hi))
+        q = np.repeat(np.arange(lo, hi), k).reshape(hi - lo, k)
+        for flip, zoom, shift, kq in queries:
+            if method != "flat":
+                index.nprobe = min(s.nprobe if shift == (0.0, 0.0) else s.shift_nprobe, index.nlist)
+            sim, nbr = index.search(unit(descriptors(g, flip, zoom, shift, blurred=True)), kq)
+            keep = (nbr >= 0) & (nbr != q[:, :kq]) & (sim >= s.prefilter)
+            qa, qb = q[:, :kq][keep], nbr[keep].astype(np.int64)
+            other = labels[active[qa]] != labels[active[qb]]
+            ca.append(qa[other])
+            cb.append(qb[other])
+            cf.append(np.full(int(other.sum()), flip))
+    a = active[np.concatenate(ca)]
+    b = active[np.concatenate(cb)]
+    f = np.concatenate(cf)
+    lo_, hi_ = np.minimum(a, b), np.maximum(a, b)
+    key = (
+        np.unique(np.stack([lo_, hi_, f.astype(np.int64)], axis=1), axis=0)
+        if len(a)
+        else np.zeros((0, 3), np.int64)
+    )
+    return key[:, 0], key[:, 1], key[:, 2].astype(bool), method
+
+
+WHITEN_MIN = 1000  # descriptors needed to whiten (16 per dimension)
+
+
+def _whitening(parts, floor: float) -> np.ndarray | None:
+    """(64, 64) PCA whitening U·diag(λ + floor·λ_max)^-½·Uᵀ of the covariance of the unit-norm
+    centred descriptors in ``parts`` (blocks of them); None when ``floor`` is 0. Natural images
+    share smooth layouts (a bright top, a dark corner), the directions of the largest eigenvalues,
+    so two unrelated crops correlate; whitened, the correlation weighs every direction alike and
+    the rarer details decide (Jégou & Chum 2012, "Negative evidences and co-occurrences in image
+    retrieval: the benefit of PCA and whitening"). The floor keeps the least common directions,
+    which a JPEG or a shift of a copy changes, from weighing more than the rest. Fewer than
+    WHITEN_MIN descriptors do not estimate a 64 × 64 covariance: None as well."""
+    if floor <= 0:
+        return None
+    cov = np.zeros((DESC * DESC, DESC * DESC), np.float64)
+    count = 0
+    for d in parts:
+        norm = np.linalg.norm(d, axis=1, keepdims=True)
+        u = np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6).astype(np.float64)
+        cov += u.T @ u
+        count += len(d)
+    if count < WHITEN_MIN:
+        return None
+    lam, vec = np.linalg.eigh(cov)
+    lam = np.maximum(lam, 0)
+    return ((vec / np.sqrt(lam + floor * lam.max() + 1e-12)) @ vec.T).astype(np.float32)

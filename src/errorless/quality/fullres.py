@@ -1,0 +1,184 @@
+"""Near copies, step 4: the full-resolution tests of the thumbnail matches — block residuals,
+local residuals, new structure, coarse blocks and the line-structure measure
+(:mod:`errorless.quality.nearcopy` describes the steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from errorless.quality.alignment import _grid, _sample, _warp
+from errorless.quality.thumbnails import SIDE, _blur, _grey, in_blocks
+
+BLOCKS = 4  # the aligned overlap is cut into BLOCKS × BLOCKS blocks for the local residual
+LOCAL_FLOOR = 0.2  # a block's contrast counts as at least this share of the image's
+
+
+def _local_residual(
+    av: np.ndarray, bv: np.ndarray, m: np.ndarray, side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far aligned grey values bv (P, side²) on a side × side grid are from g·av + h (gain
+    and offset fitted by least squares over the overlap m), block by block (BLOCKS × BLOCKS
+    blocks, those at least half inside). Returns (P,) pairs of the largest block RMS residual
+    divided by (1) b's global standard deviation and (2) the block's own contrast: the larger
+    of both images' standard deviation in the block, at least LOCAL_FLOOR of the global one.
+    A copy is close everywhere; two different pictures that share a large shape (a logo's
+    mirror-symmetric quarters, brick walls one period apart) differ in some block (a drawing
+    in one quarter only, the specks on the bricks)."""
+    p = len(av)
+    cnt = np.maximum(m.sum(1), 1)
+    ma, mb = (av * m).sum(1) / cnt, (bv * m).sum(1) / cnt
+    da, db = (av - ma[:, None]) * m, (bv - mb[:, None]) * m
+    g = (da * db).sum(1) / np.maximum((da * da).sum(1), 1e-6)
+    pa = g[:, None] * da
+    k = side // BLOCKS
+
+    def blocks(x: np.ndarray) -> np.ndarray:  # (P, side²) -> (P, BLOCKS², k²)
+        x = x.reshape(p, side, side)[:, : k * BLOCKS, : k * BLOCKS].reshape(p, BLOCKS, k, BLOCKS, k)
+        return x.transpose(0, 1, 3, 2, 4).reshape(p, BLOCKS * BLOCKS, k * k)
+
+    mm = blocks(m).sum(2)
+    inside, mm = mm >= 0.5 * k * k, np.maximum(mm, 1)
+    mk = blocks(m)
+
+    def block_std(x: np.ndarray) -> np.ndarray:
+        xb = blocks(x)
+        mean = (xb * mk).sum(2) / mm
+        return np.sqrt(np.maximum((xb * xb * mk).sum(2) / mm - mean**2, 0))
+
+    rms = np.sqrt((blocks((db - pa) * m) ** 2).sum(2) / mm)
+    sd = np.sqrt((db * db).sum(1) / cnt)[:, None]
+    contrast = np.maximum(np.maximum(block_std(db), block_std(pa)), LOCAL_FLOOR * sd)
+    flat = sd[:, 0] <= 1e-6
+    glob = np.where(inside, rms / np.maximum(sd, 1e-6), 0).max(1)
+    local = np.where(inside, rms / np.maximum(contrast, 1e-6), 0).max(1)
+    return np.where(flat, np.inf, glob), np.where(flat, np.inf, local)
+
+
+NEW_WINDOW = 7  # window side (at 64 px) of the new-structure test
+NEW_FLOOR = 0.03  # share of the image's contrast added to the flatter window's std
+
+
+def _new_structure(av: np.ndarray, bv: np.ndarray, m: np.ndarray, side: int) -> np.ndarray:
+    """(P,) the largest |s_b − s_a| / (min(s_a, s_b) + NEW_FLOOR·sd) over the NEW_WINDOW ×
+    NEW_WINDOW windows wholly inside the overlap m, where s_a, s_b are the grey standard
+    deviations in the window of g·av and bv (gain fitted over the overlap) and sd is bv's over
+    the overlap: structure that one image has where the other is flat — a few specks of a
+    drawing next to plain green, too small a part of a block for ``_local_residual`` — while
+    a copy's edges, textures and JPEG noise are in both (blur-matched by the caller)."""
+    from scipy.ndimage import uniform_filter
+
+    p = len(av)
+    cnt = np.maximum(m.sum(1), 1)
+    da = (av - ((av * m).sum(1) / cnt)[:, None]) * m
+    db = (bv - ((bv * m).sum(1) / cnt)[:, None]) * m
+    g = (da * db).sum(1) / np.maximum((da * da).sum(1), 1e-6)
+    w = max(3, round(NEW_WINDOW * (side + 2 * FULL_TRIM) / 64))
+    mm = m.reshape(p, side, side)
+
+    def mean(x: np.ndarray) -> np.ndarray:  # (P, side, side) window means
+        return uniform_filter(x, (0, w, w), mode="constant")
+
+    inside = mean(mm)  # the share of each window inside the overlap
+    cover = np.maximum(inside, 1e-9)
+
+    def std(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(p, side, side)
+        mu = mean(x * mm) / cover
+        return np.sqrt(np.maximum(mean(x * x * mm) / cover - mu * mu, 0))
+
+    sa, sb = std(g[:, None] * da), std(db)
+    sd = np.sqrt((db * db).sum(1) / cnt)[:, None, None]
+    score = np.abs(sb - sa) / np.maximum(np.minimum(sa, sb) + NEW_FLOOR * sd, 1e-6)
+    return np.where(inside >= 0.99, score, 0).reshape(p, -1).max(1)
+
+
+# Full resolution: a pair that matches on the thumbnails is compared once more on the images
+# themselves, aligned by the thumbnail fit. Both images blurred by FULL_SIGMA (at 64 px; in
+# proportion otherwise); either one may be blurred further (BLUR_MATCH), since rescaling and
+# JPEG blur a copy, and the best of those comparisons counts.
+FULL_SIGMA = 1.0
+FULL_TRIM = 2  # border pixels (at 64 px) left out (resampling at the crop edges); the pixels a
+# shift repeats fall outside the aligned overlap. 3 hid small drawings at the border of
+# look-alikes (the logo's line drawing next to the rim) from the residual
+BLUR_MATCH = ((0.0, 0.0), (0.8, 0.0), (1.5, 0.0), (0.0, 0.8), (0.0, 1.5))
+# At a coarser scale (both blurred by COARSE_SIGMA px at 64 px, no blur matching) JPEG blocks,
+# resampling and specks are gone and a copy is close in every block, while two crops of a
+# repeating wall differ where its mortar lines run: the worst block's residual, relative to the
+# image's contrast, at most ``max_coarse_residual``. Real-photo bench, seeds 0-5: 9 of 9 such
+# brick pairs (0.25-0.39) above 0.25 but one, about 1 % of the planted copies too
+COARSE_SIGMA = 2.0
+NO_BLUR = ((0.0, 0.0),)
+
+
+def full_residual(
+    img_a: np.ndarray,
+    img_b: np.ndarray,
+    flipped: np.ndarray,
+    par: np.ndarray,
+    reverse: np.ndarray,
+    block: int = 256,
+    threads: int = 1,
+    sigma: float = FULL_SIGMA,
+    blur_match: tuple[tuple[float, float], ...] = BLUR_MATCH,
+) -> np.ndarray:
+    """(P, 3) the largest block residuals (``_local_residual``: relative to the image's and to
+    the block's contrast) and the new-structure score (``_new_structure``) of image pairs
+    (P, H, W, C) uint8 after the thumbnail alignment ``par`` (from ``alignment.both_ways``: a mirrored
+    where ``flipped``, b fitted onto a where ``reverse``), each the smallest over the
+    ``blur_match`` comparisons (both images blurred by ``sigma`` px at 64 px first). Blocks of
+    ``block`` pairs, ``threads`` at a time."""
+    p, h, w = img_a.shape[:3]
+    if h != w:
+        raise ValueError(f"near-copy check at full resolution needs square images, not {h}×{w}")
+    unit = h / SIDE
+    trim = max(1, round(FULL_TRIM * h / 64))
+    sigma = sigma * h / 64
+    xb, yb, flat = _grid(h, trim, 1)
+
+    def one(lo: int) -> np.ndarray:
+        hi = min(p, lo + block)
+        ga = _grey(img_a[lo:hi])
+        gb = _grey(img_b[lo:hi])
+        rev = reverse[lo:hi, None, None]
+        src, dst = np.where(rev, gb, ga), np.where(rev, ga, gb)
+        f = flipped[lo:hi]
+        src[f] = src[f][:, :, ::-1]
+        pf = par[lo:hi].copy()
+        pf[:, [1, 3]] *= unit
+        r, c = _warp(src, pf, xb, yb)
+        best = np.full((hi - lo, 3), np.inf, np.float32)
+        for extra_src, extra_dst in blur_match:
+            sv, inside = _sample(_blur(src, float(np.hypot(sigma, extra_src * unit / 2))), r, c)
+            dv = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2))).reshape(hi - lo, -1)[
+                :, flat
+            ]
+            m = inside.astype(np.float32)
+            res = (
+                *_local_residual(sv, dv, m, h - 2 * trim),
+                _new_structure(sv, dv, m, h - 2 * trim),
+            )
+            best = np.minimum(best, np.stack(res, 1))
+        return best
+
+    parts = in_blocks(one, p, block, threads)
+    return np.concatenate(parts) if parts else np.empty((0, 3), np.float32)
+
+
+def structure(images: np.ndarray, block: int = 1024) -> np.ndarray:
+    """(N,) how two-dimensional the structure of images (N, H, W, C) uint8 is: the smaller over
+    the larger eigenvalue of the structure tensor (the sums of gx², gx·gy, gy² of the grey
+    gradients after a FULL_SIGMA blur) — about 0 for a line, stripes or a gradient, whose
+    content does not change along one direction; 0.5 is the median of real-photo crops. Two
+    crops of one such pattern (a brick wall's vertical mortar line from two of its parts) are
+    the same picture up to where along the line they were cut, so their match says less than a
+    match of two-dimensional pictures (``NearSettings.line_structure``)."""
+    out = np.empty(len(images), np.float32)
+    for lo in range(0, len(images), block):
+        x = images[lo : lo + block]
+        g = _blur(_grey(x), FULL_SIGMA * x.shape[1] / 64)
+        gy, gx = np.gradient(g, axis=(1, 2))
+        jxx, jyy, jxy = (gx * gx).sum((1, 2)), (gy * gy).sum((1, 2)), (gx * gy).sum((1, 2))
+        half = (jxx + jyy) / 2
+        disc = np.sqrt(np.maximum(half * half - (jxx * jyy - jxy * jxy), 0))
+        out[lo : lo + block] = (half - disc) / np.maximum(half + disc, 1e-9)
+    return out

@@ -1,0 +1,209 @@
+"""Near copies of images (docs/method.md#double-labelling-evidence): find pairs of images that are
+the same picture after JPEG
+re-encoding, rescaling, small crops and shifts, mirroring or brightness/contrast changes.
+
+Four steps, all vectorised over whole arrays (no Python loop per image or per pair):
+
+1. **Thumbnails** (``Thumbs``): each image becomes a 32×32 grey thumbnail (area-averaged, BW
+   weights), its mean colour and its grey contrast. Computed in chunks, so 1.28 M images
+   need 1.3 GB, never the 15 GB of the images themselves.
+2. **Candidates** (faiss): an 8×8 descriptor of the thumbnail, centred and scaled to unit
+   norm (inner product = Pearson correlation: blind to brightness and contrast, blurred enough
+   for JPEG, rescaling and few-pixel shifts). The index holds one descriptor per image; every
+   image asks for its ``neighbours`` nearest with views of itself: as it is, its mirror image,
+   both zoomed in by ``zoom`` (a crop of the query is close to the zoomed query), and windows
+   moved by 4 px (at 64 px; fewer neighbours). Exact inner product search up to
+   ``flat_limit`` images, an IVF index above (``nprobe`` cells, ``shift_nprobe`` for the
+   moved windows, of which two suffice there: a pair is asked for from both sides). Opt-in
+   (``whiten`` > 0): PCA-whitened descriptors (``_whitening``), 3× fewer candidates on real
+   photos at the cost of 1-2 combined-transform copies in 100 (docs/double-labelling.md "Limits, measured").
+3. **Verification** on the thumbnails: per candidate pair, Gauss-Newton (Lucas-Kanade)
+   fits a scale and shift per axis plus gain and offset that map one thumbnail onto the
+   other, coarse to fine (blur σ = 2, 1, 0.5 px), from three starting scales; the pair's
+   **similarity** is the correlation of the aligned thumbnails over their overlap (the better
+   of b as it is and b smoothed like a sampled between its pixels, INTERP_SIGMA). The fit
+   must be one a copy can need (``plausible``: bounded scale, shift, gain and offset) and
+   ``consistent`` with a crop or no change of scale (both axes shrink alike from the image that
+   covers more to the other). A pair matches when the similarity reaches ``similarity``, the
+   aligned band-pass details reach ``detail`` and the aligned colour thumbnails (both blurred
+   by COLOUR_SIGMA) reach ``colour`` — or the similarity alone
+   reaches ``sure_similarity`` with colours at ``sure_colour`` (JPEG at quality 30 blurs the
+   details away); **mirrored** when it only matches through the mirror image. Images with
+   almost no grey contrast (std below ``min_contrast``, e.g. a black or a constant-colour
+   crop) have no shape to compare and take part only in the exact search.
+4. **Full resolution** (when the caller can give the images back, ``near_copies(images=)``):
+   the thumbnail matches are compared once more on the images, aligned by the thumbnail fit
+   in both directions (a pair passes when either does), block by block (``full_residual``):
+   a copy is close in every block, while two different
+   pictures that share one large shape — a logo's mirror-symmetric quarters, brick-wall
+   crops one period apart — differ somewhere (the drawing in one quarter, the specks on the
+   bricks). Thresholds ``max_residual`` and ``max_local_residual`` are the 99.5th
+   percentile of the planted copies of every kind on real photos (bench/duplicates_bench.py,
+   seed 0; checked on seed 1). Small structure in one image where the other is flat (a few
+   specks of a drawing next to plain green) is too small a part of a block; windows of 7 px
+   compare the two images' local contrast (``_new_structure``, at most ``max_new_structure``,
+   the largest of the planted copies of seed 0). Both blurred by COARSE_SIGMA (2 px), the
+   worst block must be within ``max_coarse_residual`` of the image's contrast: crops of the
+   repeating brick wall from two of its quarters pass every other test and fail this one
+   (where the mortar runs). Pairs of images whose structure runs one way (``structure``
+   below ``line_structure``: a single mortar line, stripes) match only closer
+   (``line_local_residual``): two crops of one line are alike wherever along it they were
+   cut. What still pairs on that bench: about 1 brick pair in 60,000 crops, and, with the
+   drawings, crops of the logo's mirror-symmetric green rim from two of its quarters (mostly
+   the same pixels within a few grey levels; docs/double-labelling.md "Limits, measured").
+
+The verification runs in blocks of pairs on ``NearSettings.threads`` threads (``in_blocks``),
+in passes of at most ``NearSettings.verify_mb`` MB (``pairs_per_pass``): the candidate pairs'
+thumbnails are gathered one pass at a time, so memory is bounded by the thumbnails and one
+pass, not by the number of candidates (natural images have many more than random ones).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from errorless.quality.alignment import both_ways, consistent
+from errorless.quality.candidates import candidates
+from errorless.quality.fullres import COARSE_SIGMA, NO_BLUR, full_residual, structure
+from errorless.quality.nearsettings import NearSettings
+from errorless.quality.thumbnails import Thumbs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NearResult:
+    a: np.ndarray  # (P,) int64, a < b
+    b: np.ndarray
+    kind: np.ndarray  # "near" | "mirrored"
+    similarity: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def near_copies(
+    t: Thumbs,
+    labels: np.ndarray,
+    s: NearSettings | None = None,
+    images: Callable[[np.ndarray], np.ndarray] | None = None,
+    rows: np.ndarray | None = None,
+) -> NearResult:
+    """Pairs of images with different labels that are near copies (module docstring).
+    ``images(rows)`` returns the images (len(rows), H, W, C) uint8 of sorted row indices; with
+    it, the pairs that match on the thumbnails are also checked at full resolution
+    (``full_residual`` at most ``s.max_residual``). ``rows``: search these rows only (sorted;
+    e.g. one image per exact group), without copying their thumbnails."""
+    s = s or NearSettings()
+    labels = np.asarray(labels)
+    t0 = time.perf_counter()
+    a, b, f, method = candidates(t, labels, s, rows)
+    t1 = time.perf_counter()
+    per_pass = s.pairs_per_pass()
+    passes = [
+        both_ways(
+            t.grey[a[lo : lo + per_pass]],
+            t.grey[b[lo : lo + per_pass]],
+            t.colour[a[lo : lo + per_pass]],
+            t.colour[b[lo : lo + per_pass]],
+            f[lo : lo + per_pass],
+            s.block // 4,
+            s.threads,
+        )
+        for lo in range(0, max(1, len(a)), per_pass)
+    ]
+    sims, par, rev, other, other_sim = (np.concatenate(v) for v in zip(*passes, strict=True))
+    sim = sims[:, 0].astype(np.float64)
+    t2 = time.perf_counter()
+    n_candidates = len(a)
+    good = (
+        ((sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour))
+        | ((sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour))
+    ) & consistent(par)
+    a, b, f, sim, par, rev = a[good], b[good], f[good], sim[good], par[good], rev[good]
+    other, other_sim = other[good], other_sim[good]
+    n_thumb = len(a)
+    n_line_refused = 0
+    if images is not None and len(a):
+        matched = np.unique(np.concatenate([a, b]))  # not ``rows``: those are the searched ones
+        img = images(matched)
+        if len(img) != len(matched):
+            raise ValueError(f"images(rows) gave {len(img)} images for {len(matched)} rows")
+        ia, ib = np.searchsorted(matched, a), np.searchsorted(matched, b)
+        # pairs of full-resolution images gathered at once: two uint8 images and ~8 float32
+        # working copies of their grey planes each (full_residual)
+        full_pass = s.pairs_per_pass(2 * img[0].nbytes + 2 * 8 * 4 * img[0].shape[0] ** 2)
+        line = structure(img)  # a line pair: both images' structure runs one way
+        lined = np.maximum(line[ia], line[ib]) < s.line_structure
+        # the direction of the fit: the one with the higher similarity, then, for the pairs
+        # it does not pass, the other one (two fits of a copy can both be right within noise
+        # while only one lines up at full resolution: a combo copy of the real-photo test set
+        # came out of the two at block residuals 0.32 and 0.43); a pair passes when either does
+        ok = np.zeros(len(a), bool)
+        refused = np.zeros(len(a), bool)
+
+        def check(sel: np.ndarray, p_: np.ndarray, r_: np.ndarray) -> None:
+            """Pairs ``sel`` with fits p_ (len(sel), 6) in directions r_: the block, local and
+            new-structure tests, then the coarse blocks for those that pass, then the line
+            pairs' closer limit."""
+            ja, jb = img[ia[sel]], img[ib[sel]]
+            resid = full_residual(ja, jb, f[sel], p_, r_, threads=s.threads)
+            keep = np.flatnonzero(
+                (resid[:, 0] <= s.max_residual)
+                & (resid[:, 1] <= s.max_local_residual)
+                & (resid[:, 2] <= s.max_new_structure)
+            )
+            coarse = full_residual(
+                ja[keep],
+                jb[keep],
+                f[sel][keep],
+                p_[keep],
+                r_[keep],
+                threads=s.threads,
+                sigma=COARSE_SIGMA,
+                blur_match=NO_BLUR,
+            )[:, 0]
+            keep = keep[coarse <= s.max_coarse_residual]
+            too_far = lined[sel][keep] & (resid[keep, 1] > s.line_local_residual)
+            refused[sel[keep[too_far]]] = True
+            ok[sel[keep[~too_far]]] = True
+
+        def check_in_passes(sel: np.ndarray, p_: np.ndarray, r_: np.ndarray) -> None:
+            for lo in range(0, len(sel), full_pass):
+                check(sel[lo : lo + full_pass], p_[lo : lo + full_pass], r_[lo : lo + full_pass])
+
+        check_in_passes(np.arange(len(a)), par, rev)
+        rest = np.flatnonzero(~ok)  # the other direction (similarity fitted it for every match)
+        rest = rest[(other_sim[rest] > -1) & consistent(other[rest])]  # a fit a copy can need
+        check_in_passes(rest, other[rest], ~rev[rest])
+        n_line_refused = int((refused & ~ok).sum())
+        a, b, f, sim = a[ok], b[ok], f[ok], sim[ok]
+    t3 = time.perf_counter()
+    # best orientation per pair; "near" wins when the plain orientation also matches
+    order = np.lexsort((-sim, f, b, a))
+    a, b, f, sim = a[order], b[order], f[order], sim[order]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, f, sim = a[first], b[first], f[first], sim[first]
+    kind = np.where(f, "mirrored", "near").astype(object)
+    stats = {
+        "near_index": method,
+        "n_candidates": int(n_candidates),
+        "n_thumbnail_matches": int(n_thumb),
+        "full_resolution_check": images is not None,
+        "n_line_pairs_refused": n_line_refused,
+        "n_verified_pairs": int(len(a)),
+        "n_without_contrast": int(
+            (t.contrast[rows if rows is not None else slice(None)] < s.min_contrast).sum()
+        ),
+        "pairs_per_pass": int(per_pass),
+        "verification_passes": len(passes),
+        "seconds_candidates": round(t1 - t0, 3),
+        "seconds_verify": round(t2 - t1, 3),
+        "seconds_full_check": round(t3 - t2, 3),
+    }
+    return NearResult(a.astype(np.int64), b.astype(np.int64), kind, sim.astype(np.float64), stats)

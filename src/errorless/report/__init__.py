@@ -1,0 +1,1 @@
+"""The report stage (workflow/rules/report.smk): figures and tables of the HTML report."""

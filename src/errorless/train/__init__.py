@@ -1,0 +1,1 @@
+"""The training stage (workflow/rules/train.smk): SGD, GDT, one training job."""
