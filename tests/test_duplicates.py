@@ -236,11 +236,12 @@ def photo_run():
 def test_every_copy_kind_is_found_on_photos(photo_run) -> None:
     res, truth, _ = photo_run
     found = _pairs(res)
-    missed = [k for p, k in truth.items() if p not in found]
-    # one copy may be lost: a dark combo copy (mean grey 17, contrast raised, clipped at 0) is
-    # refused by the coarse block limit (0.27 against 0.25) — the price of refusing repeating
-    # walls; recall per kind is measured on 100 copies of each in bench/duplicates_bench.py
-    assert len(missed) <= 1, f"copies not found: {missed}"
+    missed = [(p, k) for p, k in truth.items() if p not in found]
+    # exactly one copy is lost, and it is this one: a dark combo copy of crop 159 (mean grey 17,
+    # contrast raised, clipped at 0) that the coarse block limit refuses (0.27 against 0.25) --
+    # the price of refusing repeating walls. Recall per kind is measured by
+    # bench/duplicates_bench.py on seeds the limit was not fitted on, not here.
+    assert missed == [((159, 293), "combo")], f"copies not found: {missed}"
     flips = [found.get(p) for p, k in truth.items() if k == "flip"]
     assert flips == ["mirrored"] * 3
     assert all(
@@ -293,6 +294,7 @@ def _crop(label: int, box: tuple[int, int, int, int], mirror: bool = False) -> n
     return np.ascontiguousarray(im[:, ::-1] if mirror else im)
 
 
+@pytest.mark.regression
 def test_full_resolution_check_rejects_look_alikes_keeps_copies() -> None:
     """Two look-alikes of the real-photo bench (seed 0) that match on the thumbnails: the logo's
     top-left and top-right quarters (mirror-symmetric arcs; the line drawing is in one of
@@ -398,6 +400,7 @@ def test_consistent_scales_are_those_of_a_crop() -> None:
     assert alignment.consistent(par).tolist() == [True, True, True, True, False, False]
 
 
+@pytest.mark.regression
 def test_logo_rim_look_alikes_are_not_paired_its_copies_are() -> None:
     """Hard negatives of the real-photo bench (seed 0): crops of the logo's green disk rim from
     its top-right and top-left quarters. One matches the other's mirror image on the thumbnails
@@ -423,6 +426,7 @@ def test_logo_rim_look_alikes_are_not_paired_its_copies_are() -> None:
     assert all(found.get((0, i)) == "near" for i in range(3, len(x))), found
 
 
+@pytest.mark.regression
 def test_drawing_specks_next_to_plain_rim_are_not_paired() -> None:
     """Hard negatives of the real-photo bench (seed 1): a plain piece of the logo's green rim
     and a piece from the other quarter with a few specks of the line drawing near its border
@@ -442,6 +446,7 @@ def test_drawing_specks_next_to_plain_rim_are_not_paired() -> None:
     assert found.get((1, 4)) == "near"
 
 
+@pytest.mark.regression
 def test_line_look_alikes_from_two_brick_quarters_are_not_paired_their_copies_are() -> None:
     """Hard negatives of the real-photo bench (seed 3): crops of a vertical mortar line from three
     quarters of the brick photo. Their structure runs one way (``structure`` about 0), so they
@@ -468,6 +473,7 @@ def test_line_look_alikes_from_two_brick_quarters_are_not_paired_their_copies_ar
     assert [p for p in found if p[1] < 3], found
 
 
+@pytest.mark.regression
 def test_repeating_wall_crops_differ_at_a_coarser_scale_their_copies_do_not() -> None:
     """A hard negative of the real-photo bench (seed 3): crops of the brick wall from two of its
     quarters with the same arrangement of mortar lines. They pass the thumbnails and the
@@ -494,6 +500,7 @@ def test_repeating_wall_crops_differ_at_a_coarser_scale_their_copies_do_not() ->
     assert (0, 1) in _pairs(find_duplicates(keys, t, labels, loose, images=x))
 
 
+@pytest.mark.regression
 def test_finely_textured_copy_shifted_by_half_a_thumbnail_pixel_is_found() -> None:
     """Real-photo bench, seed 5: a grass crop and a brick crop moved by 3 px (1.5 thumbnail px),
     a brick crop moved by 2 px (one colour-thumbnail half pixel). Sampling between pixels
@@ -612,6 +619,7 @@ def test_new_structure_equals_a_plain_loop() -> None:
         assert got[i] == pytest.approx(best, rel=1e-4)
 
 
+@pytest.mark.regression
 def test_brighter_copy_of_a_bright_crop_is_found() -> None:
     """Missed by the real-photo bench (seed 1) before the offset was measured at the mean: ×1.15
     saturates a fifth of a bright logo crop at 255, so the fitted map is a gain below 1 with a
