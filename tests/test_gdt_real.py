@@ -171,10 +171,14 @@ def test_digits_demo_through_the_pipeline_is_error_free(tmp_path, cfg):
     assert (t["accuracy_sgd"] < 1.0).all() and (t["n_images"] == 1797).all()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("feature", ["R", "GBg1"])
-def test_real_photo_shard_trains_error_free(feature):
+def test_real_photo_shard_trains_error_free(feature, threads):
     """A pipeline-sized shard of real photographs (5 photo-part labels, 600 crops, h1 256, the
-    pipeline's transform): SGD stops at 98 %, GDT fits every crop, and the saved weights too."""
+    pipeline's transform): SGD stops at 98 %, GDT fits every crop, and the saved weights too --
+    with one and with two threads, so the outcome does not hang on the order of the float
+    reductions (unlike the 15,000-crop shard of bench/train_one.py --data photos, whose
+    feature R float rounding decides; that outcome is measured by the bench, not tested)."""
     from errorless.data import photos
     from errorless.features import transform
 
@@ -182,10 +186,15 @@ def test_real_photo_shard_trains_error_free(feature):
     y = np.repeat(np.arange(5), 120)
     images, _ = photos.crops(np.random.default_rng(3), labels[y], size=64)
     x, yt = torch.tensor(transform(images, feature)), torch.tensor(y)
-    gen = torch.Generator().manual_seed(3)
-    s, _ = sgd.train_sgd(fnn.init_params([900, 256, 5], gen), x, yt, SGDSettings(), gen)
-    assert s.reached and s.accuracy < 1.0
-    r = gdtgroup.run_gdt(s.params, x, yt, GDTSettings(), 3, decimals=4, n_classes=5)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(3)
+        s, _ = sgd.train_sgd(fnn.init_params([900, 256, 5], gen), x, yt, SGDSettings(), gen)
+        assert s.reached and s.accuracy < 1.0
+        r = gdtgroup.run_gdt(s.params, x, yt, GDTSettings(), 3, decimals=4, n_classes=5)
+    finally:
+        torch.set_num_threads(before)
     assert (
         r.stop_reason == gdtstate.STOP_ERROR_FREE
         and fnn.accuracy(fnn.round_params(r.params, 4), x, yt) == 1.0
