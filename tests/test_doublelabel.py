@@ -16,6 +16,7 @@ from test_duplicates import write_shard as write_shard_rows
 
 from errorless.cli import main
 from errorless.errors import DataError
+from errorless.names import join_ids
 from errorless.quality import double_check, evidence, suspects
 from errorless.quality.duplicates import output_schema
 
@@ -144,7 +145,7 @@ def test_report_on_planted_data(planted_run: Path) -> None:
         pq.read_schema(results / "double_labeling.parquet").remove_metadata()
         == suspects.report_schema()
     )
-    by_ev = dict(zip(rep["evidence"], rep["ids"], strict=True))
+    by_ev = dict(zip(rep["evidence"], rep["ids"].map(join_ids), strict=True))
     assert by_ev == {
         "exact_duplicate+conflict+residual": f"{B1}:0;{B1}:2",
         "exact_duplicate": f"{B1}:1;{B2}:3",
@@ -169,7 +170,8 @@ def test_report_on_planted_data(planted_run: Path) -> None:
     assert (
         single["n_features_failed"] == 1 and pd.isna(single["id_b"]) and pd.isna(single["label_b"])
     )
-    assert single["fnn_failed"] == "T_h1_m1/R/m01_s1"
+    assert list(single["fnn_failed"]) == ["T_h1_m1/R/m01_s1"]
+    assert list(top["ids"]) == [f"{B1}:0", f"{B1}:2"] and list(top["labels"]) == [0, 1]
     assert rep.loc[rep["evidence"] == "exact_duplicate", "n_features"].item() == 3
     csv = pd.read_csv(results / "double_labeling.csv")
     assert list(csv.columns) == suspects.REPORT_COLUMNS and len(csv) == 4
@@ -368,7 +370,7 @@ def test_feature_identity_is_not_a_double_label(tmp_path: Path) -> None:
     pd.DataFrame(columns=["kind", "id_a", "id_b"]).to_csv(planted, index=False)
     assert run(results, "--planted", str(planted)) == 0
     rep = pd.read_parquet(results / "double_labeling.parquet")
-    row = rep[rep["ids"] == f"{B1}:0;{B1}:1"].iloc[0]
+    row = rep[rep["ids"].map(join_ids) == f"{B1}:0;{B1}:1"].iloc[0]
     assert (
         row["evidence"] == "indistinguishable+residual"
         and row["kind"] == "indistinguishable in feature G"
@@ -391,16 +393,16 @@ def test_budget_leftovers_are_kept_apart_and_ranked_last(planted_run: Path) -> N
     pd.DataFrame(recs).to_parquet(results / "training.parquet")
     assert run(results, "--planted", str(results.parent / "planted.csv")) == 0
     rep = pd.read_parquet(results / "double_labeling.parquet")
-    budget = rep[rep["ids"] == f"{B2}:1"].iloc[0]
-    assert (
-        budget["evidence"] == "gdt_budget" and budget["fnn_failed"] == "T_h1_m1/G/m02_s1 (budget)"
-    )
+    budget = rep[rep["ids"].map(join_ids) == f"{B2}:1"].iloc[0]
+    assert budget["evidence"] == "gdt_budget" and list(budget["fnn_failed"]) == [
+        "T_h1_m1/G/m02_s1 (budget)"
+    ]
     assert budget["score"] == 0.5 and budget["rank"] == len(
         rep
     )  # below the exhausted-search residual
     assert rep.loc[rep["evidence"] == "residual", "score"].item() > budget["score"]
     # an image of a duplicate row keeps its match evidence, plus the weak budget mark
-    cross = rep[rep["ids"] == f"{B1}:1;{B2}:3"].iloc[0]
+    cross = rep[rep["ids"].map(join_ids) == f"{B1}:1;{B2}:3"].iloc[0]
     assert cross["evidence"] == "exact_duplicate+gdt_budget" and "residual" not in cross["evidence"]
     check = pd.read_csv(results / "quality" / "planted_check.csv").set_index("kind")
     assert check.loc["budget_only", "reported"] == 1 and check.loc["residual_only", "reported"] == 1

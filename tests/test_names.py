@@ -53,3 +53,13 @@ def test_image_ids_are_made_and_read_back_in_names() -> None:
         None,
     )
     assert sorted(["b:10", "b:9", "a:2"], key=image_id_key) == ["a:2", "b:9", "b:10"]
+
+
+def test_id_lists_round_trip_through_a_csv_cell_and_a_parquet_list():
+    ids = ["train_data_batch_1:0", "val_data:17", "img-7"]
+    assert names.join_ids(ids) == "train_data_batch_1:0;val_data:17;img-7"
+    assert names.split_ids(names.join_ids(ids)) == ids  # the CSV cell
+    assert names.split_ids(np.array(ids, dtype=object)) == ids  # a Parquet list read back
+    assert names.split_ids("") == [] and names.split_ids(None) == []
+    assert names.split_ids(float("nan")) == []  # an empty CSV cell read by pandas
+

@@ -140,3 +140,21 @@ def image_id_key(image: str) -> tuple[str, int]:
     ids not of the form ``batch:row`` by themselves."""
     batch, row = split_image_id(image)
     return (batch, row if row is not None else -1)
+
+
+IDS_SEP = ";"  # between image ids in one CSV cell (Parquet files carry them as list columns)
+
+
+def join_ids(ids) -> str:
+    """Image ids as one CSV cell: ``"b:0;b:7"``."""
+    return IDS_SEP.join(str(i) for i in ids)
+
+
+def split_ids(cell) -> list[str]:
+    """The image ids of one cell: a Parquet list (or array) as it is, a CSV cell split at
+    ``;``; an empty or missing cell is no ids."""
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return []
+    if isinstance(cell, str):
+        return [i for i in cell.split(IDS_SEP) if i]
+    return [str(i) for i in cell]

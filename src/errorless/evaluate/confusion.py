@@ -35,6 +35,7 @@ import pandas as pd
 from errorless.config import settings_arguments, settings_from_args
 from errorless.errors import DataError
 from errorless.io import write_parquet, write_text
+from errorless.names import join_ids
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,8 @@ def pair_examples(paths: Sequence[str | Path], pairs: pd.DataFrame, k: int) -> p
             if len(have) < k:
                 have.append(str(i))
     n = len(pairs)
-    pairs["examples_a_to_b"] = [";".join(found.get(i, [])) for i in range(n)]
-    pairs["examples_b_to_a"] = [";".join(found.get(n + i, [])) for i in range(n)]
+    pairs["examples_a_to_b"] = [join_ids(found.get(i, [])) for i in range(n)]
+    pairs["examples_b_to_a"] = [join_ids(found.get(n + i, [])) for i in range(n)]
     return pairs
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from errorless.names import split_ids
 from errorless.quality.evidence import TrainingEvidence
 from errorless.quality.planted import rate
 
@@ -51,7 +52,7 @@ def planted_check(
         (str(k), frozenset((str(a), str(b))))
         for k, a, b in zip(planted["kind"], planted["id_a"], planted["id_b"], strict=True)
     ]
-    rows = [(r["ids"].split(";"), r) for r in report.to_dict("records")]
+    rows = [(split_ids(r["ids"]), r) for r in report.to_dict("records")]
     pair_rows = [(set(ids), r) for ids, r in rows if len(ids) >= 2 and _is_match(r["evidence"])]
     detail = []
     for (kind, ids), (_, pl) in zip(plants, planted.iterrows(), strict=True):

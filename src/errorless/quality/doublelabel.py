@@ -71,6 +71,7 @@ from errorless.data.datasets import GENERATED
 from errorless.data.shards import manifest_shards
 from errorless.errors import DataError
 from errorless.io import atomic_path, write_text
+from errorless.names import split_ids
 from errorless.quality.double_check import DETAIL_COLUMNS, no_ground_truth, planted_check
 from errorless.quality.evidence import expected_fnns, read_training, training_evidence
 from errorless.quality.gallery import fetch_images, thumbnail_cell
@@ -114,7 +115,7 @@ def suspects_figure(
         )
     else:
         groups = [
-            (r, r["ids"].split(";")[:per_row], r["labels"].split(";")[:per_row])
+            (r, split_ids(r["ids"])[:per_row], [str(x) for x in r["labels"]][:per_row])
             for r in show.to_dict("records")
         ]
         images = fetch_images(shards, {i for _, ids, _ in groups for i in ids})

@@ -12,7 +12,7 @@ import pandas as pd
 
 from errorless.errors import DataError
 from errorless.io import atomic_path, write_parquet
-from errorless.names import image_id_key, split_image_id
+from errorless.names import image_id_key, join_ids, split_ids, split_image_id
 from errorless.quality.evidence import TrainingEvidence
 
 EVIDENCE_ORDER = (
@@ -35,8 +35,8 @@ def report_schema():
             ("score", f),
             ("evidence", s),
             ("group_size", i),
-            ("ids", s),
-            ("labels", s),
+            ("ids", pa.list_(s)),
+            ("labels", pa.list_(i)),
             ("id_a", s),
             ("batch_a", s),
             ("row_a", i),
@@ -53,7 +53,7 @@ def report_schema():
             ("similarity", f),
             ("n_features_failed", i),
             ("n_features", i),
-            ("fnn_failed", s),
+            ("fnn_failed", pa.list_(s)),
         ]
     )
 
@@ -156,13 +156,13 @@ def _row(s: Suspect, ev: TrainingEvidence, label: dict, shard: dict, thr: float)
         "score": score,
         "evidence": "+".join(e for e in EVIDENCE_ORDER if e in s.evidence),
         "group_size": len(s.ids),
-        "ids": ";".join(s.ids),
-        "labels": ";".join("" if label.get(i) is None else str(label[i]) for i in s.ids),
+        "ids": list(s.ids),
+        "labels": [None if label.get(i) is None else int(label[i]) for i in s.ids],
         "kind": s.kind,
         "similarity": s.similarity,
         "n_features_failed": n_failed,
         "n_features": n_feat,
-        "fnn_failed": ";".join(
+        "fnn_failed": (
             sorted(set().union(*(ev.failed.get(i, set()) for i in s.ids)))
             + sorted({f"{f} (budget)" for i in s.ids for f in ev.budget.get(i, ())})
         ),
@@ -204,17 +204,25 @@ def _score(
 
 def finish(df: pd.DataFrame) -> pd.DataFrame:
     """Sort by score, number the ranks, fix every column's dtype (also when empty)."""
+    import pyarrow as pa
+
     df = df.copy()
     if len(df):
         df["_s"] = df["similarity"].fillna(-np.inf)
+        df["_ids"] = df["ids"].map(join_ids)
         df = df.sort_values(
-            ["score", "n_features_failed", "_s", "ids"],
+            ["score", "n_features_failed", "_s", "_ids"],
             ascending=[False, False, False, True],
             kind="stable",
-        ).drop(columns="_s")
+        ).drop(columns=["_s", "_ids"])
     df.insert(0, "rank", np.arange(1, len(df) + 1, dtype=np.int64))
     for name, typ in zip(report_schema().names, report_schema().types, strict=True):
-        if str(typ) == "int64":
+        if isinstance(typ, pa.ListType):  # lists (a ";"-joined cell is split: a CSV's rows)
+            items = [split_ids(v) for v in df[name]]
+            if pa.types.is_integer(typ.value_type):
+                items = [[int(x) if x not in ("", "None") else None for x in v] for v in items]
+            df[name] = pd.Series(items, index=df.index, dtype=object)
+        elif str(typ) == "int64":
             df[name] = pd.array(df[name].tolist() if len(df) else [], dtype="Int64")
             if name in ("rank", "group_size", "n_features_failed", "n_features"):
                 df[name] = df[name].fillna(0).astype(np.int64)
@@ -229,5 +237,9 @@ def write_report(df: pd.DataFrame, parquet: Path, csv: Path) -> None:
     import pyarrow as pa
 
     write_parquet(parquet, pa.Table.from_pandas(df, schema=report_schema(), preserve_index=False))
+    flat = df.copy()  # the CSV for people: a list column becomes one ";"-joined cell
+    for name in ("ids", "fnn_failed"):
+        flat[name] = flat[name].map(join_ids)
+    flat["labels"] = flat["labels"].map(lambda v: join_ids("" if x is None else x for x in v))
     with atomic_path(csv) as tmp:
-        df.to_csv(tmp, index=False)
+        flat.to_csv(tmp, index=False)

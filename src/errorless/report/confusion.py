@@ -13,7 +13,7 @@ import pandas as pd
 
 from errorless.evaluate.confusion import module_block
 from errorless.io import write_text
-from errorless.names import proto_key
+from errorless.names import proto_key, split_ids
 from errorless.report.figures import empty_figure, proto_title
 from errorless.report.htmltables import html_page, html_table, note
 from errorless.report.inputs import read_table
@@ -56,7 +56,7 @@ def _marks(args: argparse.Namespace) -> tuple[set[str], set[str]]:
     if args.suspects and Path(args.suspects).exists():
         report = read_table(args.suspects, "double-labelling report (double_labeling.parquet)")
         for ids in report.get("ids", pd.Series(dtype=str)):
-            suspects.update(str(ids).split(";"))
+            suspects.update(split_ids(ids))
     if args.issues and Path(args.issues).exists():
         li = read_table(args.issues, "label issues (quality/label_issues.parquet)")
         issues = set(li.loc[li["flagged"].astype(bool), "image_id"].astype(str))
@@ -106,10 +106,8 @@ def confusion_section(args: argparse.Namespace, out: Path) -> None:
         show["same group"] = np.where(top["same_group"].astype(bool), "yes", "no")
     ex = []
     for r in top.itertuples():
-        ids = [
-            i for col in (r.examples_a_to_b, r.examples_b_to_a) for i in str(col or "").split(";")
-        ]
-        ex.append(" ".join(i + mark_text(i, suspects, issues) for i in ids if i and i != "nan"))
+        ids = [i for col in (r.examples_a_to_b, r.examples_b_to_a) for i in split_ids(col)]
+        ex.append(" ".join(i + mark_text(i, suspects, issues) for i in ids))
     show["images (first of each direction)"] = ex
     body = html_table(show, left=["a", "b"], wrap=["images (first of each direction)"])
     body += note(
@@ -138,7 +136,7 @@ def confusion_section(args: argparse.Namespace, out: Path) -> None:
     for r in top.head(THUMBNAIL_PAIRS).itertuples():
         thumbs = []
         for col, (g, p) in ((r.examples_a_to_b, (r.a, r.b)), (r.examples_b_to_a, (r.b, r.a))):
-            for i in [i for i in str(col or "").split(";") if i and i != "nan"][:2]:
+            for i in split_ids(col)[:2]:
                 thumbs.append(
                     (i, f"{i}{mark_text(i, suspects, issues)}\ngiven {names[g]} → {names[p]}")
                 )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from errorless.io import write_text
-from errorless.names import shard_name
+from errorless.names import shard_name, split_ids
 from errorless.report.htmltables import html_page, html_table, note
 from errorless.report.inputs import _config, read_table
 
@@ -45,8 +45,8 @@ def suspects_display(report: pd.DataFrame) -> pd.DataFrame:
             "match": col("kind", "").fillna("residual only").astype(str),
             "similarity": col("similarity"),
             "evidence": col("evidence", "").astype(str).str.replace("+", " + ", regex=False),
-            "images": col("ids", "").astype(str).str.replace(";", "; ", regex=False),
-            "labels": col("labels", "").astype(str).str.replace(";", "; ", regex=False),
+            "images": col("ids", "").map(lambda v: "; ".join(split_ids(v))),
+            "labels": col("labels", "").map(lambda v: "; ".join(split_ids(v))),
             "shards": shard,
             "T-features failed": failed,
         }
