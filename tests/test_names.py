@@ -62,4 +62,3 @@ def test_id_lists_round_trip_through_a_csv_cell_and_a_parquet_list():
     assert names.split_ids(np.array(ids, dtype=object)) == ids  # a Parquet list read back
     assert names.split_ids("") == [] and names.split_ids(None) == []
     assert names.split_ids(float("nan")) == []  # an empty CSV cell read by pandas
-
