@@ -33,7 +33,7 @@ import numpy as np
 from record import record, record_argument  # bench/record.py (the script's folder)
 
 from errorless.data import photos
-from errorless.data.copies import NEAR_KINDS, transform_copy
+from errorless.data.copies import NEAR_KINDS, REAL_KINDS, transform_copy
 from errorless.quality.duplicates import (
     describe,
     find_duplicates,
@@ -43,13 +43,25 @@ from errorless.quality.duplicates import (
 from errorless.quality.nearsettings import NearSettings
 from errorless.quality.thumbnails import Thumbs
 
+# --kinds: which copies to plant
+KIND_SETS = {
+    "classic": list(NEAR_KINDS),
+    "real": list(REAL_KINDS),
+    "all": [*NEAR_KINDS, *REAL_KINDS],
+}
+
 
 def plant(
-    images: np.ndarray, labels: np.ndarray, per_kind: int, rng: np.random.Generator, offset: int = 0
+    images: np.ndarray,
+    labels: np.ndarray,
+    per_kind: int,
+    rng: np.random.Generator,
+    offset: int = 0,
+    kinds: list[str] | None = None,
 ):
     """Copies of random images of ``images``, one kind each, appended with new labels.
     Returns (images + copies, labels + copy labels, [(source row, copy row, kind)])."""
-    kinds = list(NEAR_KINDS)
+    kinds = list(NEAR_KINDS) if kinds is None else kinds
     src = rng.choice(len(images), size=per_kind * len(kinds), replace=False)
     copies = np.stack(
         [transform_copy(images[s], kinds[i // per_kind], rng) for i, s in enumerate(src)]
@@ -66,7 +78,7 @@ def score(pairs, truth, n_unplanted_rows) -> dict:
         (int(a), int(b)): k for a, b, k in zip(pairs["a"], pairs["b"], pairs["kind"], strict=True)
     }
     out = {}
-    for kind in NEAR_KINDS:
+    for kind in dict.fromkeys(k for _, _, k in truth):
         mine = [(min(s, c), max(s, c)) for s, c, k in truth if k == kind]
         out[f"recall_{kind}"] = round(sum(p in found for p in mine) / max(1, len(mine)), 4)
     out["mirrored_kind_of_flips"] = sum(
@@ -156,7 +168,7 @@ def photos_bench(a) -> dict:
     images, _ = photos.crops(np.random.default_rng(a.seed), y, size=64)
     n = len(images)
     rng = np.random.default_rng(a.seed + 1)
-    images, y, truth = plant(images, y, a.per_kind, rng)
+    images, y, truth = plant(images, y, a.per_kind, rng, kinds=KIND_SETS[a.kinds])
     t_data = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()
     keys, thumbs = describe(images)
@@ -178,7 +190,8 @@ def photos_bench(a) -> dict:
     same = diff <= a.same_tolerance
     other = [p for p, s_ in zip(false, same, strict=True) if not s_]
     out = {
-        "data": f"errorless.data.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}"
+        "data": f"errorless.data.photos crops, 64x64, {labels} labels x {per_label}, seed {a.seed}, "
+        f"copies of the {a.kinds} kinds"
         + (" (photographs and the two drawings)" if a.drawings else " (photographs only)"),
         "unplanted_crops": n,
         "planted_copies": len(truth),
@@ -338,6 +351,14 @@ def main() -> None:
         help="unplanted images (photos: rounded up to whole labels)",
     )
     p.add_argument("--per-kind", type=int, default=100, help="planted copies per near-copy kind")
+    p.add_argument(
+        "--kinds",
+        choices=list(KIND_SETS),
+        default="classic",
+        help="which copy kinds to plant: the generators' (classic), real data sets' others "
+        "(real: hue, saturation, gain, aspect, overlay, triple; errorless.data.copies.REAL_KINDS) "
+        "or all",
+    )
     p.add_argument("--neighbours", type=int, default=NearSettings.neighbours)
     p.add_argument("--similarity", type=float, default=NearSettings.similarity)
     near_search_arguments(p)  # --nprobe, --whiten, as errorless duplicates
@@ -401,7 +422,8 @@ def main() -> None:
     if a.record:
         figures = {k: v for k, v in out.items() if k != "data"}
         record(
-            f"duplicates_bench-{a.data}-{a.n}-seed{a.seed}",
+            f"duplicates_bench-{a.data}-{a.n}-seed{a.seed}"
+            + ("" if a.kinds == "classic" else f"-{a.kinds}"),
             f"Duplicate search on {a.data} images ({a.n:,}, seed {a.seed})",
             str(out.get("data", f"{a.data} images, n = {a.n:,}, seed {a.seed}")),
             figures,
