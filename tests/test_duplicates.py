@@ -840,3 +840,19 @@ def test_images_without_contrast_are_counted_over_the_searched_rows() -> None:
     res = nc.near_copies(t, labels, images=lambda r: x[r], rows=searched)
     assert list(zip(res.a, res.b, res.kind, strict=True)) == [(0, 1, "near")]
     assert res.stats["n_without_contrast"] == 1
+
+
+def test_colour_cast_copies_are_found() -> None:
+    """Copies whose channels were scaled apart (a colour cast: R x0.85, B x1.15) keep the
+    picture: every one of 48 crops' casts is found (with one mean for all channels, the colour
+    check refused the casts of the most colourful crops), and nothing else is paired."""
+    labels = np.repeat(np.asarray(photos.photograph_labels()[:12]), 4)
+    images, _ = photos.crops(np.random.default_rng(11), labels, size=64)
+    cast = np.clip(np.round(images * np.array([0.85, 1.0, 1.15])), 0, 255).astype(np.uint8)
+    x = np.concatenate([images, cast])
+    n = len(images)
+    keys, t = describe(x)
+    found = _pairs(find_duplicates(keys, t, np.arange(2 * n), images=x))
+    low = t.contrast[:n] < nearsettings.NearSettings().min_contrast  # no shape to compare: exact search only
+    assert {p: k for p, k in found.items() if p[1] < n} == {}
+    assert [i for i in range(n) if not low[i] and found.get((i, n + i)) != "near"] == []

@@ -194,8 +194,9 @@ COLOUR_SIGMA = 1.5  # blur (colour-thumbnail px, 6 px at 64) of both colour thum
 
 def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.ndarray:
     """Correlation of the aligned colour thumbnails (P, 16, 16, 3), all three channels as one
-    vector centred by one mean: unchanged by brightness and contrast, low when the colours
-    differ (a blue and a green gradient of the same shape). Both are blurred by COLOUR_SIGMA
+    vector, centred by one mean or each channel by its own (the higher): unchanged by
+    brightness, contrast and a colour cast (per-channel gain), low when the colours' layout
+    differs (a blue and a green gradient of the same shape). Both are blurred by COLOUR_SIGMA
     first: sampling one between its pixels (a copy shifted by 2 px is half a colour pixel off)
     smooths it, which alone took the correlation of a finely textured grey crop and its copy
     shifted by 2 px down to 0.70 (0.86 blurred; real-photo bench, seed 5)."""
@@ -211,7 +212,19 @@ def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.nda
     inside = _sample(ca[..., 0], r, c)[1]
     bv = np.concatenate([cb[..., ch].reshape(p, -1)[:, flat] for ch in range(3)], axis=1)
     m = np.tile(inside, 3).astype(np.float32)
-    return _ncc(av, bv, m)
+    # the better of: one mean for all channels (brightness and contrast changes), and each
+    # channel centred on its own mean (a colour cast: each channel's gain or offset changed,
+    # the colour layout kept). A blue and a green gradient of one shape stay apart in both:
+    # their structure lies in different channels.
+    return np.maximum(_ncc(av, bv, m), _ncc(_per_channel(av, m), _per_channel(bv, m), m))
+
+
+def _per_channel(v: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """(P, 3·k) channel blocks, each minus its own mean over the mask."""
+    p = v.reshape(len(v), 3, -1)
+    w = m.reshape(len(m), 3, -1)
+    mean = (p * w).sum(2, keepdims=True) / np.maximum(w.sum(2, keepdims=True), 1)
+    return (p - mean).reshape(v.shape)
 
 
 def _one_way(
