@@ -853,6 +853,8 @@ def test_colour_cast_copies_are_found() -> None:
     n = len(images)
     keys, t = describe(x)
     found = _pairs(find_duplicates(keys, t, np.arange(2 * n), images=x))
-    low = t.contrast[:n] < nearsettings.NearSettings().min_contrast  # no shape to compare: exact search only
+    low = (
+        t.contrast[:n] < nearsettings.NearSettings().min_contrast
+    )  # no shape to compare: exact search only
     assert {p: k for p, k in found.items() if p[1] < n} == {}
     assert [i for i in range(n) if not low[i] and found.get((i, n + i)) != "near"] == []
