@@ -12,27 +12,17 @@ pairs per 10,000 unplanted crops, for the seeds the search's limits were fitted 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
+from duplicates_bench import in_process  # bench/duplicates_bench.py (the script's folder)
 from record import record, record_argument  # bench/record.py (the script's folder)
 
 from errorless.data.copies import NEAR_KINDS, REAL_KINDS
 
-HERE = Path(__file__).resolve().parent
-
 
 def run(seed: int, n: int, per_kind: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.json"
-        cmd = [sys.executable, str(HERE / "duplicates_bench.py"), "--n", str(n)]
-        cmd += ["--per-kind", str(per_kind), "--seed", str(seed), "--kinds", "all"]
-        cmd += ["--json", str(out)]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
-        return json.loads(out.read_text())
+    return in_process(
+        "--n", str(n), "--per-kind", str(per_kind), "--seed", str(seed), "--kinds", "all"
+    )
 
 
 def summary(title: str, seeds: list[int], runs: dict) -> list[tuple[str, str]]:

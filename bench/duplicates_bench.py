@@ -27,7 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from record import record, record_argument  # bench/record.py (the script's folder)
@@ -428,6 +432,16 @@ def main() -> None:
             str(out.get("data", f"{a.data} images, n = {a.n:,}, seed {a.seed}")),
             figures,
         )
+
+
+def in_process(*options: str) -> dict:
+    """This bench run with ``options`` in a process of its own (so its peak memory is its own);
+    its figures, read back from ``--json``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), *options, "--json", str(out)]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text())
 
 
 if __name__ == "__main__":

@@ -12,39 +12,22 @@ that grows with the candidates (two thumbnails per candidate pair gathered at on
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
+from duplicates_bench import in_process  # bench/duplicates_bench.py (the script's folder)
 from record import record, record_argument  # bench/record.py (the script's folder)
-
-HERE = Path(__file__).resolve().parent
 
 
 def run(n: int, verify_mb: float, per_kind: int, seed: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.json"
-        subprocess.run(
-            [
-                sys.executable,
-                str(HERE / "duplicates_bench.py"),
-                "--n",
-                str(n),
-                "--per-kind",
-                str(per_kind),
-                "--seed",
-                str(seed),
-                "--verify-mb",
-                str(verify_mb),
-                "--json",
-                str(out),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        return json.loads(out.read_text())
+    return in_process(
+        "--n",
+        str(n),
+        "--per-kind",
+        str(per_kind),
+        "--seed",
+        str(seed),
+        "--verify-mb",
+        str(verify_mb),
+    )
 
 
 def main() -> None:
