@@ -15,7 +15,7 @@ from errorless.quality.thumbnails import SIDE, TRIM, _blur, in_blocks
 # pair two different images need more (bench/duplicates_bench.py). The offset is measured at
 # the image's mean grey: a brighter copy (×1.2) of a bright image saturates at 255, and its
 # fit is a gain below 1 with a large offset at grey 0 (0.7·a + 78) that moves the mean by 20.
-MAX_SCALE, MAX_SHIFT, MAX_GAIN, MAX_OFFSET = 1.28, 3.5, 1.65, 60.0
+MAX_SCALE, MAX_SHIFT, MAX_GAIN, MAX_OFFSET = 1.45, 3.5, 1.65, 60.0
 
 
 # A copy of the documented kinds changes the scale of an axis only by a crop (each axis
@@ -26,7 +26,33 @@ MAX_SCALE, MAX_SHIFT, MAX_GAIN, MAX_OFFSET = 1.28, 3.5, 1.65, 60.0
 # log(0.96/0.8) = 0.18. Planted copies of the real-photo bench, seed 0: |log(sx/sy)| at most
 # 0.14 and the larger scale (image that covers more mapped onto the other) at most 1.03, while
 # 18 of its 51 false pairs were outside; seed 1 (held out): one combo copy of 100 at 0.23.
-MAX_ANISOTROPY, MAX_ZOOM_OUT = 0.2, 1.05
+# Real data sets also stretch one axis (an aspect-ratio change of up to 1.25, log 0.22), alone
+# or after a crop: MAX_ANISOTROPY allows that plus a crop's 0.1. What still refuses the rim's
+# look-alikes is MAX_ZOOM_OUT (one axis in, the other out) and the full-resolution tests.
+MAX_ANISOTROPY, MAX_ZOOM_OUT = 0.32, 1.05
+
+# An overlay (a logo, a box of text, a coloured patch) covers one corner of a copy: the other
+# fit is made, and every similarity measured, once more without the corner where the aligned
+# thumbnails disagree most — a square of CORNER of the side (boxes of up to 20 % plus a crop's
+# zoom and a shift). 0-3 = top-left, top-right, bottom-left, bottom-right; -1 = none.
+CORNER = 0.35
+
+
+def corner_masks(xb: np.ndarray, yb: np.ndarray, side: float) -> np.ndarray:
+    """(4, K) whether each grid point (offsets xb, yb (1, K) from the centre of a side × side
+    image) lies in the top-left, top-right, bottom-left, bottom-right corner square."""
+    lim = side * (0.5 - CORNER)
+    x, y = xb[0], yb[0]
+    return np.stack([(sy * y >= lim) & (sx * x >= lim) for sy in (-1, 1) for sx in (-1, 1)])
+
+
+def _corner_weight(corner: np.ndarray | None, masks: np.ndarray) -> np.ndarray | float:
+    """(P, K) 0 in each pair's left-out corner (``corner`` (P,), -1: none), else 1."""
+    if corner is None:
+        return 1.0
+    w = ~masks[np.maximum(corner, 0)]
+    w[corner < 0] = True
+    return w.astype(np.float32)
 
 
 def _sample(img: np.ndarray, r: np.ndarray, c: np.ndarray, grad: bool = False):
@@ -38,7 +64,7 @@ def _sample(img: np.ndarray, r: np.ndarray, c: np.ndarray, grad: bool = False):
     c = np.clip(c, 0, w - 1.001)
     r0, c0 = r.astype(np.int64), c.astype(np.int64)
     fr, fc = r - r0, c - c0
-    flat = img.reshape(p, -1)
+    flat = img.reshape(p, h * w)
     base = r0 * w + c0
     v00 = np.take_along_axis(flat, base, 1)
     v01 = np.take_along_axis(flat, base + 1, 1)
@@ -58,6 +84,7 @@ LEVELS = (
     (0.5, 3, 1),
 )  # (blur σ in thumbnail px, Gauss-Newton steps, grid step)
 SCALES = (1.0, 1 / 1.12, 1.12)  # starting scales tried (crops zoom in by up to 1.25)
+SCALE_CLIP = 1.55  # the scales Gauss-Newton may reach (a little beyond MAX_SCALE)
 
 
 def _grid(side: int, trim: int, step: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,18 +113,27 @@ def _ncc(av: np.ndarray, bv: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.where(ok, (da * db).sum(1) / np.maximum(den, 1e-12), -1.0)
 
 
+DETAIL_MATCH = 0.7  # thumbnail px: the extra blur for the detail similarity of a blurred copy,
+DETAIL_RETRY = 0.9  # tried where the detail similarity is below this and the similarity above
 INTERP_SIGMA = 0.5  # thumbnail px: the smoothing of bilinear sampling half a pixel off, about
 COARSE_KEEP = 0.8  # pairs below this correlation after the coarse level are not refined
 
 
 def _fit(
-    al: np.ndarray, bv: np.ndarray, xb: np.ndarray, yb: np.ndarray, par: np.ndarray, steps: int
+    al: np.ndarray,
+    bv: np.ndarray,
+    xb: np.ndarray,
+    yb: np.ndarray,
+    par: np.ndarray,
+    steps: int,
+    weight: np.ndarray | float = 1.0,
 ) -> None:
-    """Gauss-Newton steps on par (P, 6) in place for b(x) ≈ g·a(s∘x + t) + h."""
+    """Gauss-Newton steps on par (P, 6) in place for b(x) ≈ g·a(s∘x + t) + h (grid points
+    weighted by ``weight``: 0 leaves a point out)."""
     for _ in range(steps):
         r, c = _warp(al, par, xb, yb)
         av, inside, dy, dx = _sample(al, r, c, grad=True)
-        m = inside.astype(np.float32)
+        m = inside.astype(np.float32) * weight
         g = par[:, 4:5]
         res = g * av + par[:, 5:6] - bv
         jac = np.stack(
@@ -107,17 +143,22 @@ def _fit(
         hess = np.matmul(jm.transpose(0, 2, 1), jac) + 1e-3 * np.eye(6, dtype=np.float32)
         grad = np.matmul(jm.transpose(0, 2, 1), res[..., None])
         par -= np.linalg.solve(hess, grad)[..., 0]
-        par[:, [0, 2]] = np.clip(par[:, [0, 2]], 0.75, 1.33)
+        par[:, [0, 2]] = np.clip(par[:, [0, 2]], 1 / SCALE_CLIP, SCALE_CLIP)
         par[:, [1, 3]] = np.clip(par[:, [1, 3]], -6, 6)
 
 
-def align(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def align(a: np.ndarray, b: np.ndarray, corners: bool = False) -> tuple[np.ndarray, ...]:
     """Fit b(x) ≈ g·a(s∘x + t) + h per pair of thumbnails (P, 32, 32), coarse to fine.
     Returns (similarity, detail similarity, parameters (P, 6) = sx, tx, sy, ty, g, h):
     similarity = correlation of the aligned thumbnails (σ = 0.5 blur) over their overlap;
     detail similarity = the same for their band-pass (σ 0.5 minus σ 2) parts, which a smooth
     gradient or a flat background cannot fake. Pairs that do not reach COARSE_KEEP at the
-    coarsest level are not refined (similarity and detail −1)."""
+    coarsest level are not refined (similarity and detail −1).
+
+    With ``corners`` also (similarity, detail, parameters, corner) without the corner square
+    (``corner_masks``) where the aligned thumbnails disagree most — an overlay in one corner of
+    a copy: pairs whose similarity that raises are fitted once more at the fine levels without
+    it; corner −1 (and the first three as above) where not."""
     p = len(a)
     grids = {sg: _grid(SIDE, TRIM, step) for sg, _, step in LEVELS}
     sg0 = LEVELS[0][0]
@@ -135,28 +176,148 @@ def align(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
         best[better], par[better] = sim[better], cand[better]
     _fit(a0, b0[:, grids[sg0][2]], xb, yb, par, LEVELS[0][1])
     av, inside = _sample(a0, *_warp(a0, par, xb, yb))
-    keep = np.flatnonzero(_ncc(av, b0[:, grids[sg0][2]], inside.astype(np.float32)) >= COARSE_KEEP)
+    bc = b0[:, grids[sg0][2]]
+    m0 = inside.astype(np.float32)
+    coarse = _ncc(av, bc, m0)
+    plain = coarse >= COARSE_KEEP  # the whole picture goes on to the fine levels
     sim_out, detail_out = np.full(p, -1.0, np.float32), np.full(p, -1.0, np.float32)
+    cpar = par.copy()
+    worst = np.full(p, -1, np.int64)
+    cornered = np.zeros(p, bool)
+    if corners:  # pairs the whole picture stops here: fitted again without the worst corner,
+        # from the whole picture's fit or from no change (a box can pull that fit far away)
+        masks0 = corner_masks(xb, yb, SIDE)
+        identity = np.zeros((p, 6), np.float32)
+        identity[:, [0, 2, 4]] = 1.0
+        masked = np.full(p, -2.0)
+        lost = np.flatnonzero(~plain)  # (the whole picture's fit is kept where it reached)
+        for p0, rows in ((par, np.arange(p)), (identity, lost)):
+            if p0 is par:
+                av0, inside0 = av, inside
+            else:
+                av0, inside0 = _sample(a0[rows], *_warp(a0[rows], p0[rows], xb, yb))
+            m = inside0.astype(np.float32)
+            k = _worst_corner(av0, bc[rows], m, masks0)
+            sim = _ncc(av0, bc[rows], m * _corner_weight(k, masks0))
+            better = sim > masked[rows]
+            b_ = rows[better]
+            masked[b_], worst[b_], cpar[b_] = sim[better], k[better], p0[b_]
+        redo = np.flatnonzero((masked >= COARSE_KEEP) & (~plain | (masked >= coarse + CORNER_LIFT)))
+        worst[np.setdiff1d(np.arange(p), redo)] = -1
+        if len(redo):
+            w0 = _corner_weight(worst[redo], masks0)
+            cpar_redo = cpar[redo]
+            _fit(a0[redo], bc[redo], xb, yb, cpar_redo, LEVELS[0][1], w0)
+            cpar[redo] = cpar_redo
+            av, inside = _sample(a0[redo], *_warp(a0[redo], cpar_redo, xb, yb))
+            cornered[redo] = _ncc(av, bc[redo], inside.astype(np.float32) * w0) >= COARSE_KEEP
+    keep = np.flatnonzero(plain | cornered)
+    csim_out, cdetail_out = sim_out.copy(), detail_out.copy()
+    corner_out = np.full(p, -1, np.int64)
     if not len(keep):
-        return sim_out, detail_out, par
-    a, b, a0, b0, pk = a[keep], b[keep], a0[keep], b0[keep], par[keep]
-    for sigma, steps, _ in LEVELS[1:]:
-        xb, yb, flat = grids[sigma]
-        al = _blur(a, sigma)
-        _fit(al, _blur(b, sigma).reshape(len(keep), -1)[:, flat], xb, yb, pk, steps)
-    xb, yb, flat = grids[LEVELS[-1][0]]
-    r, c = _warp(al, pk, xb, yb)
-    b_fine = _blur(b, LEVELS[-1][0]).reshape(len(keep), -1)
-    av, inside = _sample(al, r, c)
-    m = inside.astype(np.float32)
+        return (sim_out, detail_out, par) + (
+            (csim_out, cdetail_out, cpar, corner_out) if corners else ()
+        )
+    a, b, a0, b0 = a[keep], b[keep], a0[keep], b0[keep]
+    blurred = {
+        sigma: (_blur(a, sigma), _blur(b, sigma).reshape(len(keep), -1)) for sigma, *_ in LEVELS[1:]
+    }
     # sampling a between its pixels smooths it (a copy shifted by an odd number of pixels at
     # 64 px is half a thumbnail pixel off): b smoothed alike may correlate better
     b_soft = _blur(b, float(np.hypot(LEVELS[-1][0], INTERP_SIGMA))).reshape(len(keep), -1)
-    sim_out[keep] = np.maximum(_ncc(av, b_fine[:, flat], m), _ncc(av, b_soft[:, flat], m))
-    av_band, _ = _sample(al - a0, r, c)
-    detail_out[keep] = _ncc(av_band, (b_fine - b0)[:, flat], m)
-    par[keep] = pk
-    return sim_out, detail_out, par
+    soft = float(np.hypot(LEVELS[-1][0], DETAIL_MATCH))
+    a_soft, b_dsoft = _blur(a, soft), _blur(b, soft).reshape(len(keep), -1)
+    fine = (blurred[LEVELS[-1][0]][0], a0, blurred[LEVELS[-1][0]][1], b0, b_soft, a_soft, b_dsoft)
+    whole = np.flatnonzero(plain[keep])
+    if len(whole):
+        pk = par[keep[whole]]
+        for sigma, steps, _ in LEVELS[1:]:
+            xb, yb, flat = grids[sigma]
+            al, bl = blurred[sigma]
+            _fit(al[whole], bl[whole][:, flat], xb, yb, pk, steps)
+        sim_k, det_k, worst_k, without_k = _similarities(*(x[whole] for x in fine), pk, None)
+        sim_out[keep[whole]], detail_out[keep[whole]], par[keep[whole]] = sim_k, det_k, pk
+    if not corners:
+        return sim_out, detail_out, par
+    if len(whole):  # whole pictures close but for their worst corner: fitted without it too
+        close = without_k >= CORNER_FROM
+        cornered[keep[whole[close]]] = True
+        worst[keep[whole[close]]] = worst_k[close]
+        cpar[keep[whole[close]]] = pk[close]
+    sel = np.flatnonzero(cornered[keep])
+    if len(sel):
+        cpk, ck = cpar[keep[sel]], worst[keep[sel]]
+        for sigma, steps, _ in LEVELS[1:]:
+            xb, yb, flat = grids[sigma]
+            al, bl = blurred[sigma]
+            w = _corner_weight(ck, corner_masks(xb, yb, SIDE))
+            _fit(al[sel], bl[sel][:, flat], xb, yb, cpk, steps, w)
+        csim_k, cdet_k, *_ = _similarities(*(x[sel] for x in fine), cpk, ck)
+        csim_out[keep[sel]], cdetail_out[keep[sel]] = csim_k, cdet_k
+        cpar[keep[sel]], corner_out[keep[sel]] = cpk, ck
+    return sim_out, detail_out, par, csim_out, cdetail_out, cpar, corner_out
+
+
+CORNER_LIFT = 0.03  # or: a pair whose coarse similarity the worst corner lowers this much (a
+# box that can pull the whole picture's fit away) is fitted without that corner from the start
+CORNER_FROM = 0.93  # fine similarity without the worst corner (the whole picture's fit) from
+# which a pair is fitted once more without it
+
+
+def _worst_corner(av: np.ndarray, bv: np.ndarray, m: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(P,) the corner (``corner_masks``) where the standardised aligned values differ most."""
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        cnt = np.maximum(m.sum(1, keepdims=True), 1)
+        d = (v - (v * m).sum(1, keepdims=True) / cnt) * m
+        return d / np.maximum(np.sqrt((d * d).sum(1, keepdims=True)), 1e-12)
+
+    err = (unit(av) - unit(bv)) ** 2
+    return (err @ masks.T.astype(np.float32)).argmax(1)
+
+
+def _similarities(
+    al: np.ndarray,
+    a0: np.ndarray,
+    bl: np.ndarray,
+    b0: np.ndarray,
+    b_soft: np.ndarray,
+    a_soft: np.ndarray,
+    b_dsoft: np.ndarray,
+    par: np.ndarray,
+    corner: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Similarity and detail similarity (``align``) of the finest level for fits ``par``,
+    without each pair's ``corner`` (None: the whole overlap); the worst corner and the
+    similarity without it (with ``corner`` None; else the similarity again)."""
+    xb, yb, flat = _grid(SIDE, TRIM, LEVELS[-1][2])
+    r, c = _warp(al, par, xb, yb)
+    av, inside = _sample(al, r, c)
+    masks = corner_masks(xb, yb, SIDE)
+    m = inside.astype(np.float32) * _corner_weight(corner, masks)
+    bf, bs = bl[:, flat], b_soft[:, flat]
+    sim = np.maximum(_ncc(av, bf, m), _ncc(av, bs, m))
+    worst = _worst_corner(av, bf, m, masks)
+    if corner is None:
+        mw = m * _corner_weight(worst, masks)
+        without = _ncc(av, bf, mw)
+    else:
+        without = sim
+    av0, _ = _sample(a0, r, c)
+    bv_band = (bl - b0)[:, flat]
+    detail = _ncc(av - av0, bv_band, m)
+    # a copy rescaled down and back (or re-encoded) lost some of the finest detail: the other
+    # image's band-pass blurred alike may correlate better (the best of the three counts)
+    low = np.flatnonzero((detail < DETAIL_RETRY) & (sim >= DETAIL_RETRY))
+    if len(low):
+        av_soft, _ = _sample(a_soft[low], r[low], c[low])
+        ml, band = m[low], av[low] - av0[low]
+        again = np.maximum(
+            _ncc(av_soft - av0[low], bv_band[low], ml),
+            _ncc(band, (b_dsoft[low] - b0[low])[:, flat], ml),
+        )
+        detail[low] = np.maximum(detail[low], again)
+    return sim, detail, worst, without
 
 
 def plausible(par: np.ndarray, mean: np.ndarray | float = 0.0) -> np.ndarray:
@@ -192,14 +353,17 @@ COLOUR_SIGMA = 1.5  # blur (colour-thumbnail px, 6 px at 64) of both colour thum
 # colours' layout is compared, not their texture
 
 
-def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.ndarray:
+def colour_similarity(
+    ca: np.ndarray, cb: np.ndarray, par: np.ndarray, corner: np.ndarray | None = None
+) -> np.ndarray:
     """Correlation of the aligned colour thumbnails (P, 16, 16, 3), all three channels as one
     vector, centred by one mean or each channel by its own (the higher): unchanged by
     brightness, contrast and a colour cast (per-channel gain), low when the colours' layout
     differs (a blue and a green gradient of the same shape). Both are blurred by COLOUR_SIGMA
     first: sampling one between its pixels (a copy shifted by 2 px is half a colour pixel off)
     smooths it, which alone took the correlation of a finely textured grey crop and its copy
-    shifted by 2 px down to 0.70 (0.86 blurred; real-photo bench, seed 5)."""
+    shifted by 2 px down to 0.70 (0.86 blurred; real-photo bench, seed 5). ``corner`` (P,):
+    each pair's corner square left out (``corner_masks``; -1 none)."""
     from scipy.ndimage import gaussian_filter
 
     p, side = len(ca), ca.shape[1]
@@ -211,7 +375,7 @@ def colour_similarity(ca: np.ndarray, cb: np.ndarray, par: np.ndarray) -> np.nda
     av = np.concatenate([_sample(ca[..., ch], r, c)[0] for ch in range(3)], axis=1)
     inside = _sample(ca[..., 0], r, c)[1]
     bv = np.concatenate([cb[..., ch].reshape(p, -1)[:, flat] for ch in range(3)], axis=1)
-    m = np.tile(inside, 3).astype(np.float32)
+    m = np.tile(inside * _corner_weight(corner, corner_masks(xb, yb, side)), 3).astype(np.float32)
     # the better of: one mean for all channels (brightness and contrast changes), and each
     # channel centred on its own mean (a colour cast: each channel's gain or offset changed,
     # the colour layout kept). A blue and a green gradient of one shape stay apart in both:
@@ -229,18 +393,34 @@ def _per_channel(v: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 def _one_way(
     ga: np.ndarray, gb: np.ndarray, ca: np.ndarray, cb: np.ndarray, flipped: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, ...]:
+    """(P, 3) similarities and the fit (P, 6) of a (mirrored where flipped) onto b, then the
+    same without each pair's worst corner, and that corner (``align``)."""
     a = ga.astype(np.float32)
     a[flipped] = a[flipped][:, :, ::-1]
     cola = ca.astype(np.float32)
     cola[flipped] = cola[flipped][:, :, ::-1]
-    sim, detail, par = align(a, gb.astype(np.float32))
-    col = colour_similarity(cola, cb.astype(np.float32), par)
-    sim[~plausible(par, a.mean(axis=(1, 2)))] = -1.0  # a fit no copy of the documented kinds needs
-    return np.stack([sim, detail, col], axis=1), par
+    sim, detail, par, csim, cdetail, cpar, corner = align(a, gb.astype(np.float32), corners=True)
+    colb = cb.astype(np.float32)
+    col = colour_similarity(cola, colb, par)
+    ccol = col.copy()  # pairs without a corner left out: as the whole picture
+    c = np.flatnonzero(corner >= 0)
+    if len(c):
+        ccol[c] = colour_similarity(cola[c], colb[c], cpar[c], corner[c])
+    mean = a.mean(axis=(1, 2))
+    sim[~plausible(par, mean)] = -1.0  # a fit no copy of the documented kinds needs
+    csim[~plausible(cpar, mean)] = -1.0
+    return (
+        np.stack([sim, detail, col], axis=1),
+        par,
+        np.stack([csim, cdetail, ccol], axis=1),
+        cpar,
+        corner,
+    )
 
 
 REVERSE_FROM = 0.8  # pairs at least this similar one way are also fitted the other way
+CORNER_REVERSE_FROM = 0.95  # ... or this similar without a corner
 
 
 def both_ways(
@@ -251,25 +431,28 @@ def both_ways(
     flipped: np.ndarray,
     block: int = 2048,
     threads: int = 1,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """(P, 3): similarity, detail similarity, colour similarity of image pairs (ga/ca mirrored
     where flipped). The fit is not symmetric (which image covers the other after a crop, where
     Gauss-Newton starts), so promising pairs are also fitted b onto a; the direction with the
     higher similarity counts. Also returns the fitted parameters (P, 6) and whether they map
     b onto a (``reverse``) rather than a onto b, then the fit the other direction gave (P, 6)
     and its similarity (P,): −1 where that direction was not fitted (below REVERSE_FROM) or its
-    fit is not one a copy can need (``plausible``). Blocks of ``block`` pairs, ``threads`` at a
-    time (the same result for any number of threads)."""
+    fit is not one a copy can need (``plausible``). Then the same without each pair's worst
+    corner (an overlay): similarities (P, 3), fit (P, 6), reverse (P,) and the corner (P,),
+    −1 where leaving a corner out does not raise the similarity (then as the whole picture).
+    Blocks of ``block`` pairs, ``threads`` at a time (the same result for any number of
+    threads)."""
 
     def one(lo: int) -> tuple[np.ndarray, ...]:
         hi = min(len(ga), lo + block)
         f = flipped[lo:hi]
-        fwd, par = _one_way(ga[lo:hi], gb[lo:hi], ca[lo:hi], cb[lo:hi], f)
-        reverse = np.zeros(hi - lo, bool)
+        fwd, par, cfwd, cpar, corner = _one_way(ga[lo:hi], gb[lo:hi], ca[lo:hi], cb[lo:hi], f)
+        reverse, creverse = np.zeros(hi - lo, bool), np.zeros(hi - lo, bool)
         other, other_sim = par.copy(), np.full(hi - lo, -1.0, np.float32)
-        redo = np.flatnonzero(fwd[:, 0] >= REVERSE_FROM)
+        redo = np.flatnonzero((fwd[:, 0] >= REVERSE_FROM) | (cfwd[:, 0] >= CORNER_REVERSE_FROM))
         if len(redo):  # mirrored: flip(a) ~ b  <=>  flip(b) ~ a
-            rev, rpar = _one_way(
+            rev, rpar, crev, crpar, rcorner = _one_way(
                 gb[lo:hi][redo], ga[lo:hi][redo], cb[lo:hi][redo], ca[lo:hi][redo], f[redo]
             )
             better = rev[:, 0] > fwd[redo, 0]
@@ -278,7 +461,12 @@ def both_ways(
             fwd[redo[better]] = rev[better]
             par[redo[better]] = rpar[better]
             reverse[redo[better]] = True
-        return fwd, par, reverse, other, other_sim
+            cbetter = crev[:, 0] > cfwd[redo, 0]
+            cfwd[redo[cbetter]] = crev[cbetter]
+            cpar[redo[cbetter]] = crpar[cbetter]
+            corner[redo[cbetter]] = rcorner[cbetter]
+            creverse[redo[cbetter]] = True
+        return fwd, par, reverse, other, other_sim, cfwd, cpar, creverse, corner
 
     parts = in_blocks(one, len(ga), block, threads)
     if not parts:
@@ -288,5 +476,9 @@ def both_ways(
             np.zeros(0, bool),
             np.empty((0, 6), np.float32),
             np.empty(0, np.float32),
+            np.empty((0, 3), np.float32),
+            np.empty((0, 6), np.float32),
+            np.zeros(0, bool),
+            np.empty(0, np.int64),
         )
     return tuple(np.concatenate(v) for v in zip(*parts, strict=True))

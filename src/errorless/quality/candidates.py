@@ -9,6 +9,7 @@ from errorless.quality.nearsettings import NearSettings
 from errorless.quality.thumbnails import DESC, SIDE, Thumbs, _blur, area_matrix
 
 DESC_BLUR = 1.5  # thumbnail blur before the descriptor: shifts of a few pixels stay inside one cell
+CORNER_CELLS = 2  # descriptor cells per side of the corner views' left-out corner (an overlay)
 
 
 def descriptors(
@@ -17,16 +18,26 @@ def descriptors(
     zoom: float = 1.0,
     shift: tuple[float, float] = (0.0, 0.0),
     blurred: bool = False,
+    corner: int = -1,
 ) -> np.ndarray:
     """(N, 64) float32 unit-norm centred 8×8 area averages of the thumbnails (optionally
     mirrored, of the central 1/zoom part, or of a window shifted by (rows, cols) pixels).
-    ``blurred``: the thumbnails are already blurred by DESC_BLUR (one blur for several views)."""
+    ``blurred``: the thumbnails are already blurred by DESC_BLUR (one blur for several views).
+    ``corner`` 0-3 (top-left, top-right, bottom-left, bottom-right): that corner's
+    CORNER_CELLS × CORNER_CELLS cells set to the rest's mean (an overlay there says nothing)."""
     half = SIDE / zoom / 2
     r = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[0], SIDE / 2 + half + shift[0])
     rc = area_matrix(SIDE, DESC, SIDE / 2 - half + shift[1], SIDE / 2 + half + shift[1])
     rc = rc[:, ::-1] if flip else rc
     g = grey if blurred else _blur(grey.astype(np.float32), DESC_BLUR)
-    d = (r @ g @ rc.T).reshape(len(grey), -1)  # (N, 64)
+    d = r @ g @ rc.T  # (N, 8, 8)
+    if corner >= 0:
+        rows = slice(0, CORNER_CELLS) if corner < 2 else slice(DESC - CORNER_CELLS, DESC)
+        cols = slice(0, CORNER_CELLS) if corner % 2 == 0 else slice(DESC - CORNER_CELLS, DESC)
+        keep = np.ones((DESC, DESC), bool)
+        keep[rows, cols] = False
+        d[:, rows, cols] = d[:, keep].mean(axis=1)[:, None, None]
+    d = d.reshape(len(grey), -1)  # (N, 64)
     d -= d.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(d, axis=1, keepdims=True)
     return np.divide(d, norm, out=np.zeros_like(d), where=norm > 1e-6)
@@ -113,15 +124,20 @@ def candidates(
         else ((2.0, 2.0), (2.0, -2.0))
     )
     queries += [(False, 1.0, move, min(k, 4)) for move in moves]
+    # and the image without each corner (an overlay of the copy's corner would otherwise
+    # dominate its descriptor), few neighbours each: asked from the copy's side
+    queries += [(False, 1.0, (0.0, 0.0), min(k, 4), c) for c in range(4)]
     ca, cb, cf = [], [], []
     for lo in range(0, n, s.block):
         hi = min(n, lo + s.block)
         g = blurred(np.arange(lo, hi))
         q = np.repeat(np.arange(lo, hi), k).reshape(hi - lo, k)
-        for flip, zoom, shift, kq in queries:
+        for flip, zoom, shift, kq, *corner in queries:
             if method != "flat":
-                index.nprobe = min(s.nprobe if shift == (0.0, 0.0) else s.shift_nprobe, index.nlist)
-            sim, nbr = index.search(unit(descriptors(g, flip, zoom, shift, blurred=True)), kq)
+                nprobe = s.nprobe if shift == (0.0, 0.0) and not corner else s.shift_nprobe
+                index.nprobe = min(nprobe, index.nlist)
+            d = descriptors(g, flip, zoom, shift, blurred=True, corner=corner[0] if corner else -1)
+            sim, nbr = index.search(unit(d), kq)
             keep = (nbr >= 0) & (nbr != q[:, :kq]) & (sim >= s.prefilter)
             qa, qb = q[:, :kq][keep], nbr[keep].astype(np.int64)
             other = labels[active[qa]] != labels[active[qb]]

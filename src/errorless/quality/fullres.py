@@ -4,9 +4,11 @@ local residuals, new structure, coarse blocks and the line-structure measure
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from errorless.quality.alignment import _grid, _sample, _warp
+from errorless.quality.alignment import _corner_weight, _grid, _sample, _warp, corner_masks
 from errorless.quality.thumbnails import SIDE, _blur, _grey, in_blocks
 
 BLOCKS = 4  # the aligned overlap is cut into BLOCKS × BLOCKS blocks for the local residual
@@ -110,6 +112,13 @@ COARSE_SIGMA = 2.0
 NO_BLUR = ((0.0, 0.0),)
 
 
+def intensity(x: np.ndarray) -> np.ndarray:
+    """(N, H, W) float32 mean of the channels of images (N, H, W, C): what a hue rotation
+    (about the grey axis) and a saturation change (each channel's distance to it scaled) keep
+    pixel by pixel, while the luma of a red and of a green region move apart."""
+    return x.astype(np.float32).mean(axis=-1)
+
+
 def full_residual(
     img_a: np.ndarray,
     img_b: np.ndarray,
@@ -120,13 +129,19 @@ def full_residual(
     threads: int = 1,
     sigma: float = FULL_SIGMA,
     blur_match: tuple[tuple[float, float], ...] = BLUR_MATCH,
+    corner: np.ndarray | None = None,
+    grey: Callable[[np.ndarray], np.ndarray] = _grey,
+    only_global: bool = False,
 ) -> np.ndarray:
     """(P, 3) the largest block residuals (``_local_residual``: relative to the image's and to
     the block's contrast) and the new-structure score (``_new_structure``) of image pairs
     (P, H, W, C) uint8 after the thumbnail alignment ``par`` (from ``alignment.both_ways``: a mirrored
     where ``flipped``, b fitted onto a where ``reverse``), each the smallest over the
     ``blur_match`` comparisons (both images blurred by ``sigma`` px at 64 px first). Blocks of
-    ``block`` pairs, ``threads`` at a time."""
+    ``block`` pairs, ``threads`` at a time. ``corner`` (P,): the corner square of the aligned
+    overlap each pair leaves out (``alignment.corner_masks``: an overlay; -1 none). ``grey``:
+    the grey plane compared (luma, or ``intensity``: the channels' mean). ``only_global``: (P, 1),
+    the first column only."""
     p, h, w = img_a.shape[:3]
     if h != w:
         raise ValueError(f"near-copy check at full resolution needs square images, not {h}×{w}")
@@ -134,11 +149,12 @@ def full_residual(
     trim = max(1, round(FULL_TRIM * h / 64))
     sigma = sigma * h / 64
     xb, yb, flat = _grid(h, trim, 1)
+    masks = corner_masks(xb, yb, h)
 
     def one(lo: int) -> np.ndarray:
         hi = min(p, lo + block)
-        ga = _grey(img_a[lo:hi])
-        gb = _grey(img_b[lo:hi])
+        ga = grey(img_a[lo:hi])
+        gb = grey(img_b[lo:hi])
         rev = reverse[lo:hi, None, None]
         src, dst = np.where(rev, gb, ga), np.where(rev, ga, gb)
         f = flipped[lo:hi]
@@ -147,12 +163,13 @@ def full_residual(
         pf[:, [1, 3]] *= unit
         r, c = _warp(src, pf, xb, yb)
         best = np.full((hi - lo, 3), np.inf, np.float32)
+        weight = _corner_weight(None if corner is None else corner[lo:hi], masks)
         for extra_src, extra_dst in blur_match:
             sv, inside = _sample(_blur(src, float(np.hypot(sigma, extra_src * unit / 2))), r, c)
             dv = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2))).reshape(hi - lo, -1)[
                 :, flat
             ]
-            m = inside.astype(np.float32)
+            m = inside.astype(np.float32) * weight
             res = (
                 *_local_residual(sv, dv, m, h - 2 * trim),
                 _new_structure(sv, dv, m, h - 2 * trim),
@@ -161,7 +178,8 @@ def full_residual(
         return best
 
     parts = in_blocks(one, p, block, threads)
-    return np.concatenate(parts) if parts else np.empty((0, 3), np.float32)
+    out = np.concatenate(parts) if parts else np.empty((0, 3), np.float32)
+    return out[:, :1] if only_global else out
 
 
 def structure(images: np.ndarray, block: int = 1024) -> np.ndarray:

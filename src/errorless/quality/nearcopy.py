@@ -70,7 +70,7 @@ import numpy as np
 
 from errorless.quality.alignment import both_ways, consistent
 from errorless.quality.candidates import candidates
-from errorless.quality.fullres import COARSE_SIGMA, NO_BLUR, full_residual, structure
+from errorless.quality.fullres import COARSE_SIGMA, NO_BLUR, full_residual, intensity, structure
 from errorless.quality.nearsettings import NearSettings
 from errorless.quality.thumbnails import Thumbs
 
@@ -116,17 +116,33 @@ def near_copies(
         )
         for lo in range(0, max(1, len(a)), per_pass)
     ]
-    sims, par, rev, other, other_sim = (np.concatenate(v) for v in zip(*passes, strict=True))
-    sim = sims[:, 0].astype(np.float64)
+    sims, par, rev, other, other_sim, csims, cpar, crev, corner = (
+        np.concatenate(v) for v in zip(*passes, strict=True)
+    )
     t2 = time.perf_counter()
     n_candidates = len(a)
-    good = (
-        ((sims[:, 0] >= s.similarity) & (sims[:, 1] >= s.detail) & (sims[:, 2] >= s.colour))
-        | ((sims[:, 0] >= s.sure_similarity) & (sims[:, 2] >= s.sure_colour))
-    ) & consistent(par)
+
+    def matches(v: np.ndarray, p_: np.ndarray) -> np.ndarray:
+        return (
+            ((v[:, 0] >= s.similarity) & (v[:, 1] >= s.detail) & (v[:, 2] >= s.colour))
+            | ((v[:, 0] >= s.sure_similarity) & (v[:, 2] >= s.sure_colour))
+        ) & consistent(p_)
+
+    # a pair matches as the whole picture, or without the one corner an overlay covers
+    whole, cornered = matches(sims, par), matches(csims, cpar) & (corner >= 0)
+    good = whole | cornered
+    sim = np.where(whole, sims[:, 0], csims[:, 0]).astype(np.float64)
     a, b, f, sim, par, rev = a[good], b[good], f[good], sim[good], par[good], rev[good]
     other, other_sim = other[good], other_sim[good]
+    whole, cornered, cpar, crev, corner = (
+        whole[good],
+        cornered[good],
+        cpar[good],
+        crev[good],
+        corner[good],
+    )
     n_thumb = len(a)
+    n_by_corner = 0
     n_line_refused = 0
     if images is not None and len(a):
         matched = np.unique(np.concatenate([a, b]))  # not ``rows``: those are the searched ones
@@ -146,40 +162,67 @@ def near_copies(
         ok = np.zeros(len(a), bool)
         refused = np.zeros(len(a), bool)
 
-        def check(sel: np.ndarray, p_: np.ndarray, r_: np.ndarray) -> None:
-            """Pairs ``sel`` with fits p_ (len(sel), 6) in directions r_: the block, local and
-            new-structure tests, then the coarse blocks for those that pass, then the line
-            pairs' closer limit."""
+        def check(
+            sel: np.ndarray, p_: np.ndarray, r_: np.ndarray, c_: np.ndarray | None = None
+        ) -> None:
+            """Pairs ``sel`` with fits p_ (len(sel), 6) in directions r_ (without corners c_):
+            the block, local and new-structure tests, then the coarse blocks for those that
+            pass, then the line pairs' closer limit."""
             ja, jb = img[ia[sel]], img[ib[sel]]
-            resid = full_residual(ja, jb, f[sel], p_, r_, threads=s.threads)
-            keep = np.flatnonzero(
-                (resid[:, 0] <= s.max_residual)
-                & (resid[:, 1] <= s.max_local_residual)
-                & (resid[:, 2] <= s.max_new_structure)
-            )
-            coarse = full_residual(
-                ja[keep],
-                jb[keep],
-                f[sel][keep],
-                p_[keep],
-                r_[keep],
-                threads=s.threads,
-                sigma=COARSE_SIGMA,
-                blur_match=NO_BLUR,
-            )[:, 0]
-            keep = keep[coarse <= s.max_coarse_residual]
+
+            def residuals(rows: np.ndarray, **how) -> np.ndarray:
+                """full_residual of pairs ``rows`` of ``sel`` on the luma, and on the channels'
+                mean (``intensity``: kept by a hue or saturation change) for those the luma
+                does not pass; the smaller of both, criterion by criterion."""
+                c = None if c_ is None else c_[rows]
+                args = (ja[rows], jb[rows], f[sel][rows], p_[rows], r_[rows])
+                out = full_residual(*args, threads=s.threads, corner=c, **how)
+                again = np.flatnonzero(~passes(out))
+                if len(again):
+                    other = full_residual(
+                        *(v[again] for v in args),
+                        threads=s.threads,
+                        corner=None if c is None else c[again],
+                        grey=intensity,
+                        **how,
+                    )
+                    out[again] = np.minimum(out[again], other)
+                return out
+
+            def passes(r: np.ndarray) -> np.ndarray:
+                if r.shape[1] == 1:  # the coarse blocks
+                    limit = s.max_coarse_residual if c_ is None else s.max_corner_coarse_residual
+                    return r[:, 0] <= limit
+                return (
+                    (r[:, 0] <= s.max_residual)
+                    & (r[:, 1] <= s.max_local_residual)
+                    & (r[:, 2] <= s.max_new_structure)
+                )
+
+            resid = residuals(np.arange(len(sel)))
+            keep = np.flatnonzero(passes(resid))
+            coarse = residuals(keep, sigma=COARSE_SIGMA, blur_match=NO_BLUR, only_global=True)
+            keep = keep[passes(coarse)]
             too_far = lined[sel][keep] & (resid[keep, 1] > s.line_local_residual)
             refused[sel[keep[too_far]]] = True
             ok[sel[keep[~too_far]]] = True
 
-        def check_in_passes(sel: np.ndarray, p_: np.ndarray, r_: np.ndarray) -> None:
+        def check_in_passes(
+            sel: np.ndarray, p_: np.ndarray, r_: np.ndarray, c_: np.ndarray | None = None
+        ) -> None:
             for lo in range(0, len(sel), full_pass):
-                check(sel[lo : lo + full_pass], p_[lo : lo + full_pass], r_[lo : lo + full_pass])
+                part = slice(lo, lo + full_pass)
+                check(sel[part], p_[part], r_[part], None if c_ is None else c_[part])
 
-        check_in_passes(np.arange(len(a)), par, rev)
-        rest = np.flatnonzero(~ok)  # the other direction (similarity fitted it for every match)
+        plain = np.flatnonzero(whole)
+        check_in_passes(plain, par[plain], rev[plain])
+        rest = plain[~ok[plain]]  # the other direction (similarity fitted it for every match)
         rest = rest[(other_sim[rest] > -1) & consistent(other[rest])]  # a fit a copy can need
         check_in_passes(rest, other[rest], ~rev[rest])
+        # then without the corner an overlay covers, for the pairs the whole picture did not pass
+        rest = np.flatnonzero(cornered & ~ok)
+        check_in_passes(rest, cpar[rest], crev[rest], corner[rest])
+        n_by_corner = int(ok[rest].sum())
         n_line_refused = int((refused & ~ok).sum())
         a, b, f, sim = a[ok], b[ok], f[ok], sim[ok]
     t3 = time.perf_counter()
@@ -196,6 +239,7 @@ def near_copies(
         "n_thumbnail_matches": int(n_thumb),
         "full_resolution_check": images is not None,
         "n_line_pairs_refused": n_line_refused,
+        "n_matched_without_a_corner": n_by_corner,
         "n_verified_pairs": int(len(a)),
         "n_without_contrast": int(
             (t.contrast[rows if rows is not None else slice(None)] < s.min_contrast).sum()

@@ -28,6 +28,10 @@ class NearSettings:
     # (_new_structure; the largest of the planted copies on real photos, seed 0: 1.99)
     max_coarse_residual: float = 0.25  # ... nor, both blurred by COARSE_SIGMA, a block further
     # off than this share of the image's contrast (where a repeating wall's mortar runs)
+    max_corner_coarse_residual: float = 0.2  # the same for a pair matched without one corner
+    # (an overlay): a copy with an overlay is a copy everywhere else. Real-photo bench, fit
+    # seeds 0-5: 53 of the 55 triple copies that match only so are within 0.2 (planted overlays
+    # alone: 0), a pair of brick-wall crops one period apart 0.24
     line_structure: float = 0.03  # pairs of images whose structure runs one way (a line,
     # stripes: ``structure`` below this) match only closer, block by block ...
     line_local_residual: float = 0.37  # ... than this share of the block's contrast
