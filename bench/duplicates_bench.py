@@ -399,6 +399,29 @@ def natural_bench(a) -> dict:
         return out
 
     rss_described = peak_rss_mb()
+    if a.candidates_only:  # the search's first stage alone: its candidate pairs, time, memory
+        from errorless.quality.candidates import candidates
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        ca, _, _, method = candidates(thumbs, labels, settings(a))
+        return {
+            "data": f"natural-like 64x64 images (bench/natural_images.py), {a.mosaic:g} "
+            f"mosaics and strips, block {a.block}, seed {a.seed}, {a.plant_per_block} planted "
+            "copies of each kind per block; candidate stage only (no verification)",
+            "n": a.n,
+            "seconds_generate": round(t_gen, 1),
+            "seconds_describe": round(t_desc, 1),
+            "seconds_candidates": round(time.perf_counter() - t0, 1),
+            "cpu_seconds_candidates": round(time.process_time() - c0, 1),
+            "near_index": method,
+            "n_candidates": len(ca),
+            "candidates_per_image": round(len(ca) / a.n, 3),
+            "thumbnail_mb": round((thumbs.grey.nbytes + thumbs.colour.nbytes) / 2**20),
+            "peak_rss_mb_before_search": round(rss_described),
+            "peak_rss_mb": round(peak_rss_mb()),
+            "slurm_mem_mb_asked_at_this_n": _dup_mem_mb(a.n, a.verify_mb),
+            "slurm_runtime_min_asked_at_this_n": planned_minutes(a.n),
+        }
     t0, c0 = time.perf_counter(), time.process_time()
     res = find_duplicates(
         keys, thumbs, labels, settings(a), images=None if a.thumbnails_only else images
@@ -407,7 +430,6 @@ def natural_bench(a) -> dict:
     copies = {c for _, c, _ in truth}
     sc, _ = score(res.pairs, truth, set(np.flatnonzero(labels < 10_000).tolist()) - copies)
     st = res.stats
-    train = a.n  # common.smk: DUP_MEM, DUP_MIN = scaled(...) with TRAIN_IMAGES images
     out = {
         "data": f"natural-like 64x64 images from the errorless.data.photos photographs "
         f"(crops turned and mirrored, {a.mosaic:g} mosaics and strips; bench/natural_images.py), "
@@ -431,10 +453,8 @@ def natural_bench(a) -> dict:
         "false_pairs_per_10k": round(sc["false_pairs"] * 10_000 / a.n, 2),
         **st,
         **candidate_load(st, a.n),
-        "slurm_mem_mb_asked_at_this_n": 1500
-        + int(np.ceil(a.verify_mb))
-        + int(np.ceil(train * 2816 * 1.5 / 1e6)),
-        "slurm_runtime_min_asked_at_this_n": planned_minutes(train),
+        "slurm_mem_mb_asked_at_this_n": _dup_mem_mb(a.n, a.verify_mb),
+        "slurm_runtime_min_asked_at_this_n": planned_minutes(a.n),
     }
     if a.compare_photos:  # the real-photo crops at the same n and seed, in a process of its own
         ph = in_process(
@@ -448,6 +468,13 @@ def natural_bench(a) -> dict:
         out["photos_seconds_verify_thumbnails"] = ph["seconds_verify"]
         out["photos_verified_pairs_per_second"] = ph["verified_pairs_per_second"]
     return out
+
+
+def _dup_mem_mb(n_images: int, verify_mb: float) -> int:
+    """mem_mb the rule ``duplicates`` asks for ``n_images`` training images (first attempt):
+    workflow/rules/common.smk, ``DUP_MEM, DUP_MIN = scaled(...)``, with TRAIN_IMAGES = n_images;
+    its runtime is ``planned_minutes(n_images)``."""
+    return 1500 + int(np.ceil(verify_mb)) + int(np.ceil(n_images * 2816 * 1.5 / 1e6))
 
 
 def main() -> None:
@@ -508,6 +535,12 @@ def main() -> None:
         "print its candidates per image next to these",
     )
     p.add_argument(
+        "--candidates-only",
+        action="store_true",
+        help="natural: stop after the candidate stage (faiss), to measure its pairs, time and "
+        "memory at sizes whose verification would not finish",
+    )
+    p.add_argument(
         "--compare-per-kind",
         type=int,
         default=20,
@@ -559,8 +592,10 @@ def main() -> None:
         figures = {k: v for k, v in out.items() if k != "data"}
         record(
             f"duplicates_bench-{a.data}-{a.n}-seed{a.seed}"
-            + ("" if a.kinds == "classic" else f"-{a.kinds}"),
-            f"Duplicate search on {a.data} images ({a.n:,}, seed {a.seed})",
+            + ("" if a.kinds == "classic" else f"-{a.kinds}")
+            + ("-candidates" if a.candidates_only else ""),
+            f"Duplicate search on {a.data} images ({a.n:,}, seed {a.seed})"
+            + (", candidate stage only" if a.candidates_only else ""),
             str(out.get("data", f"{a.data} images, n = {a.n:,}, seed {a.seed}")),
             figures,
         )
