@@ -18,8 +18,18 @@ grey levels are also counted apart (``false_pairs_same_pixels``; ``false_pairs``
 thumbnails) block by block, never all held at once (1.28 M × 64×64×3 = 15.7 GB); each block
 holds a few planted copies. Prints time and peak RSS of describing and of the search.
 
+``--data natural --n 1280000``: the stand-in for a natural set of ImageNet size (none exists
+offline): natural-like images made block by block from the same photographs
+(``bench/natural_images.py``: crops turned by multiples of 90° and mirrored, 2×2 mosaics and
+two-crop strips), ``--plant-per-block`` copies of each kind planted in every block. Prints the
+time of each stage (describing, faiss candidates, thumbnail verification, full-resolution
+check), peak RSS, the candidate load and what the rule ``duplicates`` asks Slurm for at this
+size; ``--compare-photos`` also runs ``--data photos`` at the same n and seed and prints its
+candidates per image next to these.
+
     python bench/duplicates_bench.py                                   # >= 10,000 real-photo crops
     python bench/duplicates_bench.py --data random --n 1280000         # ImageNet size
+    python bench/duplicates_bench.py --data natural --n 60000 --compare-photos
     python bench/duplicates_bench.py --record     # docs/benchmarks/duplicates_bench-....md
 """
 
@@ -345,9 +355,131 @@ def random_bench(a) -> dict:
     }
 
 
+def natural_bench(a) -> dict:
+    """``--data natural``: natural-like images (bench/natural_images.py) made and described
+    block by block, as ``random_bench``; the time of each stage, the peak RSS, the candidate
+    load, recall of the planted copies, false pairs among the unplanted images, and what the
+    rule ``duplicates`` asks Slurm for at this size (workflow/rules/common.smk)."""
+    from natural_images import natural_block  # bench/natural_images.py (the script's folder)
+
+    from errorless.quality.duplicates import planned_minutes
+
+    def block(lo: int):
+        return natural_block(a.seed, a.block, lo, a.n, a.plant_per_block, 64, a.mosaic)
+
+    keys, thumbs, labels, truth = (
+        np.empty((a.n, 2), np.uint64),
+        Thumbs.empty(a.n),
+        np.empty(a.n, np.int64),
+        [],
+    )
+    t_gen = t_desc = c_desc = 0.0
+    for lo in range(0, a.n, a.block):
+        t0 = time.perf_counter()
+        imgs, y, tr = block(lo)
+        truth += tr
+        t1, c1 = time.perf_counter(), time.process_time()
+        k, t = describe(imgs)
+        keys[lo : lo + len(y)], labels[lo : lo + len(y)] = k, y
+        thumbs.put(lo, t)
+        t_gen += t1 - t0
+        t_desc += time.perf_counter() - t1
+        c_desc += time.process_time() - c1
+        del imgs
+    t_fetch = [0.0]
+
+    def images(rows: np.ndarray) -> np.ndarray:  # made again, block by block
+        t0 = time.perf_counter()
+        out = np.empty((len(rows), 64, 64, 3), np.uint8)
+        blocks = rows // a.block
+        for blk in np.unique(blocks).tolist():
+            sel = np.flatnonzero(blocks == blk)
+            out[sel] = block(blk * a.block)[0][rows[sel] - blk * a.block]
+        t_fetch[0] += time.perf_counter() - t0
+        return out
+
+    rss_described = peak_rss_mb()
+    if a.candidates_only:  # the search's first stage alone: its candidate pairs, time, memory
+        from errorless.quality.candidates import candidates
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        ca, _, _, method = candidates(thumbs, labels, settings(a))
+        return {
+            "data": f"natural-like 64x64 images (bench/natural_images.py), {a.mosaic:g} "
+            f"mosaics and strips, block {a.block}, seed {a.seed}, {a.plant_per_block} planted "
+            "copies of each kind per block; candidate stage only (no verification)",
+            "n": a.n,
+            "seconds_generate": round(t_gen, 1),
+            "seconds_describe": round(t_desc, 1),
+            "seconds_candidates": round(time.perf_counter() - t0, 1),
+            "cpu_seconds_candidates": round(time.process_time() - c0, 1),
+            "near_index": method,
+            "n_candidates": len(ca),
+            "candidates_per_image": round(len(ca) / a.n, 3),
+            "thumbnail_mb": round((thumbs.grey.nbytes + thumbs.colour.nbytes) / 2**20),
+            "peak_rss_mb_before_search": round(rss_described),
+            "peak_rss_mb": round(peak_rss_mb()),
+            "slurm_mem_mb_asked_at_this_n": _dup_mem_mb(a.n, a.verify_mb),
+            "slurm_runtime_min_asked_at_this_n": planned_minutes(a.n),
+        }
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = find_duplicates(
+        keys, thumbs, labels, settings(a), images=None if a.thumbnails_only else images
+    )
+    t_search, c_search = time.perf_counter() - t0, time.process_time() - c0
+    copies = {c for _, c, _ in truth}
+    sc, _ = score(res.pairs, truth, set(np.flatnonzero(labels < 10_000).tolist()) - copies)
+    st = res.stats
+    out = {
+        "data": f"natural-like 64x64 images from the errorless.data.photos photographs "
+        f"(crops turned and mirrored, {a.mosaic:g} mosaics and strips; bench/natural_images.py), "
+        f"block {a.block}, seed {a.seed}, {a.plant_per_block} planted copies of each kind per block",
+        "n": a.n,
+        "planted_copies": len(truth),
+        "seconds_generate": round(t_gen, 1),
+        "seconds_describe": round(t_desc, 1),
+        "cpu_seconds_describe": round(c_desc, 1),
+        "seconds_search": round(t_search, 1),
+        "cpu_seconds_search": round(c_search, 1),
+        "seconds_candidates": st["seconds_candidates"],
+        "seconds_verify_thumbnails": st["seconds_verify"],
+        "seconds_full_check": st["seconds_full_check"],
+        "seconds_full_check_making_images_again": round(t_fetch[0], 1),
+        "seconds_describe_plus_search": round(t_desc + t_search, 1),
+        "thumbnail_mb": round((thumbs.grey.nbytes + thumbs.colour.nbytes) / 2**20),
+        "peak_rss_mb_before_search": round(rss_described),
+        "peak_rss_mb": round(peak_rss_mb()),
+        **sc,
+        "false_pairs_per_10k": round(sc["false_pairs"] * 10_000 / a.n, 2),
+        **st,
+        **candidate_load(st, a.n),
+        "slurm_mem_mb_asked_at_this_n": _dup_mem_mb(a.n, a.verify_mb),
+        "slurm_runtime_min_asked_at_this_n": planned_minutes(a.n),
+    }
+    if a.compare_photos:  # the real-photo crops at the same n and seed, in a process of its own
+        ph = in_process(
+            "--n", str(a.n), "--seed", str(a.seed), "--per-kind", str(a.compare_per_kind)
+        )
+        out["photos_candidates_per_image_same_n_seed"] = ph["candidates_per_image"]
+        out["photos_n_images"] = ph["n_images"]
+        out["photos_n_candidates"] = ph["n_candidates"]
+        out["photos_peak_rss_mb"] = ph["peak_rss_mb"]
+        out["photos_seconds_search"] = ph["seconds_search_total"]
+        out["photos_seconds_verify_thumbnails"] = ph["seconds_verify"]
+        out["photos_verified_pairs_per_second"] = ph["verified_pairs_per_second"]
+    return out
+
+
+def _dup_mem_mb(n_images: int, verify_mb: float) -> int:
+    """mem_mb the rule ``duplicates`` asks for ``n_images`` training images (first attempt):
+    workflow/rules/common.smk, ``DUP_MEM, DUP_MIN = scaled(...)``, with TRAIN_IMAGES = n_images;
+    its runtime is ``planned_minutes(n_images)``."""
+    return 1500 + int(np.ceil(verify_mb)) + int(np.ceil(n_images * 2816 * 1.5 / 1e6))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", choices=["photos", "random"], default="photos")
+    p.add_argument("--data", choices=["photos", "random", "natural"], default="photos")
     p.add_argument(
         "--n",
         type=int,
@@ -379,7 +511,40 @@ def main() -> None:
         help="> 0: band-pass descriptors (thumbnail minus its blur by this sigma, px)",
     )
     p.add_argument(
-        "--block", type=int, default=16384, help="random: images made and described at once"
+        "--block",
+        type=int,
+        default=16384,
+        help="random, natural: images made and described at once",
+    )
+    p.add_argument(
+        "--mosaic",
+        type=float,
+        default=0.3,
+        help="natural: share of 2x2 mosaics and two-crop strips (half each; the rest single crops)",
+    )
+    p.add_argument(
+        "--plant-per-block",
+        type=int,
+        default=3,
+        help="natural: planted copies of each near-copy kind in every block",
+    )
+    p.add_argument(
+        "--compare-photos",
+        action="store_true",
+        help="natural: also run --data photos at the same n and seed (its own process) and "
+        "print its candidates per image next to these",
+    )
+    p.add_argument(
+        "--candidates-only",
+        action="store_true",
+        help="natural: stop after the candidate stage (faiss), to measure its pairs, time and "
+        "memory at sizes whose verification would not finish",
+    )
+    p.add_argument(
+        "--compare-per-kind",
+        type=int,
+        default=20,
+        help="natural: --per-kind of the --compare-photos run",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -417,7 +582,7 @@ def main() -> None:
     p.add_argument("--json", help="also write the figures to this JSON file")
     record_argument(p)
     a = p.parse_args()
-    out = photos_bench(a) if a.data == "photos" else random_bench(a)
+    out = {"photos": photos_bench, "random": random_bench, "natural": natural_bench}[a.data](a)
     for k, v in out.items():
         print(f"{k:28s} {v}")
     if a.json:
@@ -427,8 +592,10 @@ def main() -> None:
         figures = {k: v for k, v in out.items() if k != "data"}
         record(
             f"duplicates_bench-{a.data}-{a.n}-seed{a.seed}"
-            + ("" if a.kinds == "classic" else f"-{a.kinds}"),
-            f"Duplicate search on {a.data} images ({a.n:,}, seed {a.seed})",
+            + ("" if a.kinds == "classic" else f"-{a.kinds}")
+            + ("-candidates" if a.candidates_only else ""),
+            f"Duplicate search on {a.data} images ({a.n:,}, seed {a.seed})"
+            + (", candidate stage only" if a.candidates_only else ""),
             str(out.get("data", f"{a.data} images, n = {a.n:,}, seed {a.seed}")),
             figures,
         )
