@@ -476,6 +476,10 @@ def test_default_run_builds_the_report(default_run):
         "label issues: planted flips, precision and recall",
     ):
         assert label in page or json.dumps(label)[1:-1] in page, f"report lacks {label!r}"
+    # every planted copy of the default data set is found with its kind of match
+    copies = pd.read_csv(res / "quality/planted_check.csv").set_index("kind")
+    kinds = sorted(set(planted["kind"]) - {"label_flip"})
+    assert len(kinds) == 10 and (copies.loc[kinds, "recall"] == 1.0).all(), copies.loc[kinds]
     check = pd.read_csv(res / "quality/label_issues_check.csv").set_index("evidence")
     flips = int((planted["kind"] == "label_flip").sum())
     assert (

@@ -1,6 +1,5 @@
 """What real data sets do to copies of an image (docs/method.md#double-labelling-evidence): the
-near-copy kinds that the
-synthetic generator plants and the duplicate bench measures.
+near-copy kinds that both generators plant and the duplicate bench measures.
 
 Each kind is one transformation with its parameters drawn from the documented range; ``combo``
 applies two different kinds in a row. Works on one uint8 image (H, W, 3) at a time (planting
@@ -26,9 +25,10 @@ NEAR_KINDS = {
 }
 SINGLE_KINDS = [k for k in NEAR_KINDS if k != "combo"]
 
-# What copies in real data sets also show (issue 26). Not planted by the generators and not
-# yet accepted by the verification as a rule; bench/duplicates_bench.py --kinds real measures
-# how many of them the search finds today (docs/double-labelling.md).
+# What copies in real data sets also show: planted by both generators when ``near_kinds``
+# names them (config/photos.yaml plants every kind), accepted by the verification (an overlay
+# without its corner, hue and saturation on the channels' mean; docs/double-labelling.md);
+# bench/copy_kinds_bench.py measures recall per kind on seeds the limits never saw.
 REAL_KINDS = {
     "hue": "hue rotated by 10-30 degrees either way",
     "saturation": "saturation x0.6-1.4 (distance of each channel to the pixel's grey)",

@@ -15,6 +15,8 @@ from errorless.quality.thumbnails import SIDE, TRIM, _blur, in_blocks
 # pair two different images need more (bench/duplicates_bench.py). The offset is measured at
 # the image's mean grey: a brighter copy (×1.2) of a bright image saturates at 255, and its
 # fit is a gain below 1 with a large offset at grey 0 (0.7·a + 78) that moves the mean by 20.
+# The scale limit is 1.45, not 1.28, since three kinds in a row (a crop, then an aspect change)
+# can shrink one axis to 0.8 · 0.8 = 0.64; Gauss-Newton may go to SCALE_CLIP.
 MAX_SCALE, MAX_SHIFT, MAX_GAIN, MAX_OFFSET = 1.45, 3.5, 1.65, 60.0
 
 

@@ -1,6 +1,6 @@
 """Near copies of images (docs/method.md#double-labelling-evidence): find pairs of images that are
-the same picture after JPEG
-re-encoding, rescaling, small crops and shifts, mirroring or brightness/contrast changes.
+the same picture after JPEG re-encoding, rescaling, small crops and shifts, mirroring,
+brightness/contrast and colour changes, an aspect-ratio change or an overlay in one corner.
 
 Four steps, all vectorised over whole arrays (no Python loop per image or per pair):
 
@@ -12,7 +12,8 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    for JPEG, rescaling and few-pixel shifts). The index holds one descriptor per image; every
    image asks for its ``neighbours`` nearest with views of itself: as it is, its mirror image,
    both zoomed in by ``zoom`` (a crop of the query is close to the zoomed query), and windows
-   moved by 4 px (at 64 px; fewer neighbours). Exact inner product search up to
+   moved by 4 px (at 64 px; fewer neighbours), and without each corner (an overlay; fewer
+   neighbours). Exact inner product search up to
    ``flat_limit`` images, an IVF index above (``nprobe`` cells, ``shift_nprobe`` for the
    moved windows, of which two suffice there: a pair is asked for from both sides). Opt-in
    (``whiten`` > 0): PCA-whitened descriptors (``_whitening``), 3× fewer candidates on real
@@ -23,8 +24,10 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    **similarity** is the correlation of the aligned thumbnails over their overlap (the better
    of b as it is and b smoothed like a sampled between its pixels, INTERP_SIGMA). The fit
    must be one a copy can need (``plausible``: bounded scale, shift, gain and offset) and
-   ``consistent`` with a crop or no change of scale (both axes shrink alike from the image that
-   covers more to the other). A pair matches when the similarity reaches ``similarity``, the
+   ``consistent`` with a crop, an aspect-ratio change or no change of scale (no axis zooms out
+   from the image that covers more to the other). Every pair is also measured, and where
+   promising fitted again, without the corner where the thumbnails differ most (``align``
+   ``corners``): an overlay. A pair matches (as the whole picture or without that corner) when the similarity reaches ``similarity``, the
    aligned band-pass details reach ``detail`` and the aligned colour thumbnails (both blurred
    by COLOUR_SIGMA) reach ``colour`` — or the similarity alone
    reaches ``sure_similarity`` with colours at ``sure_colour`` (JPEG at quality 30 blurs the
@@ -45,7 +48,9 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    the largest of the planted copies of seed 0). Both blurred by COARSE_SIGMA (2 px), the
    worst block must be within ``max_coarse_residual`` of the image's contrast: crops of the
    repeating brick wall from two of its quarters pass every other test and fail this one
-   (where the mortar runs). Pairs of images whose structure runs one way (``structure``
+   (where the mortar runs; ``max_corner_coarse_residual`` for a pair matched without a corner,
+   whose corner is left out here too). Grey is the luma, and the channels' mean for pairs the
+   luma does not pass (kept by a hue or saturation change). Pairs of images whose structure runs one way (``structure``
    below ``line_structure``: a single mortar line, stripes) match only closer
    (``line_local_residual``): two crops of one line are alike wherever along it they were
    cut. What still pairs on that bench: about 1 brick pair in 60,000 crops, and, with the
@@ -104,22 +109,6 @@ def near_copies(
     a, b, f, method = candidates(t, labels, s, rows)
     t1 = time.perf_counter()
     per_pass = s.pairs_per_pass()
-    passes = [
-        both_ways(
-            t.grey[a[lo : lo + per_pass]],
-            t.grey[b[lo : lo + per_pass]],
-            t.colour[a[lo : lo + per_pass]],
-            t.colour[b[lo : lo + per_pass]],
-            f[lo : lo + per_pass],
-            s.block // 4,
-            s.threads,
-        )
-        for lo in range(0, max(1, len(a)), per_pass)
-    ]
-    sims, par, rev, other, other_sim, csims, cpar, crev, corner = (
-        np.concatenate(v) for v in zip(*passes, strict=True)
-    )
-    t2 = time.perf_counter()
     n_candidates = len(a)
 
     def matches(v: np.ndarray, p_: np.ndarray) -> np.ndarray:
@@ -128,19 +117,33 @@ def near_copies(
             | ((v[:, 0] >= s.sure_similarity) & (v[:, 2] >= s.sure_colour))
         ) & consistent(p_)
 
-    # a pair matches as the whole picture, or without the one corner an overlay covers
-    whole, cornered = matches(sims, par), matches(csims, cpar) & (corner >= 0)
-    good = whole | cornered
-    sim = np.where(whole, sims[:, 0], csims[:, 0]).astype(np.float64)
-    a, b, f, sim, par, rev = a[good], b[good], f[good], sim[good], par[good], rev[good]
-    other, other_sim = other[good], other_sim[good]
-    whole, cornered, cpar, crev, corner = (
-        whole[good],
-        cornered[good],
-        cpar[good],
-        crev[good],
-        corner[good],
+    def verify(lo: int) -> tuple[np.ndarray, ...]:
+        """One pass: the thumbnail verification of candidates lo..lo+per_pass; only the
+        matches are kept (a pair matches as the whole picture, or without the one corner an
+        overlay covers), so what the passes leave grows with the matches, not the candidates."""
+        part = slice(lo, lo + per_pass)
+        out = both_ways(
+            t.grey[a[part]],
+            t.grey[b[part]],
+            t.colour[a[part]],
+            t.colour[b[part]],
+            f[part],
+            s.block // 4,
+            s.threads,
+        )
+        sims, par_, rev_, other_, other_sim_, csims, cpar_, crev_, corner_ = out
+        whole_, cornered_ = matches(sims, par_), matches(csims, cpar_) & (corner_ >= 0)
+        good = np.flatnonzero(whole_ | cornered_)
+        sim_ = np.where(whole_, sims[:, 0], csims[:, 0]).astype(np.float64)
+        kept = (sim_, par_, rev_, other_, other_sim_, cpar_, crev_, corner_, whole_, cornered_)
+        return (good + lo, *(v[good] for v in kept))
+
+    passes = [verify(lo) for lo in range(0, max(1, len(a)), per_pass)]
+    good, sim, par, rev, other, other_sim, cpar, crev, corner, whole, cornered = (
+        np.concatenate(v) for v in zip(*passes, strict=True)
     )
+    t2 = time.perf_counter()
+    a, b, f = a[good], b[good], f[good]
     n_thumb = len(a)
     n_by_corner = 0
     n_line_refused = 0
