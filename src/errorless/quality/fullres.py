@@ -182,19 +182,31 @@ def full_residual(
     return out[:, :1] if only_global else out
 
 
-def structure(images: np.ndarray, block: int = 1024) -> np.ndarray:
+def structure(
+    images: np.ndarray, block: int = 1024, corner: np.ndarray | None = None
+) -> np.ndarray:
     """(N,) how two-dimensional the structure of images (N, H, W, C) uint8 is: the smaller over
     the larger eigenvalue of the structure tensor (the sums of gx², gx·gy, gy² of the grey
     gradients after a FULL_SIGMA blur) — about 0 for a line, stripes or a gradient, whose
     content does not change along one direction; 0.5 is the median of real-photo crops. Two
     crops of one such pattern (a brick wall's vertical mortar line from two of its parts) are
     the same picture up to where along the line they were cut, so their match says less than a
-    match of two-dimensional pictures (``NearSettings.line_structure``)."""
+    match of two-dimensional pictures (``NearSettings.line_structure``). ``corner`` (N,): each
+    image's corner square (``alignment.corner_masks``; -1 none) left out of the sums."""
     out = np.empty(len(images), np.float32)
     for lo in range(0, len(images), block):
         x = images[lo : lo + block]
         g = _blur(_grey(x), FULL_SIGMA * x.shape[1] / 64)
         gy, gx = np.gradient(g, axis=(1, 2))
+        if corner is not None:
+            side = x.shape[1]
+            ax = np.arange(side, dtype=np.float32) - (side - 1) / 2
+            yy, xx = np.meshgrid(ax, ax, indexing="ij")
+            w = _corner_weight(
+                corner[lo : lo + block], corner_masks(xx.ravel()[None], yy.ravel()[None], side)
+            )
+            w = np.broadcast_to(w, (len(x), side * side)).reshape(len(x), side, side)
+            gx, gy = gx * w, gy * w
         jxx, jyy, jxy = (gx * gx).sum((1, 2)), (gy * gy).sum((1, 2)), (gx * gy).sum((1, 2))
         half = (jxx + jyy) / 2
         disc = np.sqrt(np.maximum(half * half - (jxx * jyy - jxy * jxy), 0))

@@ -222,8 +222,12 @@ def near_copies(
         rest = plain[~ok[plain]]  # the other direction (similarity fitted it for every match)
         rest = rest[(other_sim[rest] > -1) & consistent(other[rest])]  # a fit a copy can need
         check_in_passes(rest, other[rest], ~rev[rest])
-        # then without the corner an overlay covers, for the pairs the whole picture did not pass
+        # then without the corner an overlay covers, for the pairs the whole picture did not
+        # pass and whose grid image (b, or a where reverse) has two-dimensional structure
+        # outside that corner: a flat sky or a single wall line matches any other without one
         rest = np.flatnonzero(cornered & ~ok)
+        dst = np.where(crev[rest], ia[rest], ib[rest])
+        rest = rest[structure(img[dst], corner=corner[rest]) >= s.line_structure]
         check_in_passes(rest, cpar[rest], crev[rest], corner[rest])
         n_by_corner = int(ok[rest].sum())
         n_line_refused = int((refused & ~ok).sum())
