@@ -295,18 +295,20 @@ def random_block(a, lo: int):
     return imgs, y, truth
 
 
-def random_bench(a) -> dict:
+def described_in_blocks(n: int, block: int, make):
+    """Images made by ``make(lo)`` -> (images, labels, truth) block by block and described
+    (keys, thumbnails) without holding them all. Returns keys, thumbnails, labels, truth and
+    the seconds of making, of describing and the CPU seconds of describing."""
     keys, thumbs, labels, truth = (
-        np.empty((a.n, 2), np.uint64),
-        Thumbs.empty(a.n),
-        np.empty(a.n, np.int64),
+        np.empty((n, 2), np.uint64),
+        Thumbs.empty(n),
+        np.empty(n, np.int64),
         [],
     )
-    t_gen = t_desc = 0.0
-    c_desc = 0.0
-    for lo in range(0, a.n, a.block):
+    t_gen = t_desc = c_desc = 0.0
+    for lo in range(0, n, block):
         t0 = time.perf_counter()
-        imgs, y, tr = random_block(a, lo)
+        imgs, y, tr = make(lo)
         truth += tr
         t1, c1 = time.perf_counter(), time.process_time()
         k, t = describe(imgs)
@@ -316,14 +318,26 @@ def random_bench(a) -> dict:
         t_desc += time.perf_counter() - t1
         c_desc += time.process_time() - c1
         del imgs
+    return keys, thumbs, labels, truth, t_gen, t_desc, c_desc
+
+
+def remade(rows: np.ndarray, block: int, make) -> np.ndarray:
+    """The images of sorted ``rows``, made again by ``make(lo)`` block by block."""
+    out = np.empty((len(rows), 64, 64, 3), np.uint8)
+    blocks = rows // block
+    for blk in np.unique(blocks).tolist():
+        sel = np.flatnonzero(blocks == blk)
+        out[sel] = make(blk * block)[0][rows[sel] - blk * block]
+    return out
+
+
+def random_bench(a) -> dict:
+    keys, thumbs, labels, truth, t_gen, t_desc, c_desc = described_in_blocks(
+        a.n, a.block, lambda lo: random_block(a, lo)
+    )
 
     def images(rows: np.ndarray) -> np.ndarray:  # made again, block by block
-        out = np.empty((len(rows), 64, 64, 3), np.uint8)
-        blocks = rows // a.block
-        for blk in np.unique(blocks).tolist():
-            sel = np.flatnonzero(blocks == blk)
-            out[sel] = random_block(a, blk * a.block)[0][rows[sel] - blk * a.block]
-        return out
+        return remade(rows, a.block, lambda lo: random_block(a, lo))
 
     rss_described = peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -367,34 +381,12 @@ def natural_bench(a) -> dict:
     def block(lo: int):
         return natural_block(a.seed, a.block, lo, a.n, a.plant_per_block, 64, a.mosaic)
 
-    keys, thumbs, labels, truth = (
-        np.empty((a.n, 2), np.uint64),
-        Thumbs.empty(a.n),
-        np.empty(a.n, np.int64),
-        [],
-    )
-    t_gen = t_desc = c_desc = 0.0
-    for lo in range(0, a.n, a.block):
-        t0 = time.perf_counter()
-        imgs, y, tr = block(lo)
-        truth += tr
-        t1, c1 = time.perf_counter(), time.process_time()
-        k, t = describe(imgs)
-        keys[lo : lo + len(y)], labels[lo : lo + len(y)] = k, y
-        thumbs.put(lo, t)
-        t_gen += t1 - t0
-        t_desc += time.perf_counter() - t1
-        c_desc += time.process_time() - c1
-        del imgs
+    keys, thumbs, labels, truth, t_gen, t_desc, c_desc = described_in_blocks(a.n, a.block, block)
     t_fetch = [0.0]
 
     def images(rows: np.ndarray) -> np.ndarray:  # made again, block by block
         t0 = time.perf_counter()
-        out = np.empty((len(rows), 64, 64, 3), np.uint8)
-        blocks = rows // a.block
-        for blk in np.unique(blocks).tolist():
-            sel = np.flatnonzero(blocks == blk)
-            out[sel] = block(blk * a.block)[0][rows[sel] - blk * a.block]
+        out = remade(rows, a.block, block)
         t_fetch[0] += time.perf_counter() - t0
         return out
 
