@@ -11,8 +11,9 @@ from errorless.config import load_config
 from errorless.data import photos, synthetic
 from errorless.data.copies import ALL_KINDS, transform_copy
 from errorless.names import image_id
-from errorless.quality import alignment, fullres
+from errorless.quality import alignment, fullres, nearcopy
 from errorless.quality.duplicates import describe, find_duplicates
+from errorless.quality.nearsettings import NearSettings
 from errorless.quality.thumbnails import SIDE, TRIM
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -111,6 +112,32 @@ def test_brick_crops_one_period_apart_stay_apart_without_a_corner() -> None:
     assert pair in set(zip(thumbs_only["a"], thumbs_only["b"], strict=True))
     pairs = find_duplicates(keys, t, labels, images=x).pairs
     assert pair not in set(zip(pairs["a"], pairs["b"], strict=True))
+
+
+@pytest.mark.regression
+def test_line_crops_with_a_speck_or_a_stretch_stay_apart() -> None:
+    """Hard negatives of 30,000 real-photo crops (seed 0): two mortar-line crops whose fit
+    stretches one axis 1.35x against the other (one crop's speck lifts its structure measure
+    just over ``line_structure``), and a dark corner on plain sky next to another sky crop.
+    Both match on the thumbnails; at full resolution a pair where either image is a line
+    matches only with a fit stretched at most ``LINE_ANISOTROPY`` and closer blocks. A JPEG
+    copy of the line crop still pairs with it."""
+    labels = _labels(30000)
+    x = photos.crops(np.random.default_rng(0), labels, size=64)[0]
+    rows = np.array([16639, 17082, 20808, 21142])
+    copy = transform_copy(x[20808], "jpeg", np.random.default_rng(1))[None]
+    img = np.concatenate([x[rows], copy])
+    y = np.r_[labels[rows], 999]
+    _, t = describe(img)
+    a = np.array([0, 0, 2, 2, 2], np.int32)
+    b = np.array([1, 1, 3, 3, 4], np.int32)
+    f = np.array([False, True, False, True, False])
+    s = NearSettings(threads=1)
+    thumbs = nearcopy.near_copies(t, y, s, pairs=(a, b, f))
+    assert {(0, 1), (2, 3), (2, 4)} <= set(zip(thumbs.a.tolist(), thumbs.b.tolist(), strict=True))
+    full = nearcopy.near_copies(t, y, s, images=lambda r: img[r], pairs=(a, b, f))
+    assert set(zip(full.a.tolist(), full.b.tolist(), strict=True)) == {(2, 4)}
+    assert fullres.structure(img[[2, 3]]).min() < s.line_structure  # 21142 is a line
 
 
 def test_corner_masks_are_the_corner_squares() -> None:

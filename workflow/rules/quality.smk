@@ -26,9 +26,12 @@ rule duplicates:
             "seed",
             "results",
         ),
+        # a search stopped by its time limit goes on from here on the next attempt
+        checkpoint=f"{RESULTS}/checkpoints/duplicates",
     shell:
         "python -m errorless duplicates --settings {params.settings:q} --manifest {input.manifest} "
-        "--threads {threads} --out {output.pairs} --stats {output.stats} > {log} 2>&1"
+        "--threads {threads} --out {output.pairs} --stats {output.stats} "
+        "--checkpoint {params.checkpoint} > {log} 2>&1"
 
 
 rule double_labeling:

@@ -20,6 +20,7 @@ import argparse
 import logging
 import math
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -89,6 +90,7 @@ def near_pairs(
     first: np.ndarray,
     s: NearSettings,
     images: ImageRows | None = None,
+    checkpoint: str | Path | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Near and mirrored pairs with different labels; the search runs on one representative per
     exact group and its result is expanded to the group members."""
@@ -105,7 +107,7 @@ def near_pairs(
         rep_labels[several] = -1 - np.flatnonzero(several)
     # the search runs on the representatives in place (a copy of 1.28 M thumbnails is 3.6 GB)
     reps = first if len(first) < len(group) else None
-    res = near_copies(t, rep_labels[group], s, images, rows=reps)
+    res = near_copies(t, rep_labels[group], s, images, rows=reps, checkpoint=checkpoint)
     ca, cb = res.a, res.b
     simple = (size[group[ca]] == 1) & (size[group[cb]] == 1)
     out = [
@@ -148,12 +150,14 @@ def find_duplicates(
     settings: NearSettings | None = None,
     near: bool = True,
     images: np.ndarray | ImageRows | None = None,
+    checkpoint: str | Path | None = None,
 ) -> DuplicateResult:
     """Exact, near and mirrored copies with different labels, from the images' keys
     (``image_keys``) and thumbnails (``thumbnails.thumbs``). ``images``: the images (an array,
     or a function of sorted row indices that returns those rows' images), with which pairs
     that match on the thumbnails are confirmed at full resolution (``fullres.full_residual``);
-    without it, the thumbnails decide alone (less precise)."""
+    without it, the thumbnails decide alone (less precise). ``checkpoint``: a folder for the
+    near search's finished work (``nearcopy.Checkpoint``), so that a stopped search goes on."""
     s = settings or NearSettings()
     labels = np.asarray(labels)
     if len(keys) != len(labels) or len(t.grey) != len(labels):
@@ -166,7 +170,7 @@ def find_duplicates(
     t1 = time.perf_counter()
     fetch = (lambda rows: images[rows]) if isinstance(images, np.ndarray) else images
     near_df, near_stats = (
-        near_pairs(t, labels, group, first, s, fetch) if near else (empty_pairs(), {})
+        near_pairs(t, labels, group, first, s, fetch, checkpoint) if near else (empty_pairs(), {})
     )
     t2 = time.perf_counter()
     pairs = pd.concat([exact, near_df], ignore_index=True) if len(near_df) else exact
@@ -307,19 +311,25 @@ def output_schema():
     )
 
 
-# What the Slurm job of rule `duplicates` asks for. On natural images the thumbnail verification
-# sets its time: real-photo bench (bench/duplicates_bench.py, seeds 0 and 1) 9.4-9.6 candidate
-# pairs per image, verified at 2,684-2,853 pairs/s on 2 threads (docs/double-labelling.md, "Limits, measured").
-CANDIDATES_PER_IMAGE = 9.6
-PAIRS_PER_SECOND = 2_600
+# What the Slurm job of rule `duplicates` asks for, from the natural-like stand-in at ImageNet
+# size (bench/duplicates_bench.py --data natural --n 1280000 --candidates-only --verify-sample
+# 300000; docs/double-labelling.md "Limits, measured"): describing and the candidate stage
+# 0.39 ms per image, 21.8 candidate pairs per image, verified at 1,849 pairs/s on 2 threads
+# (the thumbnails; the full-resolution check of the few matches adds little). Real-photo crops
+# have 9.6 per image: for them it is an upper estimate. The search keeps its work in a
+# checkpoint (nearcopy.Checkpoint), so an attempt stopped by the limit loses at most one pass.
+SEARCH_SECONDS_PER_IMAGE = 0.39e-3
+CANDIDATES_PER_IMAGE = 21.8
+PAIRS_PER_SECOND = 1_800
 
 
 def planned_minutes(n_images: int, floor: int = 60) -> int:
-    """Minutes to ask for a duplicate search of ``n_images``: 1.5 × (10 minutes for reading,
-    describing and the faiss search + the verification of CANDIDATES_PER_IMAGE pairs per image at
-    PAIRS_PER_SECOND), at least ``floor``. 1.3 M images (ImageNet): 135 minutes."""
-    verify = n_images * CANDIDATES_PER_IMAGE / PAIRS_PER_SECOND / 60
-    return max(floor, math.ceil(1.5 * (10 + verify)))
+    """Minutes to ask for a duplicate search of ``n_images``: 1.5 × (10 minutes for reading the
+    shards + describing and the candidate stage at SEARCH_SECONDS_PER_IMAGE + the verification
+    of CANDIDATES_PER_IMAGE pairs per image at PAIRS_PER_SECOND), at least ``floor``.
+    1.3 M images (ImageNet): 422 minutes."""
+    search = n_images * (SEARCH_SECONDS_PER_IMAGE + CANDIDATES_PER_IMAGE / PAIRS_PER_SECOND) / 60
+    return max(floor, math.ceil(1.5 * (10 + search)))
 
 
 def duplicates_arguments(p: argparse.ArgumentParser) -> None:
@@ -337,6 +347,12 @@ def duplicates_arguments(p: argparse.ArgumentParser) -> None:
         help="images up to which the candidate search is exact (faiss flat); IVF above",
     )
     near_search_arguments(p)
+    p.add_argument(
+        "--checkpoint",
+        help="folder for the near search's finished work (its candidates and verification "
+        "passes), so that a search stopped part way goes on from there when run again; removed "
+        "once the pairs are written (default: {results}/checkpoints/duplicates)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -388,8 +404,15 @@ def duplicates_main(args: argparse.Namespace) -> int:
     inp = load_inputs(list(manifest_shards(manifest).values()), cfg["seed"])
     t_load = time.perf_counter() - t0
     log.info("%d images: keys and thumbnails in %.1f s", len(inp.labels), t_load)
+    checkpoint = Path(args.checkpoint or results / "checkpoints" / "duplicates")
     res = find_duplicates(
-        inp.keys, inp.thumbs, inp.labels, s, near=not args.no_near, images=inp.images
+        inp.keys,
+        inp.thumbs,
+        inp.labels,
+        s,
+        near=not args.no_near,
+        images=inp.images,
+        checkpoint=checkpoint,
     )
     table = pairs_table(res.pairs, inp)
     import pyarrow as pa
@@ -404,6 +427,7 @@ def duplicates_main(args: argparse.Namespace) -> int:
         "settings": vars(s),
     }
     write_json(stats_path, stats)
+    shutil.rmtree(checkpoint, ignore_errors=True)  # its work is in the outputs now
     log.info(
         "%d exact pair(s) in %d group(s), %d near, %d mirrored (similarity >= %g); %.1f s, peak RSS %.0f MB",
         stats["n_exact_pairs"],

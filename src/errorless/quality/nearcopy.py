@@ -50,29 +50,36 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    repeating brick wall from two of its quarters pass every other test and fail this one
    (where the mortar runs; ``max_corner_coarse_residual`` for a pair matched without a corner,
    whose corner is left out here too). Grey is the luma, and the channels' mean for pairs the
-   luma does not pass (kept by a hue or saturation change). Pairs of images whose structure runs one way (``structure``
-   below ``line_structure``: a single mortar line, stripes) match only closer
-   (``line_local_residual``): two crops of one line are alike wherever along it they were
-   cut. What still pairs on that bench: about 1 brick pair in 60,000 crops, and, with the
-   drawings, crops of the logo's mirror-symmetric green rim from two of its quarters (mostly
-   the same pixels within a few grey levels; docs/double-labelling.md "Limits, measured").
+   luma does not pass (kept by a hue or saturation change). Pairs where either image's
+   structure runs one way (``structure`` below ``line_structure``: a single mortar line,
+   stripes) match only closer (``line_local_residual``) and with a fit stretched by at most
+   LINE_ANISOTROPY: two crops of one line are alike wherever along it they were cut and
+   however far along it stretched. What still pairs on that bench: 2 pairs of brick-wall lines
+   in 30,000 crops (seed 0), 11 pairs of different pictures in 60,000, and, with the drawings, crops of the logo's
+   mirror-symmetric green rim from two of its quarters (mostly the same pixels within a few
+   grey levels; docs/double-labelling.md "Limits, measured").
 
 The verification runs in blocks of pairs on ``NearSettings.threads`` threads (``in_blocks``),
 in passes of at most ``NearSettings.verify_mb`` MB (``pairs_per_pass``): the candidate pairs'
 thumbnails are gathered one pass at a time, so memory is bounded by the thumbnails and one
 pass, not by the number of candidates (natural images have many more than random ones).
+With a ``checkpoint`` folder the candidates and every finished pass are kept on disk, so a
+search stopped part way (a Slurm time limit) goes on from its last finished pass.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from errorless.io import write_npz, write_text
 from errorless.quality.alignment import both_ways, consistent
 from errorless.quality.candidates import candidates
 from errorless.quality.fullres import COARSE_SIGMA, NO_BLUR, full_residual, intensity, structure
@@ -80,6 +87,11 @@ from errorless.quality.nearsettings import NearSettings
 from errorless.quality.thumbnails import Thumbs
 
 log = logging.getLogger(__name__)
+
+# A line pair (either image's structure runs one way: ``structure`` below ``line_structure``)
+# says nothing about the scale along its line, so its fit may not stretch one axis more than
+# this (|log(sx/sy)|; the general limit alignment.MAX_ANISOTROPY admits an aspect change).
+LINE_ANISOTROPY = 0.2
 
 
 @dataclass
@@ -97,19 +109,42 @@ def near_copies(
     s: NearSettings | None = None,
     images: Callable[[np.ndarray], np.ndarray] | None = None,
     rows: np.ndarray | None = None,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> NearResult:
     """Pairs of images with different labels that are near copies (module docstring).
     ``images(rows)`` returns the images (len(rows), H, W, C) uint8 of sorted row indices; with
     it, the pairs that match on the thumbnails are also checked at full resolution
     (``full_residual`` at most ``s.max_residual``). ``rows``: search these rows only (sorted;
-    e.g. one image per exact group), without copying their thumbnails."""
+    e.g. one image per exact group), without copying their thumbnails. ``pairs``: (a, b,
+    flipped) candidate pairs to verify instead of the candidate stage's (a sample of them, to
+    time the verification; bench/duplicates_bench.py ``--verify-sample``). ``checkpoint``: a
+    folder where the candidates and each finished verification pass are kept (``Checkpoint``),
+    so that a search stopped part way (a Slurm time limit) goes on where it stopped."""
     s = s or NearSettings()
     labels = np.asarray(labels)
     t0 = time.perf_counter()
-    a, b, f, method = candidates(t, labels, s, rows)
+    ck = None
+    if checkpoint is not None:
+        ck = Checkpoint(checkpoint, search_fingerprint(t, labels, s, rows, pairs))
+    saved = ck.load("candidates") if ck else None
+    if saved is not None:
+        a, b, f, method = saved["a"], saved["b"], saved["f"], str(saved["method"])
+        log.info("%d candidate pairs from the checkpoint %s", len(a), ck.folder)
+    else:
+        a, b, f, method = candidates(t, labels, s, rows) if pairs is None else (*pairs, "given")
+        if ck:
+            ck.save("candidates", a=a, b=b, f=f, method=np.array(method))
     t1 = time.perf_counter()
     per_pass = s.pairs_per_pass()
     n_candidates = len(a)
+    log.info(
+        "%d candidate pairs (%s) in %.1f s; verifying in passes of %d",
+        n_candidates,
+        method,
+        t1 - t0,
+        per_pass,
+    )
 
     def matches(v: np.ndarray, p_: np.ndarray) -> np.ndarray:
         return (
@@ -138,7 +173,30 @@ def near_copies(
         kept = (sim_, par_, rev_, other_, other_sim_, cpar_, crev_, corner_, whole_, cornered_)
         return (good + lo, *(v[good] for v in kept))
 
-    passes = [verify(lo) for lo in range(0, max(1, len(a)), per_pass)]
+    def verified(lo: int) -> tuple[np.ndarray, ...]:
+        """Pass ``lo``: from the checkpoint when it holds it, else verified (and kept there)."""
+        name = f"pass-{lo:012d}"
+        kept = ck.load(name) if ck else None
+        if kept is not None:
+            return tuple(kept[f"v{i}"] for i in range(len(kept)))
+        out = verify(lo)
+        if ck:
+            ck.save(name, **{f"v{i}": v for i, v in enumerate(out)})
+        done = min(len(a), lo + per_pass)
+        spent = time.perf_counter() - t1
+        log.info(
+            "verified %d of %d candidate pairs (%.0f%%), %d matches so far, %.0f s",
+            done,
+            len(a),
+            100 * done / max(1, len(a)),
+            len(out[0]) + sum(len(p[0]) for p in passes),
+            spent,
+        )
+        return out
+
+    passes: list[tuple[np.ndarray, ...]] = []
+    for lo in range(0, max(1, len(a)), per_pass):
+        passes.append(verified(lo))
     good, sim, par, rev, other, other_sim, cpar, crev, corner, whole, cornered = (
         np.concatenate(v) for v in zip(*passes, strict=True)
     )
@@ -148,16 +206,17 @@ def near_copies(
     n_by_corner = 0
     n_line_refused = 0
     if images is not None and len(a):
-        matched = np.unique(np.concatenate([a, b]))  # not ``rows``: those are the searched ones
-        img = images(matched)
-        if len(img) != len(matched):
-            raise ValueError(f"images(rows) gave {len(img)} images for {len(matched)} rows")
-        ia, ib = np.searchsorted(matched, a), np.searchsorted(matched, b)
+        one = images(np.asarray(a[:1]))
+        if len(one) != 1:
+            raise ValueError(f"images(rows) gave {len(one)} images for 1 row")
         # pairs of full-resolution images gathered at once: two uint8 images and ~8 float32
         # working copies of their grey planes each (full_residual)
-        full_pass = s.pairs_per_pass(2 * img[0].nbytes + 2 * 8 * 4 * img[0].shape[0] ** 2)
-        line = structure(img)  # a line pair: both images' structure runs one way
-        lined = np.maximum(line[ia], line[ib]) < s.line_structure
+        full_pass = s.pairs_per_pass(2 * one[0].nbytes + 2 * 8 * 4 * one.shape[1] ** 2)
+        # the images themselves are fetched for a span of pairs at a time, at most verify_mb
+        # of them: many pairs can match on the thumbnails (the natural-like stand-in at
+        # 1.28 M images: 3.5 % of its 27.9 M candidates), far more images than memory holds
+        span = max(full_pass, s.pairs_per_pass(2 * one[0].nbytes))
+        del one
         # the direction of the fit: the one with the higher similarity, then, for the pairs
         # it does not pass, the other one (two fits of a copy can both be right within noise
         # while only one lines up at full resolution: a combo copy of the real-photo test set
@@ -165,71 +224,98 @@ def near_copies(
         ok = np.zeros(len(a), bool)
         refused = np.zeros(len(a), bool)
 
-        def check(
-            sel: np.ndarray, p_: np.ndarray, r_: np.ndarray, c_: np.ndarray | None = None
-        ) -> None:
-            """Pairs ``sel`` with fits p_ (len(sel), 6) in directions r_ (without corners c_):
-            the block, local and new-structure tests, then the coarse blocks for those that
-            pass, then the line pairs' closer limit."""
-            ja, jb = img[ia[sel]], img[ib[sel]]
+        def full_check(lo: int, hi: int) -> int:
+            """The full-resolution tests of pairs lo..hi, with their images fetched at once;
+            the number of pairs that passed without a corner."""
+            matched = np.unique(np.concatenate([a[lo:hi], b[lo:hi]]))  # not ``rows``
+            img = images(matched)
+            if len(img) != len(matched):
+                raise ValueError(f"images(rows) gave {len(img)} images for {len(matched)} rows")
+            ia, ib = np.searchsorted(matched, a[lo:hi]), np.searchsorted(matched, b[lo:hi])
+            line = structure(img)  # a line pair: either image's structure runs one way
+            lined = np.minimum(line[ia], line[ib]) < s.line_structure
 
-            def residuals(rows: np.ndarray, **how) -> np.ndarray:
-                """full_residual of pairs ``rows`` of ``sel`` on the luma, and on the channels'
-                mean (``intensity``: kept by a hue or saturation change) for those the luma
-                does not pass; the smaller of both, criterion by criterion."""
-                c = None if c_ is None else c_[rows]
-                args = (ja[rows], jb[rows], f[sel][rows], p_[rows], r_[rows])
-                out = full_residual(*args, threads=s.threads, corner=c, **how)
-                again = np.flatnonzero(~passes(out))
-                if len(again):
-                    other = full_residual(
-                        *(v[again] for v in args),
-                        threads=s.threads,
-                        corner=None if c is None else c[again],
-                        grey=intensity,
-                        **how,
+            def check(
+                sel: np.ndarray, p_: np.ndarray, r_: np.ndarray, c_: np.ndarray | None = None
+            ) -> None:
+                """Pairs ``sel`` with fits p_ (len(sel), 6) in directions r_ (without corners
+                c_): the block, local and new-structure tests, then the coarse blocks for those
+                that pass, then the line pairs' closer limits."""
+                ja, jb = img[ia[sel - lo]], img[ib[sel - lo]]
+
+                def residuals(rows: np.ndarray, **how) -> np.ndarray:
+                    """full_residual of pairs ``rows`` of ``sel`` on the luma, and on the
+                    channels' mean (``intensity``: kept by a hue or saturation change) for
+                    those the luma does not pass; the smaller of both, criterion by criterion."""
+                    c = None if c_ is None else c_[rows]
+                    args = (ja[rows], jb[rows], f[sel][rows], p_[rows], r_[rows])
+                    out = full_residual(*args, threads=s.threads, corner=c, **how)
+                    again = np.flatnonzero(~passes(out))
+                    if len(again):
+                        other = full_residual(
+                            *(v[again] for v in args),
+                            threads=s.threads,
+                            corner=None if c is None else c[again],
+                            grey=intensity,
+                            **how,
+                        )
+                        out[again] = np.minimum(out[again], other)
+                    return out
+
+                def passes(r: np.ndarray) -> np.ndarray:
+                    if r.shape[1] == 1:  # the coarse blocks
+                        limit = (
+                            s.max_coarse_residual if c_ is None else s.max_corner_coarse_residual
+                        )
+                        return r[:, 0] <= limit
+                    return (
+                        (r[:, 0] <= s.max_residual)
+                        & (r[:, 1] <= s.max_local_residual)
+                        & (r[:, 2] <= s.max_new_structure)
                     )
-                    out[again] = np.minimum(out[again], other)
-                return out
 
-            def passes(r: np.ndarray) -> np.ndarray:
-                if r.shape[1] == 1:  # the coarse blocks
-                    limit = s.max_coarse_residual if c_ is None else s.max_corner_coarse_residual
-                    return r[:, 0] <= limit
-                return (
-                    (r[:, 0] <= s.max_residual)
-                    & (r[:, 1] <= s.max_local_residual)
-                    & (r[:, 2] <= s.max_new_structure)
+                resid = residuals(np.arange(len(sel)))
+                keep = np.flatnonzero(passes(resid))
+                coarse = residuals(keep, sigma=COARSE_SIGMA, blur_match=NO_BLUR, only_global=True)
+                keep = keep[passes(coarse)]
+                stretch = np.abs(np.log(p_[keep, 0] / p_[keep, 2]))
+                too_far = lined[sel[keep] - lo] & (
+                    (resid[keep, 1] > s.line_local_residual) | (stretch > LINE_ANISOTROPY)
                 )
+                refused[sel[keep[too_far]]] = True
+                ok[sel[keep[~too_far]]] = True
 
-            resid = residuals(np.arange(len(sel)))
-            keep = np.flatnonzero(passes(resid))
-            coarse = residuals(keep, sigma=COARSE_SIGMA, blur_match=NO_BLUR, only_global=True)
-            keep = keep[passes(coarse)]
-            too_far = lined[sel][keep] & (resid[keep, 1] > s.line_local_residual)
-            refused[sel[keep[too_far]]] = True
-            ok[sel[keep[~too_far]]] = True
+            def check_in_passes(
+                sel: np.ndarray, p_: np.ndarray, r_: np.ndarray, c_: np.ndarray | None = None
+            ) -> None:
+                for k in range(0, len(sel), full_pass):
+                    part = slice(k, k + full_pass)
+                    check(sel[part], p_[part], r_[part], None if c_ is None else c_[part])
 
-        def check_in_passes(
-            sel: np.ndarray, p_: np.ndarray, r_: np.ndarray, c_: np.ndarray | None = None
-        ) -> None:
-            for lo in range(0, len(sel), full_pass):
-                part = slice(lo, lo + full_pass)
-                check(sel[part], p_[part], r_[part], None if c_ is None else c_[part])
+            plain = lo + np.flatnonzero(whole[lo:hi])
+            check_in_passes(plain, par[plain], rev[plain])
+            rest = plain[~ok[plain]]  # the other direction (similarity fitted it for every match)
+            rest = rest[(other_sim[rest] > -1) & consistent(other[rest])]  # a fit a copy can need
+            check_in_passes(rest, other[rest], ~rev[rest])
+            # then without the corner an overlay covers, for the pairs the whole picture did
+            # not pass and whose images both have two-dimensional structure outside that
+            # corner: a flat sky or a single wall line matches any other without one
+            rest = lo + np.flatnonzero(cornered[lo:hi] & ~ok[lo:hi])
+            dst = np.where(crev[rest], ia[rest - lo], ib[rest - lo])
+            src = np.where(crev[rest], ib[rest - lo], ia[rest - lo])
+            # (the source image's corner: the same, or its mirror image's for a mirrored pair)
+            rest = rest[
+                np.minimum(
+                    structure(img[dst], corner=corner[rest]),
+                    structure(img[src], corner=np.where(f[rest], corner[rest] ^ 1, corner[rest])),
+                )
+                >= s.line_structure
+            ]
+            check_in_passes(rest, cpar[rest], crev[rest], corner[rest])
+            return int(ok[rest].sum())
 
-        plain = np.flatnonzero(whole)
-        check_in_passes(plain, par[plain], rev[plain])
-        rest = plain[~ok[plain]]  # the other direction (similarity fitted it for every match)
-        rest = rest[(other_sim[rest] > -1) & consistent(other[rest])]  # a fit a copy can need
-        check_in_passes(rest, other[rest], ~rev[rest])
-        # then without the corner an overlay covers, for the pairs the whole picture did not
-        # pass and whose grid image (b, or a where reverse) has two-dimensional structure
-        # outside that corner: a flat sky or a single wall line matches any other without one
-        rest = np.flatnonzero(cornered & ~ok)
-        dst = np.where(crev[rest], ia[rest], ib[rest])
-        rest = rest[structure(img[dst], corner=corner[rest]) >= s.line_structure]
-        check_in_passes(rest, cpar[rest], crev[rest], corner[rest])
-        n_by_corner = int(ok[rest].sum())
+        for lo in range(0, len(a), span):
+            n_by_corner += full_check(lo, min(len(a), lo + span))
         n_line_refused = int((refused & ~ok).sum())
         a, b, f, sim = a[ok], b[ok], f[ok], sim[ok]
     t3 = time.perf_counter()
@@ -258,3 +344,73 @@ def near_copies(
         "seconds_full_check": round(t3 - t2, 3),
     }
     return NearResult(a.astype(np.int64), b.astype(np.int64), kind, sim.astype(np.float64), stats)
+
+
+class Checkpoint:
+    """A near-copy search's work on disk (``near_copies(checkpoint=)``): the candidate pairs and
+    each finished verification pass, one ``.npz`` each, written atomically. The folder belongs
+    to one search: ``fingerprint.txt`` holds the fingerprint of its inputs, settings and code
+    (``search_fingerprint``); a folder with another one is emptied first, so a changed data set
+    or setting never reuses old work. The caller removes the folder once the result is
+    written."""
+
+    def __init__(self, folder: str | Path, fingerprint: str):
+        self.folder = Path(folder)
+        stamp = self.folder / "fingerprint.txt"
+        if self.folder.exists() and (
+            not stamp.exists() or stamp.read_text().strip() != fingerprint
+        ):
+            old = sorted(self.folder.glob("*.npz"))
+            if old:
+                log.info("checkpoint %s is of another search: %d file(s) removed", folder, len(old))
+            for p in old:
+                p.unlink()
+        if not stamp.exists() or stamp.read_text().strip() != fingerprint:
+            write_text(stamp, fingerprint + "\n")
+        n = len(list(self.folder.glob("pass-*.npz")))
+        if n:
+            log.info("checkpoint %s: %d verification pass(es) done before", folder, n)
+
+    def load(self, name: str) -> dict[str, np.ndarray] | None:
+        """The arrays of ``name`` (None when not saved yet, or unreadable: a killed write)."""
+        path = self.folder / f"{name}.npz"
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as e:  # unreadable: done again
+            log.warning("checkpoint file %s unreadable (%s): computed again", path, e)
+            return None
+
+    def save(self, name: str, **arrays: np.ndarray) -> None:
+        write_npz(self.folder / f"{name}.npz", **arrays)
+
+
+def search_fingerprint(
+    t: Thumbs,
+    labels: np.ndarray,
+    s: NearSettings,
+    rows: np.ndarray | None,
+    pairs: tuple[np.ndarray, ...] | None,
+) -> str:
+    """SHA-256 of what a near-copy search's result depends on: thumbnails, labels, searched
+    rows, given pairs, settings (not ``threads``: any number gives the same pairs) and the
+    source of the modules that compute it."""
+    import hashlib
+
+    from errorless.quality import alignment, candidates, fullres, nearsettings
+
+    h = hashlib.sha256()
+    for source in (alignment, candidates, fullres, nearsettings):
+        h.update(Path(source.__file__).read_bytes())
+    h.update(Path(__file__).read_bytes())
+    h.update(repr(sorted((k, v) for k, v in vars(s).items() if k != "threads")).encode())
+    arrays = [t.grey, t.colour, t.contrast, np.asarray(labels)]
+    arrays += [np.asarray(rows)] if rows is not None else [np.zeros(0)]
+    arrays += list(pairs) if pairs is not None else []
+    for x in arrays:
+        x = np.ascontiguousarray(x)
+        h.update(f"{x.dtype.str}|{x.shape}|".encode())
+        h.update(memoryview(x).cast("B"))
+    return h.hexdigest()
