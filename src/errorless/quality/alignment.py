@@ -233,10 +233,7 @@ def align(a: np.ndarray, b: np.ndarray, corners: bool = False) -> tuple[np.ndarr
     whole = np.flatnonzero(plain[keep])
     if len(whole):
         pk = par[keep[whole]]
-        for sigma, steps, _ in LEVELS[1:]:
-            xb, yb, flat = grids[sigma]
-            al, bl = blurred[sigma]
-            _fit(al[whole], bl[whole][:, flat], xb, yb, pk, steps)
+        _fit_fine(blurred, grids, whole, pk)
         sim_k, det_k, worst_k, without_k = _similarities(*(x[whole] for x in fine), pk, None)
         sim_out[keep[whole]], detail_out[keep[whole]], par[keep[whole]] = sim_k, det_k, pk
     if not corners:
@@ -249,15 +246,23 @@ def align(a: np.ndarray, b: np.ndarray, corners: bool = False) -> tuple[np.ndarr
     sel = np.flatnonzero(cornered[keep])
     if len(sel):
         cpk, ck = cpar[keep[sel]], worst[keep[sel]]
-        for sigma, steps, _ in LEVELS[1:]:
-            xb, yb, flat = grids[sigma]
-            al, bl = blurred[sigma]
-            w = _corner_weight(ck, corner_masks(xb, yb, SIDE))
-            _fit(al[sel], bl[sel][:, flat], xb, yb, cpk, steps, w)
+        _fit_fine(blurred, grids, sel, cpk, ck)
         csim_k, cdet_k, *_ = _similarities(*(x[sel] for x in fine), cpk, ck)
         csim_out[keep[sel]], cdetail_out[keep[sel]] = csim_k, cdet_k
         cpar[keep[sel]], corner_out[keep[sel]] = cpk, ck
     return sim_out, detail_out, par, csim_out, cdetail_out, cpar, corner_out
+
+
+def _fit_fine(
+    blurred: dict, grids: dict, sel: np.ndarray, par: np.ndarray, corner: np.ndarray | None = None
+) -> None:
+    """Gauss-Newton on par (len(sel), 6) in place at the finer LEVELS, for pairs ``sel`` of the
+    ``blurred`` thumbnails (sigma -> (a, b flat)), without each pair's ``corner`` when given."""
+    for sigma, steps, _ in LEVELS[1:]:
+        xb, yb, flat = grids[sigma]
+        al, bl = blurred[sigma]
+        w = 1.0 if corner is None else _corner_weight(corner, corner_masks(xb, yb, SIDE))
+        _fit(al[sel], bl[sel][:, flat], xb, yb, par, steps, w)
 
 
 CORNER_LIFT = 0.03  # or: a pair whose coarse similarity the worst corner lowers this much (a

@@ -79,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from errorless.io import write_npz, write_text
+from errorless.io import arrays_digest, write_npz, write_text
 from errorless.quality.alignment import both_ways, consistent
 from errorless.quality.candidates import candidates
 from errorless.quality.fullres import COARSE_SIGMA, NO_BLUR, full_residual, intensity, structure
@@ -357,15 +357,12 @@ class Checkpoint:
     def __init__(self, folder: str | Path, fingerprint: str):
         self.folder = Path(folder)
         stamp = self.folder / "fingerprint.txt"
-        if self.folder.exists() and (
-            not stamp.exists() or stamp.read_text().strip() != fingerprint
-        ):
+        if not stamp.exists() or stamp.read_text().strip() != fingerprint:
             old = sorted(self.folder.glob("*.npz"))
             if old:
                 log.info("checkpoint %s is of another search: %d file(s) removed", folder, len(old))
             for p in old:
                 p.unlink()
-        if not stamp.exists() or stamp.read_text().strip() != fingerprint:
             write_text(stamp, fingerprint + "\n")
         n = len(list(self.folder.glob("pass-*.npz")))
         if n:
@@ -406,11 +403,10 @@ def search_fingerprint(
         h.update(Path(source.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     h.update(repr(sorted((k, v) for k, v in vars(s).items() if k != "threads")).encode())
-    arrays = [t.grey, t.colour, t.contrast, np.asarray(labels)]
-    arrays += [np.asarray(rows)] if rows is not None else [np.zeros(0)]
-    arrays += list(pairs) if pairs is not None else []
-    for x in arrays:
-        x = np.ascontiguousarray(x)
-        h.update(f"{x.dtype.str}|{x.shape}|".encode())
-        h.update(memoryview(x).cast("B"))
+    arrays = {"grey": t.grey, "colour": t.colour, "contrast": t.contrast, "labels": labels}
+    if rows is not None:
+        arrays["rows"] = rows
+    if pairs is not None:
+        arrays.update(zip(("a", "b", "flipped"), pairs, strict=True))
+    h.update(arrays_digest({k: np.asarray(v) for k, v in arrays.items()}).encode())
     return h.hexdigest()
