@@ -27,7 +27,9 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    ``consistent`` with a crop, an aspect-ratio change or no change of scale (no axis zooms out
    from the image that covers more to the other). Every pair is also measured, and where
    promising fitted again, without the corner where the thumbnails differ most (``align``
-   ``corners``): an overlay. A pair matches (as the whole picture or without that corner) when the similarity reaches ``similarity``, the
+   ``corners``): an overlay. A fit stops early where it cannot end as a copy's
+   (``alignment.REFINE_SLACK`` after the coarsest level, ``FINE_KEEP`` after the middle one):
+   most candidates of natural images are two pictures that share a layout. A pair matches (as the whole picture or without that corner) when the similarity reaches ``similarity``, the
    aligned band-pass details reach ``detail`` and the aligned colour thumbnails (both blurred
    by COLOUR_SIGMA) reach ``colour`` — or the similarity alone
    reaches ``sure_similarity`` with colours at ``sure_colour`` (JPEG at quality 30 blurs the

@@ -4,6 +4,7 @@ steps are described in :mod:`errorless.quality.nearcopy`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -115,10 +116,34 @@ def in_blocks(fn: Callable[[int], Any], n: int, block: int, threads: int = 1) ->
         return list(pool.map(fn, starts))
 
 
+BLUR_MATRIX_MAX = 64  # image sides up to which _blur multiplies by Gaussian matrices
+
+
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Images x (P, H, W) each blurred by a Gaussian of ``sigma`` px (edges: the nearest pixel,
+    scipy's ``gaussian_filter``). Small float images as B_H · x · B_Wᵀ with the filter's own
+    matrices (``_blur_matrix``): batched matrix products, 4-6× faster than the filter on
+    32 × 32 thumbnails, equal to it within float32 rounding."""
+    if sigma <= 0:
+        return x
+    h, w = x.shape[1:3]
+    if x.ndim == 3 and x.dtype.kind == "f" and max(h, w) <= BLUR_MATRIX_MAX:
+        out = _blur_matrix(h, float(sigma)) @ x @ _blur_matrix(w, float(sigma)).T
+        return out.astype(x.dtype, copy=False)
     from scipy.ndimage import gaussian_filter
 
-    return gaussian_filter(x, sigma=(0, sigma, sigma), mode="nearest") if sigma > 0 else x
+    return gaussian_filter(x, sigma=(0, sigma, sigma), mode="nearest")
+
+
+@functools.lru_cache(maxsize=64)
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n) float32: row i holds the weights of scipy's 1-D Gaussian filter (nearest-pixel
+    edges) that make output pixel i from the n input pixels."""
+    from scipy.ndimage import gaussian_filter1d
+
+    m = gaussian_filter1d(np.eye(n), sigma, axis=0, mode="nearest").astype(np.float32)
+    m.setflags(write=False)
+    return m
 
 
 def _grey(x: np.ndarray) -> np.ndarray:
