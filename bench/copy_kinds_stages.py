@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from duplicates_bench import plant  # bench/duplicates_bench.py (the script's folder)
 
 from errorless.data import photos
-from errorless.data.copies import REAL_KINDS
+from errorless.data.copies import REAL_KINDS, plant
 from errorless.quality.alignment import both_ways, consistent
 from errorless.quality.candidates import candidates
 from errorless.quality.duplicates import describe

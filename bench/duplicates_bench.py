@@ -47,7 +47,7 @@ import numpy as np
 from record import record, record_argument  # bench/record.py (the script's folder)
 
 from errorless.data import photos
-from errorless.data.copies import NEAR_KINDS, REAL_KINDS, transform_copy
+from errorless.data.copies import NEAR_KINDS, REAL_KINDS, plant
 from errorless.quality.duplicates import (
     describe,
     find_duplicates,
@@ -63,28 +63,6 @@ KIND_SETS = {
     "real": list(REAL_KINDS),
     "all": [*NEAR_KINDS, *REAL_KINDS],
 }
-
-
-def plant(
-    images: np.ndarray,
-    labels: np.ndarray,
-    per_kind: int,
-    rng: np.random.Generator,
-    offset: int = 0,
-    kinds: list[str] | None = None,
-):
-    """Copies of random images of ``images``, one kind each, appended with new labels.
-    Returns (images + copies, labels + copy labels, [(source row, copy row, kind)])."""
-    kinds = list(NEAR_KINDS) if kinds is None else kinds
-    src = rng.choice(len(images), size=per_kind * len(kinds), replace=False)
-    copies = np.stack(
-        [transform_copy(images[s], kinds[i // per_kind], rng) for i, s in enumerate(src)]
-    )
-    new_labels = labels.max() + 1 + np.arange(len(src))  # every copy carries a label of its own
-    truth = [
-        (offset + int(s), offset + len(images) + i, kinds[i // per_kind]) for i, s in enumerate(src)
-    ]
-    return np.concatenate([images, copies]), np.concatenate([labels, new_labels]), truth
 
 
 def score(pairs, truth, n_unplanted_rows) -> dict:

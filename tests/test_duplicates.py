@@ -15,7 +15,7 @@ import pytest
 
 from errorless.cli import main
 from errorless.data import photos
-from errorless.data.copies import ALL_KINDS, NEAR_KINDS, transform_copy
+from errorless.data.copies import ALL_KINDS, NEAR_KINDS, plant, transform_copy
 from errorless.quality import alignment, candidates, exact, fullres, nearsettings, thumbnails
 from errorless.quality import duplicates as dup
 from errorless.quality import nearcopy as nc
@@ -268,11 +268,7 @@ def test_fits_stopped_early_leave_the_copies_as_they_were(monkeypatch) -> None:
     rng = np.random.default_rng(0)
     y = np.repeat(np.asarray(photos.photograph_labels()), 8)
     x, _ = photos.crops(rng, y, size=64)
-    kinds = sorted(ALL_KINDS)
-    src = rng.choice(len(x), size=2 * len(kinds), replace=False)
-    copies = np.stack([transform_copy(x[j], kinds[i // 2], rng) for i, j in enumerate(src)])
-    x = np.concatenate([x, copies])
-    labels = np.concatenate([y, 1000 + np.arange(len(copies))])
+    x, labels, truth = plant(x, y, 2, rng, kinds=sorted(ALL_KINDS))
     _, t = describe(x)
     s = nearsettings.NearSettings()
     a, b, f, _ = candidates.candidates(t, labels, s)
@@ -281,7 +277,7 @@ def test_fits_stopped_early_leave_the_copies_as_they_were(monkeypatch) -> None:
     fine_views = alignment._fine_views
 
     def counted(*v):
-        finest[0] += len(v[-1])
+        finest[0] += len(v[4])  # the rows
         return fine_views(*v)
 
     monkeypatch.setattr(alignment, "_fine_views", counted)
@@ -295,14 +291,14 @@ def test_fits_stopped_early_leave_the_copies_as_they_were(monkeypatch) -> None:
     def found(out, i: int) -> np.ndarray:  # whole picture (0) or without a corner (5)
         return (out[i][:, 0] >= s.similarity) & alignment.consistent(out[i + 1 if i else 1])
 
-    copy_pairs = {(min(j, len(y) + i), max(j, len(y) + i)) for i, j in enumerate(src.tolist())}
+    copy_pairs = {(min(i, j), max(i, j)) for i, j, _ in truth}
     planted = np.array([(i, j) in copy_pairs for i, j in zip(a.tolist(), b.tolist(), strict=True)])
     for i in (0, 5):
         same = np.isclose(gated[i], every[i], atol=1e-5).all(axis=1)  # batches differ: rounding
         assert same[planted & found(every, i)].all(), i
         assert not (found(gated, i) & ~found(every, i)).any(), i  # no match the fit lacks
         assert found(gated, i).sum() >= 0.9 * found(every, i).sum(), i
-    assert (planted & (found(every, 0) | found(every, 5))).sum() >= 0.9 * len(src)
+    assert (planted & (found(every, 0) | found(every, 5))).sum() >= 0.9 * len(truth)
 
 
 # ---------------------------------------------------------------- near copies on real photographs
@@ -316,16 +312,10 @@ def photo_run():
     rng = np.random.default_rng(5)
     labels = np.repeat(np.r_[0:24, 28:31], 10)
     images, _ = photos.crops(np.random.default_rng(4), labels, size=64)
-    kinds = list(NEAR_KINDS)
-    src = rng.choice(len(images), size=3 * len(kinds), replace=False)
-    copies = np.stack([transform_copy(images[s], kinds[i // 3], rng) for i, s in enumerate(src)])
-    n = len(images)
-    all_images = np.concatenate([images, copies])
-    all_labels = np.concatenate([labels, 100 + np.arange(len(src))])
+    all_images, all_labels, planted = plant(images, labels, 3, rng)
     keys, t = describe(all_images)
     res = find_duplicates(keys, t, all_labels, images=all_images)
-    truth = {(int(s), n + i): kinds[i // 3] for i, s in enumerate(src)}
-    return res, truth, n
+    return res, {(s, c): k for s, c, k in planted}, len(images)
 
 
 def test_every_copy_kind_is_found_on_photos(photo_run) -> None:
@@ -750,14 +740,9 @@ def test_whitened_descriptors_verify_fewer_pairs_on_photos_same_copies() -> None
     chosen = photos.photograph_labels()
     y = np.repeat(np.asarray(chosen), 40)
     images, _ = photos.crops(np.random.default_rng(6), y, size=64)
-    rng = np.random.default_rng(7)
-    kinds = list(NEAR_KINDS)
-    src = rng.choice(len(images), size=4 * len(kinds), replace=False)
-    copies = np.stack([transform_copy(images[s], kinds[i // 4], rng) for i, s in enumerate(src)])
-    x = np.concatenate([images, copies])
-    labels = np.concatenate([y, 1000 + np.arange(len(src))])
+    x, labels, planted = plant(images, y, 4, np.random.default_rng(7))
     _, t = describe(x)
-    truth = {(int(s), len(images) + i) for i, s in enumerate(src)}
+    truth = {(s, c) for s, c, _ in planted}
     found = {}
     # off (the default) and the measured lead of docs/double-labelling.md
     for whiten in (0.0, 0.03):

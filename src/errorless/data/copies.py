@@ -133,3 +133,27 @@ def _colour(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
         r = np.eye(3) + np.sin(t) * kx + (1 - np.cos(t)) * kx @ kx
         x = x @ r.T
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def plant(
+    images: np.ndarray,
+    labels: np.ndarray,
+    per_kind: int,
+    rng: np.random.Generator,
+    offset: int = 0,
+    kinds: list[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, str]]]:
+    """Copies of random images of ``images`` (N, H, W, C uint8), ``per_kind`` of each of
+    ``kinds`` (default NEAR_KINDS), appended with a new label each (above ``labels``' largest).
+    Returns (images + copies, labels + copy labels, [(source row, copy row, kind)]), rows
+    shifted by ``offset`` (the block's first row in a larger set)."""
+    kinds = list(NEAR_KINDS) if kinds is None else kinds
+    src = rng.choice(len(images), size=per_kind * len(kinds), replace=False)
+    copies = np.stack(
+        [transform_copy(images[s], kinds[i // per_kind], rng) for i, s in enumerate(src)]
+    )
+    new_labels = labels.max() + 1 + np.arange(len(src))  # every copy carries a label of its own
+    truth = [
+        (offset + int(s), offset + len(images) + i, kinds[i // per_kind]) for i, s in enumerate(src)
+    ]
+    return np.concatenate([images, copies]), np.concatenate([labels, new_labels]), truth

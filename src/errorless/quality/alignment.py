@@ -232,12 +232,12 @@ def align(a: np.ndarray, b: np.ndarray, corners: bool = False) -> tuple[np.ndarr
     whole = np.flatnonzero(plain[keep])
     if len(whole):
         pk = par[keep[whole]]
-        on = _fit_fine(a, b, mean, whole, pk)
+        on, finest = _fit_fine(a, b, mean, whole, pk)
         par[keep[whole]] = pk
         whole, pk = whole[on], pk[on]
     if len(whole):
         sim_k, det_k, worst_k, without_k = _similarities(
-            *_fine_views(a, b, a0, b0, whole), pk, None
+            *_fine_views(a, b, a0, b0, whole, finest), pk, None
         )
         sim_out[keep[whole]], detail_out[keep[whole]] = sim_k, det_k
     if not corners:
@@ -250,11 +250,11 @@ def align(a: np.ndarray, b: np.ndarray, corners: bool = False) -> tuple[np.ndarr
     sel = np.flatnonzero(cornered[keep])
     if len(sel):
         cpk, ck = cpar[keep[sel]], worst[keep[sel]]
-        on = _fit_fine(a, b, mean, sel, cpk, ck)
+        on, finest = _fit_fine(a, b, mean, sel, cpk, ck)
         cpar[keep[sel]] = cpk
         sel, cpk, ck = sel[on], cpk[on], ck[on]
     if len(sel):
-        csim_k, cdet_k, *_ = _similarities(*_fine_views(a, b, a0, b0, sel), cpk, ck)
+        csim_k, cdet_k, *_ = _similarities(*_fine_views(a, b, a0, b0, sel, finest), cpk, ck)
         csim_out[keep[sel]], cdetail_out[keep[sel]] = csim_k, cdet_k
         corner_out[keep[sel]] = ck
     return sim_out, detail_out, par, csim_out, cdetail_out, cpar, corner_out
@@ -272,20 +272,22 @@ def _fit_fine(
     rows: np.ndarray,
     par: np.ndarray,
     corner: np.ndarray | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Gauss-Newton on par (len(rows), 6) in place at the finer LEVELS, for pairs ``rows`` of
     thumbnails a, b (P, 32, 32) (a's mean grey ``mean``), without each pair's ``corner`` when
     given. Between levels the pairs below FINE_KEEP, or whose fit is beyond what a copy can
-    need by more than REFINE_SLACK, stop; returns the positions in ``rows`` of those fitted at
-    every level."""
+    need by more than REFINE_SLACK, stop. Returns the positions in ``rows`` of those fitted at
+    every level and their a and b (flat) at the finest level's blur (for ``_fine_views``)."""
     on = np.arange(len(rows))
+    finest = (np.empty((0, SIDE, SIDE), np.float32), np.empty((0, SIDE * SIDE), np.float32))
     for i, (sigma, steps, step) in enumerate(LEVELS[1:]):
         if not len(on):
             break
         xb, yb, flat = _grid(SIDE, TRIM, step)
         masks = corner_masks(xb, yb, SIDE)
         al = _blur(a[rows[on]], sigma)
-        bl = _blur(b[rows[on]], sigma).reshape(len(on), -1)[:, flat]
+        finest = (al, _blur(b[rows[on]], sigma).reshape(len(on), -1))
+        bl = finest[1][:, flat]
         w = 1.0 if corner is None else _corner_weight(corner[on], masks)
         p_ = par[on]
         _fit(al, bl, xb, yb, p_, steps, w)
@@ -298,22 +300,28 @@ def _fit_fine(
                 left = m * _corner_weight(_worst_corner(av, bl, m, masks), masks)
                 sim = np.maximum(sim, _ncc(av, bl, left))
             on = on[(sim >= FINE_KEEP) & plausible(p_, mean[rows[on]], REFINE_SLACK)]
-    return on
+    return on, finest
 
 
 def _fine_views(
-    a: np.ndarray, b: np.ndarray, a0: np.ndarray, b0: np.ndarray, rows: np.ndarray
+    a: np.ndarray,
+    b: np.ndarray,
+    a0: np.ndarray,
+    b0: np.ndarray,
+    rows: np.ndarray,
+    finest: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, ...]:
     """What ``_similarities`` compares for pairs ``rows`` of thumbnails a, b (P, 32, 32) and of
-    their coarsest blurs a0, b0 (b0 flat): both at the finest level; b smoothed as bilinear
-    sampling half a pixel off smooths a; both blurred as a copy rescaled down and back."""
+    their coarsest blurs a0, b0 (b0 flat): both at the finest level (``finest``, from
+    ``_fit_fine``); b smoothed as bilinear sampling half a pixel off smooths a; both blurred as
+    a copy rescaled down and back."""
     sg, n = LEVELS[-1][0], len(rows)
     ar, br = a[rows], b[rows]
     soft = float(np.hypot(sg, DETAIL_MATCH))
     return (
-        _blur(ar, sg),
+        finest[0],
         a0[rows],
-        _blur(br, sg).reshape(n, -1),
+        finest[1],
         b0[rows],
         _blur(br, float(np.hypot(sg, INTERP_SIGMA))).reshape(n, -1),
         _blur(ar, soft),
