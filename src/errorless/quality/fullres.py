@@ -132,6 +132,7 @@ def full_residual(
     corner: np.ndarray | None = None,
     grey: Callable[[np.ndarray], np.ndarray] = _grey,
     only_global: bool = False,
+    limits: np.ndarray | None = None,
 ) -> np.ndarray:
     """(P, 3) the largest block residuals (``_local_residual``: relative to the image's and to
     the block's contrast) and the new-structure score (``_new_structure``) of image pairs
@@ -141,15 +142,22 @@ def full_residual(
     ``block`` pairs, ``threads`` at a time. ``corner`` (P,): the corner square of the aligned
     overlap each pair leaves out (``alignment.corner_masks``: an overlay; -1 none). ``grey``:
     the grey plane compared (luma, or ``intensity``: the channels' mean). ``only_global``: (P, 1),
-    the first column only."""
+    the first column only (the new-structure test is not run). ``limits`` (P, 2): the
+    new-structure test, the costliest, runs only for the pairs whose two block residuals (each
+    the smallest over the comparisons) are within ``limits``; the others, refused by those
+    already, get inf in the third column. Each blur of either image is made (and
+    sampled on the aligned grid) once, however many comparisons use it."""
     p, h, w = img_a.shape[:3]
     if h != w:
         raise ValueError(f"near-copy check at full resolution needs square images, not {h}×{w}")
+    if limits is not None and np.shape(limits) != (p, 2):
+        raise ValueError(f"limits must have shape ({p}, 2), not {np.shape(limits)}")
     unit = h / SIDE
     trim = max(1, round(FULL_TRIM * h / 64))
     sigma = sigma * h / 64
     xb, yb, flat = _grid(h, trim, 1)
     masks = corner_masks(xb, yb, h)
+    side = h - 2 * trim
 
     def one(lo: int) -> np.ndarray:
         hi = min(p, lo + block)
@@ -164,17 +172,34 @@ def full_residual(
         r, c = _warp(src, pf, xb, yb)
         best = np.full((hi - lo, 3), np.inf, np.float32)
         weight = _corner_weight(None if corner is None else corner[lo:hi], masks)
+        sources: dict[float, np.ndarray] = {}  # src blurred by extra px, on the aligned grid
+        targets: dict[float, np.ndarray] = {}  # dst blurred by extra px, on the same grid
+        m = None  # the aligned overlap (the same grid for every blur), less the corner
+        views = []
         for extra_src, extra_dst in blur_match:
-            sv, inside = _sample(_blur(src, float(np.hypot(sigma, extra_src * unit / 2))), r, c)
-            dv = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2))).reshape(hi - lo, -1)[
-                :, flat
-            ]
-            m = inside.astype(np.float32) * weight
-            res = (
-                *_local_residual(sv, dv, m, h - 2 * trim),
-                _new_structure(sv, dv, m, h - 2 * trim),
+            if extra_src not in sources:
+                blurred = _blur(src, float(np.hypot(sigma, extra_src * unit / 2)))
+                sources[extra_src], inside = _sample(blurred, r, c)
+                if m is None:
+                    m = inside.astype(np.float32) * weight
+            if extra_dst not in targets:
+                blurred = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2)))
+                targets[extra_dst] = blurred.reshape(hi - lo, -1)[:, flat]
+            sv, dv = sources[extra_src], targets[extra_dst]
+            best[:, :2] = np.minimum(best[:, :2], np.stack(_local_residual(sv, dv, m, side), 1))
+            views.append((sv, dv))
+        if only_global:
+            return best
+        need: np.ndarray | slice = slice(None)
+        if limits is not None:
+            within = (best[:, 0] <= limits[lo:hi, 0]) & (best[:, 1] <= limits[lo:hi, 1])
+            need = slice(None) if within.all() else within
+            if not within.any():
+                return best
+        for sv, dv in views:
+            best[need, 2] = np.minimum(
+                best[need, 2], _new_structure(sv[need], dv[need], m[need], side)
             )
-            best = np.minimum(best, np.stack(res, 1))
         return best
 
     parts = in_blocks(one, p, block, threads)

@@ -247,22 +247,27 @@ def near_copies(
 
                 def residuals(rows: np.ndarray, **how) -> np.ndarray:
                     """full_residual of pairs ``rows`` of ``sel`` on the luma, and on the
-                    channels' mean (``intensity``: kept by a hue or saturation change) for
-                    those the luma does not pass; the smaller of both, criterion by criterion."""
+                    channels' mean for those the luma does not pass (``both_greys``)."""
                     c = None if c_ is None else c_[rows]
                     args = (ja[rows], jb[rows], f[sel][rows], p_[rows], r_[rows])
-                    out = full_residual(*args, threads=s.threads, corner=c, **how)
-                    again = np.flatnonzero(~passes(out))
-                    if len(again):
-                        other = full_residual(
-                            *(v[again] for v in args),
+
+                    def run(pick: np.ndarray | slice, limits=None, **more) -> np.ndarray:
+                        return full_residual(
+                            *(v[pick] for v in args),
                             threads=s.threads,
-                            corner=None if c is None else c[again],
-                            grey=intensity,
+                            corner=None if c is None else c[pick],
+                            limits=limits,
                             **how,
+                            **more,
                         )
-                        out[again] = np.minimum(out[again], other)
-                    return out
+
+                    if how.get("only_global"):  # the coarse blocks: one column, no limits
+                        out = run(slice(None))
+                        again = np.flatnonzero(~passes(out))
+                        if len(again):
+                            out[again] = np.minimum(out[again], run(again, grey=intensity))
+                        return out
+                    return both_greys(run, len(rows), s)
 
                 def passes(r: np.ndarray) -> np.ndarray:
                     if r.shape[1] == 1:  # the coarse blocks
@@ -384,6 +389,38 @@ class Checkpoint:
 
     def save(self, name: str, **arrays: np.ndarray) -> None:
         write_npz(self.folder / f"{name}.npz", **arrays)
+
+
+def both_greys(run: Callable[..., np.ndarray], n: int, s: NearSettings) -> np.ndarray:
+    """(n, 3) the full-resolution residuals (``full_residual``'s three columns) of n pairs on
+    the luma, and on the channels' mean (``intensity``: kept by a hue or saturation change)
+    for the pairs the luma does not pass; the smaller of both, criterion by criterion.
+    ``run(rows, limits, grey=...)`` gives full_residual of pairs ``rows`` (an index or a slice)
+    with those ``limits`` (None: all), on the luma unless ``grey`` is given.
+
+    The new-structure score, the costliest test, is computed only where it can decide: most
+    pairs that the thumbnails match and the full resolution refuses fail a block residual
+    already (the natural-like stand-in: 95 %). So it runs for the luma where both its block
+    residuals pass; for the channels' mean where both pass in the smaller of the two greys;
+    and for the luma once more for the pairs that the channels' mean made pass them (a hue or
+    saturation copy). A pair passes exactly when it would with every score computed, with the
+    same three numbers; a refused pair may get inf for its score."""
+    limit = np.array([s.max_residual, s.max_local_residual])
+
+    def passes(r: np.ndarray) -> np.ndarray:
+        return (r[:, :2] <= limit).all(1) & (r[:, 2] <= s.max_new_structure)
+
+    out = run(slice(None), np.broadcast_to(limit, (n, 2)))
+    again = np.flatnonzero(~passes(out))
+    if len(again):
+        skipped = (out[again, :2] > limit).any(1)  # the luma's score not computed
+        # no limit for a residual that the luma passes already
+        other = run(again, np.where(out[again, :2] <= limit, np.inf, limit), grey=intensity)
+        out[again] = np.minimum(out[again], other)
+        late = again[skipped & (out[again, :2] <= limit).all(1)]
+        if len(late):
+            out[late, 2] = np.minimum(out[late, 2], run(late)[:, 2])
+    return out
 
 
 def search_fingerprint(
