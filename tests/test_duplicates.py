@@ -419,9 +419,10 @@ def test_full_resolution_check_rejects_look_alikes_keeps_copies() -> None:
     )
 
 
-def test_verification_on_threads_equals_one_thread() -> None:
-    """The pair verification run in blocks on 2 threads gives the same numbers, bit for bit,
-    as one thread (blocks are independent; the duplicates rule passes its threads)."""
+def _copies_and_random_pairs(n_random: int):
+    """Real-photo crops (4 of each of 27 labels) plus one copy of each near-copy kind: the
+    images, their thumbnails, and pairs a, b, mirrored f: every copy with its source, then
+    ``n_random`` random pairs. Returns x, t, a, b, f and the kinds."""
     rng = np.random.default_rng(3)
     labels = np.repeat(np.r_[0:24, 28:31], 4)
     x, _ = photos.crops(np.random.default_rng(2), labels, size=64)
@@ -430,10 +431,17 @@ def test_verification_on_threads_equals_one_thread() -> None:
     _, t = describe(x)
     n, kinds = len(labels), list(NEAR_KINDS)
     a, b = (v.ravel() for v in np.triu_indices(len(x), 1))
-    keep = rng.choice(len(a), 600, replace=False)
-    a = np.r_[np.arange(len(kinds)), a[keep]]  # every copy with its source, then random pairs
+    keep = rng.choice(len(a), n_random, replace=False)
+    a = np.r_[np.arange(len(kinds)), a[keep]]
     b = np.r_[n + np.arange(len(kinds)), b[keep]]
     f = np.r_[[k == "flip" for k in kinds], rng.random(len(keep)) < 0.3]
+    return x, t, a, b, f, kinds
+
+
+def test_verification_on_threads_equals_one_thread() -> None:
+    """The pair verification run in blocks on 2 threads gives the same numbers, bit for bit,
+    as one thread (blocks are independent; the duplicates rule passes its threads)."""
+    x, t, a, b, f, kinds = _copies_and_random_pairs(600)
     args = (t.grey[a], t.grey[b], t.colour[a], t.colour[b], f, 64)
     one, two = alignment.both_ways(*args, threads=1), alignment.both_ways(*args, threads=2)
     assert all(np.array_equal(u, v) for u, v in zip(one, two, strict=True))
@@ -451,18 +459,7 @@ def test_new_structure_runs_only_for_pairs_within_the_residual_limits() -> None:
     pairs that a block residual refuses already in every comparison (most thumbnail matches
     that the full resolution refuses): their third column is inf, every other number is the
     same as with no limits; with ``only_global`` it is not run at all."""
-    rng = np.random.default_rng(3)
-    labels = np.repeat(np.r_[0:24, 28:31], 4)
-    x, _ = photos.crops(np.random.default_rng(2), labels, size=64)
-    copies = np.stack([transform_copy(x[i], k, rng) for i, k in enumerate(NEAR_KINDS)])
-    x = np.concatenate([x, copies])
-    _, t = describe(x)
-    n, kinds = len(labels), list(NEAR_KINDS)
-    a, b = (v.ravel() for v in np.triu_indices(len(x), 1))
-    keep = rng.choice(len(a), 300, replace=False)
-    a = np.r_[np.arange(len(kinds)), a[keep]]
-    b = np.r_[n + np.arange(len(kinds)), b[keep]]
-    f = np.r_[[k == "flip" for k in kinds], rng.random(len(keep)) < 0.3]
+    x, t, a, b, f, kinds = _copies_and_random_pairs(300)
     _, par, rev, *_ = alignment.both_ways(t.grey[a], t.grey[b], t.colour[a], t.colour[b], f)
     args = (x[a], x[b], f, par, rev)
     s = nearsettings.NearSettings()
