@@ -502,10 +502,10 @@ def test_both_greys_decides_as_with_every_score_computed() -> None:
         computed[0] += int(np.isfinite(out[:, 2]).sum())
         return out
 
-    got = nc.both_greys(run, n, s)
-
     def passes(r):
         return (r <= scale).all(1)
+
+    got = nc.both_greys(run, n, passes, scale[:2])
 
     plain = luma.copy()
     again = ~passes(luma)

@@ -316,9 +316,9 @@ def output_schema():
 # 300000, 2026-12-06; docs/double-labelling.md "Limits, measured"): describing and the
 # candidate stage 0.44 ms per image (0.41 in that run, 0.44 in the one before), 21.8 candidate
 # pairs per image, verified at 2,830 pairs/s on 2 threads (thumbnails at 3,695 pairs/s, then
-# the full-resolution check of the 3.4 % that match there at 2.4 ms each). Real-photo crops have 9.6 per image: for them it is an upper
-# estimate. The search keeps its work in a checkpoint (nearcopy.Checkpoint), so an attempt
-# stopped by the limit loses at most one pass.
+# the full-resolution check of the 3.4 % that match there at 2.4 ms each). Real-photo crops
+# have 9.6 per image: for them it is an upper estimate. The search keeps its work in a
+# checkpoint (nearcopy.Checkpoint), so an attempt stopped by the limit loses at most one pass.
 SEARCH_SECONDS_PER_IMAGE = 0.44e-3
 CANDIDATES_PER_IMAGE = 21.8
 PAIRS_PER_SECOND = 2_830

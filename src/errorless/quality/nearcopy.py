@@ -261,13 +261,13 @@ def near_copies(
                             **more,
                         )
 
-                    if how.get("only_global"):  # the coarse blocks: one column, no limits
-                        out = run(slice(None))
-                        again = np.flatnonzero(~passes(out))
-                        if len(again):
-                            out[again] = np.minimum(out[again], run(again, grey=intensity))
-                        return out
-                    return both_greys(run, len(rows), s)
+                    # the coarse blocks have one column: no window test to leave out
+                    limit = (
+                        None
+                        if how.get("only_global")
+                        else np.array([s.max_residual, s.max_local_residual])
+                    )
+                    return both_greys(run, len(rows), passes, limit)
 
                 def passes(r: np.ndarray) -> np.ndarray:
                     if r.shape[1] == 1:  # the coarse blocks
@@ -391,35 +391,41 @@ class Checkpoint:
         write_npz(self.folder / f"{name}.npz", **arrays)
 
 
-def both_greys(run: Callable[..., np.ndarray], n: int, s: NearSettings) -> np.ndarray:
-    """(n, 3) the full-resolution residuals (``full_residual``'s three columns) of n pairs on
-    the luma, and on the channels' mean (``intensity``: kept by a hue or saturation change)
-    for the pairs the luma does not pass; the smaller of both, criterion by criterion.
-    ``run(rows, limits, grey=...)`` gives full_residual of pairs ``rows`` (an index or a slice)
-    with those ``limits`` (None: all), on the luma unless ``grey`` is given.
+def both_greys(
+    run: Callable[..., np.ndarray],
+    n: int,
+    passes: Callable[[np.ndarray], np.ndarray],
+    limit: np.ndarray | None = None,
+) -> np.ndarray:
+    """The full-resolution residuals (``full_residual``'s columns) of n pairs on the luma, and
+    on the channels' mean (``intensity``: kept by a hue or saturation change) for the pairs
+    the luma does not pass (``passes``: which rows of scores pass); the smaller of both,
+    criterion by criterion. ``run(rows, limits, grey=...)`` gives full_residual of pairs
+    ``rows`` (an index or a slice) with those ``limits`` (None: all), on the luma unless
+    ``grey`` is given.
 
-    The new-structure score, the costliest test, is computed only where it can decide: most
-    pairs that the thumbnails match and the full resolution refuses fail a block residual
-    already (the natural-like stand-in: 95 %). So it runs for the luma where both its block
-    residuals pass; for the channels' mean where both pass in the smaller of the two greys;
-    and for the luma once more for the pairs that the channels' mean made pass them (a hue or
-    saturation copy). A pair passes exactly when it would with every score computed, with the
-    same three numbers; a refused pair may get inf for its score."""
-    limit = np.array([s.max_residual, s.max_local_residual])
-
-    def passes(r: np.ndarray) -> np.ndarray:
-        return (r[:, :2] <= limit).all(1) & (r[:, 2] <= s.max_new_structure)
-
-    out = run(slice(None), np.broadcast_to(limit, (n, 2)))
+    ``limit`` (2,): the two block-residual limits, given to leave the new-structure score, the
+    costliest test, out where it cannot decide: most pairs that the thumbnails match and the
+    full resolution refuses fail a block residual already (the natural-like stand-in: 95 %).
+    It is then computed for the luma where both its block residuals pass; for the channels'
+    mean where both pass in the smaller of the two greys; and for the luma once more for the
+    pairs that the channels' mean made pass them (a hue or saturation copy). A pair passes
+    exactly when it would with every score computed, with the same three numbers; a refused
+    pair may get inf for its score. None (the coarse blocks' one column): every score."""
+    out = run(slice(None), None if limit is None else np.broadcast_to(limit, (n, 2)))
     again = np.flatnonzero(~passes(out))
-    if len(again):
-        skipped = (out[again, :2] > limit).any(1)  # the luma's score not computed
-        # no limit for a residual that the luma passes already
-        other = run(again, np.where(out[again, :2] <= limit, np.inf, limit), grey=intensity)
-        out[again] = np.minimum(out[again], other)
-        late = again[skipped & (out[again, :2] <= limit).all(1)]
-        if len(late):
-            out[late, 2] = np.minimum(out[late, 2], run(late)[:, 2])
+    if not len(again):
+        return out
+    if limit is None:
+        out[again] = np.minimum(out[again], run(again, grey=intensity))
+        return out
+    luma_within = out[again, :2] <= limit  # no limit for a residual the luma passes already
+    out[again] = np.minimum(
+        out[again], run(again, np.where(luma_within, np.inf, limit), grey=intensity)
+    )
+    late = again[~luma_within.all(1) & (out[again, :2] <= limit).all(1)]  # luma score skipped
+    if len(late):
+        out[late, 2] = np.minimum(out[late, 2], run(late)[:, 2])
     return out
 
 
