@@ -140,11 +140,13 @@ def test_line_crops_with_a_speck_or_a_stretch_stay_apart() -> None:
     assert fullres.structure(img[[2, 3]]).min() < s.line_structure  # 21142 is a line
 
 
-def test_corner_masks_are_the_corner_squares() -> None:
-    """The four corner squares of the thumbnail grid, against a plain loop over its points."""
+@pytest.mark.parametrize("margin", [0.0, 4.0])
+def test_corner_masks_are_the_corner_squares(margin: float) -> None:
+    """The four corner squares of the thumbnail grid, grown by ``margin`` px on their inner
+    sides (the full-resolution check's blur reach), against a plain loop over its points."""
     xb, yb, _ = alignment._grid(SIDE, TRIM)
-    masks = alignment.corner_masks(xb, yb, SIDE)
-    lim = SIDE * (0.5 - alignment.CORNER)
+    masks = alignment.corner_masks(xb, yb, SIDE, margin)
+    lim = SIDE * (0.5 - alignment.CORNER) - margin
     centre = (SIDE - 1) / 2
     for k, (top, left) in enumerate([(1, 1), (1, 0), (0, 1), (0, 0)]):
         want = []
@@ -156,6 +158,8 @@ def test_corner_masks_are_the_corner_squares() -> None:
                 want.append(in_y and in_x)
         assert masks[k].tolist() == want
     assert not (masks.sum(0) > 1).any()  # no point in two corners
+    # grown by the margin: 4 px more on each inner side of an 11.2 px square
+    assert masks[0].sum() == (round(SIDE * alignment.CORNER + margin) - TRIM) ** 2
 
 
 def test_hue_and_saturation_keep_the_channel_mean_not_the_luma() -> None:

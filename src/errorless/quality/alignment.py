@@ -40,10 +40,11 @@ MAX_ANISOTROPY, MAX_ZOOM_OUT = 0.32, 1.05
 CORNER = 0.35
 
 
-def corner_masks(xb: np.ndarray, yb: np.ndarray, side: float) -> np.ndarray:
+def corner_masks(xb: np.ndarray, yb: np.ndarray, side: float, margin: float = 0.0) -> np.ndarray:
     """(4, K) whether each grid point (offsets xb, yb (1, K) from the centre of a side × side
-    image) lies in the top-left, top-right, bottom-left, bottom-right corner square."""
-    lim = side * (0.5 - CORNER)
+    image) lies in the top-left, top-right, bottom-left, bottom-right corner square, grown by
+    ``margin`` px on its two inner sides."""
+    lim = side * (0.5 - CORNER) - margin
     x, y = xb[0], yb[0]
     return np.stack([(sy * y >= lim) & (sx * x >= lim) for sy in (-1, 1) for sx in (-1, 1)])
 
@@ -87,6 +88,7 @@ LEVELS = (
 )  # (blur σ in thumbnail px, Gauss-Newton steps, grid step)
 SCALES = (1.0, 1 / 1.12, 1.12)  # starting scales tried (crops zoom in by up to 1.25)
 SCALE_CLIP = 1.55  # the scales Gauss-Newton may reach (a little beyond MAX_SCALE)
+SHIFT_CLIP = 6.0  # and the shifts (thumbnail px)
 
 
 def _grid(side: int, trim: int, step: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -129,9 +131,11 @@ def _fit(
     par: np.ndarray,
     steps: int,
     weight: np.ndarray | float = 1.0,
+    unit: float = 1.0,
 ) -> None:
     """Gauss-Newton steps on par (P, 6) in place for b(x) ≈ g·a(s∘x + t) + h (grid points
-    weighted by ``weight``: 0 leaves a point out)."""
+    weighted by ``weight``: 0 leaves a point out); ``unit``: a's pixels per thumbnail pixel
+    (the shifts in par are in a's pixels, kept within SHIFT_CLIP thumbnail pixels)."""
     for _ in range(steps):
         r, c = _warp(al, par, xb, yb)
         av, inside, dy, dx = _sample(al, r, c, grad=True)
@@ -146,7 +150,7 @@ def _fit(
         grad = np.matmul(jm, res[..., None])
         par -= np.linalg.solve(hess, grad)[..., 0]
         par[:, [0, 2]] = np.clip(par[:, [0, 2]], 1 / SCALE_CLIP, SCALE_CLIP)
-        par[:, [1, 3]] = np.clip(par[:, [1, 3]], -6, 6)
+        par[:, [1, 3]] = np.clip(par[:, [1, 3]], -SHIFT_CLIP * unit, SHIFT_CLIP * unit)
 
 
 def align(a: np.ndarray, b: np.ndarray, corners: bool = False) -> tuple[np.ndarray, ...]:

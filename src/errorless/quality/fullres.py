@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from errorless.quality.alignment import _corner_weight, _grid, _sample, _warp, corner_masks
+from errorless.quality.alignment import _corner_weight, _fit, _grid, _sample, _warp, corner_masks
 from errorless.quality.thumbnails import SIDE, _blur, _grey, in_blocks
 
 BLOCKS = 4  # the aligned overlap is cut into BLOCKS × BLOCKS blocks for the local residual
@@ -110,6 +110,21 @@ BLUR_MATCH = ((0.0, 0.0), (0.8, 0.0), (1.5, 0.0), (0.0, 0.8), (0.0, 1.5))
 # brick pairs (0.25-0.39) above 0.25 but one, about 1 % of the planted copies too
 COARSE_SIGMA = 2.0
 NO_BLUR = ((0.0, 0.0),)
+# A blur with nearest-pixel edges makes a band of about two σ along an image's border that
+# depends on where the border lies, and a crop, an aspect change or a shift puts a copy's
+# border elsewhere in the picture: the points where the mapped image (src) is within
+# EDGE_REACH·σ of its border are left out (that border can cross any block of the other's
+# grid), and a left-out corner (an overlay) is grown by as much on its inner sides (the box's
+# edge spreads that far). The grid itself keeps FULL_TRIM: leaving out its border band too let
+# more crops of the brick wall one period apart through (60,000 crops, seed 0). Before the
+# comparison, REFINE_STEPS Gauss-Newton steps on the images themselves (blurred by σ, every
+# REFINE_GRID-th pixel) refine the thumbnail fit, which is good to a fraction of a thumbnail
+# pixel: a pixel or more at 64 px, more than a mortar line or a thin stroke leaves a copy's
+# residual. Real-photo bench, fit seeds 0-5 (chosen there, with the coarse limits of
+# NearSettings): triples found 0.927 → 0.950, 0 false pairs (docs/double-labelling.md)
+EDGE_REACH = 2.0
+REFINE_STEPS = 3
+REFINE_GRID = 2
 
 
 def intensity(x: np.ndarray) -> np.ndarray:
@@ -136,9 +151,11 @@ def full_residual(
 ) -> np.ndarray:
     """(P, 3) the largest block residuals (``_local_residual``: relative to the image's and to
     the block's contrast) and the new-structure score (``_new_structure``) of image pairs
-    (P, H, W, C) uint8 after the thumbnail alignment ``par`` (from ``alignment.both_ways``: a mirrored
-    where ``flipped``, b fitted onto a where ``reverse``), each the smallest over the
-    ``blur_match`` comparisons (both images blurred by ``sigma`` px at 64 px first). Blocks of
+    (P, H, W, C) uint8 after the thumbnail alignment ``par`` (from ``alignment.both_ways``: a
+    mirrored where ``flipped``, b fitted onto a where ``reverse``; refined by REFINE_STEPS
+    Gauss-Newton steps on the images, and without the mapped image's border band, EDGE_REACH),
+    each the smallest over the ``blur_match`` comparisons (both images blurred by ``sigma`` px
+    at 64 px first). Blocks of
     ``block`` pairs, ``threads`` at a time. ``corner`` (P,): the corner square of the aligned
     overlap each pair leaves out (``alignment.corner_masks``: an overlay; -1 none). ``grey``:
     the grey plane compared (luma, or ``intensity``: the channels' mean). ``only_global``: (P, 1),
@@ -153,10 +170,13 @@ def full_residual(
     if limits is not None and np.shape(limits) != (p, 2):
         raise ValueError(f"limits must have shape ({p}, 2), not {np.shape(limits)}")
     unit = h / SIDE
-    trim = max(1, round(FULL_TRIM * h / 64))
     sigma = sigma * h / 64
+    edge = EDGE_REACH * sigma
+    trim = max(1, round(FULL_TRIM * h / 64))
     xb, yb, flat = _grid(h, trim, 1)
-    masks = corner_masks(xb, yb, h)
+    masks = corner_masks(xb, yb, h, edge)
+    xr, yr, flat_r = _grid(h, trim, REFINE_GRID)
+    masks_r = corner_masks(xr, yr, h, edge)
     side = h - 2 * trim
 
     def one(lo: int) -> np.ndarray:
@@ -169,22 +189,40 @@ def full_residual(
         src[f] = src[f][:, :, ::-1]
         pf = par[lo:hi].copy()
         pf[:, [1, 3]] *= unit
+        cn = None if corner is None else corner[lo:hi]
+
+        def blurred(img: np.ndarray, extra: float) -> np.ndarray:
+            return _blur(img, float(np.hypot(sigma, extra * unit / 2)))
+
+        plain_src, plain_dst = blurred(src, 0.0), blurred(dst, 0.0).reshape(hi - lo, -1)
+        _fit(
+            plain_src,
+            plain_dst[:, flat_r],
+            xr,
+            yr,
+            pf,
+            REFINE_STEPS,
+            _corner_weight(cn, masks_r),
+            unit,
+        )
         r, c = _warp(src, pf, xb, yb)
         best = np.full((hi - lo, 3), np.inf, np.float32)
-        weight = _corner_weight(None if corner is None else corner[lo:hi], masks)
         sources: dict[float, np.ndarray] = {}  # src blurred by extra px, on the aligned grid
         targets: dict[float, np.ndarray] = {}  # dst blurred by extra px, on the same grid
         m = None  # the aligned overlap (the same grid for every blur), less the corner
         views = []
         for extra_src, extra_dst in blur_match:
             if extra_src not in sources:
-                blurred = _blur(src, float(np.hypot(sigma, extra_src * unit / 2)))
-                sources[extra_src], inside = _sample(blurred, r, c)
-                if m is None:
-                    m = inside.astype(np.float32) * weight
+                image = plain_src if extra_src == 0 else blurred(src, extra_src)
+                sources[extra_src], inside = _sample(image, r, c)
+                if m is None:  # and at least EDGE_REACH·σ from src's border
+                    core = (r >= edge) & (r <= h - 1 - edge) & (c >= edge) & (c <= w - 1 - edge)
+                    m = (inside & core).astype(np.float32) * _corner_weight(cn, masks)
             if extra_dst not in targets:
-                blurred = _blur(dst, float(np.hypot(sigma, extra_dst * unit / 2)))
-                targets[extra_dst] = blurred.reshape(hi - lo, -1)[:, flat]
+                image = (
+                    plain_dst if extra_dst == 0 else blurred(dst, extra_dst).reshape(hi - lo, -1)
+                )
+                targets[extra_dst] = image[:, flat]
             sv, dv = sources[extra_src], targets[extra_dst]
             best[:, :2] = np.minimum(best[:, :2], np.stack(_local_residual(sv, dv, m, side), 1))
             views.append((sv, dv))

@@ -38,7 +38,9 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    crop) have no shape to compare and take part only in the exact search.
 4. **Full resolution** (when the caller can give the images back, ``near_copies(images=)``):
    the thumbnail matches are compared once more on the images, aligned by the thumbnail fit
-   in both directions (a pair passes when either does), block by block (``full_residual``):
+   in both directions (a pair passes when either does), refined by Gauss-Newton on the images
+   themselves and without the mapped image's blurred border band (``fullres.REFINE_STEPS``,
+   ``EDGE_REACH``), block by block (``full_residual``):
    a copy is close in every block, while two different
    pictures that share one large shape — a logo's mirror-symmetric quarters, brick-wall
    crops one period apart — differ somewhere (the drawing in one quarter, the specks on the
