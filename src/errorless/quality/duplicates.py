@@ -317,9 +317,9 @@ def output_schema():
 # "Limits, measured"): describing and the candidate stage 0.49 ms per image (0.41-0.44 in the
 # runs before, on a less loaded machine), 21.8 candidate pairs per image, verified at 2,260
 # pairs/s on 2 threads (thumbnails at 2,871 pairs/s, then the full-resolution check of the
-# 3.4 % that match there at 2.7 ms each). Real-photo crops
-# have 9.6 per image: for them it is an upper estimate. The search keeps its work in a
-# checkpoint (nearcopy.Checkpoint), so an attempt stopped by the limit loses at most one pass.
+# 3.4 % that match there at 2.7 ms each). Real-photo crops have 9.6 per image: for them it
+# is an upper estimate. The search keeps its work in a checkpoint (nearcopy.Checkpoint), so
+# an attempt stopped by the limit loses at most one pass.
 SEARCH_SECONDS_PER_IMAGE = 0.49e-3
 CANDIDATES_PER_IMAGE = 21.8
 PAIRS_PER_SECOND = 2_260

@@ -214,10 +214,10 @@ def full_residual(
         for extra_src, extra_dst in blur_match:
             if extra_src not in sources:
                 image = plain_src if extra_src == 0 else blurred(src, extra_src)
-                sources[extra_src], inside = _sample(image, r, c)
-                if m is None:  # and at least EDGE_REACH·σ from src's border
+                sources[extra_src], _ = _sample(image, r, c)
+                if m is None:  # inside src, at least EDGE_REACH·σ from its border
                     core = (r >= edge) & (r <= h - 1 - edge) & (c >= edge) & (c <= w - 1 - edge)
-                    m = (inside & core).astype(np.float32) * _corner_weight(cn, masks)
+                    m = core.astype(np.float32) * _corner_weight(cn, masks)
             if extra_dst not in targets:
                 image = (
                     plain_dst if extra_dst == 0 else blurred(dst, extra_dst).reshape(hi - lo, -1)
