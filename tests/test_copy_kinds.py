@@ -208,3 +208,74 @@ def test_hue_and_saturation_keep_the_channel_mean_not_the_luma() -> None:
     hue = transform_copy(colourful[0], "hue", np.random.default_rng(0))[None]
     luma = np.abs(fullres._grey(hue) - fullres._grey(colourful)).max()
     assert luma > 5 and np.abs(fullres.intensity(hue) - fullres.intensity(colourful)).max() <= 1
+
+
+def test_a_mirrored_copy_with_an_overlay_or_a_shift_is_a_candidate(monkeypatch) -> None:
+    """Three kinds in a row can mirror a copy and also shift it or cover a corner: the mirror
+    image's moved and corner views (``candidates.MIRROR_NEIGHBOURS``) make it a candidate.
+    2,000 real-photo crops plus 60 mirrored copies of them, every second one with a box in a
+    corner, the others shifted 1-4 px: all shifted ones and 29 of the 30 boxed ones are
+    candidates (as mirrored pairs); without those views, 3 of each kind are lost."""
+    from errorless.quality import candidates as cand
+
+    x, y = _crops(0, 2000), _labels(2000)
+    rng = np.random.default_rng(3)
+    src = rng.choice(len(x), 60, replace=False)
+    kinds = ["shift", "overlay"] * 30
+    copies = np.stack(
+        [
+            transform_copy(transform_copy(x[s], "flip", rng), k, rng)
+            for s, k in zip(src, kinds, strict=True)
+        ]
+    )
+    x = np.concatenate([x, copies])
+    y = np.concatenate([y, y.max() + 1 + np.arange(len(copies))])
+    _, t = describe(x)
+
+    def found() -> dict[str, int]:
+        a, b, f, _ = cand.candidates(t, y, NearSettings())
+        have = set(zip(a.tolist(), b.tolist(), f.tolist(), strict=True))
+        hit = [(int(s), 2000 + i, True) in have for i, s in enumerate(src)]
+        return {
+            k: sum(h for h, k_ in zip(hit, kinds, strict=True) if k_ == k)
+            for k in ("shift", "overlay")
+        }
+
+    assert found() == {"shift": 30, "overlay": 29}
+    monkeypatch.setattr(cand, "MIRROR_NEIGHBOURS", 0)
+    assert found() == {"shift": 27, "overlay": 26}
+
+
+def test_jpeg_copies_of_plain_pictures_pass_the_new_structure_test(monkeypatch) -> None:
+    """JPEG's block noise is a grey level or so whatever the picture's contrast, so the
+    new-structure test counts at least ``fullres.NEW_GREY_FLOOR`` grey levels of structure
+    in any window: JPEG (quality 30) copies of 80 real-photo crops of grey std 10-30 (an
+    even spread), given as candidate pairs, are found but for 2; counted against 3 % of the
+    contrast alone, 6 are refused. (Look-alikes with a drawing's specks next to plain
+    green are still refused: tests/test_duplicates.py.)"""
+    import io
+
+    from PIL import Image
+
+    x, y = _crops(0, 2000), _labels(2000)
+    _, t = describe(x)
+    order = np.argsort(t.contrast)
+    plain = order[(t.contrast[order] >= 10) & (t.contrast[order] < 30)]
+    src = plain[:: max(1, len(plain) // 80)][:80]
+
+    def jpeg(img: np.ndarray) -> np.ndarray:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=30)
+        return np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+
+    x = np.concatenate([x, np.stack([jpeg(x[s]) for s in src])])
+    y = np.concatenate([y, y.max() + 1 + np.arange(len(src))])
+    _, t = describe(x)
+    pairs = (src, 2000 + np.arange(len(src)), np.zeros(len(src), bool))
+
+    def found() -> int:
+        return len(nearcopy.near_copies(t, y, NearSettings(), lambda r: x[r], pairs=pairs).a)
+
+    assert len(src) == 80 and found() == 78
+    monkeypatch.setattr(fullres, "NEW_GREY_FLOOR", 0.0)
+    assert found() == 74

@@ -866,9 +866,12 @@ def test_whitened_descriptors_verify_fewer_pairs_on_photos_same_copies() -> None
 
 
 def test_new_structure_equals_a_plain_loop() -> None:
+    """The window test against a loop over windows, with the floor of the first pair (grey std
+    20) the grey level, of the second (std 60) 3 % of its contrast."""
     rng = np.random.default_rng(4)
     p, side = 2, 12
-    av, bv = rng.normal(100, 20, (p, side * side)), rng.normal(90, 30, (p, side * side))
+    av = rng.normal(100, 20, (p, side * side))
+    bv = 90 + rng.normal(0, 1, (p, side * side)) * np.array([[20.0], [60.0]])
     m = np.ones((p, side * side))
     m[0, :side] = 0  # first row outside the overlap
     got = fullres._new_structure(av, bv, m, side)
@@ -889,8 +892,10 @@ def test_new_structure_equals_a_plain_loop() -> None:
                 if mm[r0 : r0 + w, c0 : c0 + w].min() < 1:
                     continue
                 sa, sb = a2[r0 : r0 + w, c0 : c0 + w].std(), b2[r0 : r0 + w, c0 : c0 + w].std()
-                best = max(best, abs(sb - sa) / (min(sa, sb) + fullres.NEW_FLOOR * sd))
+                floor = max(fullres.NEW_FLOOR * sd, fullres.NEW_GREY_FLOOR)
+                best = max(best, abs(sb - sa) / (min(sa, sb) + floor))
         assert got[i] == pytest.approx(best, rel=1e-4)
+        assert (floor == fullres.NEW_GREY_FLOOR) == (i == 0)  # both floors are exercised
 
 
 @pytest.mark.regression

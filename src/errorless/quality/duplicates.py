@@ -313,15 +313,17 @@ def output_schema():
 
 # What the Slurm job of rule `duplicates` asks for, from the natural-like stand-in at ImageNet
 # size (bench/duplicates_bench.py --data natural --n 1280000 --candidates-only --verify-sample
-# 300000, 2026-12-06, after the full-resolution fit was refined; docs/double-labelling.md
-# "Limits, measured"): describing and the candidate stage 0.49 ms per image (0.41-0.44 in the
-# runs before, on a less loaded machine), 21.8 candidate pairs per image, verified at 2,260
-# pairs/s on 2 threads (thumbnails at 2,871 pairs/s, then the full-resolution check of the
-# 3.4 % that match there at 2.7 ms each). Real-photo crops have 9.6 per image: for them it
-# is an upper estimate. The search keeps its work in a checkpoint (nearcopy.Checkpoint), so
-# an attempt stopped by the limit loses at most one pass.
-SEARCH_SECONDS_PER_IMAGE = 0.49e-3
-CANDIDATES_PER_IMAGE = 21.8
+# 300000; docs/double-labelling.md "Limits, measured"). 2026-12-06, with the mirror image's
+# moved and corner views: describing and the candidate stage 0.54 ms per image, 23.2 candidate
+# pairs per image (21.8 before), verified at 2,957 pairs/s on 2 threads (thumbnails at 3,904
+# pairs/s, then the full-resolution check of the 3.4 % that match there at 2.4 ms each). The
+# rate asked for is the slower run of the same day before the views were added (2,260 pairs/s,
+# thumbnails at 2,871: the same code, a more loaded machine), since a node can be as slow.
+# Real-photo crops have 10 per image: for them it is an upper estimate. The search keeps its
+# work in a checkpoint (nearcopy.Checkpoint), so an attempt stopped by the limit loses at most
+# one pass.
+SEARCH_SECONDS_PER_IMAGE = 0.54e-3
+CANDIDATES_PER_IMAGE = 23.2
 PAIRS_PER_SECOND = 2_260
 
 
@@ -329,7 +331,7 @@ def planned_minutes(n_images: int, floor: int = 60) -> int:
     """Minutes to ask for a duplicate search of ``n_images``: 1.5 × (10 minutes for reading the
     shards + describing and the candidate stage at SEARCH_SECONDS_PER_IMAGE + the verification
     of CANDIDATES_PER_IMAGE pairs per image at PAIRS_PER_SECOND), at least ``floor``.
-    1.3 M images (ImageNet): 345 minutes."""
+    1.3 M images (ImageNet): 367 minutes."""
     search = n_images * (SEARCH_SECONDS_PER_IMAGE + CANDIDATES_PER_IMAGE / PAIRS_PER_SECOND) / 60
     return max(floor, math.ceil(1.5 * (10 + search)))
 

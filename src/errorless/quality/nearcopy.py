@@ -13,7 +13,9 @@ Four steps, all vectorised over whole arrays (no Python loop per image or per pa
    image asks for its ``neighbours`` nearest with views of itself: as it is, its mirror image,
    both zoomed in by ``zoom`` (a crop of the query is close to the zoomed query), and windows
    moved by 4 px (at 64 px; fewer neighbours), and without each corner (an overlay; fewer
-   neighbours). Exact inner product search up to
+   neighbours); the mirror image's moved and corner views too (``MIRROR_NEIGHBOURS``, one
+   each: a mirrored copy that is also shifted or carries an overlay). Exact inner product
+   search up to
    ``flat_limit`` images, an IVF index above (``nprobe`` cells, ``shift_nprobe`` for the
    moved windows, of which two suffice there: a pair is asked for from both sides). Opt-in
    (``whiten`` > 0): PCA-whitened descriptors (``_whitening``), 3× fewer candidates on real
