@@ -11,7 +11,7 @@ from errorless.config import load_config
 from errorless.data import photos, synthetic
 from errorless.data.copies import ALL_KINDS, plant, transform_copy
 from errorless.names import image_id
-from errorless.quality import alignment, fullres, nearcopy
+from errorless.quality import alignment, candidates, fullres, nearcopy
 from errorless.quality.duplicates import describe, find_duplicates
 from errorless.quality.nearsettings import NearSettings
 from errorless.quality.thumbnails import SIDE, TRIM
@@ -216,8 +216,6 @@ def test_a_mirrored_copy_with_an_overlay_or_a_shift_is_a_candidate(monkeypatch) 
     2,000 real-photo crops plus 60 mirrored copies of them, every second one with a box in a
     corner, the others shifted 1-4 px: all shifted ones and 29 of the 30 boxed ones are
     candidates (as mirrored pairs); without those views, 3 of each kind are lost."""
-    from errorless.quality import candidates as cand
-
     x, y = _crops(0, 2000), _labels(2000)
     rng = np.random.default_rng(3)
     src = rng.choice(len(x), 60, replace=False)
@@ -233,7 +231,7 @@ def test_a_mirrored_copy_with_an_overlay_or_a_shift_is_a_candidate(monkeypatch) 
     _, t = describe(x)
 
     def found() -> dict[str, int]:
-        a, b, f, _ = cand.candidates(t, y, NearSettings())
+        a, b, f, _ = candidates.candidates(t, y, NearSettings())
         have = set(zip(a.tolist(), b.tolist(), f.tolist(), strict=True))
         hit = [(int(s), 2000 + i, True) in have for i, s in enumerate(src)]
         return {
@@ -242,7 +240,7 @@ def test_a_mirrored_copy_with_an_overlay_or_a_shift_is_a_candidate(monkeypatch) 
         }
 
     assert found() == {"shift": 30, "overlay": 29}
-    monkeypatch.setattr(cand, "MIRROR_NEIGHBOURS", 0)
+    monkeypatch.setattr(candidates, "MIRROR_NEIGHBOURS", 0)
     assert found() == {"shift": 27, "overlay": 26}
 
 

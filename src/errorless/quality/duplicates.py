@@ -319,9 +319,9 @@ def output_schema():
 # pairs/s, then the full-resolution check of the 3.4 % that match there at 2.4 ms each). The
 # rate asked for is the slower run of the same day before the views were added (2,260 pairs/s,
 # thumbnails at 2,871: the same code, a more loaded machine), since a node can be as slow.
-# Real-photo crops have 10 per image: for them it is an upper estimate. The search keeps its
-# work in a checkpoint (nearcopy.Checkpoint), so an attempt stopped by the limit loses at most
-# one pass.
+# Real-photo crops have 10 per image (60,000 of them): for them it is an upper estimate. The
+# search keeps its work in a checkpoint (nearcopy.Checkpoint), so an attempt stopped by the
+# limit loses at most one pass.
 SEARCH_SECONDS_PER_IMAGE = 0.54e-3
 CANDIDATES_PER_IMAGE = 23.2
 PAIRS_PER_SECOND = 2_260
