@@ -9,7 +9,7 @@ import pytest
 
 from errorless.config import load_config
 from errorless.data import photos, synthetic
-from errorless.data.copies import ALL_KINDS, plant, transform_copy
+from errorless.data.copies import ALL_KINDS, jpeg, plant, transform_copy
 from errorless.names import image_id
 from errorless.quality import alignment, candidates, fullres, nearcopy
 from errorless.quality.duplicates import describe, find_duplicates
@@ -251,22 +251,13 @@ def test_jpeg_copies_of_plain_pictures_pass_the_new_structure_test(monkeypatch) 
     even spread), given as candidate pairs, are found but for 2; counted against 3 % of the
     contrast alone, 6 are refused. (Look-alikes with a drawing's specks next to plain
     green are still refused: tests/test_duplicates.py.)"""
-    import io
-
-    from PIL import Image
-
     x, y = _crops(0, 2000), _labels(2000)
     _, t = describe(x)
     order = np.argsort(t.contrast)
     plain = order[(t.contrast[order] >= 10) & (t.contrast[order] < 30)]
     src = plain[:: max(1, len(plain) // 80)][:80]
 
-    def jpeg(img: np.ndarray) -> np.ndarray:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=30)
-        return np.asarray(Image.open(io.BytesIO(buf.getvalue())))
-
-    x = np.concatenate([x, np.stack([jpeg(x[s]) for s in src])])
+    x = np.concatenate([x, np.stack([jpeg(x[s], 30) for s in src])])
     y = np.concatenate([y, y.max() + 1 + np.arange(len(src))])
     _, t = describe(x)
     pairs = (src, 2000 + np.arange(len(src)), np.zeros(len(src), bool))

@@ -15,7 +15,7 @@ import pytest
 
 from errorless.cli import main
 from errorless.data import photos
-from errorless.data.copies import ALL_KINDS, NEAR_KINDS, plant, transform_copy
+from errorless.data.copies import ALL_KINDS, NEAR_KINDS, jpeg, plant, transform_copy
 from errorless.quality import alignment, candidates, exact, fullres, nearsettings, thumbnails
 from errorless.quality import duplicates as dup
 from errorless.quality import nearcopy as nc
@@ -392,17 +392,13 @@ def test_full_resolution_check_rejects_look_alikes_keeps_copies() -> None:
     logo_l, logo_r = _crop(24, (13, 12, 122, 121)), _crop(25, (26, 378, 132, 484))
     brick_a, brick_b = _crop(42, (98, 388, 156, 446)), _crop(44, (421, 385, 493, 457))
     astro = _crop(0, (60, 100, 200, 240))
-    jpeg = transform_copy(logo_l, "jpeg", np.random.default_rng(0))
-    buf = __import__("io").BytesIO()
-    from PIL import Image
-
-    Image.fromarray(astro).save(buf, format="JPEG", quality=30)
-    astro_jpeg = np.asarray(Image.open(buf))
+    logo_jpeg = transform_copy(logo_l, "jpeg", np.random.default_rng(0))
+    astro_jpeg = jpeg(astro, 30)
     shifted = np.ascontiguousarray(
         brick_a[np.clip(np.arange(64) - 4, 0, 63)][:, np.clip(np.arange(64) + 4, 0, 63)]
     )
     x = np.stack(
-        [logo_l, logo_r, brick_a, brick_b, astro, astro_jpeg, jpeg, brick_a[:, ::-1], shifted]
+        [logo_l, logo_r, brick_a, brick_b, astro, astro_jpeg, logo_jpeg, brick_a[:, ::-1], shifted]
     )
     labels = np.arange(len(x))
     keys, t = describe(x)
@@ -662,12 +658,7 @@ def test_drawing_specks_next_to_plain_rim_are_not_paired() -> None:
     new-structure score is not. A JPEG copy of the specked crop is still found."""
     plain, specks = _crop(24, (10, 23, 127, 140)), _crop(25, (0, 334, 140, 474))
     plain2, specks2 = _crop(24, (26, 111, 85, 170)), _crop(25, (8, 308, 122, 422), mirror=True)
-    buf = __import__("io").BytesIO()
-    from PIL import Image
-
-    Image.fromarray(specks).save(buf, format="JPEG", quality=30)
-    jpeg = np.asarray(Image.open(buf))
-    x = np.stack([plain, specks, plain2, specks2, jpeg])
+    x = np.stack([plain, specks, plain2, specks2, jpeg(specks, 30)])
     keys, t = describe(x)
     found = _pairs(find_duplicates(keys, t, np.arange(len(x)), images=x))
     assert (0, 1) not in found and (2, 3) not in found
@@ -1126,12 +1117,8 @@ def test_photos_data_set_reports_only_planted_pairs(tmp_path: Path) -> None:
 def test_images_without_contrast_are_counted_over_the_searched_rows() -> None:
     """``n_without_contrast`` counts the flat images among the rows searched, also when the
     full-resolution check runs (it once counted the matched rows instead: 0 here)."""
-    from PIL import Image
-
     astro = _crop(0, (60, 100, 200, 240))
-    buf = __import__("io").BytesIO()
-    Image.fromarray(astro).save(buf, format="JPEG", quality=30)
-    astro_jpeg = np.asarray(Image.open(buf))
+    astro_jpeg = jpeg(astro, 30)
     others = photos.make_crops(6, 2, seed=1)[0]  # unrelated crops: the descriptors' mean
     flat = [np.full((64, 64, 3), v, np.uint8) for v in (0, 90, 200)]
     x = np.stack([astro, astro_jpeg, *others, *flat])  # flat: rows 14-16

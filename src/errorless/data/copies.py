@@ -88,9 +88,7 @@ def transform_copy(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.n
             transform_copy(img, SINGLE_KINDS[first], rng), SINGLE_KINDS[second], rng
         )
     if kind == "jpeg":
-        buf = io.BytesIO()
-        _pil(img).save(buf, format="JPEG", quality=int(rng.integers(30, 76)))
-        return _back(Image.open(io.BytesIO(buf.getvalue())), c)
+        return jpeg(img, int(rng.integers(30, 76)))
     if kind == "rescale":
         f = rng.uniform(0.5, 0.8)
         small = _pil(img).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR)
@@ -115,6 +113,15 @@ def transform_copy(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.n
     else:
         raise ValueError(f"unknown near-copy kind {kind!r}; known: {', '.join(ALL_KINDS)}")
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """``img`` (H, W, C uint8) re-encoded as JPEG at ``quality`` and decoded again."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    _pil(img).save(buf, format="JPEG", quality=quality)
+    return _back(Image.open(io.BytesIO(buf.getvalue())), img.shape[-1])
 
 
 def _colour(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:

@@ -214,18 +214,18 @@ def full_residual(
             unit,
         )
         r, c = _warp(src, pf, xb, yb)
+        # the aligned overlap (the same grid for every blur): src at least EDGE_REACH·σ from
+        # its border, less the corner
+        core = (r >= edge) & (r <= h - 1 - edge) & (c >= edge) & (c <= w - 1 - edge)
+        m = core.astype(np.float32) * _corner_weight(cn, masks)
         best = np.full((hi - lo, 3), np.inf, np.float32)
         sources: dict[float, np.ndarray] = {}  # src blurred by extra px, on the aligned grid
         targets: dict[float, np.ndarray] = {}  # dst blurred by extra px, on the same grid
-        m = None  # the aligned overlap (the same grid for every blur), less the corner
         views = []
         for extra_src, extra_dst in blur_match:
             if extra_src not in sources:
                 image = plain_src if extra_src == 0 else blurred(src, extra_src)
                 sources[extra_src], _ = _sample(image, r, c)
-                if m is None:  # inside src, at least EDGE_REACH·σ from its border
-                    core = (r >= edge) & (r <= h - 1 - edge) & (c >= edge) & (c <= w - 1 - edge)
-                    m = core.astype(np.float32) * _corner_weight(cn, masks)
             if extra_dst not in targets:
                 image = (
                     plain_dst if extra_dst == 0 else blurred(dst, extra_dst).reshape(hi - lo, -1)
